@@ -1,0 +1,342 @@
+"""
+Replay buffers of PMAC.
+
+* :class:`PolicyVersionedReplayBuffer` is the real sample buffer :math:`\\mathbb{D}_e`: SB3's ``ReplayBuffer`` that also
+  remembers which *policy version* collected each transition, and can draw samples **per policy, then uniformly
+  within that policy's transitions** with the weights of a :class:`~sb3_pmac.policy_mixture.PolicyMixture`
+  (Algorithm 2, lines 3 and 8). Its ordinary :meth:`sample` stays uniform, for SAC's real share of each batch.
+* :class:`ModelReplayBuffer` is the model sample buffer :math:`\\mathbb{D}_m`: a fixed-capacity ring buffer of torch
+  tensors (on the algorithm's device) filled in bulk by model rollouts.
+
+Versions are written in increasing order into a ring buffer, so each version occupies one contiguous range of
+insertion positions. The buffer keeps those ranges (in absolute insertion counts, not scanned per call), which makes
+mixture sampling O(batch + number of versions) however large the buffer is.
+"""
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.type_aliases import ReplayBufferSamples
+from stable_baselines3.common.vec_env import VecNormalize
+
+if TYPE_CHECKING:
+    from sb3_pmac.policy_mixture import PolicyMixture
+
+
+class PolicyVersionedReplayBuffer(ReplayBuffer):
+    """
+    Replay buffer that stores the policy version of every transition (the real sample buffer of PMAC).
+
+    Call :meth:`set_policy_version` when a new interaction epoch starts; every transition added afterwards is tagged
+    with that version. Works with ``n_envs > 1`` (all environments of one step share the version) and with
+    wrap-around: versions whose transitions have all been overwritten disappear from :meth:`version_counts`.
+
+    :param buffer_size: Max number of transitions in the buffer
+    :param observation_space: Observation space
+    :param action_space: Action space
+    :param device: PyTorch device
+    :param n_envs: Number of parallel environments
+    :param optimize_memory_usage: Not supported (raises ``ValueError``): the versioned sampling needs
+        ``next_observations`` stored per transition.
+    :param handle_timeout_termination: Handle timeout termination (due to timelimit) separately and treat the task
+        as infinite horizon task.
+    """
+
+    policy_versions: np.ndarray
+
+    def __init__(
+        self,
+        buffer_size: int,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        device: th.device | str = "auto",
+        n_envs: int = 1,
+        optimize_memory_usage: bool = False,
+        handle_timeout_termination: bool = True,
+    ):
+        if optimize_memory_usage:
+            raise ValueError("PolicyVersionedReplayBuffer does not support optimize_memory_usage=True")
+        super().__init__(
+            buffer_size,
+            observation_space,
+            action_space,
+            device=device,
+            n_envs=n_envs,
+            optimize_memory_usage=False,
+            handle_timeout_termination=handle_timeout_termination,
+        )
+        # Policy version of each buffer position (all envs of one position share it).
+        self.policy_versions = np.zeros((self.buffer_size,), dtype=np.int64)
+        self.current_version = 0
+        # Contiguous ranges of absolute insertion positions, one per version: [start, end).
+        self._segment_versions: list[int] = []
+        self._segment_starts: list[int] = []
+        self._segment_ends: list[int] = []
+        self._n_written = 0  # positions written since creation (each holds n_envs transitions)
+
+    # ------------------------------------------------------------------ writing
+    def set_policy_version(self, version: int) -> None:
+        """
+        Tag the transitions added from now on with ``version`` (a new interaction epoch starts).
+
+        :param version: the new policy version (must not be older than the current one)
+        """
+        version = int(version)
+        if version < self.current_version:
+            raise ValueError(f"Policy versions must not decrease: {version} < {self.current_version}")
+        self.current_version = version
+
+    def add(
+        self,
+        obs: np.ndarray,
+        next_obs: np.ndarray,
+        action: np.ndarray,
+        reward: np.ndarray,
+        done: np.ndarray,
+        infos: list[dict[str, Any]],
+    ) -> None:
+        self.policy_versions[self.pos] = self.current_version
+        if not self._segment_versions or self._segment_versions[-1] != self.current_version:
+            self._segment_versions.append(self.current_version)
+            self._segment_starts.append(self._n_written)
+            self._segment_ends.append(self._n_written)
+        super().add(obs, next_obs, action, reward, done, infos)
+        self._n_written += 1
+        self._segment_ends[-1] = self._n_written
+
+    def reset(self) -> None:
+        super().reset()
+        self._segment_versions, self._segment_starts, self._segment_ends = [], [], []
+        self._n_written = 0
+
+    # ------------------------------------------------------------------ version bookkeeping
+    def _drop_overwritten_segments(self) -> int:
+        """Forget the versions whose transitions have all been overwritten; return the first live absolute position."""
+        oldest = max(0, self._n_written - self.buffer_size)
+        while self._segment_versions and self._segment_ends[0] <= oldest:
+            del self._segment_versions[0], self._segment_starts[0], self._segment_ends[0]
+        return oldest
+
+    def version_ranges(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """
+        Live range of every version that still has transitions in the buffer.
+
+        :return: ``(versions, starts, lengths)``: absolute start position and number of positions of each version
+        """
+        oldest = self._drop_overwritten_segments()
+        versions = np.asarray(self._segment_versions, dtype=np.int64)
+        starts = np.maximum(np.asarray(self._segment_starts, dtype=np.int64), oldest)
+        lengths = np.asarray(self._segment_ends, dtype=np.int64) - starts
+        keep = lengths > 0
+        return versions[keep], starts[keep], lengths[keep]
+
+    def version_counts(self) -> tuple[np.ndarray, np.ndarray]:
+        """
+        :return: ``(versions, counts)``: the versions with data in the buffer and their number of transitions
+        """
+        versions, _, lengths = self.version_ranges()
+        return versions, lengths * self.n_envs
+
+    @property
+    def oldest_version(self) -> int:
+        """Oldest policy version that still has transitions in the buffer (the current one if the buffer is empty)."""
+        versions, _, _ = self.version_ranges()
+        return int(versions[0]) if len(versions) > 0 else self.current_version
+
+    # ------------------------------------------------------------------ sampling per policy (Algorithm 2, lines 3 and 8)
+    def sample_indices_by_mixture(self, batch_size: int, mixture: "PolicyMixture") -> tuple[np.ndarray, np.ndarray]:
+        """
+        Draw positions per policy, then uniformly within that policy's transitions.
+
+        First a version is drawn for each sample with the mixture's probabilities (over the versions that still have
+        data), then a position uniformly inside that version's range and an env index uniformly.
+
+        :param batch_size: number of samples (drawn with replacement)
+        :param mixture: the policy mixture giving the per-version weights
+        :return: ``(batch_inds, env_inds)`` buffer indices of the samples
+        """
+        versions, starts, lengths = self.version_ranges()
+        if len(versions) == 0:
+            raise ValueError("Cannot sample from an empty replay buffer")
+        probs = mixture.probabilities(versions, counts=lengths * self.n_envs)
+        chosen = np.random.choice(len(versions), size=batch_size, p=probs)
+        offsets = (np.random.random(batch_size) * lengths[chosen]).astype(np.int64)
+        batch_inds = (starts[chosen] + offsets) % self.buffer_size
+        env_inds = np.random.randint(0, self.n_envs, size=batch_size)
+        return batch_inds, env_inds
+
+    def sample_by_mixture(
+        self, batch_size: int, mixture: "PolicyMixture", env: VecNormalize | None = None
+    ) -> ReplayBufferSamples:
+        """
+        Sample transitions per policy with the mixture's weights (see :meth:`sample_indices_by_mixture`).
+
+        :param batch_size: number of samples (drawn with replacement)
+        :param mixture: the policy mixture giving the per-version weights
+        :param env: associated VecNormalize to normalize the observations/rewards when sampling
+        """
+        batch_inds, env_inds = self.sample_indices_by_mixture(batch_size, mixture)
+        return self.get_transitions(batch_inds, env_inds, env=env)
+
+    def get_transitions(
+        self, batch_inds: np.ndarray, env_inds: np.ndarray, env: VecNormalize | None = None
+    ) -> ReplayBufferSamples:
+        """
+        The transitions stored at the given indices (``dones`` exclude timeouts, as in SB3).
+
+        :param batch_inds: buffer positions
+        :param env_inds: env index of each sample
+        :param env: associated VecNormalize to normalize the observations/rewards
+        """
+        data = (
+            self._normalize_obs(self.observations[batch_inds, env_inds, :], env),
+            self.actions[batch_inds, env_inds, :],
+            self._normalize_obs(self.next_observations[batch_inds, env_inds, :], env),
+            (self.dones[batch_inds, env_inds] * (1 - self.timeouts[batch_inds, env_inds])).reshape(-1, 1),
+            self._normalize_reward(self.rewards[batch_inds, env_inds].reshape(-1, 1), env),
+        )
+        return ReplayBufferSamples(*tuple(map(self.to_torch, data)))
+
+
+class ModelReplayBuffer:
+    """
+    Model sample buffer :math:`\\mathbb{D}_m`: a ring buffer of torch tensors filled with model rollouts.
+
+    Stored on ``device`` so that on CUDA rollouts and SAC batches never leave the GPU. :meth:`sample` returns
+    SB3's ``ReplayBufferSamples`` (``rewards`` and ``dones`` of shape ``[batch, 1]``), ready to be concatenated
+    with real samples.
+
+    :param capacity: maximum number of transitions (oldest are overwritten first)
+    :param obs_dim: observation size
+    :param action_dim: action size
+    :param device: PyTorch device
+    """
+
+    def __init__(self, capacity: int, obs_dim: int, action_dim: int, device: th.device | str = "cpu") -> None:
+        if capacity <= 0:
+            raise ValueError(f"capacity must be positive, got {capacity}")
+        self.capacity = int(capacity)
+        self.obs_dim = int(obs_dim)
+        self.action_dim = int(action_dim)
+        self.device = th.device(device)
+        self._allocate(self.capacity)
+        self.pos = 0
+        self.full = False
+
+    def _allocate(self, capacity: int) -> None:
+        kwargs: dict[str, Any] = {"device": self.device, "dtype": th.float32}
+        self.observations = th.zeros((capacity, self.obs_dim), **kwargs)
+        self.actions = th.zeros((capacity, self.action_dim), **kwargs)
+        self.next_observations = th.zeros((capacity, self.obs_dim), **kwargs)
+        self.rewards = th.zeros((capacity,), **kwargs)
+        self.dones = th.zeros((capacity,), **kwargs)
+
+    def size(self) -> int:
+        """Number of transitions stored."""
+        return self.capacity if self.full else self.pos
+
+    def reset(self) -> None:
+        """Forget all transitions (keeps the memory)."""
+        self.pos = 0
+        self.full = False
+
+    def add(
+        self,
+        observations: th.Tensor,
+        actions: th.Tensor,
+        rewards: th.Tensor,
+        next_observations: th.Tensor,
+        dones: th.Tensor,
+    ) -> None:
+        """
+        Append a batch of transitions (any batch size; only the newest ``capacity`` are kept).
+
+        :param observations: ``[N, obs_dim]``
+        :param actions: ``[N, action_dim]``
+        :param rewards: ``[N]``
+        :param next_observations: ``[N, obs_dim]``
+        :param dones: ``[N]`` (1.0 where the model rollout terminated)
+        """
+        n = observations.shape[0]
+        if n == 0:
+            return
+        columns = (observations, actions, rewards.reshape(-1), next_observations, dones.reshape(-1).float())
+        if n >= self.capacity:
+            columns = tuple(column[n - self.capacity :] for column in columns)  # type: ignore[assignment]
+            n = self.capacity
+        indices = (th.arange(n, device=self.device) + self.pos) % self.capacity
+        for storage, column in zip(self._storages(), columns):
+            storage[indices] = column.to(device=self.device, dtype=th.float32)
+        self.full = self.full or self.pos + n >= self.capacity
+        self.pos = (self.pos + n) % self.capacity
+
+    def _storages(self) -> tuple[th.Tensor, ...]:
+        return (self.observations, self.actions, self.rewards, self.next_observations, self.dones)
+
+    def _ordered(self) -> tuple[th.Tensor, ...]:
+        """Stored transitions, oldest first."""
+        if not self.full:
+            return tuple(storage[: self.pos] for storage in self._storages())
+        order = (th.arange(self.capacity, device=self.device) + self.pos) % self.capacity
+        return tuple(storage[order] for storage in self._storages())
+
+    def resize(self, capacity: int) -> None:
+        """
+        Change the capacity, keeping the newest transitions (MBPO grows the model buffer with the rollout horizon).
+
+        :param capacity: new maximum number of transitions
+        """
+        if capacity <= 0:
+            raise ValueError(f"capacity must be positive, got {capacity}")
+        if capacity == self.capacity:
+            return
+        kept = self._ordered()
+        self.capacity = int(capacity)
+        self._allocate(self.capacity)
+        self.pos, self.full = 0, False
+        self.add(kept[0], kept[1], kept[2], kept[3], kept[4])
+
+    def sample(self, batch_size: int, generator: th.Generator | None = None) -> ReplayBufferSamples:
+        """
+        Uniform sample (with replacement) of stored transitions.
+
+        :param batch_size: number of transitions
+        :param generator: optional torch random generator (on the buffer's device)
+        """
+        size = self.size()
+        if size == 0:
+            raise ValueError("Cannot sample from an empty model buffer")
+        indices = th.randint(0, size, (batch_size,), device=self.device, generator=generator)
+        return self.get_transitions(indices)
+
+    def get_transitions(self, indices: th.Tensor) -> ReplayBufferSamples:
+        """The transitions at ``indices`` as ``ReplayBufferSamples``."""
+        return ReplayBufferSamples(
+            observations=self.observations[indices],
+            actions=self.actions[indices],
+            next_observations=self.next_observations[indices],
+            dones=self.dones[indices].unsqueeze(1),
+            rewards=self.rewards[indices].unsqueeze(1),
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        """All stored transitions (oldest first) and the capacity, as CPU tensors."""
+        obs, actions, rewards, next_obs, dones = (t.cpu() for t in self._ordered())
+        return {
+            "capacity": self.capacity,
+            "observations": obs,
+            "actions": actions,
+            "rewards": rewards,
+            "next_observations": next_obs,
+            "dones": dones,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a state produced by :meth:`state_dict`."""
+        self.capacity = int(state["capacity"])
+        self._allocate(self.capacity)
+        self.pos, self.full = 0, False
+        self.add(state["observations"], state["actions"], state["rewards"], state["next_observations"], state["dones"])

@@ -1,0 +1,69 @@
+import os
+
+from setuptools import find_packages, setup
+
+with open(os.path.join("sb3_pmac", "version.txt")) as file_handler:
+    __version__ = file_handler.read().strip()
+
+with open("README.md", encoding="utf-8") as file_handler:
+    long_description = file_handler.read()
+
+setup(
+    name="sb3-pmac",
+    packages=[package for package in find_packages() if package.startswith("sb3_pmac")],
+    package_data={"sb3_pmac": ["py.typed", "version.txt", "hyperparams/*.yml"]},
+    install_requires=[
+        "stable-baselines3>=2.9.0,<3.0",
+        "sb3-contrib>=2.9.0,<3.0",
+        # torch is required, but install the build you want first (see README): a bare requirement would pull a CUDA build.
+        "torch>=2.3",
+        "gymnasium[mujoco]>=1.0,<1.5",
+        "mujoco>=3.0",
+        "numpy>=1.24",
+        "tqdm",
+        "rich",
+    ],
+    extras_require={
+        "zoo": [
+            "rl_zoo3>=2.9.0",
+            "optuna>=3.0",
+            "pandas",
+            "matplotlib",
+            "seaborn",
+            "scipy",
+            "tensorboard",
+            "requests",
+            "pyyaml",
+            "psycopg2-binary",
+        ],
+        "tests": [
+            "pytest",
+            "pytest-xdist",
+            "pytest-timeout",
+            "scipy",
+        ],
+        "docs": [
+            "sphinx",
+            "myst-parser",
+            "furo",
+        ],
+        "dev": [
+            "ruff",
+            "mypy",
+        ],
+    },
+    description="PMAC (Policy-adaptation Model-based Actor-Critic) and MBPO for Stable-Baselines3",
+    author="sb3-pmac developers",
+    license="MIT",
+    long_description=long_description,
+    long_description_content_type="text/markdown",
+    version=__version__,
+    python_requires=">=3.10",
+    entry_points={"console_scripts": ["sb3-pmac-zoo=sb3_pmac.zoo:main"]},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3.10",
+        "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
+    ],
+)
