@@ -1,0 +1,119 @@
+import pytest
+import torch as th
+
+from sb3_pmac.buffers import ModelReplayBuffer
+from sb3_pmac.rollouts import (
+    max_rollout_horizon,
+    model_buffer_capacity,
+    rollout_horizon,
+    rollout_model,
+    validate_horizon_schedule,
+)
+
+
+@pytest.mark.parametrize(
+    "schedule, epoch, expected",
+    [
+        ((20, 100, 1, 15), 0, 1),  # Hopper: 1 until epoch 20 ...
+        ((20, 100, 1, 15), 20, 1),
+        ((20, 100, 1, 15), 60, 8),  # 1 + 40/80 * 14 = 8
+        ((20, 100, 1, 15), 99.9, 14),
+        ((20, 100, 1, 15), 100, 15),  # ... 15 from epoch 100 on
+        ((20, 100, 1, 15), 500, 15),
+        ((20, 100, 1, 25), 40, 7),  # Ant: 1 + 20/80 * 24 = 7
+        ((20, 300, 1, 25), 160, 13),  # Humanoid: 1 + 140/280 * 24 = 13
+        ((20, 300, 1, 25), 300, 25),
+        (1, 250, 1),  # Walker2d, HalfCheetah, Pusher
+        (5, 0, 5),
+    ],
+)
+def test_rollout_horizon_schedule(schedule, epoch, expected):
+    assert rollout_horizon(epoch, schedule) == expected
+
+
+def test_schedule_is_monotone_and_bounded():
+    values = [rollout_horizon(e / 10, (20, 100, 1, 15)) for e in range(0, 1500)]
+    assert values == sorted(values) and min(values) == 1 and max(values) == 15
+    assert max_rollout_horizon((20, 300, 1, 25)) == 25 and max_rollout_horizon(3) == 3
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    [0, -1, True, 1.5, "15", (1, 15, 20), (100, 20, 1, 15), (20, 20, 1, 15), (20, 100, 0, 15), (20, 100, 1.0, 15), None],
+)
+def test_malformed_schedule(schedule):
+    with pytest.raises(ValueError):
+        validate_horizon_schedule(schedule)
+
+
+def test_model_buffer_capacity_mbpo():
+    # MBPO Hopper: 100k rollouts x horizon x 4 rollouts per epoch x 1 retained epoch
+    assert model_buffer_capacity(100_000, 1, 4, 1) == 400_000
+    assert model_buffer_capacity(100_000, 15, 4, 1) == 6_000_000
+
+
+class ShiftModel:
+    """next = obs + action, reward = obs[:, 0]; member index = 0. Optionally NaN for chosen rows."""
+
+    def __init__(self, nan_rows_first_step: int = 0):
+        self.nan_rows_first_step = nan_rows_first_step
+        self.calls = 0
+
+    def sample(self, observations, actions, deterministic=False, generator=None):
+        next_obs = observations + actions
+        rewards = observations[:, 0].clone()
+        if self.calls == 0 and self.nan_rows_first_step:
+            next_obs[: self.nan_rows_first_step, 1] = float("nan")
+        self.calls += 1
+        return next_obs, rewards, th.zeros(len(observations), dtype=th.long)
+
+
+def policy_fn(observations):
+    return th.ones_like(observations)  # every step adds 1 to every coordinate
+
+
+def terminate_above_3(observations, actions, next_observations):
+    return next_observations[:, 0] > 3
+
+
+def test_rollout_shapes_and_values():
+    start = th.zeros((50, 2))
+    start[:, 0] = th.arange(50) % 5 - 10  # never terminates within the horizon
+    buffer = ModelReplayBuffer(1000, obs_dim=2, action_dim=2)
+    info = rollout_model(ShiftModel(), policy_fn, terminate_above_3, start, horizon=4, model_buffer=buffer)
+    assert info.n_transitions == 200 == buffer.size()
+    assert info.n_terminated == 0 and info.mean_length == 4.0 and info.nan_predictions_dropped == 0
+    data = buffer.get_transitions(th.arange(200))
+    th.testing.assert_close(data.next_observations, data.observations + 1)
+    th.testing.assert_close(data.rewards[:, 0], data.observations[:, 0])
+    # step t of the rollout starts from start + t
+    th.testing.assert_close(data.observations[150:], start + 3)
+
+
+def test_rollout_stops_terminated_branches():
+    start = th.zeros((4, 1))
+    start[:, 0] = th.tensor([0.0, 1.0, 2.0, 3.0])  # terminate after 4, 3, 2, 1 steps (next obs > 3)
+    buffer = ModelReplayBuffer(100, obs_dim=1, action_dim=1)
+    info = rollout_model(ShiftModel(), policy_fn, terminate_above_3, start, horizon=10, model_buffer=buffer)
+    assert info.n_transitions == 4 + 3 + 2 + 1
+    assert info.n_terminated == 4
+    data = buffer.get_transitions(th.arange(buffer.size()))
+    # exactly the transitions that crossed the threshold are marked done
+    th.testing.assert_close(data.dones[:, 0], (data.next_observations[:, 0] > 3).float())
+    assert data.observations[:, 0].max() <= 3
+
+
+def test_rollout_drops_nan_predictions():
+    start = th.zeros((10, 2))
+    start[:, 0] = -100
+    buffer = ModelReplayBuffer(100, obs_dim=2, action_dim=2)
+    info = rollout_model(ShiftModel(nan_rows_first_step=3), policy_fn, terminate_above_3, start, 3, buffer)
+    assert info.nan_predictions_dropped == 3
+    assert info.n_transitions == 7 * 3
+    stored = buffer.get_transitions(th.arange(buffer.size()))
+    assert th.isfinite(stored.next_observations).all() and th.isfinite(stored.observations).all()
+
+
+def test_rollout_rejects_bad_horizon():
+    with pytest.raises(ValueError):
+        rollout_model(ShiftModel(), policy_fn, terminate_above_3, th.zeros((1, 1)), 0, ModelReplayBuffer(10, 1, 1))
