@@ -2,8 +2,11 @@
 
 import os
 
-from sb3_pmac.buffers import ModelReplayBuffer, PolicyVersionedReplayBuffer
+from sb3_pmac.buffers import MixedReplaySampler, ModelReplayBuffer, PolicyVersionedReplayBuffer
+from sb3_pmac.dynamics import ModelTrainer, ProbabilisticEnsemble
+from sb3_pmac.pmac import MBPO, PMAC
 from sb3_pmac.policy_mixture import PolicyMixture
+from sb3_pmac.termination import get_termination_fn, register_termination_fn
 
 # Read version from file
 version_file = os.path.join(os.path.dirname(__file__), "version.txt")
@@ -11,8 +14,15 @@ with open(version_file) as file_handler:
     __version__ = file_handler.read().strip()
 
 __all__ = [
+    "MBPO",
+    "PMAC",
+    "MixedReplaySampler",
     "ModelReplayBuffer",
+    "ModelTrainer",
     "PolicyMixture",
     "PolicyVersionedReplayBuffer",
+    "ProbabilisticEnsemble",
     "__version__",
+    "get_termination_fn",
+    "register_termination_fn",
 ]

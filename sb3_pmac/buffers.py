@@ -340,3 +340,60 @@ class ModelReplayBuffer:
         self._allocate(self.capacity)
         self.pos, self.full = 0, False
         self.add(state["observations"], state["actions"], state["rewards"], state["next_observations"], state["dones"])
+
+
+class MixedReplaySampler:
+    """
+    SAC batches of PMAC: a ``real_ratio`` share of real transitions (uniform over the real buffer) and the rest from
+    the model buffer, concatenated (paper §4 "Policy Learning", mixture weight :math:`\\rho`).
+
+    It has the ``sample(batch_size, env)`` method of a replay buffer, so SB3's ``SAC.train`` can draw from it.
+    When the model buffer is empty every sample is real. Model transitions are stored with raw observations and are
+    normalized here like the real ones when the env is a ``VecNormalize``.
+
+    :param real_buffer: the real replay buffer
+    :param model_buffer: the model replay buffer
+    :param real_ratio: share of real transitions per batch, in [0, 1]
+    """
+
+    def __init__(self, real_buffer: ReplayBuffer, model_buffer: ModelReplayBuffer, real_ratio: float) -> None:
+        if not 0.0 <= real_ratio <= 1.0:
+            raise ValueError(f"real_ratio must be in [0, 1], got {real_ratio}")
+        self.real_buffer = real_buffer
+        self.model_buffer = model_buffer
+        self.real_ratio = real_ratio
+
+    def split(self, batch_size: int) -> tuple[int, int]:
+        """Number of real and model samples in a batch (MBPO rounds the real share down)."""
+        if self.model_buffer.size() == 0:
+            return batch_size, 0
+        n_real = int(batch_size * self.real_ratio)
+        return n_real, batch_size - n_real
+
+    def sample(self, batch_size: int, env: VecNormalize | None = None) -> ReplayBufferSamples:
+        n_real, n_model = self.split(batch_size)
+        parts = []
+        if n_real > 0:
+            parts.append(self.real_buffer.sample(n_real, env=env))
+        if n_model > 0:
+            model = self.model_buffer.sample(n_model)
+            if env is not None:
+                model = self._normalize(model, env)
+            parts.append(model)
+        if len(parts) == 1:
+            return parts[0]
+        return ReplayBufferSamples(*(th.cat([getattr(part, name) for part in parts]) for name in ("observations", "actions", "next_observations", "dones", "rewards")))
+
+    @staticmethod
+    def _normalize(samples: ReplayBufferSamples, env: VecNormalize) -> ReplayBufferSamples:
+        device = samples.observations.device
+
+        def normalize_obs(obs: th.Tensor) -> th.Tensor:
+            return th.as_tensor(env.normalize_obs(obs.cpu().numpy()), device=device, dtype=th.float32)
+
+        rewards = th.as_tensor(env.normalize_reward(samples.rewards.cpu().numpy()), device=device, dtype=th.float32)
+        return samples._replace(
+            observations=normalize_obs(samples.observations),
+            next_observations=normalize_obs(samples.next_observations),
+            rewards=rewards,
+        )

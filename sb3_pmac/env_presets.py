@@ -1,0 +1,120 @@
+"""
+Per-environment presets of the paper's six tasks (Table 1 and Appendix D.1) and MBPO's truncated observations.
+
+``PMAC("Hopper-v4")`` looks the env id up here: the rollout horizon schedule and, for Ant and Humanoid, how to build
+MBPO's "modified" environments (positions and velocities only: Ant 27-dim, Humanoid 45-dim observations).
+Explicit constructor arguments always override a preset.
+"""
+
+import dataclasses
+import re
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from sb3_pmac.rollouts import HorizonSchedule
+
+
+class TruncateObservation(gym.ObservationWrapper):
+    """
+    Keep only the first ``size`` entries of a flat Box observation (MBPO's truncated Humanoid-v4: qpos[2:] + qvel).
+
+    :param env: environment with a 1-D Box observation space
+    :param size: number of leading observation entries to keep
+    """
+
+    def __init__(self, env: gym.Env, size: int) -> None:
+        super().__init__(env)
+        space = env.observation_space
+        if not isinstance(space, spaces.Box) or len(space.shape) != 1 or space.shape[0] < size:
+            raise ValueError(f"Cannot truncate observation space {space} to {size} entries")
+        self.size = size
+        self.observation_space = spaces.Box(space.low[:size], space.high[:size], dtype=space.dtype)  # type: ignore[arg-type]
+
+    def observation(self, observation: np.ndarray) -> np.ndarray:
+        return observation[: self.size]
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvPreset:
+    """
+    Defaults for one task.
+
+    :param rollout_horizon: horizon schedule ``(a, b, x, y)`` or fixed horizon (Table 1, read as MBPO's)
+    :param env_kwargs: keyword arguments for ``gym.make`` per major version (``"v4"``, ``"v5"``)
+    :param truncate_observation: observation size to keep with :class:`TruncateObservation` per version
+    :param total_timesteps: the paper's training budget (Figure 2)
+    """
+
+    rollout_horizon: HorizonSchedule
+    env_kwargs: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    truncate_observation: dict[str, int] = dataclasses.field(default_factory=dict)
+    total_timesteps: int = 100_000
+
+
+HUMANOID_V5_TRUNCATED = {
+    "include_cinert_in_observation": False,
+    "include_cvel_in_observation": False,
+    "include_qfrc_actuator_in_observation": False,
+    "include_cfrc_ext_in_observation": False,
+}
+
+#: Presets by environment name (without version). Horizons: Hopper 1 -> 15 over epochs 20 -> 100, Ant 1 -> 25 over
+#: 20 -> 100, Humanoid 1 -> 25 over 20 -> 300, the others 1 (MBPO's schedules, which the paper's Table 1 reuses).
+ENV_PRESETS: dict[str, EnvPreset] = {
+    "Hopper": EnvPreset(rollout_horizon=(20, 100, 1, 15), total_timesteps=125_000),
+    "Walker2d": EnvPreset(rollout_horizon=1, total_timesteps=300_000),
+    "HalfCheetah": EnvPreset(rollout_horizon=1, total_timesteps=400_000),
+    "Ant": EnvPreset(
+        rollout_horizon=(20, 100, 1, 25),
+        env_kwargs={"v5": {"include_cfrc_ext_in_observation": False}},  # Ant-v4 is already 27-dim
+        total_timesteps=300_000,
+    ),
+    "Humanoid": EnvPreset(
+        rollout_horizon=(20, 300, 1, 25),
+        env_kwargs={"v5": HUMANOID_V5_TRUNCATED},
+        truncate_observation={"v4": 45},
+        total_timesteps=300_000,
+    ),
+    "Pusher": EnvPreset(rollout_horizon=1, total_timesteps=125_000),
+}
+
+
+def split_env_id(env_id: str) -> tuple[str, str | None]:
+    """``"ALE/Foo-v5"`` -> (``"Foo"``, ``"v5"``); ``"Hopper"`` -> (``"Hopper"``, None)."""
+    name = env_id.split("/")[-1]
+    match = re.fullmatch(r"(.+)-(v\d+)", name)
+    if match is None:
+        return name, None
+    return match.group(1), match.group(2)
+
+
+def get_preset(env_id: str) -> EnvPreset | None:
+    """The preset of an env id (any version), or ``None``."""
+    name, _ = split_env_id(env_id)
+    return ENV_PRESETS.get(name)
+
+
+def make_preset_env(env_id: str, env_kwargs: dict[str, Any] | None = None, **make_kwargs: Any) -> gym.Env:
+    """
+    ``gym.make(env_id)`` with the preset's env kwargs and observation truncation (user ``env_kwargs`` win).
+
+    Use the same function for training and evaluation envs so that both see the same observations.
+
+    :param env_id: registered environment id
+    :param env_kwargs: extra keyword arguments for ``gym.make`` (override the preset's)
+    :param make_kwargs: further keyword arguments for ``gym.make`` (e.g. ``render_mode``)
+    """
+    preset = get_preset(env_id)
+    _, version = split_env_id(env_id)
+    kwargs: dict[str, Any] = {}
+    if preset is not None and version is not None:
+        kwargs.update(preset.env_kwargs.get(version, {}))
+    kwargs.update(env_kwargs or {})
+    kwargs.update(make_kwargs)
+    env = gym.make(env_id, **kwargs)
+    if preset is not None and version is not None and version in preset.truncate_observation:
+        env = TruncateObservation(env, preset.truncate_observation[version])
+    return env

@@ -1,0 +1,588 @@
+"""
+PMAC: Policy-adaptation Model-based Actor-Critic (Wang, Wongkamjan and Huang, 2022), and MBPO as its special case.
+"""
+
+import io
+import pathlib
+import random
+import time
+import warnings
+from typing import Any, ClassVar, TypeVar
+
+import gymnasium as gym
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.noise import ActionNoise
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.save_util import load_from_pkl, save_to_pkl
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+from stable_baselines3.common.vec_env import VecEnv
+from stable_baselines3.sac import SAC
+from stable_baselines3.sac.policies import SACPolicy
+
+from sb3_pmac.buffers import MixedReplaySampler, ModelReplayBuffer, PolicyVersionedReplayBuffer
+from sb3_pmac.dynamics import ModelTrainer, ModelTrainingInfo, ProbabilisticEnsemble
+from sb3_pmac.env_presets import get_preset, make_preset_env
+from sb3_pmac.policy_mixture import PolicyMixture
+from sb3_pmac.rollouts import (
+    HorizonSchedule,
+    RolloutInfo,
+    model_buffer_capacity,
+    rollout_horizon,
+    rollout_model,
+    validate_horizon_schedule,
+)
+from sb3_pmac.termination import TerminationFn, get_termination_fn
+
+SelfPMAC = TypeVar("SelfPMAC", bound="PMAC")
+
+
+class PMAC(SAC):
+    """
+    Policy-adaptation Model-based Actor-Critic (PMAC): MBPO whose model data and rollout start states are drawn per
+    policy version with the weights of Algorithm 1, tilted towards the current policy.
+
+    Algorithm 2 of the paper, as implemented by :meth:`train` (called after every environment step once the
+    ``learning_starts`` random warm-up steps are collected):
+
+    * every ``model_train_freq`` environment steps (an *interaction epoch*, :meth:`_model_step`):
+
+      1. start a new policy version and update the policy mixture :math:`w^k` with Algorithm 1
+         (:meth:`PolicyMixture.add_policy <sb3_pmac.policy_mixture.PolicyMixture.add_policy>`);
+      2. draw the model's training data from the real buffer :math:`\\mathbb{D}_e` according to :math:`w^k`;
+      3. train the probabilistic ensemble :math:`\\hat T_\\theta` (Eq. 5);
+      4. draw ``rollout_batch_size`` start states according to :math:`w^k` and roll out the current actor in the
+         model for the scheduled horizon :math:`H`, adding the transitions to the model buffer :math:`\\mathbb{D}_m`;
+
+    * every environment step: ``gradient_steps`` SAC updates (Eq. 6) on batches mixing a ``real_ratio`` share of
+      real transitions with model transitions.
+
+    With ``adapt_model_training=False`` and ``adapt_rollout_starts=False`` every transition is equally likely
+    instead (MBPO, see :class:`MBPO`); one switch alone gives the paper's ablations (Appendix C.1).
+
+    Paper: https://arxiv.org/abs/2207.12141 (Table 2 gives the defaults below).
+
+    :param policy: The policy model to use (``MlpPolicy``), or an environment id as shorthand:
+        ``PMAC("Hopper-v4")`` is ``PMAC("MlpPolicy", "Hopper-v4")``
+    :param env: The environment to learn from (if registered in Gym, can be str; then the paper's preset for that
+        task is applied: horizon schedule, MBPO's truncated observations for Ant and Humanoid)
+    :param learning_rate: learning rate of the SAC networks (Adam)
+    :param buffer_size: size of the real replay buffer
+    :param learning_starts: number of random warm-up steps before learning (5000 in the paper)
+    :param batch_size: Minibatch size of each SAC update
+    :param tau: the soft update coefficient ("Polyak update", between 0 and 1)
+    :param gamma: the discount factor
+    :param train_freq: Update the agent every ``train_freq`` steps (``(n, "step")`` or ``(n, "episode")``)
+    :param gradient_steps: SAC updates per ``train_freq`` (20 per environment step in the paper)
+    :param action_noise: the action noise type (None by default)
+    :param replay_buffer_class: Replay buffer class; must be a :class:`PolicyVersionedReplayBuffer` (default)
+    :param replay_buffer_kwargs: Keyword arguments to pass to the replay buffer on creation.
+    :param optimize_memory_usage: Not supported by PMAC (raises ``ValueError``)
+    :param ent_coef: Entropy regularization coefficient (``"auto"`` to learn it)
+    :param target_update_interval: update the target network every ``target_update_interval`` gradient steps
+    :param target_entropy: target entropy when learning ``ent_coef`` (``ent_coef = 'auto'``)
+    :param use_sde: Whether to use generalized State Dependent Exploration (gSDE)
+    :param sde_sample_freq: Sample a new noise matrix every n steps when using gSDE
+    :param use_sde_at_warmup: Whether to use gSDE instead of uniform sampling during the warm up phase
+    :param adaptation_rate: the policy-adaptation rate :math:`\\alpha` of Algorithm 1, in (0, 1] (0.9 in the paper)
+    :param adapt_model_training: draw the model's training data per the policy mixture (else uniformly)
+    :param adapt_rollout_starts: draw the rollout start states per the policy mixture (else uniformly)
+    :param real_ratio: share :math:`\\rho` of real transitions in each SAC batch, in [0, 1] (0.05 in the paper)
+    :param model_train_freq: environment steps between model trainings = length of an interaction epoch, i.e. of
+        one policy version (250 in the paper)
+    :param rollout_batch_size: number of start states per model rollout (100k as in MBPO)
+    :param rollout_horizon: horizon schedule: an int, or ``(a, b, x, y)``: horizon ``x`` until epoch ``a``, then
+        linearly up to ``y`` at epoch ``b`` (Appendix D.1). ``None``: the env's preset, else 1
+    :param epoch_length: environment steps per epoch of the horizon schedule (1000)
+    :param model_retain_epochs: epochs of model data kept in the model buffer (MBPO: 1)
+    :param model_buffer_size: capacity of the model buffer; ``None`` sizes it as MBPO does: rollout batch x horizon x
+        rollouts per epoch x retained epochs (it then grows with the horizon)
+    :param ensemble_size: number of networks in the dynamics ensemble (7)
+    :param n_elites: number of elite networks used for rollouts (5)
+    :param dynamics_kwargs: extra arguments of :class:`~sb3_pmac.dynamics.ProbabilisticEnsemble`
+        (``hidden_sizes``, ``activation``, ``weight_decays``, ...)
+    :param model_trainer_kwargs: extra arguments of :class:`~sb3_pmac.dynamics.ModelTrainer`
+        (``learning_rate``, ``batch_size``, ``holdout_ratio``, ``max_epochs``, ``max_train_size``, ...)
+    :param model_train_size: number of transitions drawn (with replacement) from the real buffer per model training;
+        ``None``: as many as the buffer holds
+    :param termination_fn: ``(obs, action, next_obs) -> done`` for model rollouts; ``None``: looked up from the env
+        (see :mod:`sb3_pmac.termination`)
+    :param stats_window_size: Window size for the rollout logging
+    :param tensorboard_log: the log location for tensorboard (if None, no logging)
+    :param policy_kwargs: additional arguments to be passed to the policy on creation
+    :param verbose: Verbosity level: 0 for no output, 1 for info messages, 2 for debug messages
+    :param seed: Seed for the pseudo random generators
+    :param device: Device (cpu, cuda, ...) on which the code should be run.
+    :param _init_setup_model: Whether or not to build the network at the creation of the instance
+    """
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = SAC.policy_aliases
+    #: Whether the policy mixture is Algorithm 1 (PMAC) by default; ``MBPO`` turns both switches off.
+    _adapt_by_default: ClassVar[bool] = True
+
+    replay_buffer: PolicyVersionedReplayBuffer  # type: ignore[assignment]
+
+    def __init__(
+        self,
+        policy: str | type[SACPolicy],
+        env: GymEnv | str | None = None,
+        learning_rate: float | Schedule = 3e-4,
+        buffer_size: int = 1_000_000,
+        learning_starts: int = 5000,
+        batch_size: int = 256,
+        tau: float = 0.005,
+        gamma: float = 0.99,
+        train_freq: int | tuple[int, str] = 1,
+        gradient_steps: int = 20,
+        action_noise: ActionNoise | None = None,
+        replay_buffer_class: type[ReplayBuffer] | None = None,
+        replay_buffer_kwargs: dict[str, Any] | None = None,
+        optimize_memory_usage: bool = False,
+        ent_coef: str | float = "auto",
+        target_update_interval: int = 1,
+        target_entropy: str | float = "auto",
+        use_sde: bool = False,
+        sde_sample_freq: int = -1,
+        use_sde_at_warmup: bool = False,
+        adaptation_rate: float = 0.9,
+        adapt_model_training: bool | None = None,
+        adapt_rollout_starts: bool | None = None,
+        real_ratio: float = 0.05,
+        model_train_freq: int = 250,
+        rollout_batch_size: int = 100_000,
+        rollout_horizon: HorizonSchedule | None = None,
+        epoch_length: int = 1000,
+        model_retain_epochs: int = 1,
+        model_buffer_size: int | None = None,
+        ensemble_size: int = 7,
+        n_elites: int = 5,
+        dynamics_kwargs: dict[str, Any] | None = None,
+        model_trainer_kwargs: dict[str, Any] | None = None,
+        model_train_size: int | None = None,
+        termination_fn: TerminationFn | None = None,
+        stats_window_size: int = 100,
+        tensorboard_log: str | None = None,
+        policy_kwargs: dict[str, Any] | None = None,
+        verbose: int = 0,
+        seed: int | None = None,
+        device: th.device | str = "auto",
+        _init_setup_model: bool = True,
+    ):
+        # Shorthand PMAC("Hopper-v4"): the first argument is an env id
+        if env is None and isinstance(policy, str) and policy not in self.policy_aliases:
+            policy, env = "MlpPolicy", policy
+        env_id = env if isinstance(env, str) else None
+        preset = get_preset(env_id) if env_id is not None else None
+        if env_id is not None:
+            env = make_preset_env(env_id)
+        if env is not None:
+            _check_spaces(env)
+        if optimize_memory_usage:
+            raise ValueError("PMAC does not support optimize_memory_usage=True (the versioned buffer stores next_obs)")
+        if replay_buffer_class is None:
+            replay_buffer_class = PolicyVersionedReplayBuffer
+        elif not issubclass(replay_buffer_class, PolicyVersionedReplayBuffer):
+            raise ValueError(f"replay_buffer_class must subclass PolicyVersionedReplayBuffer, got {replay_buffer_class}")
+
+        if rollout_horizon is None:
+            rollout_horizon = preset.rollout_horizon if preset is not None else 1
+        self.rollout_horizon = validate_horizon_schedule(rollout_horizon)
+        _check_positive(
+            model_train_freq=model_train_freq,
+            rollout_batch_size=rollout_batch_size,
+            epoch_length=epoch_length,
+            model_retain_epochs=model_retain_epochs,
+            ensemble_size=ensemble_size,
+            n_elites=n_elites,
+            buffer_size=buffer_size,
+            batch_size=batch_size,
+            model_buffer_size=model_buffer_size,
+            model_train_size=model_train_size,
+        )
+        if learning_starts < 0:
+            raise ValueError(f"learning_starts must be >= 0, got {learning_starts}")
+        if not isinstance(gradient_steps, int) or (gradient_steps <= 0 and gradient_steps != -1):
+            raise ValueError(f"gradient_steps must be a positive int (or -1), got {gradient_steps!r}")
+        if n_elites > ensemble_size:
+            raise ValueError(f"n_elites ({n_elites}) cannot exceed ensemble_size ({ensemble_size})")
+        if not 0.0 <= real_ratio <= 1.0:
+            raise ValueError(f"real_ratio must be in [0, 1], got {real_ratio}")
+        if not isinstance(adaptation_rate, (int, float)) or not 0.0 < adaptation_rate <= 1.0:
+            raise ValueError(f"adaptation_rate (alpha) must be in (0, 1], got {adaptation_rate!r}")
+
+        super().__init__(
+            policy,
+            env,  # type: ignore[arg-type]
+            learning_rate=learning_rate,
+            buffer_size=buffer_size,
+            learning_starts=learning_starts,
+            batch_size=batch_size,
+            tau=tau,
+            gamma=gamma,
+            train_freq=train_freq,
+            gradient_steps=gradient_steps,
+            action_noise=action_noise,
+            replay_buffer_class=replay_buffer_class,
+            replay_buffer_kwargs=replay_buffer_kwargs,
+            optimize_memory_usage=False,
+            ent_coef=ent_coef,
+            target_update_interval=target_update_interval,
+            target_entropy=target_entropy,
+            use_sde=use_sde,
+            sde_sample_freq=sde_sample_freq,
+            use_sde_at_warmup=use_sde_at_warmup,
+            stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log,
+            policy_kwargs=policy_kwargs,
+            verbose=verbose,
+            seed=seed,
+            device=device,
+            _init_setup_model=False,
+        )
+        self.env_id = env_id
+        self.adaptation_rate = float(adaptation_rate)
+        self.adapt_model_training = self._adapt_by_default if adapt_model_training is None else bool(adapt_model_training)
+        self.adapt_rollout_starts = self._adapt_by_default if adapt_rollout_starts is None else bool(adapt_rollout_starts)
+        self.real_ratio = float(real_ratio)
+        self.model_train_freq = int(model_train_freq)
+        self.rollout_batch_size = int(rollout_batch_size)
+        self.epoch_length = int(epoch_length)
+        self.model_retain_epochs = int(model_retain_epochs)
+        self.model_buffer_size = model_buffer_size
+        self.ensemble_size = int(ensemble_size)
+        self.n_elites = int(n_elites)
+        self.dynamics_kwargs = dict(dynamics_kwargs or {})
+        self.model_trainer_kwargs = dict(model_trainer_kwargs or {})
+        self.model_train_size = model_train_size
+        self.termination_fn = termination_fn
+
+        # Algorithm 1 state, saved with the agent
+        self.policy_mixture: PolicyMixture | None = None
+        self._next_model_step = 0  # num_timesteps at which the next interaction epoch starts
+        self._n_model_steps = 0
+        self._timings = {"model_train": 0.0, "rollout": 0.0, "sac": 0.0}
+        self._last_model_info: ModelTrainingInfo | None = None
+        self._last_rollout_info: RolloutInfo | None = None
+        self._nan_predictions_dropped = 0
+        self._lazy_buffers = False  # set by ``load``: allocate the replay buffer only when learning starts
+        self._rng_states: dict[str, Any] | None = None
+        if _init_setup_model:
+            self._setup_model()
+
+    # ------------------------------------------------------------------ set-up
+    def _setup_model(self) -> None:
+        lazy = getattr(self, "_lazy_buffers", False) and self.replay_buffer is None
+        if lazy:
+            # Loading for evaluation must not allocate a 10^6 buffer: a placeholder until learn() needs the real one.
+            self.replay_buffer = self._make_replay_buffer(buffer_size=1)
+        super()._setup_model()
+        self._buffers_allocated = not lazy
+        assert isinstance(self.observation_space, spaces.Box) and isinstance(self.action_space, spaces.Box)
+        obs_dim = int(np.prod(self.observation_space.shape))
+        action_dim = int(np.prod(self.action_space.shape))
+
+        self.dynamics_model = ProbabilisticEnsemble(
+            obs_dim,
+            action_dim,
+            ensemble_size=self.ensemble_size,
+            n_elites=self.n_elites,
+            device=self.device,
+            **self.dynamics_kwargs,
+        )
+        trainer_kwargs = {"seed": self.seed, **self.model_trainer_kwargs}
+        self.model_trainer = ModelTrainer(self.dynamics_model, **trainer_kwargs)
+        # Allocated at the first rollout, when the horizon (hence MBPO's capacity) is known
+        self.model_buffer = ModelReplayBuffer(1, obs_dim, action_dim, device=self.device)
+        self._uniform_mixture = PolicyMixture(mode="uniform")
+        if self.policy_mixture is None:
+            self.policy_mixture = PolicyMixture(self.adaptation_rate)
+            self.policy_mixture.add_policy()  # version 0: the warm-up policy
+        self.replay_buffer.set_policy_version(max(self.replay_buffer.current_version, self.policy_mixture.current_version))
+        if self.termination_fn is None and self.env is not None:
+            self.termination_fn = get_termination_fn(self.env)
+
+    def _make_replay_buffer(self, buffer_size: int) -> PolicyVersionedReplayBuffer:
+        assert self.replay_buffer_class is not None
+        return self.replay_buffer_class(  # type: ignore[return-value]
+            buffer_size,
+            self.observation_space,
+            self.action_space,
+            device=self.device,
+            n_envs=self.n_envs,
+            **self.replay_buffer_kwargs,
+        )
+
+    def _setup_learn(self, total_timesteps: int, callback: MaybeCallback = None, *args: Any, **kwargs: Any):  # type: ignore[override]
+        if not self._buffers_allocated:
+            self.replay_buffer = self._make_replay_buffer(self.buffer_size)
+            self.replay_buffer.set_policy_version(self.policy_mixture.current_version)  # type: ignore[union-attr]
+            self._buffers_allocated = True
+        if self.termination_fn is None:
+            self.termination_fn = get_termination_fn(self.env)  # type: ignore[arg-type]
+        return super()._setup_learn(total_timesteps, callback, *args, **kwargs)
+
+    # ------------------------------------------------------------------ Algorithm 2
+    def train(self, gradient_steps: int, batch_size: int = 64) -> None:
+        """
+        One step of Algorithm 2: the model step when an interaction epoch starts, then ``gradient_steps`` SAC updates
+        on batches of ``real_ratio`` real and ``1 - real_ratio`` model transitions.
+        """
+        if self.num_timesteps >= self._next_model_step:
+            self._model_step()
+            self._next_model_step = self.num_timesteps + self.model_train_freq
+        start = time.perf_counter()
+        real_buffer = self.replay_buffer
+        # SAC.train draws its batches from ``self.replay_buffer``: point it at the real + model mixture meanwhile.
+        self.replay_buffer = MixedReplaySampler(real_buffer, self.model_buffer, self.real_ratio)  # type: ignore[assignment]
+        try:
+            super().train(gradient_steps, batch_size)
+        finally:
+            self.replay_buffer = real_buffer
+        self._timings["sac"] += time.perf_counter() - start
+        self.logger.record("time/sac_s", self._timings["sac"])
+
+    def _model_step(self) -> None:
+        """Algorithm 2, lines 2-4 and 7-10: new policy version, model training, model rollouts."""
+        assert self.policy_mixture is not None
+        # Line 2: Algorithm 1 (the policy about to collect the next interaction epoch becomes a new version)
+        version = self.policy_mixture.add_policy()
+        self.replay_buffer.set_policy_version(version)
+        self.policy_mixture.drop_versions_before(self.replay_buffer.oldest_version)
+        self._n_model_steps += 1
+
+        # Lines 3-4: training data drawn according to w^k, maximum likelihood (Eq. 5)
+        start = time.perf_counter()
+        self._last_model_info = self.train_dynamics_model()
+        self._timings["model_train"] += time.perf_counter() - start
+
+        # Lines 7-10: rollouts from start states drawn according to w^k
+        start = time.perf_counter()
+        self._last_rollout_info = self.rollout()
+        self._timings["rollout"] += time.perf_counter() - start
+        self._log_model_step()
+
+    def _data_mixture(self, adapt: bool) -> PolicyMixture:
+        assert self.policy_mixture is not None
+        return self.policy_mixture if adapt else self._uniform_mixture
+
+    def train_dynamics_model(self) -> ModelTrainingInfo:
+        """Train the ensemble on transitions drawn from the real buffer per the policy mixture (Algorithm 2, l. 3-4)."""
+        n_transitions = self.replay_buffer.size() * self.replay_buffer.n_envs
+        n_samples = n_transitions if self.model_train_size is None else min(n_transitions, self.model_train_size)
+        mixture = self._data_mixture(self.adapt_model_training)
+        batch_inds, env_inds = self.replay_buffer.sample_indices_by_mixture(n_samples, mixture)
+        data = self.replay_buffer.get_transitions(batch_inds, env_inds)  # raw (unnormalized) observations
+        return self.model_trainer.train(
+            data.observations,
+            data.actions,
+            data.rewards,
+            data.next_observations,
+            sample_ids=batch_inds * self.replay_buffer.n_envs + env_inds,
+        )
+
+    def current_rollout_horizon(self) -> int:
+        """The horizon of the schedule at the current epoch (``num_timesteps / epoch_length``)."""
+        return rollout_horizon(self.num_timesteps / self.epoch_length, self.rollout_horizon)
+
+    def rollout(self) -> RolloutInfo:
+        """Roll the current actor in the learned model from start states drawn per the mixture (Algorithm 2, l. 7-10)."""
+        horizon = self.current_rollout_horizon()
+        capacity = self.model_buffer_size
+        if capacity is None:
+            rollouts_per_epoch = max(1, self.epoch_length // self.model_train_freq)
+            capacity = model_buffer_capacity(self.rollout_batch_size, horizon, rollouts_per_epoch, self.model_retain_epochs)
+        self.model_buffer.resize(capacity)
+        mixture = self._data_mixture(self.adapt_rollout_starts)
+        starts = self.replay_buffer.sample_by_mixture(self.rollout_batch_size, mixture).observations
+        assert self.termination_fn is not None
+        info = rollout_model(self.dynamics_model, self._rollout_policy, self.termination_fn, starts, horizon, self.model_buffer)
+        self._nan_predictions_dropped += info.nan_predictions_dropped
+        return info
+
+    def _rollout_policy(self, observations: th.Tensor) -> th.Tensor:
+        """The current actor, stochastic, on raw observations (normalized first when the env is a VecNormalize)."""
+        if self._vec_normalize_env is not None:
+            normalized = self._vec_normalize_env.normalize_obs(observations.cpu().numpy())
+            observations = th.as_tensor(normalized, device=self.device)
+        return self.actor(observations, deterministic=False)
+
+    def _log_model_step(self) -> None:
+        assert self.policy_mixture is not None
+        model_info, rollout_info = self._last_model_info, self._last_rollout_info
+        if model_info is not None:
+            self.logger.record("train/model_loss", model_info.train_loss)
+            self.logger.record("train/model_holdout_loss", model_info.holdout_mse)
+            self.logger.record("train/model_holdout_nll", model_info.holdout_nll)
+            self.logger.record("train/model_epochs", model_info.epochs)
+            self.logger.record("train/n_elites", len(model_info.elite_indices))
+        self.logger.record("train/policy_version", self.policy_mixture.current_version)
+        self.logger.record("train/mixture_effective_policies", self.policy_mixture.effective_number_of_policies())
+        if rollout_info is not None:
+            self.logger.record("rollout/model_horizon", rollout_info.horizon)
+            self.logger.record("rollout/model_rollout_length", rollout_info.mean_length)
+        self.logger.record("rollout/model_buffer_size", self.model_buffer.size())
+        self.logger.record("rollout/nan_predictions_dropped", self._nan_predictions_dropped)
+        self.logger.record("time/model_train_s", self._timings["model_train"])
+        self.logger.record("time/rollout_s", self._timings["rollout"])
+
+    # ------------------------------------------------------------------ SB3 API
+    def learn(
+        self: SelfPMAC,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 4,
+        tb_log_name: str = "PMAC",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfPMAC:
+        if reset_num_timesteps:
+            self._next_model_step = 0
+        return super().learn(
+            total_timesteps=total_timesteps,
+            callback=callback,
+            log_interval=log_interval,
+            tb_log_name=tb_log_name,
+            reset_num_timesteps=reset_num_timesteps,
+            progress_bar=progress_bar,
+        )
+
+    def _excluded_save_params(self) -> list[str]:
+        return [
+            *super()._excluded_save_params(),
+            "dynamics_model",
+            "model_trainer",
+            "model_buffer",
+            "_uniform_mixture",
+            "_last_model_info",
+            "_last_rollout_info",
+            "_buffers_allocated",
+            "_lazy_buffers",
+        ]
+
+    def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
+        state_dicts, saved_pytorch_variables = super()._get_torch_save_params()
+        return [*state_dicts, "dynamics_model", "model_trainer.optimizer"], saved_pytorch_variables
+
+    def save(
+        self,
+        path: str | pathlib.Path | io.BufferedIOBase,
+        exclude: Any = None,
+        include: Any = None,
+    ) -> None:
+        """Save the agent (policy, critics, dynamics model and its optimizer, policy mixture, random states)."""
+        self._rng_states = self._get_rng_states()
+        try:
+            super().save(path, exclude=exclude, include=include)
+        finally:
+            self._rng_states = None
+
+    @classmethod
+    def load(  # type: ignore[override]
+        cls: type[SelfPMAC],
+        path: str | pathlib.Path | io.BufferedIOBase,
+        env: GymEnv | None = None,
+        device: th.device | str = "auto",
+        custom_objects: dict[str, Any] | None = None,
+        print_system_info: bool = False,
+        force_reset: bool = True,
+        **kwargs: Any,
+    ) -> SelfPMAC:
+        """
+        Load an agent. The replay buffer is only allocated when ``learn`` is called (cheap evaluation); random number
+        generator states are restored so that ``learn(..., reset_num_timesteps=False)`` continues the run.
+        See ``BaseAlgorithm.load`` for the parameters.
+        """
+        kwargs.setdefault("_lazy_buffers", True)
+        model = super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
+        if model._rng_states is not None:
+            model._set_rng_states(model._rng_states)
+            model._rng_states = None
+        return model
+
+    def save_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase) -> None:
+        """Save the real replay buffer (with policy versions) and the model buffer in one pickle file."""
+        assert self.replay_buffer is not None, "The replay buffer is not defined"
+        self.replay_buffer.model_buffer_state = self.model_buffer.state_dict()  # type: ignore[attr-defined]
+        try:
+            save_to_pkl(path, self.replay_buffer, self.verbose)
+        finally:
+            del self.replay_buffer.model_buffer_state  # type: ignore[attr-defined]
+
+    def load_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase, truncate_last_traj: bool = True) -> None:
+        """Load a buffer file written by :meth:`save_replay_buffer` (policy versions and model buffer included)."""
+        buffer = load_from_pkl(path, self.verbose)
+        if not isinstance(buffer, PolicyVersionedReplayBuffer):
+            raise TypeError(f"PMAC needs a PolicyVersionedReplayBuffer, the file holds {type(buffer).__name__}")
+        model_state = buffer.__dict__.pop("model_buffer_state", None)
+        buffer.device = self.device
+        self.replay_buffer = buffer
+        self._buffers_allocated = True
+        if model_state is not None:
+            self.model_buffer.load_state_dict(model_state)
+
+    def _get_rng_states(self) -> dict[str, Any]:
+        return {
+            "numpy": np.random.get_state(),
+            "python": random.getstate(),
+            "torch": th.get_rng_state(),
+            "action_space": self.action_space.np_random.bit_generator.state,
+            "model_trainer": self.model_trainer._rng.bit_generator.state,
+        }
+
+    def _set_rng_states(self, states: dict[str, Any]) -> None:
+        np.random.set_state(states["numpy"])
+        random.setstate(states["python"])
+        th.set_rng_state(states["torch"])
+        self.action_space.np_random.bit_generator.state = states["action_space"]
+        self.model_trainer._rng.bit_generator.state = states["model_trainer"]
+
+
+class MBPO(PMAC):
+    """
+    Model-Based Policy Optimization (Janner et al., 2019): :class:`PMAC` with uniform data selection (every real
+    transition equally likely for model training and rollout starts), the baseline PMAC improves on.
+    All parameters are those of :class:`PMAC`; ``adapt_model_training`` and ``adapt_rollout_starts`` default to False.
+    """
+
+    _adapt_by_default: ClassVar[bool] = False
+
+    def learn(
+        self,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 4,
+        tb_log_name: str = "MBPO",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> "MBPO":
+        return super().learn(total_timesteps, callback, log_interval, tb_log_name, reset_num_timesteps, progress_bar)
+
+
+def _check_positive(**values: int | None) -> None:
+    for name, value in values.items():
+        if value is not None and (not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0):
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+def _check_spaces(env: gym.Env | VecEnv) -> None:
+    """PMAC models flat continuous states and actions: reject everything else with a clear message."""
+    action_space, observation_space = env.action_space, env.observation_space
+    if not isinstance(action_space, spaces.Box):
+        raise ValueError(
+            f"PMAC needs a continuous (Box) action space, got {type(action_space).__name__}: "
+            "discrete and multi-discrete actions are not supported"
+        )
+    if isinstance(observation_space, spaces.Dict) or not isinstance(observation_space, spaces.Box):
+        raise ValueError(
+            f"PMAC needs a flat Box observation space, got {observation_space}: Dict, Tuple and discrete observations "
+            "are not supported (the dynamics model predicts a vector state); flatten them with a wrapper"
+        )
+    if len(observation_space.shape) != 1 or np.issubdtype(observation_space.dtype, np.integer):
+        raise ValueError(
+            f"PMAC needs a 1-D float observation space, got shape {observation_space.shape} and dtype "
+            f"{observation_space.dtype}: image observations are not supported"
+        )
+    if not np.all(np.isfinite(action_space.low)) or not np.all(np.isfinite(action_space.high)):
+        warnings.warn("The action space is unbounded: SAC squashes actions to [-1, 1] and rescales to the bounds")

@@ -1,0 +1,466 @@
+"""Tests of the probabilistic ensemble dynamics model and its trainer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch as th
+import torch.nn.functional as F
+
+from sb3_pmac.dynamics import InputNormalizer, ModelTrainer, ModelTrainingInfo, ProbabilisticEnsemble
+
+
+@pytest.fixture(autouse=True)
+def _single_thread():
+    # Tiny networks: one thread is faster and avoids oversubscription when tests run in parallel workers
+    n_threads = th.get_num_threads()
+    th.set_num_threads(1)
+    yield
+    th.set_num_threads(n_threads)
+
+
+def small_ensemble(obs_dim: int = 3, action_dim: int = 2, ensemble_size: int = 4, n_elites: int = 2, **kwargs):
+    kwargs.setdefault("hidden_sizes", (16, 16))
+    kwargs.setdefault("weight_decays", (1e-4, 2e-4, 3e-4))
+    return ProbabilisticEnsemble(obs_dim, action_dim, ensemble_size=ensemble_size, n_elites=n_elites, **kwargs)
+
+
+def manual_member_forward(model: ProbabilisticEnsemble, x: th.Tensor, member: int) -> tuple[th.Tensor, th.Tensor]:
+    """Reference implementation: one member at a time, plain matmuls."""
+    h = (x - model.input_normalizer.mean) / model.input_normalizer.std
+    for layer in model.hidden_layers:
+        h = F.silu(h @ layer.weight[member] + layer.bias[member])
+    out = h @ model.output_layer.weight[member] + model.output_layer.bias[member]
+    mean, raw = out[:, : model.output_dim], out[:, model.output_dim :]
+    logvar = model.max_logvar - F.softplus(model.max_logvar - raw)
+    logvar = model.min_logvar + F.softplus(logvar - model.min_logvar)
+    return mean, logvar
+
+
+# ---------------------------------------------------------------------- ensemble
+
+
+def test_default_architecture():
+    model = ProbabilisticEnsemble(11, 3)
+    assert (model.obs_dim, model.action_dim, model.ensemble_size, model.n_elites) == (11, 3, 7, 5)
+    assert [tuple(layer.weight.shape) for layer in model.layers] == [
+        (7, 14, 200),
+        (7, 200, 200),
+        (7, 200, 200),
+        (7, 200, 200),
+        (7, 200, 24),
+    ]
+    assert [layer.weight_decay for layer in model.layers] == [2.5e-5, 5e-5, 7.5e-5, 7.5e-5, 1e-4]
+    assert tuple(model.layers[0].bias.shape) == (7, 1, 200)
+    assert th.equal(model.elite_indices, th.arange(5))
+    assert th.allclose(model.max_logvar, th.full((1, 12), 0.5))
+    assert th.allclose(model.min_logvar, th.full((1, 12), -10.0))
+    # Members are initialized independently: no two members share a weight matrix
+    w = model.layers[0].weight.detach()
+    assert all(not th.allclose(w[i], w[j]) for i in range(7) for j in range(i + 1, 7))
+    # Truncated normal with std 1 / (2 sqrt(in)): bounded by 2 std
+    assert w.abs().max() <= 2 / (2 * 14**0.5) + 1e-6
+
+
+def test_forward_matches_per_member_loop():
+    th.manual_seed(0)
+    model = small_ensemble()
+    model.input_normalizer.fit(th.randn(100, 5) * 2 + 1)
+    x = th.randn(10, 5)
+    mean, logvar = model(x)
+    assert mean.shape == logvar.shape == (4, 10, 4)
+    for member in range(4):
+        ref_mean, ref_logvar = manual_member_forward(model, x, member)
+        assert th.allclose(mean[member], ref_mean, atol=1e-5)
+        assert th.allclose(logvar[member], ref_logvar, atol=1e-5)
+    # Per-member data [E, N, in]
+    x_per_member = th.randn(4, 6, 5)
+    mean, logvar = model(x_per_member)
+    assert mean.shape == logvar.shape == (4, 6, 4)
+    for member in range(4):
+        ref_mean, ref_logvar = manual_member_forward(model, x_per_member[member], member)
+        assert th.allclose(mean[member], ref_mean, atol=1e-5)
+        assert th.allclose(logvar[member], ref_logvar, atol=1e-5)
+    with pytest.raises(ValueError):
+        model(th.randn(3, 6, 5))  # wrong ensemble dimension
+    with pytest.raises(ValueError):
+        model(th.randn(6, 4))  # wrong feature dimension
+
+
+def test_loss_hand_computed():
+    # obs_dim 1, action_dim 1 -> output (delta_s, r); hidden layer weights are constant (only enter the weight decay),
+    # the output layer weight is zero, so mean and raw log-variance are the output bias for every input.
+    model = ProbabilisticEnsemble(
+        1, 1, ensemble_size=2, n_elites=1, hidden_sizes=(3,), weight_decays=(0.1, 0.2), logvar_bound_penalty=0.01
+    )
+    with th.no_grad():
+        model.hidden_layers[0].weight.fill_(0.5)  # ||W||^2 = 2 members * 2 * 3 * 0.25 = 3
+        model.output_layer.weight.zero_()  # ||W||^2 = 0
+        model.output_layer.bias.copy_(th.tensor([[[1.0, -2.0, 0.0, 0.2]], [[0.0, 0.5, -1.0, -20.0]]]))
+        model.max_logvar.copy_(th.tensor([[0.5, 1.0]]))
+        model.min_logvar.copy_(th.tensor([[-10.0, -5.0]]))
+    inputs = th.randn(2, 2, 2)
+    targets = th.tensor([[[0.0, -1.0], [2.0, -2.0]], [[1.0, 0.0], [0.0, 1.0]]])
+
+    def bounded(raw: float, lo: float, hi: float) -> float:
+        softplus = lambda v: np.log1p(np.exp(v))  # noqa: E731
+        v = hi - softplus(hi - raw)
+        return lo + softplus(v - lo)
+
+    expected_nll = []
+    for member, (mu, raw) in enumerate([((1.0, -2.0), (0.0, 0.2)), ((0.0, 0.5), (-1.0, -20.0))]):
+        logvar = [bounded(raw[0], -10.0, 0.5), bounded(raw[1], -5.0, 1.0)]
+        terms = [
+            (mu[d] - targets[member, t, d].item()) ** 2 * np.exp(-logvar[d]) + logvar[d] for t in range(2) for d in range(2)
+        ]
+        expected_nll.append(np.mean(terms))
+    penalty = 0.01 * ((0.5 + 1.0) - (-10.0 - 5.0))
+    weight_decay = 0.1 * 0.5 * 3.0 + 0.2 * 0.5 * 0.0
+    total, nll = model.loss(inputs, targets)
+    assert nll.shape == (2,)
+    assert np.allclose(nll.detach().numpy(), expected_nll, rtol=1e-5)
+    assert total.item() == pytest.approx(sum(expected_nll) + penalty + weight_decay, rel=1e-5)
+    # Gradients reach the weights and the learned log-variance bounds
+    total.backward()
+    assert model.max_logvar.grad is not None and model.hidden_layers[0].weight.grad is not None
+    # mse: per-member squared error of the mean only
+    expected_mse = [
+        np.mean([(m - targets[b, t, d].item()) ** 2 for t in range(2) for d, m in enumerate(mu)])
+        for b, mu in enumerate([(1.0, -2.0), (0.0, 0.5)])
+    ]
+    assert np.allclose(model.mse(inputs, targets).numpy(), expected_mse, rtol=1e-5)
+
+
+def test_logvar_bounds_for_huge_inputs():
+    th.manual_seed(1)
+    model = small_ensemble()
+    x = th.randn(200, 5) * 1e6
+    _, logvar = model(x)
+    assert th.isfinite(logvar).all()
+    # The raw log-variance is huge in both directions, so both bounds are active
+    assert (logvar > model.max_logvar - 1e-3).any() and (logvar < model.min_logvar + 1e-3).any()
+    # Soft bounds: logvar in [min, max + log(1 + exp(min - max))] (excess < 3e-5 with the default bounds)
+    assert (logvar >= model.min_logvar - 1e-6).all()
+    assert (logvar <= model.max_logvar + 3e-5).all()
+
+
+def test_normalizer_and_state_dict_round_trip():
+    th.manual_seed(2)
+    data = th.randn(2000, 5) * th.tensor([3.0, 0.1, 1.0, 10.0, 1.0]) + th.tensor([5.0, -1.0, 0.0, 2.0, 0.0])
+    data[:, 4] = 7.0  # constant feature -> std replaced by 1
+    normalizer = InputNormalizer(5)
+    normalizer.fit(data)
+    normalized = normalizer(data)
+    assert th.allclose(normalized[:, :4].mean(0), th.zeros(4), atol=1e-4)
+    assert th.allclose(normalized[:, :4].std(0, correction=0), th.ones(4), atol=1e-4)
+    assert normalizer.std[0, 4].item() == 1.0 and th.allclose(normalized[:, 4], th.zeros(2000))
+
+    model = small_ensemble()
+    model.input_normalizer.fit(data)
+    model.set_elites([3, 1])
+    with th.no_grad():
+        model.max_logvar.fill_(0.3)
+    state = model.state_dict()
+    for key in ("input_normalizer.mean", "input_normalizer.std", "elite_indices", "max_logvar", "min_logvar"):
+        assert key in state
+    fresh = small_ensemble()
+    assert not th.equal(fresh(data[:20])[0], model(data[:20])[0])
+    fresh.load_state_dict(state)
+    assert th.equal(fresh.elite_indices, th.tensor([3, 1]))
+    for a, b in zip(fresh(data[:20]), model(data[:20]), strict=True):
+        assert th.equal(a, b)
+
+
+def test_set_elites_validation():
+    model = small_ensemble()
+    for bad in ([0], [0, 0], [0, 4], [-1, 2]):
+        with pytest.raises(ValueError):
+            model.set_elites(bad)
+    model.set_elites(th.tensor([2, 0]))
+    assert model.elite_indices.tolist() == [2, 0]
+
+
+def test_sample_member_choice_restricted_to_elites():
+    th.manual_seed(3)
+    model = small_ensemble(ensemble_size=7, n_elites=3, hidden_sizes=(8,), weight_decays=None)
+    model.set_elites([5, 1, 3])
+    n = 30_000
+    obs, act = th.randn(n, 3), th.rand(n, 2) * 2 - 1
+    _, _, members = model.sample(obs, act, generator=th.Generator().manual_seed(0))
+    counts = th.bincount(members, minlength=7).numpy()
+    assert counts[[0, 2, 4, 6]].sum() == 0
+    # Uniform over the elites: each count ~ Binomial(n, 1/3), std ~ 82; allow 5 std
+    assert np.all(np.abs(counts[[5, 1, 3]] - n / 3) < 5 * np.sqrt(n * (1 / 3) * (2 / 3)))
+
+
+def test_sample_matches_chosen_member_forward():
+    th.manual_seed(4)
+    model = small_ensemble(ensemble_size=5, n_elites=3)
+    model.input_normalizer.fit(th.randn(100, 5))
+    model.set_elites([4, 0, 2])
+    n = 500
+    obs, act = th.randn(n, 3), th.rand(n, 2) * 2 - 1
+    mean, logvar = model(th.cat([obs, act], dim=1))
+    rows = th.arange(n)
+
+    next_obs, rewards, members = model.sample(obs, act, deterministic=True, generator=th.Generator().manual_seed(1))
+    assert next_obs.shape == (n, 3) and rewards.shape == (n,) and members.shape == (n,)
+    assert set(members.tolist()) == {4, 0, 2}
+    chosen_mean = mean[members, rows]
+    assert th.allclose(next_obs, obs + chosen_mean[:, :3], atol=1e-5)
+    assert th.allclose(rewards, chosen_mean[:, 3], atol=1e-5)
+
+    # Stochastic: the same generator seed gives the same members, and the noise is standard normal
+    next_obs_s, rewards_s, members_s = model.sample(obs, act, generator=th.Generator().manual_seed(1))
+    assert th.equal(members_s, members)
+    std = th.exp(0.5 * logvar[members, rows])
+    z = (th.cat([next_obs_s - obs, rewards_s[:, None]], dim=1) - chosen_mean) / std
+    assert abs(z.mean().item()) < 0.1 and abs(z.std().item() - 1.0) < 0.1
+    again = model.sample(obs, act, generator=th.Generator().manual_seed(1))
+    assert th.equal(again[0], next_obs_s) and th.equal(again[1], rewards_s)
+
+
+def test_sample_cost_is_grouped(monkeypatch):
+    # The network must run on n_elites groups padded to the largest group (~N / n_elites rows each), not on E x N rows
+    model = small_ensemble(ensemble_size=7, n_elites=5)
+    shapes = []
+    original = model._network
+
+    def recording_network(x, members=None):
+        shapes.append((tuple(x.shape), None if members is None else members.tolist()))
+        return original(x, members)
+
+    monkeypatch.setattr(model, "_network", recording_network)
+    n = 1000
+    _, _, members = model.sample(th.randn(n, 3), th.randn(n, 2), generator=th.Generator().manual_seed(0))
+    assert len(shapes) == 1
+    (n_groups, rows, _), called_members = shapes[0]
+    assert n_groups == 5 and called_members == model.elite_indices.tolist()
+    assert rows == th.bincount(members).max().item() and rows < 0.3 * n
+    # Edge cases: a single sample (empty groups) and an empty batch
+    next_obs, rewards, members = model.sample(th.randn(1, 3), th.randn(1, 2))
+    assert next_obs.shape == (1, 3) and rewards.shape == (1,) and members.item() in model.elite_indices.tolist()
+    next_obs, rewards, members = model.sample(th.randn(0, 3), th.randn(0, 2))
+    assert next_obs.shape == (0, 3) and rewards.shape == (0,) and members.shape == (0,)
+
+
+def test_predict_elites():
+    model = small_ensemble(ensemble_size=4, n_elites=2)
+    model.set_elites([3, 1])
+    obs, act = th.randn(7, 3), th.randn(7, 2)
+    mean, logvar = model.predict(obs, act)
+    full_mean, full_logvar = model(th.cat([obs, act], dim=1))
+    assert mean.shape == (2, 7, 4)
+    assert th.allclose(mean, full_mean[[3, 1]], atol=1e-6) and th.allclose(logvar, full_logvar[[3, 1]], atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(obs_dim=0),
+        dict(action_dim=-1),
+        dict(ensemble_size=0),
+        dict(n_elites=0),
+        dict(n_elites=8),
+        dict(hidden_sizes=(200, 0)),
+        dict(weight_decays=(1e-4, 1e-4)),
+        dict(weight_decays=(-1.0, 0, 0, 0, 0)),
+        dict(activation="tanhh"),
+        dict(min_logvar=1.0, max_logvar=0.5),
+        dict(logvar_bound_penalty=-0.1),
+    ],
+)
+def test_ensemble_bad_hyperparameters(kwargs):
+    args = dict(obs_dim=3, action_dim=2)
+    args.update(kwargs)
+    with pytest.raises(ValueError):
+        ProbabilisticEnsemble(**args)
+
+
+def test_activation_choices():
+    relu_model = ProbabilisticEnsemble(2, 1, hidden_sizes=(4,), weight_decays=None, activation="relu")
+    assert isinstance(relu_model.activation, th.nn.ReLU)
+    tanh_model = ProbabilisticEnsemble(2, 1, hidden_sizes=(4,), weight_decays=None, activation=th.nn.Tanh)
+    assert isinstance(tanh_model.activation, th.nn.Tanh)
+
+
+# ---------------------------------------------------------------------- trainer
+
+
+def linear_dataset(n: int, seed: int = 0, noise_std: float = 0.05):
+    """s' = A s + B a + noise, r = c.s + noise (obs_dim 4, action_dim 2)."""
+    rng = np.random.default_rng(seed)
+    a_matrix = np.eye(4) + 0.1 * rng.standard_normal((4, 4))
+    b_matrix = 0.5 * rng.standard_normal((2, 4))
+    c = rng.standard_normal(4)
+    obs = rng.standard_normal((n, 4)).astype(np.float32)
+    actions = rng.uniform(-1, 1, (n, 2)).astype(np.float32)
+    next_obs = (obs @ a_matrix.T + actions @ b_matrix + noise_std * rng.standard_normal((n, 4))).astype(np.float32)
+    rewards = (obs @ c + noise_std * rng.standard_normal(n)).astype(np.float32)
+    return obs, actions, rewards, next_obs
+
+
+def test_trainer_learns_linear_dynamics():
+    th.manual_seed(0)
+    obs, actions, rewards, next_obs = linear_dataset(3000)
+    # Drawn with replacement from a "buffer" of 2000 transitions, as the algorithm does
+    rng = np.random.default_rng(1)
+    ids = rng.integers(0, 2000, size=3000)
+    obs, actions, rewards, next_obs = obs[ids], actions[ids], rewards[ids], next_obs[ids]
+    model = ProbabilisticEnsemble(4, 2, ensemble_size=5, n_elites=3, hidden_sizes=(64, 64), weight_decays=None)
+    trainer = ModelTrainer(model, batch_size=256, max_epochs=200)
+    info = trainer.train(obs, actions, rewards, next_obs, sample_ids=ids, rng=123)
+
+    assert isinstance(info, ModelTrainingInfo)
+    targets = np.concatenate([next_obs - obs, rewards[:, None]], axis=1)
+    target_variance = targets.var(axis=0).mean()  # ~0.5
+    # Noise variance 0.05^2 = 0.0025 per dim (the best achievable MSE); we measure 0.0025-0.0027 after early stopping
+    # (3 seeds).
+    # 10x the noise variance (0.025) is far above that and ~20x below the target variance.
+    assert target_variance > 0.3
+    assert info.holdout_mse < 0.025
+    # Early stopping on an easy problem happens well before max_epochs
+    assert 5 < info.epochs < 200
+    assert info.n_train + info.n_holdout == 3000 and info.n_holdout > 0
+    assert np.isfinite(info.train_loss) and np.isfinite(info.holdout_nll) and info.seconds > 0
+
+    # Elites are exactly the n_elites members with the lowest holdout MSE of the final (restored) model
+    train_idx, holdout_idx = trainer.split(3000, ids, np.random.default_rng(123))  # same split as in train()
+    assert len(holdout_idx) == info.n_holdout
+    assert not set(ids[train_idx]) & set(ids[holdout_idx])
+    inputs = th.as_tensor(np.concatenate([obs, actions], axis=1))
+    holdout_mse = model.mse(inputs[holdout_idx], th.as_tensor(targets[holdout_idx])).numpy()
+    assert np.allclose(holdout_mse, info.holdout_mse_per_member, rtol=1e-4)
+    assert sorted(info.elite_indices.tolist()) == sorted(np.argsort(holdout_mse)[:3].tolist())
+    assert model.elite_indices.tolist() == info.elite_indices.tolist()
+    assert info.holdout_mse == pytest.approx(np.sort(holdout_mse)[:3].mean(), rel=1e-4)
+    # The normalizer was fitted on the training inputs
+    assert th.allclose(model.input_normalizer.mean[0], inputs[train_idx].mean(0), atol=1e-4)
+
+    # A rollout step with the trained model is accurate too (deterministic -> mean of the chosen elite)
+    next_pred, reward_pred, _ = model.sample(th.as_tensor(obs[:500]), th.as_tensor(actions[:500]), deterministic=True)
+    assert np.mean((next_pred.numpy() - next_obs[:500]) ** 2) < 0.025
+    assert np.mean((reward_pred.numpy() - rewards[:500]) ** 2) < 0.025
+
+
+def test_holdout_split_never_leaks():
+    model = small_ensemble()
+    trainer = ModelTrainer(model, holdout_ratio=0.25, max_holdout_size=10_000)
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, 400, size=3000)  # many duplicates
+    train_idx, holdout_idx = trainer.split(3000, ids, rng)
+    assert len(train_idx) + len(holdout_idx) == 3000
+    assert len(np.intersect1d(train_idx, holdout_idx)) == 0
+    train_ids, holdout_ids = set(ids[train_idx]), set(ids[holdout_idx])
+    assert not train_ids & holdout_ids
+    assert len(holdout_ids) == int(len(np.unique(ids)) * 0.25)
+    # Multiplicities are kept: every copy of a held-out transition is in the holdout
+    assert len(holdout_idx) == np.isin(ids, list(holdout_ids)).sum()
+    # Row cap
+    capped = ModelTrainer(model, holdout_ratio=0.25, max_holdout_size=100)
+    train_idx, holdout_idx = capped.split(3000, ids, np.random.default_rng(0))
+    assert 0 < len(holdout_idx) <= 100 and not set(ids[train_idx]) & set(ids[holdout_idx])
+    # Without ids: rows split independently
+    train_idx, holdout_idx = trainer.split(1000, None, np.random.default_rng(0))
+    assert len(holdout_idx) == 250 and len(np.union1d(train_idx, holdout_idx)) == 1000
+
+
+def test_max_epochs_and_max_train_size():
+    th.manual_seed(5)
+    obs, actions, rewards, next_obs = linear_dataset(600, seed=3)
+    model = ProbabilisticEnsemble(4, 2, ensemble_size=3, n_elites=2, hidden_sizes=(16,), weight_decays=None)
+    trainer = ModelTrainer(model, max_epochs=3, patience=100, max_train_size=200, batch_size=64)
+    info = trainer.train(th.as_tensor(obs), th.as_tensor(actions), th.as_tensor(rewards), th.as_tensor(next_obs), rng=0)
+    assert info.epochs == 3
+    assert info.n_train == 200 and info.n_holdout == 120
+    assert info.holdout_mse_per_member.shape == (3,) and info.elite_indices.shape == (2,)
+    # The optimizer (and its state) is kept across calls
+    optimizer = trainer.optimizer
+    assert len(optimizer.state) > 0
+    # No holdout: evaluation falls back to training rows
+    trainer.holdout_ratio = 0.0
+    info = trainer.train(obs, actions, rewards[:, None], next_obs, rng=1)
+    assert trainer.optimizer is optimizer
+    assert info.n_holdout == 0 and info.n_train == 200 and np.isfinite(info.holdout_mse)
+
+
+def test_early_stopping_restores_best_member_parameters(monkeypatch):
+    # Scripted holdout MSE per epoch (rows: epochs, columns: members). Member 0 is best at epoch 2, member 1 at epoch 1,
+    # member 2 at epoch 4 (its last >1% improvement). With patience 2, training stops at epoch 6.
+    scripted = np.array(
+        [
+            [1.00, 1.00, 1.00],
+            [0.50, 2.00, 0.90],
+            [0.60, 2.00, 0.895],  # member 2: 0.55% better than 0.90 -> not an improvement (threshold 1%)
+            [0.55, 1.50, 0.80],
+            [0.70, 3.00, 0.85],
+            [0.70, 3.00, 0.85],
+            [0.01, 0.01, 0.01],  # never reached
+        ]
+    )
+    obs, actions, rewards, next_obs = linear_dataset(200)
+    model = ProbabilisticEnsemble(4, 2, ensemble_size=3, n_elites=2, hidden_sizes=(8,), weight_decays=None)
+    trainer = ModelTrainer(model, max_epochs=50, patience=2, batch_size=50)
+    calls = []
+
+    def scripted_evaluate(inputs, targets, chunk_size=8192):
+        epoch = len(calls)
+        calls.append([p.detach().clone() for p in model.member_parameters()])
+        mse = scripted[epoch] if epoch < 6 else np.array([9.0, 9.0, 9.0])  # final call after the restore
+        return mse.astype(np.float32), np.zeros(3, dtype=np.float32)
+
+    monkeypatch.setattr(trainer, "evaluate", scripted_evaluate)
+    info = trainer.train(obs, actions, rewards, next_obs, rng=0)
+    # epoch 1 improves all, 2: members 0 and 2, 3: none, 4: member 2 (0.80 < 0.9*0.99), 5, 6: none -> stop after epoch 6
+    assert info.epochs == 6
+    best_epoch = {0: 2, 1: 1, 2: 4}
+    for member, epoch in best_epoch.items():
+        for param, recorded in zip(model.member_parameters(), calls[epoch - 1], strict=True):
+            assert th.equal(param.detach()[member], recorded[member])
+        # and differs from the last epoch's parameters
+        assert not th.equal(model.member_parameters()[0].detach()[member], calls[5][0][member])
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(learning_rate=0.0),
+        dict(batch_size=0),
+        dict(holdout_ratio=1.0),
+        dict(holdout_ratio=-0.1),
+        dict(max_holdout_size=0),
+        dict(max_epochs=0),
+        dict(max_train_size=0),
+        dict(patience=0),
+        dict(improvement_threshold=1.0),
+        dict(improvement_threshold=-0.01),
+    ],
+)
+def test_trainer_bad_hyperparameters(kwargs):
+    with pytest.raises(ValueError):
+        ModelTrainer(small_ensemble(), **kwargs)
+
+
+def test_trainer_bad_data():
+    model = small_ensemble()
+    trainer = ModelTrainer(model)
+    obs, act, rew = np.zeros((10, 3)), np.zeros((10, 2)), np.zeros(10)
+    with pytest.raises(ValueError):
+        trainer.train(obs, np.zeros((10, 1)), rew, obs)
+    with pytest.raises(ValueError):
+        trainer.train(obs, act, np.zeros(9), obs)
+    with pytest.raises(ValueError):
+        trainer.train(obs, act, rew, obs, sample_ids=np.arange(9))
+
+
+@pytest.mark.skipif(not th.cuda.is_available(), reason="requires CUDA")
+def test_cuda():
+    obs, actions, rewards, next_obs = linear_dataset(300)
+    model = ProbabilisticEnsemble(4, 2, ensemble_size=3, n_elites=2, hidden_sizes=(16,), weight_decays=None, device="cuda")
+    info = ModelTrainer(model, max_epochs=2).train(obs, actions, rewards, next_obs, sample_ids=np.arange(300))
+    assert info.epochs == 2
+    obs_t, act_t = th.as_tensor(obs, device="cuda"), th.as_tensor(actions, device="cuda")
+    next_pred, reward_pred, members = model.sample(obs_t, act_t, generator=th.Generator().manual_seed(0))
+    assert next_pred.device.type == reward_pred.device.type == members.device.type == "cuda"
+    next_pred, _, _ = model.sample(obs_t, act_t, generator=th.Generator(device="cuda").manual_seed(0))
+    assert next_pred.is_cuda

@@ -1,0 +1,420 @@
+"""
+Termination functions must reproduce the real env's ``terminated`` flag on every step.
+
+The agreement tests run random actions in the real MuJoCo envs (v4 and v5, 10^4 steps each), collect
+``(obs, action, next_obs, terminated)`` and apply the termination function to the whole batch at the end.
+"""
+
+import pickle
+import warnings
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+import pytest
+import torch as th
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecNormalize
+
+from sb3_pmac import termination
+from sb3_pmac.termination import (
+    AntTermination,
+    HopperTermination,
+    HumanoidTermination,
+    InvertedDoublePendulumTermination,
+    InvertedPendulumTermination,
+    NeverTerminate,
+    Walker2dTermination,
+    env_base_name,
+    get_termination_fn,
+    register_termination_fn,
+    termination_fn_from_env_id,
+)
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*is out of date.*", "ignore::DeprecationWarning")
+
+N_STEPS = 10_000
+EXPECTED_CLASS = {
+    "Hopper": HopperTermination,
+    "Walker2d": Walker2dTermination,
+    "Ant": AntTermination,
+    "Humanoid": HumanoidTermination,
+    "InvertedPendulum": InvertedPendulumTermination,
+    "InvertedDoublePendulum": InvertedDoublePendulumTermination,
+    "HalfCheetah": NeverTerminate,
+}
+# Humanoid-v5 with MBPO's truncated observation qpos[2:], qvel (45 dims)
+HUMANOID_45_KWARGS = {
+    "include_cinert_in_observation": False,
+    "include_cvel_in_observation": False,
+    "include_qfrc_actuator_in_observation": False,
+    "include_cfrc_ext_in_observation": False,
+}
+
+
+def make(env_id: str, **kwargs: Any) -> gym.Env:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return gym.make(env_id, **kwargs)
+
+
+def collect(env: gym.Env, n_steps: int, seed: int = 0, max_episode_steps: int = 1000) -> dict[str, np.ndarray]:
+    """Random actions in the real env (the unwrapped one, for speed: it computes ``terminated`` itself)."""
+    env.action_space.seed(seed)
+    space = env.action_space
+    actions = np.random.default_rng(seed).uniform(space.low, space.high, size=(n_steps, *space.shape))
+    u = env.unwrapped
+    obs, _ = u.reset(seed=seed)
+    data = {
+        "obs": np.empty((n_steps, obs.shape[0])),
+        "action": actions,
+        "next_obs": np.empty((n_steps, obs.shape[0])),
+        "terminated": np.empty(n_steps, dtype=bool),
+    }
+    episode_steps = 0
+    for i in range(n_steps):
+        data["obs"][i] = obs
+        obs, _, terminated, _, _ = u.step(actions[i])
+        data["next_obs"][i] = obs
+        data["terminated"][i] = terminated
+        episode_steps += 1
+        if terminated or episode_steps >= max_episode_steps:
+            obs, _ = u.reset()
+            episode_steps = 0
+    env.close()
+    return data
+
+
+def apply(fn: Any, data: dict[str, np.ndarray], obs_slice: slice = slice(None)) -> np.ndarray:
+    """Apply ``fn`` to torch and numpy versions of the batch; both must give the same answer."""
+    obs, next_obs = data["obs"][:, obs_slice], data["next_obs"][:, obs_slice]
+    done_np = fn(obs, data["action"], next_obs)
+    done_th = fn(th.as_tensor(obs), th.as_tensor(data["action"]), th.as_tensor(next_obs))
+    assert isinstance(done_np, np.ndarray) and done_np.dtype == bool and done_np.shape == (len(obs),)
+    assert isinstance(done_th, th.Tensor) and done_th.dtype == th.bool and done_th.shape == (len(obs),)
+    np.testing.assert_array_equal(done_np, done_th.numpy())
+    return done_np
+
+
+def assert_agrees(fn: Any, data: dict[str, np.ndarray], obs_slice: slice = slice(None)) -> np.ndarray:
+    done = apply(fn, data, obs_slice)
+    mismatch = np.flatnonzero(done != data["terminated"])
+    assert len(mismatch) == 0, (
+        f"{fn} disagrees with the env on {len(mismatch)}/{len(done)} steps, first: {mismatch[:5]} "
+        f"(fn={done[mismatch[:5]]}, env={data['terminated'][mismatch[:5]]})"
+    )
+    return done
+
+
+@pytest.mark.parametrize("version", ["v4", "v5"])
+@pytest.mark.parametrize("name", list(EXPECTED_CLASS))
+def test_agrees_with_env(name: str, version: str) -> None:
+    env_id = f"{name}-{version}"
+    env = make(env_id)
+    fn = get_termination_fn(env)
+    assert type(fn) is EXPECTED_CLASS[name]
+    data = collect(env, N_STEPS)
+    assert_agrees(fn, data)
+    n_terminated = data["terminated"].sum()
+    if name == "HalfCheetah":
+        assert n_terminated == 0
+    else:
+        assert n_terminated >= 10, f"too few terminations in {env_id} to test anything: {n_terminated}"
+
+
+# ---------------------------------------------------------------------------------------------------- env kwargs
+def test_hopper_custom_healthy_z_range() -> None:
+    kwargs = {"healthy_z_range": (1.2, float("inf"))}
+    fn = get_termination_fn("Hopper-v5", env_kwargs=kwargs)
+    assert fn.healthy_z_range == (1.2, float("inf"))
+    data = collect(make("Hopper-v5", **kwargs), 3000)
+    done = assert_agrees(fn, data)
+    # the default function would miss terminations: the kwargs matter
+    default_done = apply(get_termination_fn("Hopper-v5"), data)
+    assert (done & ~default_done).sum() > 0
+    assert not (default_done & ~done).any()
+
+
+def test_hopper_custom_state_and_angle_range() -> None:
+    # a state range inside [-10, 10] is checked exactly despite the velocity clipping of the observation
+    kwargs = {"healthy_state_range": (-5.0, 5.0), "healthy_angle_range": (-0.1, 0.3)}
+    data = collect(make("Hopper-v5", **kwargs), 3000)
+    done = assert_agrees(get_termination_fn("Hopper-v5", env_kwargs=kwargs), data)
+    assert (done != apply(get_termination_fn("Hopper-v5"), data)).any()
+
+
+@pytest.mark.parametrize("env_id", ["Hopper-v5", "Walker2d-v4", "Ant-v5", "Humanoid-v4"])
+def test_terminate_when_unhealthy_false(env_id: str) -> None:
+    kwargs = {"terminate_when_unhealthy": False}
+    fn = get_termination_fn(env_id, env_kwargs=kwargs)
+    data = collect(make(env_id, **kwargs), 2000 if env_id.startswith("Hopper") else 500)
+    done = assert_agrees(fn, data)
+    assert not done.any()
+    if env_id.startswith("Hopper"):
+        # the same states are unhealthy: only the flag prevents termination
+        assert apply(get_termination_fn(env_id), data).any()
+
+
+@pytest.mark.parametrize("env_id", ["Hopper-v4", "Hopper-v5", "Walker2d-v5", "Ant-v4", "Ant-v5", "Humanoid-v5"])
+def test_positions_included(env_id: str) -> None:
+    kwargs: dict[str, Any] = {"exclude_current_positions_from_observation": False}
+    if env_id.startswith("Ant"):
+        kwargs["healthy_z_range"] = (0.3, 0.9)  # more terminations with random actions
+    env = make(env_id, **kwargs)
+    n_skipped = 1 if env_id.startswith(("Hopper", "Walker")) else 2
+    default_env = make(env_id)
+    assert env.observation_space.shape[0] == default_env.observation_space.shape[0] + n_skipped
+    default_env.close()
+    fn = get_termination_fn(env)
+    assert fn.exclude_current_positions_from_observation is False
+    data = collect(env, 2000 if env_id.startswith("Humanoid") else 3000)
+    assert_agrees(fn, data)
+    assert data["terminated"].sum() >= 5
+
+
+def test_walker_custom_ranges() -> None:
+    kwargs = {"healthy_z_range": (0.9, 1.5), "healthy_angle_range": (-0.5, 0.5)}
+    data = collect(make("Walker2d-v5", **kwargs), 3000)
+    done = assert_agrees(get_termination_fn("Walker2d-v5", env_kwargs=kwargs), data)
+    assert (done & ~apply(get_termination_fn("Walker2d-v5"), data)).any()
+
+
+@pytest.mark.parametrize(
+    "env_id, kwargs, obs_dim",
+    [
+        ("Ant-v5", {"include_cfrc_ext_in_observation": False}, 27),
+        ("Ant-v5", {"include_cfrc_ext_in_observation": True}, 105),
+        ("Ant-v4", {"use_contact_forces": True}, 111),
+        ("Ant-v4", {}, 27),
+    ],
+)
+def test_ant_observation_layouts(env_id: str, kwargs: dict[str, Any], obs_dim: int) -> None:
+    kwargs = {**kwargs, "healthy_z_range": (0.3, 0.8)}  # tighter: more terminations with random actions
+    env = make(env_id, **kwargs)
+    assert env.observation_space.shape == (obs_dim,)
+    fn = get_termination_fn(env)
+    assert fn.healthy_z_range == (0.3, 0.8) and fn.state_dim == 27
+    data = collect(env, 3000)
+    assert_agrees(fn, data)
+    assert data["terminated"].sum() >= 5
+    # a non-finite state entry terminates, a non-finite entry after the state part (contact forces) is ignored
+    next_obs = np.zeros((3, obs_dim))
+    next_obs[:, 0] = 0.5
+    next_obs[1, 26] = np.nan
+    if obs_dim > 27:
+        next_obs[2, 27] = np.inf
+    np.testing.assert_array_equal(fn(next_obs, None, next_obs), [False, True, False])
+
+
+def test_humanoid_truncated_observation() -> None:
+    # v5: MBPO's 45-dim observation through env kwargs
+    env = make("Humanoid-v5", **HUMANOID_45_KWARGS)
+    assert env.observation_space.shape == (45,)
+    fn = get_termination_fn("Humanoid-v5", env_kwargs={**HUMANOID_45_KWARGS, "healthy_z_range": (1.1, 2.0)})
+    data = collect(make("Humanoid-v5", **HUMANOID_45_KWARGS, healthy_z_range=(1.1, 2.0)), 2000)
+    assert_agrees(fn, data)
+    assert data["terminated"].sum() >= 10
+    # v4 has no such kwargs: the first 45 entries of its full observation are qpos[2:], qvel (what a wrapper keeps)
+    data = collect(make("Humanoid-v4"), 2000, seed=1)
+    fn = get_termination_fn("Humanoid-v4")
+    assert_agrees(fn, data, obs_slice=slice(0, 45))
+    assert_agrees(fn, data)
+
+
+def test_inverted_double_pendulum_geometry_from_model(tmp_path: Path) -> None:
+    """Pole lengths and base height are read from the MuJoCo model: a model with other lengths still agrees."""
+    xml = (Path(gym.envs.mujoco.__file__).parent / "assets" / "inverted_double_pendulum.xml").read_text()
+    xml = xml.replace('<body name="cart" pos="0 0 0">', '<body name="cart" pos="0 0 0.1">')
+    xml = xml.replace('<body name="pole2" pos="0 0 0.6">', '<body name="pole2" pos="0 0 0.55">')
+    xml = xml.replace('<site name="tip" pos="0 0 .6"', '<site name="tip" pos="0.05 0 .7"')
+    path = tmp_path / "idp.xml"
+    path.write_text(xml)
+    env = make("InvertedDoublePendulum-v5", xml_file=str(path))
+    fn = get_termination_fn(env)
+    assert fn.base_height == pytest.approx(0.1)
+    assert fn.pole2_offset == pytest.approx((0.0, 0.55)) and fn.tip_offset == pytest.approx((0.05, 0.7))
+    # the tip height matches MuJoCo's forward kinematics for arbitrary angles
+    model = env.unwrapped.model
+    mj_data = mujoco.MjData(model)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        mj_data.qpos[:] = rng.uniform(-np.pi, np.pi, size=3)
+        mujoco.mj_kinematics(model, mj_data)
+        obs = np.concatenate([mj_data.qpos[:1], np.sin(mj_data.qpos[1:]), np.cos(mj_data.qpos[1:])])
+        assert fn.tip_height(th.as_tensor(obs)).item() == pytest.approx(mj_data.site_xpos[0][2], abs=1e-12)
+    data = collect(env, 3000)
+    assert_agrees(fn, data)
+    assert data["terminated"].sum() >= 10
+    assert (apply(InvertedDoublePendulumTermination(), data) != data["terminated"]).any()
+
+
+# ---------------------------------------------------------------------------------------------------- API
+def test_unknown_env_warns_and_never_terminates() -> None:
+    with pytest.warns(UserWarning, match="No termination function known for 'Pendulum-v1'.*never terminate.*termination_fn="):
+        fn = get_termination_fn("Pendulum-v1")
+    assert isinstance(fn, NeverTerminate)
+    np.testing.assert_array_equal(fn(np.zeros((4, 3)), np.zeros((4, 1)), np.full((4, 3), np.nan)), np.zeros(4, dtype=bool))
+    # also for an env instance, and silently with warn=False
+    env = make("Pendulum-v1")
+    with pytest.warns(UserWarning, match="Pendulum"):
+        assert isinstance(get_termination_fn(env), NeverTerminate)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert isinstance(get_termination_fn(env, warn=False), NeverTerminate)
+    with pytest.raises(TypeError):
+        get_termination_fn(42)  # type: ignore[arg-type]
+
+
+class _CountingEnv(gym.Env):
+    """A custom env: terminated when the observation exceeds ``limit``."""
+
+    observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(1,))
+    action_space = gym.spaces.Box(-1, 1, shape=(1,))
+
+    def __init__(self, limit: float = 3.0) -> None:
+        self.limit = limit
+
+
+class _LimitTermination:
+    def __init__(self, limit: float) -> None:
+        self.limit = limit
+
+    def __call__(self, obs: Any, action: Any, next_obs: Any) -> Any:
+        return next_obs[..., 0] > self.limit
+
+
+def test_register_user_function(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(termination, "_REGISTRY", dict(termination._REGISTRY))
+    env_id = "PmacTestCountingEnv-v0"
+    if env_id not in gym.registry:
+        gym.register(env_id, entry_point=_CountingEnv)
+    with pytest.warns(UserWarning):
+        assert isinstance(get_termination_fn(env_id), NeverTerminate)
+
+    seen = []
+
+    def factory(env: gym.Env) -> _LimitTermination:
+        seen.append(env)
+        return _LimitTermination(env.limit)
+
+    register_termination_fn("PmacTestCountingEnv-v3", factory)  # any version: registered under the base name
+    assert "PmacTestCountingEnv" in termination.registered_termination_envs()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        fn = get_termination_fn(env_id, env_kwargs={"limit": 1.5})
+    assert isinstance(seen[-1], _CountingEnv)  # the unwrapped env
+    assert fn.limit == 1.5
+    np.testing.assert_array_equal(fn(None, None, np.array([[1.0], [2.0]])), [False, True])
+    # without a spec: found through the class name (_CountingEnv -> "_Counting")
+    register_termination_fn("_Counting", factory)
+    assert get_termination_fn(_CountingEnv(limit=7.0)).limit == 7.0
+    # replacing a built-in function
+    register_termination_fn("Hopper", lambda env: NeverTerminate())
+    assert isinstance(get_termination_fn("Hopper-v5"), NeverTerminate)
+    with pytest.raises(TypeError):
+        register_termination_fn("Foo", 3)  # type: ignore[arg-type]
+
+
+def test_env_base_name() -> None:
+    assert env_base_name("Hopper-v4") == "Hopper"
+    assert env_base_name("Hopper-v5") == "Hopper"
+    assert env_base_name("Hopper") == "Hopper"
+    assert env_base_name("my_ns/MyEnv-v12") == "MyEnv"
+    assert env_base_name("InvertedDoublePendulum-v5") == "InvertedDoublePendulum"
+
+
+def test_lookup_from_env_instances_and_vec_envs() -> None:
+    kwargs = {"healthy_z_range": (0.5, 2.0), "terminate_when_unhealthy": True}
+    expected = termination_fn_from_env_id("Hopper-v5", kwargs)
+    assert expected.healthy_z_range == (0.5, 2.0)
+    wrapped = gym.wrappers.RecordEpisodeStatistics(make("Hopper-v5", **kwargs))
+    assert get_termination_fn(wrapped) == expected
+    venv = DummyVecEnv([lambda: make("Hopper-v5", **kwargs)])
+    assert get_termination_fn(venv) == expected
+    assert get_termination_fn(VecNormalize(venv)) == expected
+    venv.close()
+    # unregistered instance of a known class (no spec): found through the class name
+    from gymnasium.envs.mujoco.walker2d_v5 import Walker2dEnv
+
+    walker = Walker2dEnv(healthy_z_range=(0.5, 1.5))
+    assert get_termination_fn(walker) == Walker2dTermination(healthy_z_range=(0.5, 1.5))
+    walker.close()
+
+
+def test_lookup_from_subproc_vec_env() -> None:
+    venv = SubprocVecEnv([lambda: make("Hopper-v5", healthy_angle_range=(-0.3, 0.3))], start_method="fork")
+    try:
+        fn = get_termination_fn(venv)
+    finally:
+        venv.close()
+    assert isinstance(fn, HopperTermination) and fn.healthy_angle_range == (-0.3, 0.3)
+
+
+FUNCTIONS = [
+    NeverTerminate(),
+    HopperTermination(),
+    Walker2dTermination(),
+    AntTermination(),
+    HumanoidTermination(),
+    InvertedPendulumTermination(),
+    InvertedDoublePendulumTermination(),
+]
+
+
+@pytest.mark.parametrize("fn", FUNCTIONS, ids=lambda fn: type(fn).__name__)
+def test_numpy_torch_dtypes_devices_pickle(fn: Any) -> None:
+    rng = np.random.default_rng(0)
+    next_obs = rng.normal(size=(64, 30)) * 0.5
+    next_obs[:, 0] += 1.0
+    action = rng.uniform(-1, 1, size=(64, 3))
+    done_np = fn(next_obs, action, next_obs)
+    assert isinstance(done_np, np.ndarray) and done_np.dtype == bool and done_np.shape == (64,)
+    devices = ["cpu"] + (["cuda"] if th.cuda.is_available() else [])
+    for device in devices:
+        for dtype in (th.float64, th.float32):
+            x = th.as_tensor(next_obs, dtype=dtype, device=device)
+            done = fn(x, th.as_tensor(action, device=device), x)
+            assert done.dtype == th.bool and done.device.type == device and done.shape == (64,)
+            if dtype == th.float64:
+                np.testing.assert_array_equal(done.cpu().numpy(), done_np)
+    # float32 numpy, extra leading dimensions
+    assert fn(next_obs[:8].astype(np.float32), None, next_obs[:8].astype(np.float32)).shape == (8,)
+    assert fn(None, None, th.as_tensor(next_obs).reshape(4, 16, 30)).shape == (4, 16)
+    restored = pickle.loads(pickle.dumps(fn))
+    assert restored == fn
+    np.testing.assert_array_equal(restored(next_obs, action, next_obs), done_np)
+
+
+def test_hand_made_states() -> None:
+    hopper = HopperTermination()
+    obs = np.zeros((5, 11))
+    obs[:, 0] = 1.25
+    obs[1, 0] = 0.7  # z on the open bound: unhealthy
+    obs[2, 1] = 0.25  # angle
+    obs[3, 7] = 100.0  # state entry on the open bound
+    obs[4, 0] = np.nan
+    np.testing.assert_array_equal(hopper(obs, None, obs), [False, True, True, True, True])
+    # Ant uses a closed z interval
+    ant = AntTermination()
+    obs = np.zeros((4, 27))
+    obs[:, 0] = [0.2, 1.0, 0.19, 1.01]
+    np.testing.assert_array_equal(ant(obs, None, obs), [False, False, True, True])
+    # positions included: z moves to index 1 (Hopper) / 2 (Ant, Humanoid)
+    humanoid = HumanoidTermination(exclude_current_positions_from_observation=False)
+    obs = np.zeros((2, 47))
+    obs[:, 0] = 1.5
+    obs[1, 2] = 1.5
+    np.testing.assert_array_equal(humanoid(obs, None, obs), [True, False])
+    # InvertedPendulum: angle and finiteness of the whole observation
+    pendulum = InvertedPendulumTermination()
+    obs = np.array([[0.0, 0.1, 0.0, 0.0], [0.0, -0.21, 0.0, 0.0], [0.0, 0.0, 0.0, np.inf]])
+    np.testing.assert_array_equal(pendulum(obs, None, obs), [False, True, True])
+    # InvertedDoublePendulum: upright tip at 1.2, first pole horizontal -> tip at most 0.6
+    idp = InvertedDoublePendulumTermination()
+    upright = [0.0, 0.0, 0.0, 1.0, 1.0]
+    fallen = [0.0, 1.0, 0.0, 0.0, 1.0]
+    np.testing.assert_array_equal(idp(None, None, np.array([upright, fallen])), [False, True])
+    # too short observations are rejected
+    with pytest.raises(ValueError, match="at least"):
+        hopper(None, None, np.zeros((2, 5)))
