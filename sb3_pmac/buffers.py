@@ -273,8 +273,10 @@ class ModelReplayBuffer:
         self.full = self.full or self.pos + n >= self.capacity
         self.pos = (self.pos + n) % self.capacity
 
+    _COLUMNS = ("observations", "actions", "rewards", "next_observations", "dones")
+
     def _storages(self) -> tuple[th.Tensor, ...]:
-        return (self.observations, self.actions, self.rewards, self.next_observations, self.dones)
+        return tuple(getattr(self, name) for name in self._COLUMNS)
 
     def _ordered(self) -> tuple[th.Tensor, ...]:
         """Stored transitions, oldest first."""
@@ -323,23 +325,21 @@ class ModelReplayBuffer:
         )
 
     def state_dict(self) -> dict[str, Any]:
-        """All stored transitions (oldest first) and the capacity, as CPU tensors."""
-        obs, actions, rewards, next_obs, dones = (t.cpu() for t in self._ordered())
-        return {
-            "capacity": self.capacity,
-            "observations": obs,
-            "actions": actions,
-            "rewards": rewards,
-            "next_observations": next_obs,
-            "dones": dones,
-        }
+        """The stored transitions in storage order, the write position and the capacity (CPU tensors)."""
+        size = self.size()
+        state: dict[str, Any] = {"capacity": self.capacity, "pos": self.pos, "full": self.full}
+        for name in self._COLUMNS:
+            state[name] = getattr(self, name)[:size].cpu().clone()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a state produced by :meth:`state_dict`."""
+        """Restore a state produced by :meth:`state_dict` (same storage layout, so sampling continues identically)."""
         self.capacity = int(state["capacity"])
         self._allocate(self.capacity)
-        self.pos, self.full = 0, False
-        self.add(state["observations"], state["actions"], state["rewards"], state["next_observations"], state["dones"])
+        for name in self._COLUMNS:
+            column = state[name]
+            getattr(self, name)[: len(column)] = column.to(self.device)
+        self.pos, self.full = int(state["pos"]), bool(state["full"])
 
 
 class MixedReplaySampler:

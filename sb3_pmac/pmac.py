@@ -105,8 +105,8 @@ class PMAC(SAC):
         (``hidden_sizes``, ``activation``, ``weight_decays``, ...)
     :param model_trainer_kwargs: extra arguments of :class:`~sb3_pmac.dynamics.ModelTrainer`
         (``learning_rate``, ``batch_size``, ``holdout_ratio``, ``max_epochs``, ``max_train_size``, ...)
-    :param model_train_size: number of transitions drawn (with replacement) from the real buffer per model training;
-        ``None``: as many as the buffer holds
+    :param model_train_size: number of transitions drawn (with replacement, per the mixture) from the real buffer for
+        each model training; ``None``: as many as the buffer holds
     :param termination_fn: ``(obs, action, next_obs) -> done`` for model rollouts; ``None``: looked up from the env
         (see :mod:`sb3_pmac.termination`)
     :param stats_window_size: Window size for the rollout logging
@@ -369,8 +369,7 @@ class PMAC(SAC):
 
     def train_dynamics_model(self) -> ModelTrainingInfo:
         """Train the ensemble on transitions drawn from the real buffer per the policy mixture (Algorithm 2, l. 3-4)."""
-        n_transitions = self.replay_buffer.size() * self.replay_buffer.n_envs
-        n_samples = n_transitions if self.model_train_size is None else min(n_transitions, self.model_train_size)
+        n_samples = self.model_train_size or self.replay_buffer.size() * self.replay_buffer.n_envs
         mixture = self._data_mixture(self.adapt_model_training)
         batch_inds, env_inds = self.replay_buffer.sample_indices_by_mixture(n_samples, mixture)
         data = self.replay_buffer.get_transitions(batch_inds, env_inds)  # raw (unnormalized) observations

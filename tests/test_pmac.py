@@ -1,0 +1,408 @@
+import os
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.logger import configure
+from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+from sb3_pmac import MBPO, PMAC
+from sb3_pmac.termination import HopperTermination, NeverTerminate
+
+# Small networks and budgets: these tests check behaviour, not learning.
+TINY = dict(
+    learning_starts=100,
+    model_train_freq=50,
+    rollout_batch_size=200,
+    gradient_steps=1,
+    batch_size=32,
+    buffer_size=10_000,
+    dynamics_kwargs=dict(hidden_sizes=(32, 32), weight_decays=None),
+    model_trainer_kwargs=dict(max_epochs=3),
+    policy_kwargs=dict(net_arch=[32, 32]),
+)
+
+
+def pendulum(**kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # no termination function for Pendulum
+        return PMAC("MlpPolicy", "Pendulum-v1", **{**TINY, **kwargs})
+
+
+# ---------------------------------------------------------------------------------------------- construction
+def test_shorthand_env_id_and_hopper_presets():
+    model = PMAC("Hopper-v4", buffer_size=1000)
+    assert model.policy_class.__name__ == "SACPolicy" or "MlpPolicy" in str(model.policy_class)
+    assert model.env_id == "Hopper-v4"
+    assert model.rollout_horizon == (20, 100, 1, 15)
+    assert isinstance(model.termination_fn, HopperTermination)
+    assert model.observation_space.shape == (11,)
+    # Table 2 defaults
+    assert (model.learning_starts, model.gradient_steps, model.batch_size) == (5000, 20, 256)
+    assert (model.real_ratio, model.model_train_freq, model.adaptation_rate) == (0.05, 250, 0.9)
+    assert (model.dynamics_model.ensemble_size, model.dynamics_model.n_elites) == (7, 5)
+    assert model.dynamics_model.hidden_sizes == [200, 200, 200, 200]
+    assert [layer.out_features for layer in model.actor.latent_pi if hasattr(layer, "out_features")] == [256, 256]
+    # horizon schedule in use: 1 until epoch 20, 8 at epoch 60, 15 from epoch 100
+    for steps, horizon in [(0, 1), (20_000, 1), (60_000, 8), (100_000, 15), (300_000, 15)]:
+        model.num_timesteps = steps
+        assert model.current_rollout_horizon() == horizon
+
+
+@pytest.mark.parametrize(
+    "env_id, obs_dim, horizon",
+    [
+        ("Humanoid-v5", 45, (20, 300, 1, 25)),
+        ("Humanoid-v4", 45, (20, 300, 1, 25)),
+        ("Ant-v5", 27, (20, 100, 1, 25)),
+        ("Ant-v4", 27, (20, 100, 1, 25)),
+        ("Walker2d-v5", 17, 1),
+        ("HalfCheetah-v4", 17, 1),
+        ("Pusher-v5", 23, 1),
+    ],
+)
+def test_presets_per_task(env_id, obs_dim, horizon):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        model = PMAC(env_id, buffer_size=1000)
+    assert model.observation_space.shape == (obs_dim,)
+    assert model.rollout_horizon == horizon
+
+
+def test_explicit_arguments_override_presets():
+    model = PMAC("Hopper-v4", buffer_size=1000, rollout_horizon=3, termination_fn=NeverTerminate(), learning_starts=10)
+    assert model.rollout_horizon == 3 and isinstance(model.termination_fn, NeverTerminate) and model.learning_starts == 10
+    model = PMAC("Hopper-v4", buffer_size=1000, rollout_horizon=[10, 20, 2, 4])  # YAML lists work
+    assert model.rollout_horizon == (10, 20, 2, 4)
+
+
+def test_sb3_form_and_unknown_env_warning():
+    env = gym.make("Pendulum-v1")
+    with pytest.warns(UserWarning, match="termination"):
+        model = PMAC("MlpPolicy", env, **TINY)
+    assert isinstance(model.termination_fn, NeverTerminate)
+    assert model.rollout_horizon == 1
+
+
+def test_mbpo_is_uniform():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model = MBPO("MlpPolicy", "Pendulum-v1", **TINY)
+    assert not model.adapt_model_training and not model.adapt_rollout_starts
+    assert pendulum().adapt_model_training and pendulum().adapt_rollout_starts
+    ablation = pendulum(adapt_rollout_starts=False)
+    assert ablation.adapt_model_training and not ablation.adapt_rollout_starts
+
+
+# ---------------------------------------------------------------------------------------------- errors
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(adaptation_rate=0.0), "adaptation_rate"),
+        (dict(adaptation_rate=1.1), "adaptation_rate"),
+        (dict(real_ratio=-0.1), "real_ratio"),
+        (dict(real_ratio=1.5), "real_ratio"),
+        (dict(n_elites=8, ensemble_size=7), "n_elites"),
+        (dict(model_train_freq=0), "model_train_freq"),
+        (dict(rollout_batch_size=-5), "rollout_batch_size"),
+        (dict(epoch_length=0), "epoch_length"),
+        (dict(model_retain_epochs=0), "model_retain_epochs"),
+        (dict(model_buffer_size=0), "model_buffer_size"),
+        (dict(ensemble_size=0, n_elites=0), "ensemble_size"),
+        (dict(rollout_horizon=(100, 20, 1, 15)), "horizon"),
+        (dict(rollout_horizon=(1, 15, 20)), "horizon"),
+        (dict(rollout_horizon=0), "horizon"),
+        (dict(optimize_memory_usage=True), "optimize_memory_usage"),
+        (dict(gradient_steps=0), "gradient_steps"),
+    ],
+)
+def test_bad_hyperparameters(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        pendulum(**kwargs)
+
+
+class DictObsEnv(gym.Env):
+    observation_space = spaces.Dict({"a": spaces.Box(-1, 1, (2,))})
+    action_space = spaces.Box(-1, 1, (1,))
+
+
+class ImageObsEnv(gym.Env):
+    observation_space = spaces.Box(0, 255, (32, 32, 3), np.uint8)
+    action_space = spaces.Box(-1, 1, (1,))
+
+
+@pytest.mark.parametrize(
+    "env, match",
+    [
+        ("CartPole-v1", "continuous"),
+        (gym.make("CartPole-v1"), "continuous"),
+        (DictObsEnv(), "Dict"),
+        (ImageObsEnv(), "image"),
+    ],
+)
+def test_unsupported_spaces(env, match):
+    with pytest.raises(ValueError, match=match):
+        PMAC("MlpPolicy", env)
+
+
+# ---------------------------------------------------------------------------------------------- Algorithm 2 schedule
+def test_mixture_advances_once_per_interaction_epoch():
+    model = pendulum(seed=0)
+    model.learn(300)
+    # model steps at 101, 151, 201, 251 (train() runs once more than learning_starts transitions are stored)
+    assert model._n_model_steps == 4
+    assert model.policy_mixture.current_version == 4
+    versions, counts = model.replay_buffer.version_counts()
+    np.testing.assert_array_equal(versions, [0, 1, 2, 3, 4])
+    np.testing.assert_array_equal(counts, [101, 50, 50, 50, 49])
+    np.testing.assert_allclose(model.policy_mixture.weights[-1], 0.1)
+    # MBPO's buffer is versioned the same way (for diagnostics) but samples uniformly
+    assert model.model_buffer.size() > 0 and model.model_buffer.capacity == 200 * 1 * 20 * 1
+
+
+def versions_of(model, batch_inds):
+    return model.replay_buffer.policy_versions[batch_inds]
+
+
+@pytest.mark.parametrize("algo", ["pmac", "mbpo", "ablation_rollout_only"])
+def test_model_data_and_rollout_starts_follow_the_mixture(algo):
+    kwargs = dict(adaptation_rate=0.5, model_train_size=40_000, seed=1)
+    if algo == "mbpo":
+        kwargs.update(adapt_model_training=False, adapt_rollout_starts=False)
+    if algo == "ablation_rollout_only":
+        kwargs.update(adapt_model_training=False, adapt_rollout_starts=True)
+    model = pendulum(**kwargs)
+    model.learn(400)
+    assert model._last_model_info.n_train + model._last_model_info.n_holdout == 40_000
+    versions, counts = model.replay_buffer.version_counts()
+    with_data = counts > 0
+    weights = model.policy_mixture.probabilities(versions[with_data])
+    uniform = counts[with_data] / counts[with_data].sum()
+
+    # Model training data: the trainer's sample_ids are buffer indices (n_envs = 1)
+    captured = {}
+    original_train = model.model_trainer.train
+
+    def spy_train(*columns, sample_ids=None, **kwargs):
+        captured["ids"] = sample_ids
+        return original_train(*(column[:500] for column in columns), sample_ids=sample_ids[:500], **kwargs)
+
+    model.model_trainer.train = spy_train
+    model.train_dynamics_model()
+    drawn = np.bincount(versions_of(model, captured["ids"]), minlength=versions.max() + 1)[versions[with_data]]
+    freq = drawn / drawn.sum()
+    expected = uniform if algo in ("mbpo", "ablation_rollout_only") else weights
+    other = weights if algo in ("mbpo", "ablation_rollout_only") else uniform
+    assert np.abs(freq - expected).max() < 0.01
+    assert np.abs(freq - other).max() > 0.05  # the two distributions are distinguishable here
+
+    # Rollout starts: drawn from the buffer with the mixture (PMAC) or uniformly (MBPO)
+    captured_starts = {}
+    original_sample = model.replay_buffer.sample_indices_by_mixture
+
+    def spy_sample(batch_size, mixture):
+        batch_inds, env_inds = original_sample(batch_size, mixture)
+        captured_starts["ids"] = batch_inds
+        return batch_inds, env_inds
+
+    model.replay_buffer.sample_indices_by_mixture = spy_sample
+    model.rollout_batch_size = 50_000
+    model.rollout()
+    drawn = np.bincount(versions_of(model, captured_starts["ids"]), minlength=versions.max() + 1)[versions[with_data]]
+    freq = drawn / drawn.sum()
+    expected = uniform if algo == "mbpo" else weights
+    assert np.abs(freq - expected).max() < 0.01
+
+
+def test_sac_batches_mix_real_and_model_data():
+    model = pendulum(seed=2, batch_size=100, real_ratio=0.25)
+    model.learn(200)
+    from sb3_pmac.buffers import MixedReplaySampler
+
+    sampler = MixedReplaySampler(model.replay_buffer, model.model_buffer, model.real_ratio)
+    assert sampler.split(100) == (25, 75)
+    # Mark the model data so that its share in a batch can be counted
+    model.model_buffer.rewards[:] = 1e6
+    batch = sampler.sample(100)
+    assert int((batch.rewards[:, 0] == 1e6).sum()) == 75
+
+
+# ---------------------------------------------------------------------------------------------- logging
+class KeysCallback(BaseCallback):
+    def __init__(self):
+        super().__init__()
+        self.keys: set[str] = set()
+
+    def _on_step(self) -> bool:
+        self.keys.update(self.model.logger.name_to_value.keys())
+        return True
+
+
+def test_logger_keys(tmp_path):
+    model = pendulum(seed=3)
+    model.set_logger(configure(str(tmp_path), ["csv"]))
+    callback = KeysCallback()
+    model.learn(450, callback=callback, log_interval=1)
+    expected = {
+        "train/actor_loss",
+        "train/critic_loss",
+        "train/ent_coef_loss",
+        "train/model_loss",
+        "train/model_holdout_loss",
+        "train/n_elites",
+        "rollout/model_horizon",
+        "rollout/model_buffer_size",
+        "rollout/nan_predictions_dropped",
+        "time/model_train_s",
+        "time/rollout_s",
+        "time/sac_s",
+    }
+    assert expected <= callback.keys
+    header = (tmp_path / "progress.csv").read_text().splitlines()[0].split(",")
+    assert "train/model_holdout_loss" in header and "rollout/model_horizon" in header
+
+
+# ---------------------------------------------------------------------------------------------- envs
+def test_vec_env_and_vecnormalize():
+    venv = VecNormalize(make_vec_env("Pendulum-v1", n_envs=2, seed=0), gamma=0.99)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model = PMAC("MlpPolicy", venv, **TINY, seed=0)
+    model.learn(400)
+    versions, counts = model.replay_buffer.version_counts()
+    assert counts.sum() == 400 and versions[0] == 0
+    # the replay buffer stores raw observations: Pendulum's angular velocity reaches beyond normalized ranges
+    stored = model.replay_buffer.observations[: model.replay_buffer.size()].reshape(-1, 3)
+    assert np.abs(stored[:, :2]).max() <= 1.0 + 1e-6 and np.abs(stored[:, 2]).max() > 1.0
+    assert model.model_buffer.size() > 0
+
+
+def test_seed_reproducible():
+    params = []
+    for _ in range(2):
+        model = pendulum(seed=7)
+        model.learn(250)
+        params.append(th.nn.utils.parameters_to_vector(model.policy.parameters()).detach().clone())
+    th.testing.assert_close(params[0], params[1], rtol=0, atol=0)
+
+
+# ---------------------------------------------------------------------------------------------- save / load
+def test_save_load_predict_and_dynamics(tmp_path):
+    model = pendulum(seed=4)
+    model.learn(250)
+    obs = np.random.RandomState(0).uniform(-1, 1, (20, 3)).astype(np.float32)
+    actions = np.random.RandomState(1).uniform(-1, 1, (20, 1)).astype(np.float32)
+    action_before, _ = model.predict(obs, deterministic=True)
+    inputs = th.as_tensor(np.concatenate([obs, actions], 1))
+    mean_before, logvar_before = model.dynamics_model(inputs)
+    model.save(tmp_path / "pmac")
+
+    loaded = PMAC.load(tmp_path / "pmac", device="cpu")
+    assert loaded.replay_buffer.buffer_size == 1  # no 10^6 buffer for evaluation
+    action_after, _ = loaded.predict(obs, deterministic=True)
+    np.testing.assert_array_equal(action_before, action_after)
+    mean_after, logvar_after = loaded.dynamics_model(inputs)
+    th.testing.assert_close(mean_before, mean_after)
+    th.testing.assert_close(logvar_before, logvar_after)
+    th.testing.assert_close(loaded.dynamics_model.elite_indices, model.dynamics_model.elite_indices)
+    np.testing.assert_allclose(loaded.policy_mixture.weights, model.policy_mixture.weights)
+    assert loaded.policy_mixture.current_version == model.policy_mixture.current_version
+    assert loaded.model_trainer.optimizer.state_dict()["state"].keys() == model.model_trainer.optimizer.state_dict()["state"].keys()
+    for key, value in model.model_trainer.optimizer.state_dict()["state"][0].items():
+        th.testing.assert_close(loaded.model_trainer.optimizer.state_dict()["state"][0][key], value)
+    assert loaded.rollout_horizon == model.rollout_horizon and loaded.real_ratio == model.real_ratio
+    # MBPO loads as MBPO
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        mbpo = MBPO("MlpPolicy", "Pendulum-v1", **TINY)
+    mbpo.save(tmp_path / "mbpo")
+    assert not MBPO.load(tmp_path / "mbpo").adapt_model_training
+
+
+def test_replay_buffer_roundtrip_keeps_versions(tmp_path):
+    model = pendulum(seed=5)
+    model.learn(300)
+    model.save_replay_buffer(tmp_path / "buffer")
+    model.save(tmp_path / "agent")
+    loaded = PMAC.load(tmp_path / "agent", env=model.get_env())
+    loaded.load_replay_buffer(tmp_path / "buffer")
+    for a, b in zip(model.replay_buffer.version_counts(), loaded.replay_buffer.version_counts()):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(model.replay_buffer.policy_versions, loaded.replay_buffer.policy_versions)
+    assert loaded.model_buffer.size() == model.model_buffer.size()
+    th.testing.assert_close(loaded.model_buffer.observations, model.model_buffer.observations)
+
+
+def test_resume_equals_uninterrupted_run(tmp_path):
+    def new_model():
+        return pendulum(seed=11)
+
+    # uninterrupted: 300 steps, then 200 more
+    straight = new_model()
+    straight.learn(300)
+    straight.learn(200, reset_num_timesteps=False)
+
+    # interrupted: 300 steps, save everything, load, 200 more on the same env
+    first = new_model()
+    first.learn(300)
+    first.save(tmp_path / "agent")
+    first.save_replay_buffer(tmp_path / "buffer")
+    env = first.get_env()
+    del first
+    resumed = PMAC.load(tmp_path / "agent", env=env, force_reset=False, device="cpu")
+    resumed.load_replay_buffer(tmp_path / "buffer")
+    resumed.learn(200, reset_num_timesteps=False)
+
+    assert resumed.num_timesteps == straight.num_timesteps == 500
+    assert resumed.policy_mixture.current_version == straight.policy_mixture.current_version
+    for name in ["policy", "dynamics_model"]:
+        a = th.nn.utils.parameters_to_vector(getattr(straight, name).parameters())
+        b = th.nn.utils.parameters_to_vector(getattr(resumed, name).parameters())
+        th.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_progress_bar_and_env_reset_warning(tmp_path):
+    model = pendulum(seed=6, learning_starts=50)
+    model.learn(120, progress_bar=True)
+    assert model.num_timesteps == 120
+
+
+# ---------------------------------------------------------------------------------------------- learning
+@pytest.mark.skipif(os.environ.get("SB3_PMAC_SKIP_LEARNING") == "1", reason="learning test disabled by env var")
+def test_learns_pendulum():
+    """A short PMAC run on Pendulum clearly beats a random policy (random: about -1200)."""
+    from stable_baselines3.common.evaluation import evaluate_policy
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model = PMAC(
+            "MlpPolicy",
+            "Pendulum-v1",
+            learning_starts=500,
+            model_train_freq=250,
+            rollout_batch_size=5000,
+            gradient_steps=5,
+            model_trainer_kwargs=dict(max_epochs=20),
+            seed=0,
+        )
+    model.learn(3000)
+    eval_env = gym.make("Pendulum-v1")
+    eval_env.reset(seed=123)
+    mean_return, _ = evaluate_policy(model, eval_env, n_eval_episodes=5, deterministic=True)
+    random_returns = []
+    for episode in range(5):
+        eval_env.reset(seed=1000 + episode)
+        eval_env.action_space.seed(episode)
+        total, done = 0.0, False
+        while not done:
+            _, reward, terminated, truncated, _ = eval_env.step(eval_env.action_space.sample())
+            total += float(reward)
+            done = terminated or truncated
+        random_returns.append(total)
+    assert np.mean(random_returns) < -900
+    assert mean_return > -600, mean_return
