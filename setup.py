@@ -11,7 +11,10 @@ with open("README.md", encoding="utf-8") as file_handler:
 setup(
     name="sb3-pmac",
     packages=[package for package in find_packages() if package.startswith("sb3_pmac")],
-    package_data={"sb3_pmac": ["py.typed", "version.txt", "hyperparams/*.yml"]},
+    package_data={"sb3_pmac": ["py.typed", "version.txt"]},
+    # rl-zoo3 hyperparameter files: kept at the repository top level (hyperparams/), installed under
+    # <prefix>/share/sb3-pmac/hyperparams; sb3_pmac.zoo.hyperparams_dir() finds them in both places.
+    data_files=[("share/sb3-pmac/hyperparams", ["hyperparams/pmac.yml", "hyperparams/mbpo.yml"])],
     install_requires=[
         "stable-baselines3>=2.9.0,<3.0",
         "sb3-contrib>=2.9.0,<3.0",
@@ -25,7 +28,7 @@ setup(
     ],
     extras_require={
         "zoo": [
-            "rl_zoo3>=2.9.0",
+            "rl_zoo3>=2.9.0,<3.0",  # sb3_pmac.zoo uses rl-zoo3 2.x tables (ALGOS, HYPERPARAMS_SAMPLER/CONVERTER)
             "optuna>=3.0",
             "pandas",
             "matplotlib",

@@ -1,7 +1,7 @@
 """
 ``make demo``: train PMAC for a short budget, save it, reload it and evaluate it on a separate environment.
 
-    python -m sb3_pmac.demo --env Hopper-v4 --timesteps 6000
+    python -m sb3_pmac.demo --env Hopper-v4 --timesteps 3000
 
 The defaults keep the paper's algorithm (Algorithm 2 with Algorithm 1's mixture, model training every 250 steps,
 7-member ensemble, 5% real data) but shrink the budget so that the run takes a few minutes on 2 CPU cores: a shorter
@@ -25,11 +25,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", default="Hopper-v4", help="gymnasium env id")
     parser.add_argument("--algo", choices=["pmac", "mbpo"], default="pmac")
-    parser.add_argument("--timesteps", type=int, default=6000, help="environment steps")
+    parser.add_argument("--timesteps", type=int, default=3000, help="environment steps")
     parser.add_argument("--learning-starts", type=int, default=1000, help="random warm-up steps (paper: 5000)")
-    parser.add_argument("--gradient-steps", type=int, default=4, help="SAC updates per env step (paper: 20)")
+    parser.add_argument("--gradient-steps", type=int, default=2, help="SAC updates per env step (paper: 20)")
     parser.add_argument("--rollout-batch-size", type=int, default=10_000, help="model rollout starts (paper: 100k)")
-    parser.add_argument("--model-max-epochs", type=int, default=20, help="bound on epochs per model training")
+    parser.add_argument("--model-max-epochs", type=int, default=10, help="bound on epochs per model training")
     parser.add_argument("--paper-settings", action="store_true", help="use the paper's values for all of the above")
     parser.add_argument("--eval-episodes", type=int, default=5)
     parser.add_argument("--output", default="demo_output/pmac_demo", help="where to save the agent")

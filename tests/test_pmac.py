@@ -1,4 +1,3 @@
-import os
 import warnings
 
 import gymnasium as gym
@@ -373,36 +372,54 @@ def test_progress_bar_and_env_reset_warning(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- learning
-@pytest.mark.skipif(os.environ.get("SB3_PMAC_SKIP_LEARNING") == "1", reason="learning test disabled by env var")
-def test_learns_pendulum():
-    """A short PMAC run on Pendulum clearly beats a random policy (random: about -1200)."""
+def random_returns(env: gym.Env, n_episodes: int) -> list[float]:
+    returns = []
+    for episode in range(n_episodes):
+        env.reset(seed=1000 + episode)
+        env.action_space.seed(episode)
+        total, done = 0.0, False
+        while not done:
+            _, reward, terminated, truncated, _ = env.step(env.action_space.sample())
+            total += float(reward)
+            done = terminated or truncated
+        returns.append(total)
+    return returns
+
+
+def test_learns_inverted_pendulum():
+    """A short PMAC run (2000 steps, reduced sizes) clearly beats a random policy on InvertedPendulum-v5."""
+    from stable_baselines3.common.evaluation import evaluate_policy
+
+    model = PMAC(
+        "MlpPolicy",
+        "InvertedPendulum-v5",
+        learning_starts=300,
+        rollout_batch_size=5000,
+        gradient_steps=5,
+        model_trainer_kwargs=dict(max_epochs=10),
+        policy_kwargs=dict(net_arch=[64, 64]),
+        seed=2,
+    )
+    model.learn(2000)
+    eval_env = gym.make("InvertedPendulum-v5")
+    eval_env.reset(seed=123)
+    mean_return, _ = evaluate_policy(model, eval_env, n_eval_episodes=5, deterministic=True, warn=False)
+    random_mean = float(np.mean(random_returns(eval_env, 20)))
+    assert random_mean < 12
+    # measured here: about 35-40 after 2000 steps (SAC alone, same settings: about 100; both solve it later)
+    assert mean_return > max(20.0, 2.5 * random_mean), (mean_return, random_mean)
+
+
+@pytest.mark.slow
+def test_learns_pendulum_slow():
+    """Pendulum with longer training: PMAC reaches a swing-up return (random: about -1200)."""
     from stable_baselines3.common.evaluation import evaluate_policy
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        model = PMAC(
-            "MlpPolicy",
-            "Pendulum-v1",
-            learning_starts=500,
-            model_train_freq=250,
-            rollout_batch_size=5000,
-            gradient_steps=5,
-            model_trainer_kwargs=dict(max_epochs=20),
-            seed=0,
-        )
-    model.learn(3000)
+        model = PMAC("MlpPolicy", "Pendulum-v1", learning_starts=1000, rollout_batch_size=20_000, gradient_steps=10, seed=0)
+    model.learn(10_000)
     eval_env = gym.make("Pendulum-v1")
-    eval_env.reset(seed=123)
-    mean_return, _ = evaluate_policy(model, eval_env, n_eval_episodes=5, deterministic=True)
-    random_returns = []
-    for episode in range(5):
-        eval_env.reset(seed=1000 + episode)
-        eval_env.action_space.seed(episode)
-        total, done = 0.0, False
-        while not done:
-            _, reward, terminated, truncated, _ = eval_env.step(eval_env.action_space.sample())
-            total += float(reward)
-            done = terminated or truncated
-        random_returns.append(total)
-    assert np.mean(random_returns) < -900
-    assert mean_return > -600, mean_return
+    mean_return, _ = evaluate_policy(model, eval_env, n_eval_episodes=10, deterministic=True, warn=False)
+    assert float(np.mean(random_returns(eval_env, 10))) < -900
+    assert mean_return > -400, mean_return
