@@ -268,7 +268,7 @@ class ModelReplayBuffer:
             columns = tuple(column[n - self.capacity :] for column in columns)  # type: ignore[assignment]
             n = self.capacity
         indices = (th.arange(n, device=self.device) + self.pos) % self.capacity
-        for storage, column in zip(self._storages(), columns):
+        for storage, column in zip(self._storages(), columns, strict=True):
             storage[indices] = column.to(device=self.device, dtype=th.float32)
         self.full = self.full or self.pos + n >= self.capacity
         self.pos = (self.pos + n) % self.capacity
@@ -382,7 +382,8 @@ class MixedReplaySampler:
             parts.append(model)
         if len(parts) == 1:
             return parts[0]
-        return ReplayBufferSamples(*(th.cat([getattr(part, name) for part in parts]) for name in ("observations", "actions", "next_observations", "dones", "rewards")))
+        columns = ("observations", "actions", "next_observations", "dones", "rewards")
+        return ReplayBufferSamples(*(th.cat([getattr(part, name) for part in parts]) for name in columns))
 
     @staticmethod
     def _normalize(samples: ReplayBufferSamples, env: VecNormalize) -> ReplayBufferSamples:

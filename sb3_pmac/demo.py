@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> float:
             rollout_batch_size=args.rollout_batch_size,
             model_trainer_kwargs=dict(max_epochs=args.model_max_epochs),
         )
-    print(f"Training {algo_class.__name__} on {args.env} for {args.timesteps} steps ({'paper' if args.paper_settings else 'demo'} settings)")
+    settings = "paper" if args.paper_settings else "demo"
+    print(f"Training {algo_class.__name__} on {args.env} for {args.timesteps} steps ({settings} settings)")
     start = time.perf_counter()
     model = algo_class(args.env, verbose=0, seed=args.seed, **kwargs)
     model.learn(args.timesteps, progress_bar=not args.no_progress_bar)
@@ -64,7 +65,10 @@ def main(argv: list[str] | None = None) -> float:
     loaded = algo_class.load(args.output, device="cpu")
     eval_env = Monitor(make_preset_env(args.env))  # a separate env instance (paper, Appendix D.1)
     eval_env.reset(seed=args.seed + 1000)
-    mean_return, std_return = evaluate_policy(loaded, eval_env, n_eval_episodes=args.eval_episodes, deterministic=True)
+    mean_return, std_return = evaluate_policy(
+        loaded, eval_env, n_eval_episodes=args.eval_episodes, deterministic=True, return_episode_rewards=False
+    )
+    assert isinstance(mean_return, float) and isinstance(std_return, float)
     eval_env.close()
     print(f"Saved to {args.output}.zip; training took {train_seconds:.0f} s")
     print(f"Mean return of the reloaded agent over {args.eval_episodes} episodes: {mean_return:.1f} +/- {std_return:.1f}")

@@ -178,7 +178,7 @@ class PMAC(SAC):
         if env_id is not None:
             env = make_preset_env(env_id)
         if env is not None:
-            _check_spaces(env)
+            _check_spaces(env)  # type: ignore[arg-type]
         if optimize_memory_usage:
             raise ValueError("PMAC does not support optimize_memory_usage=True (the versioned buffer stores next_obs)")
         if replay_buffer_class is None:
@@ -396,7 +396,9 @@ class PMAC(SAC):
         mixture = self._data_mixture(self.adapt_rollout_starts)
         starts = self.replay_buffer.sample_by_mixture(self.rollout_batch_size, mixture).observations
         assert self.termination_fn is not None
-        info = rollout_model(self.dynamics_model, self._rollout_policy, self.termination_fn, starts, horizon, self.model_buffer)
+        info = rollout_model(
+            self.dynamics_model, self._rollout_policy, self.termination_fn, starts, horizon, self.model_buffer
+        )
         self._nan_predictions_dropped += info.nan_predictions_dropped
         return info
 

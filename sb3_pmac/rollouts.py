@@ -76,7 +76,7 @@ def rollout_horizon(epoch: float, schedule: HorizonSchedule) -> int:
     start_epoch, end_epoch, start_horizon, end_horizon = schedule
     value = start_horizon + (epoch - start_epoch) / (end_epoch - start_epoch) * (end_horizon - start_horizon)
     low, high = min(start_horizon, end_horizon), max(start_horizon, end_horizon)
-    return int(math.floor(min(max(value, low), high)))
+    return math.floor(min(max(value, low), high))
 
 
 def max_rollout_horizon(schedule: HorizonSchedule) -> int:

@@ -104,7 +104,7 @@ def test_wraparound_drops_old_versions():
 def test_n_envs():
     buffer, mixture = make_buffer(4000, n_envs=4), PolicyMixture(0.9)
     fill(buffer, mixture, [300, 200, 100])  # positions; 4 transitions each
-    versions, counts = buffer.version_counts()
+    _, counts = buffer.version_counts()
     np.testing.assert_array_equal(counts, [1200, 800, 400])
     np.random.seed(3)
     obs = buffer.sample_by_mixture(40_000, mixture).observations.numpy()

@@ -8,7 +8,7 @@ from gymnasium import spaces
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.logger import configure
-from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+from stable_baselines3.common.vec_env import VecNormalize
 
 from sb3_pmac import MBPO, PMAC
 from sb3_pmac.termination import HopperTermination, NeverTerminate
@@ -311,9 +311,11 @@ def test_save_load_predict_and_dynamics(tmp_path):
     th.testing.assert_close(loaded.dynamics_model.elite_indices, model.dynamics_model.elite_indices)
     np.testing.assert_allclose(loaded.policy_mixture.weights, model.policy_mixture.weights)
     assert loaded.policy_mixture.current_version == model.policy_mixture.current_version
-    assert loaded.model_trainer.optimizer.state_dict()["state"].keys() == model.model_trainer.optimizer.state_dict()["state"].keys()
-    for key, value in model.model_trainer.optimizer.state_dict()["state"][0].items():
-        th.testing.assert_close(loaded.model_trainer.optimizer.state_dict()["state"][0][key], value)
+    saved_state = model.model_trainer.optimizer.state_dict()["state"]
+    loaded_state = loaded.model_trainer.optimizer.state_dict()["state"]
+    assert saved_state.keys() == loaded_state.keys()
+    for key, value in saved_state[0].items():
+        th.testing.assert_close(loaded_state[0][key], value)
     assert loaded.rollout_horizon == model.rollout_horizon and loaded.real_ratio == model.real_ratio
     # MBPO loads as MBPO
     with warnings.catch_warnings():
@@ -330,7 +332,7 @@ def test_replay_buffer_roundtrip_keeps_versions(tmp_path):
     model.save(tmp_path / "agent")
     loaded = PMAC.load(tmp_path / "agent", env=model.get_env())
     loaded.load_replay_buffer(tmp_path / "buffer")
-    for a, b in zip(model.replay_buffer.version_counts(), loaded.replay_buffer.version_counts()):
+    for a, b in zip(model.replay_buffer.version_counts(), loaded.replay_buffer.version_counts(), strict=True):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(model.replay_buffer.policy_versions, loaded.replay_buffer.policy_versions)
     assert loaded.model_buffer.size() == model.model_buffer.size()

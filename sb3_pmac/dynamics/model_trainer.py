@@ -305,7 +305,7 @@ class ModelTrainer:
                 param.copy_(snapshot)
         holdout_mse, holdout_nll = self.evaluate(eval_in, eval_tg)
         elites = np.argsort(holdout_mse, kind="stable")[: model.n_elites]
-        model.set_elites(elites)
+        model.set_elites(th.as_tensor(elites, dtype=th.long))
 
         info = ModelTrainingInfo(
             epochs=epoch,
