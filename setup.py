@@ -38,6 +38,8 @@ setup(
             "requests",
             "pyyaml",
             "psycopg2-binary",
+            "gymnasium[classic_control]",  # pygame: rendering of classic-control envs for record_video
+            "moviepy",  # video files for record_video
         ],
         "tests": [
             "pytest",

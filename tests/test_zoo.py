@@ -238,6 +238,14 @@ def test_enjoy_and_plot(pendulum_runs):
     assert "Traceback" not in proc.stderr
 
 
+def test_record_video(pendulum_runs):
+    cwd, _ = pendulum_runs
+    args = ["record_video", "--algo", "pmac", "--env", "Pendulum-v1", "-f", "logs", "-n", "50", "--exp-id", "1"]
+    zoo(args, cwd)
+    videos = list((cwd / "logs" / "pmac" / "Pendulum-v1_1" / "videos").glob("*.mp4"))
+    assert len(videos) == 1 and videos[0].stat().st_size > 1000, videos
+
+
 def test_usage_and_record_video_registration(tmp_path, capsys):
     assert main(["no-such-command"]) == 2  # returns before rl-zoo3 is imported
     assert "train" in capsys.readouterr().err
