@@ -22,6 +22,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from stable_baselines3.sac import SAC
 from stable_baselines3.sac.policies import SACPolicy
 
+from sb3_pmac import sac_update
 from sb3_pmac.buffers import MixedReplaySampler, ModelReplayBuffer, PolicyVersionedReplayBuffer
 from sb3_pmac.dynamics import ModelTrainer, ModelTrainingInfo, ProbabilisticEnsemble
 from sb3_pmac.env_presets import get_preset, make_preset_env
@@ -328,18 +329,33 @@ class PMAC(SAC):
         """
         One step of Algorithm 2: the model step when an interaction epoch starts, then ``gradient_steps`` SAC updates
         on batches of ``real_ratio`` real and ``1 - real_ratio`` model transitions.
+
+        The SAC updates are those of SB3's ``SAC.train`` (same losses, same order of optimizer steps), run by
+        :func:`sb3_pmac.sac_update.sac_updates` on batches drawn all at once; set
+        ``sb3_pmac.sac_update.FAST_PATH_ENABLED = False`` to run SB3's ``SAC.train`` itself.
         """
         if self.num_timesteps >= self._next_model_step:
             self._model_step()
             self._next_model_step = self.num_timesteps + self.model_train_freq
         start = time.perf_counter()
-        real_buffer = self.replay_buffer
-        # SAC.train draws its batches from ``self.replay_buffer``: point it at the real + model mixture meanwhile.
-        self.replay_buffer = MixedReplaySampler(real_buffer, self.model_buffer, self.real_ratio)  # type: ignore[assignment]
-        try:
-            super().train(gradient_steps, batch_size)
-        finally:
-            self.replay_buffer = real_buffer
+        sampler = MixedReplaySampler(self.replay_buffer, self.model_buffer, self.real_ratio)
+        if not sac_update.FAST_PATH_ENABLED:
+            sac_update.reference_sac_train(self, gradient_steps, batch_size, replay_buffer=sampler)
+        elif gradient_steps > 0:
+            self.policy.set_training_mode(True)
+            optimizers = [self.actor.optimizer, self.critic.optimizer]
+            if self.ent_coef_optimizer is not None:
+                optimizers.append(self.ent_coef_optimizer)
+            self._update_learning_rate(optimizers)
+            batches = sac_update.sample_batches(sampler, gradient_steps, batch_size, env=self._vec_normalize_env)
+            stats = sac_update.sac_updates(self, batches)
+            self._n_updates += gradient_steps
+            self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+            self.logger.record("train/ent_coef", stats.ent_coef)
+            self.logger.record("train/actor_loss", stats.actor_loss)
+            self.logger.record("train/critic_loss", stats.critic_loss)
+            if stats.ent_coef_loss is not None:
+                self.logger.record("train/ent_coef_loss", stats.ent_coef_loss)
         self._timings["sac"] += time.perf_counter() - start
         self.logger.record("time/sac_s", self._timings["sac"])
 

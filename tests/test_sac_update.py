@@ -1,0 +1,235 @@
+"""The fast SAC update path (sb3_pmac.sac_update) against SB3's own SAC.train, and in PMAC.learn."""
+
+import copy
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+from gymnasium import spaces
+from stable_baselines3 import SAC
+from stable_baselines3.common.logger import configure
+from stable_baselines3.common.type_aliases import ReplayBufferSamples
+
+from sb3_pmac import PMAC, sac_update
+from sb3_pmac.buffers import MixedReplaySampler, ModelReplayBuffer
+from sb3_pmac.sac_update import reference_sac_train, sac_updates, sample_batches, stack_batches
+
+OBS_DIM, ACT_DIM, BATCH = 11, 3, 64
+
+
+class BoxEnv(gym.Env):
+    """Hopper-like spaces (obs 11, action 3); the dynamics do not matter here."""
+
+    observation_space = spaces.Box(-np.inf, np.inf, (OBS_DIM,), np.float32)
+    action_space = spaces.Box(-1.0, 1.0, (ACT_DIM,), np.float32)
+
+    def reset(self, seed=None, options=None):
+        return np.zeros(OBS_DIM, np.float32), {}
+
+    def step(self, action):
+        return np.zeros(OBS_DIM, np.float32), 0.0, False, False, {}
+
+
+def make_sac(**kwargs) -> SAC:
+    kwargs.setdefault("policy_kwargs", dict(net_arch=[64, 64]))
+    model = SAC("MlpPolicy", BoxEnv(), buffer_size=1000, batch_size=BATCH, seed=0, device="cpu", **kwargs)
+    model.set_logger(configure(None, []))
+    return model
+
+
+def twins(**kwargs) -> tuple[SAC, SAC]:
+    """Two SAC agents with identical parameters and optimizer states."""
+    a, b = make_sac(**kwargs), make_sac(**kwargs)
+    b.policy.load_state_dict(a.policy.state_dict())
+    if a.log_ent_coef is not None:
+        with th.no_grad():
+            b.log_ent_coef.copy_(a.log_ent_coef)
+    return a, b
+
+
+def random_batches(n_steps: int, seed: int = 0) -> ReplayBufferSamples:
+    g = th.Generator().manual_seed(seed)
+    n = n_steps * BATCH
+    return stack_batches(
+        ReplayBufferSamples(
+            observations=th.randn(n, OBS_DIM, generator=g),
+            actions=th.rand(n, ACT_DIM, generator=g) * 2 - 1,
+            next_observations=th.randn(n, OBS_DIM, generator=g),
+            dones=(th.rand(n, 1, generator=g) < 0.1).float(),
+            rewards=th.randn(n, 1, generator=g),
+        ),
+        n_steps,
+    )
+
+
+def state(model: SAC) -> dict[str, th.Tensor]:
+    tensors = {name: t.detach().clone() for name, t in model.policy.state_dict().items()}
+    if model.log_ent_coef is not None:
+        tensors["log_ent_coef"] = model.log_ent_coef.detach().clone()
+    return tensors
+
+
+def assert_same_parameters(a: SAC, b: SAC, atol: float = 1e-5) -> None:
+    sa, sb = state(a), state(b)
+    assert sa.keys() == sb.keys()
+    for name in sa:
+        th.testing.assert_close(sa[name], sb[name], rtol=0, atol=atol, msg=lambda m, name=name: f"{name}: {m}")
+
+
+def check_against_sb3(n_steps: int, manual_backward, calls: int = 1, **kwargs) -> None:
+    reference, fast = twins(**kwargs)
+    for call in range(calls):
+        batches = random_batches(n_steps, seed=call)
+        th.manual_seed(100 + call)  # the actors' action noise: drawn in the same order by both
+        reference_sac_train(reference, n_steps, BATCH, batches=batches)
+        th.manual_seed(100 + call)
+        stats = sac_updates(fast, batches, manual_backward=manual_backward)
+        logged = reference.logger.name_to_value
+        assert stats.n_updates == n_steps
+        assert stats.actor_loss == pytest.approx(logged["train/actor_loss"], rel=1e-5, abs=1e-6)
+        assert stats.critic_loss == pytest.approx(logged["train/critic_loss"], rel=1e-5, abs=1e-6)
+        assert stats.ent_coef == pytest.approx(logged["train/ent_coef"], rel=1e-6)
+        if fast.ent_coef_optimizer is not None:
+            assert stats.ent_coef_loss == pytest.approx(logged["train/ent_coef_loss"], rel=1e-5, abs=1e-7)
+        else:
+            assert stats.ent_coef_loss is None
+        assert_same_parameters(reference, fast)
+
+
+# ---------------------------------------------------------------------------------------------- same math as SB3
+@pytest.mark.parametrize("manual_backward", [True, False], ids=["manual", "autograd"])
+@pytest.mark.parametrize("n_steps", [1, 3])
+def test_same_updates_as_sb3_auto_ent_coef(n_steps, manual_backward):
+    check_against_sb3(n_steps, manual_backward)
+
+
+@pytest.mark.parametrize("manual_backward", [True, False], ids=["manual", "autograd"])
+@pytest.mark.parametrize("n_steps", [1, 3])
+def test_same_updates_as_sb3_fixed_ent_coef_and_target_interval(n_steps, manual_backward):
+    check_against_sb3(n_steps, manual_backward, ent_coef=0.1, target_update_interval=2)
+
+
+def test_same_updates_as_sb3_over_several_calls():
+    # the Adam states carry over between calls; the target interval counts from 0 in every call, as in SB3
+    check_against_sb3(3, None, calls=3, target_update_interval=2, learning_starts=0)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(policy_kwargs=dict(net_arch=[32, 32], activation_fn=th.nn.Tanh)),  # not ReLU: autograd networks
+        dict(policy_kwargs=dict(net_arch=[32]), use_sde=True),  # gSDE: SB3's own actor
+        dict(policy_kwargs=dict(net_arch=dict(pi=[32], qf=[32, 32]), n_critics=3), ent_coef="auto_0.5"),
+        dict(policy_kwargs=dict(net_arch=[32, 32], optimizer_kwargs=dict(amsgrad=True, weight_decay=1e-4))),
+        dict(policy_kwargs=dict(net_arch=[32, 32], optimizer_class=th.optim.SGD, optimizer_kwargs=dict(momentum=0.9))),
+    ],
+    ids=["tanh", "gsde", "three-critics", "amsgrad", "sgd"],
+)
+def test_other_networks_take_a_path_with_the_same_math(kwargs):
+    check_against_sb3(3, None, **kwargs)
+
+
+def test_manual_backward_required_but_unsupported():
+    model = make_sac(policy_kwargs=dict(net_arch=[32], activation_fn=th.nn.Tanh))
+    with pytest.raises(ValueError, match="manual_backward"):
+        sac_updates(model, random_batches(1), manual_backward=True)
+
+
+def test_manual_and_autograd_paths_agree_to_rounding():
+    # the same operations, but the critics' batched products may round differently from one product per critic
+    a, b = twins()
+    batches = random_batches(5)
+    th.manual_seed(0)
+    sac_updates(a, batches, manual_backward=True)
+    th.manual_seed(0)
+    sac_updates(b, batches, manual_backward=False)
+    assert_same_parameters(a, b, atol=1e-7)
+
+
+def test_callable_batch_source_and_errors():
+    model = make_sac()
+    calls = []
+
+    def draw(n):
+        calls.append(n)
+        return ReplayBufferSamples(*(t.reshape(-1, *t.shape[2:]) for t in random_batches(4)[:5]))
+
+    stats = sac_updates(model, draw, gradient_steps=4, batch_size=BATCH)
+    assert calls == [4 * BATCH] and stats.n_updates == 4 and np.isfinite(stats.actor_loss)
+    with pytest.raises(ValueError, match="gradient_steps"):
+        sac_updates(model, draw)
+    with pytest.raises(ValueError, match="updates"):
+        sac_updates(model, random_batches(2), gradient_steps=3)
+
+
+def test_fused_adam_is_set_on_the_existing_optimizers():
+    model = make_sac()
+    reference_sac_train(model, 2, BATCH, batches=random_batches(2))  # Adam states created by the usual step()
+    sac_updates(model, random_batches(2))
+    for optimizer in (model.actor.optimizer, model.critic.optimizer, model.ent_coef_optimizer):
+        assert all(group["fused"] for group in optimizer.param_groups)
+        assert all(float(s["step"]) == 4 for s in optimizer.state.values())
+    # SB3's own train() still works on the same (now fused) optimizers
+    reference_sac_train(model, 2, BATCH, batches=random_batches(2))
+    assert all(float(s["step"]) == 6 for s in model.critic.optimizer.state.values())
+
+
+# ---------------------------------------------------------------------------------------------- batches
+def test_sample_batches_keeps_the_real_model_split():
+    real = make_sac().replay_buffer
+    for _ in range(50):
+        real.add(np.zeros((1, OBS_DIM)), np.zeros((1, OBS_DIM)), np.zeros((1, ACT_DIM)), np.zeros(1), np.zeros(1), [{}])
+    model_buffer = ModelReplayBuffer(100, OBS_DIM, ACT_DIM)
+    n = 80
+    model_buffer.add(th.ones(n, OBS_DIM), th.ones(n, ACT_DIM), th.full((n,), 7.0), th.ones(n, OBS_DIM), th.zeros(n))
+    sampler = MixedReplaySampler(real, model_buffer, real_ratio=0.25)
+    batches = sample_batches(sampler, 5, 40)
+    assert batches.observations.shape == (5, 40, OBS_DIM) and batches.rewards.shape == (5, 40, 1)
+    # every batch: its 10 real samples first, then its 30 model samples
+    assert (batches.rewards[:, :10] == 0).all() and (batches.rewards[:, 10:] == 7).all()
+    plain = sample_batches(real, 3, 16)
+    assert plain.actions.shape == (3, 16, ACT_DIM)
+
+
+# ---------------------------------------------------------------------------------------------- in PMAC
+TINY = dict(
+    learning_starts=100,
+    model_train_freq=50,
+    rollout_batch_size=200,
+    gradient_steps=2,
+    batch_size=32,
+    buffer_size=10_000,
+    dynamics_kwargs=dict(hidden_sizes=(32, 32), weight_decays=None),
+    model_trainer_kwargs=dict(max_epochs=3),
+    policy_kwargs=dict(net_arch=[32, 32]),
+)
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "sb3"])
+def test_pmac_learn_logs_the_sac_keys(fast, monkeypatch):
+    monkeypatch.setattr(sac_update, "FAST_PATH_ENABLED", fast)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # no termination function for Pendulum
+        model = PMAC("MlpPolicy", "Pendulum-v1", seed=0, **TINY)
+    model.set_logger(configure(None, []))
+    seen = {}
+    original = model.logger.record
+
+    def record(key, value, exclude=None):
+        seen[key] = value
+        original(key, value, exclude)
+
+    model.logger.record = record
+    model.learn(160)
+    assert model._n_updates == 2 * (160 - 100)
+    for key in ("train/actor_loss", "train/critic_loss", "train/ent_coef", "train/ent_coef_loss", "time/sac_s"):
+        assert np.isfinite(seen[key]), key
+    assert seen["train/n_updates"] == model._n_updates and seen["train/learning_rate"] == 3e-4
+    assert model.model_buffer.size() > 0
+    # the critics' parameters are still SB3's modules: predict and a state_dict round trip see the trained values
+    clone = copy.deepcopy(model.policy.state_dict())
+    model.policy.load_state_dict(clone)
+    action, _ = model.predict(np.zeros(3, np.float32), deterministic=True)
+    assert action.shape == (1,)
