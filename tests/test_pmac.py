@@ -4,6 +4,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
+from conftest import TINY_PMAC_KWARGS
 from gymnasium import spaces
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
@@ -13,18 +14,7 @@ from stable_baselines3.common.vec_env import VecNormalize
 from sb3_pmac import MBPO, PMAC
 from sb3_pmac.termination import HopperTermination, NeverTerminate
 
-# Small networks and budgets: these tests check behaviour, not learning.
-TINY = dict(
-    learning_starts=100,
-    model_train_freq=50,
-    rollout_batch_size=200,
-    gradient_steps=1,
-    batch_size=32,
-    buffer_size=10_000,
-    dynamics_kwargs=dict(hidden_sizes=(32, 32), weight_decays=None),
-    model_trainer_kwargs=dict(max_epochs=3),
-    policy_kwargs=dict(net_arch=[32, 32]),
-)
+TINY = TINY_PMAC_KWARGS
 
 
 def pendulum(**kwargs):

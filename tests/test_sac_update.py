@@ -7,6 +7,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
+from conftest import TINY_PMAC_KWARGS
 from gymnasium import spaces
 from stable_baselines3 import SAC
 from stable_baselines3.common.logger import configure
@@ -194,17 +195,7 @@ def test_sample_batches_keeps_the_real_model_split():
 
 
 # ---------------------------------------------------------------------------------------------- in PMAC
-TINY = dict(
-    learning_starts=100,
-    model_train_freq=50,
-    rollout_batch_size=200,
-    gradient_steps=2,
-    batch_size=32,
-    buffer_size=10_000,
-    dynamics_kwargs=dict(hidden_sizes=(32, 32), weight_decays=None),
-    model_trainer_kwargs=dict(max_epochs=3),
-    policy_kwargs=dict(net_arch=[32, 32]),
-)
+TINY = {**TINY_PMAC_KWARGS, "gradient_steps": 2}
 
 
 @pytest.mark.parametrize("fast", [True, False], ids=["fast", "sb3"])
