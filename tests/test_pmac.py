@@ -415,3 +415,14 @@ def test_learns_pendulum_slow():
     mean_return, _ = evaluate_policy(model, eval_env, n_eval_episodes=10, deterministic=True, warn=False)
     assert float(np.mean(random_returns(eval_env, 10))) < -900
     assert mean_return > -400, mean_return
+
+
+def test_tensorboard_log_names(tmp_path):
+    pytest.importorskip("tensorboard")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        PMAC("MlpPolicy", "Pendulum-v1", tensorboard_log=str(tmp_path), **{**TINY, "learning_starts": 60}).learn(120)
+        MBPO("MlpPolicy", "Pendulum-v1", tensorboard_log=str(tmp_path), **{**TINY, "learning_starts": 60}).learn(120)
+    runs = sorted(path.name for path in tmp_path.iterdir())
+    assert runs == ["MBPO_1", "PMAC_1"]
+    assert any(path.name.startswith("events.out.tfevents") for path in (tmp_path / "PMAC_1").iterdir())
