@@ -334,6 +334,9 @@ class PMAC(SAC):
         :func:`sb3_pmac.sac_update.sac_updates` on batches drawn all at once; set
         ``sb3_pmac.sac_update.FAST_PATH_ENABLED = False`` to run SB3's ``SAC.train`` itself.
         """
+        if self.replay_buffer.size() * self.replay_buffer.n_envs < self.batch_size:
+            # e.g. learn(reset_num_timesteps=False) after load() without load_replay_buffer(): refill first
+            return
         if self.num_timesteps >= self._next_model_step:
             self._model_step()
             self._next_model_step = self.num_timesteps + self.model_train_freq

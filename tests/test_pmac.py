@@ -426,3 +426,15 @@ def test_tensorboard_log_names(tmp_path):
     runs = sorted(path.name for path in tmp_path.iterdir())
     assert runs == ["MBPO_1", "PMAC_1"]
     assert any(path.name.startswith("events.out.tfevents") for path in (tmp_path / "PMAC_1").iterdir())
+
+
+def test_continue_after_load_without_replay_buffer(tmp_path):
+    model = pendulum(seed=8)
+    model.learn(200)
+    model.save(tmp_path / "agent")
+    loaded = PMAC.load(tmp_path / "agent", env=model.get_env())
+    version = loaded.policy_mixture.current_version
+    loaded.learn(100, reset_num_timesteps=False)  # empty buffer: collect a batch first, no second warm-up
+    assert loaded.num_timesteps == 300
+    assert loaded.replay_buffer.buffer_size == 10_000 and loaded.replay_buffer.size() == 100
+    assert loaded.policy_mixture.current_version > version  # model steps resumed once data was there
