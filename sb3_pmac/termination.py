@@ -70,8 +70,8 @@ def _in_open_range(x: th.Tensor, low: float, high: float) -> th.Tensor:
 @dataclass
 class NeverTerminate:
     """
-    Termination function that never terminates (HalfCheetah, Swimmer, Pusher, Reacher, HumanoidStandup, envs made with
-    ``terminate_when_unhealthy=False``; also the documented fallback for unknown envs).
+    Termination function that never terminates (Pendulum, HalfCheetah, Swimmer, Pusher, Reacher, HumanoidStandup, envs
+    made with ``terminate_when_unhealthy=False``; also the documented fallback for unknown envs).
     """
 
     def __call__(self, obs: ArrayT, action: ArrayT, next_obs: ArrayT) -> ArrayT:
@@ -377,6 +377,7 @@ _REGISTRY: dict[str, TerminationFactory] = {
     "Humanoid": _make_humanoid,
     "InvertedPendulum": _make_inverted_pendulum,
     "InvertedDoublePendulum": _make_inverted_double_pendulum,
+    "Pendulum": _make_never,
     "HalfCheetah": _make_never,
     "Swimmer": _make_never,
     "Pusher": _make_never,

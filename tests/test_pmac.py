@@ -6,6 +6,7 @@ import pytest
 import torch as th
 from conftest import TINY_PMAC_KWARGS
 from gymnasium import spaces
+from gymnasium.envs.classic_control.pendulum import PendulumEnv
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.logger import configure
@@ -70,10 +71,13 @@ def test_explicit_arguments_override_presets():
     assert model.rollout_horizon == (10, 20, 2, 4)
 
 
+class UnknownToyEnv(PendulumEnv):
+    """A continuous env no termination function is registered for."""
+
+
 def test_sb3_form_and_unknown_env_warning():
-    env = gym.make("Pendulum-v1")
     with pytest.warns(UserWarning, match="termination"):
-        model = PMAC("MlpPolicy", env, **TINY)
+        model = PMAC("MlpPolicy", gym.wrappers.TimeLimit(UnknownToyEnv(), 200), **TINY)
     assert isinstance(model.termination_fn, NeverTerminate)
     assert model.rollout_horizon == 1
 

@@ -15,6 +15,7 @@ import mujoco
 import numpy as np
 import pytest
 import torch as th
+from gymnasium.envs.classic_control.pendulum import PendulumEnv
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecNormalize
 
 from sb3_pmac import termination
@@ -250,14 +251,20 @@ def test_inverted_double_pendulum_geometry_from_model(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------- API
+class UnknownToyEnv(PendulumEnv):
+    """A continuous env no termination function is registered for."""
+
+
 def test_unknown_env_warns_and_never_terminates() -> None:
-    with pytest.warns(UserWarning, match="No termination function known for 'Pendulum-v1'.*never terminate.*termination_fn="):
-        fn = get_termination_fn("Pendulum-v1")
+    gym.register("UnknownToy-v0", entry_point=UnknownToyEnv, max_episode_steps=200)
+    message = "No termination function known for 'UnknownToy-v0'.*never terminate.*termination_fn="
+    with pytest.warns(UserWarning, match=message):
+        fn = get_termination_fn("UnknownToy-v0")
     assert isinstance(fn, NeverTerminate)
     np.testing.assert_array_equal(fn(np.zeros((4, 3)), np.zeros((4, 1)), np.full((4, 3), np.nan)), np.zeros(4, dtype=bool))
     # also for an env instance, and silently with warn=False
-    env = make("Pendulum-v1")
-    with pytest.warns(UserWarning, match="Pendulum"):
+    env = make("UnknownToy-v0")
+    with pytest.warns(UserWarning, match="UnknownToy"):
         assert isinstance(get_termination_fn(env), NeverTerminate)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
