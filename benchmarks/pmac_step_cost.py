@@ -24,6 +24,7 @@ import time
 
 import gymnasium as gym
 import torch as th
+from machine import cpu_model
 from stable_baselines3 import SAC
 from stable_baselines3.common.callbacks import BaseCallback
 
@@ -45,17 +46,6 @@ class WindowStart(BaseCallback):
             self.state = self.snapshot()
             self.start = time.perf_counter()
         return True
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 def measure_pmac(args: argparse.Namespace) -> dict[str, float]:

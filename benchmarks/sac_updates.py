@@ -15,13 +15,13 @@ Usage: ``python benchmarks/sac_updates.py [--threads N] [--updates 2000] [--devi
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 
 import gymnasium as gym
 import numpy as np
 import torch as th
 from gymnasium import spaces
+from machine import cpu_model
 from stable_baselines3 import SAC
 from stable_baselines3.common.logger import configure
 
@@ -92,17 +92,6 @@ def run_device(args: argparse.Namespace, device: str) -> list[tuple[str, float]]
             elapsed[name] += time.perf_counter() - start
     n_updates = max(1, args.updates // steps) * steps
     return [(name, n_updates / seconds) for name, seconds in elapsed.items()]
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main() -> None:
