@@ -1,0 +1,499 @@
+"""Tests of sb3_pmac.diagnostics: local/global/compounding model errors, mixture statistics, callback, offline CLI."""
+
+import csv
+import math
+import subprocess
+import sys
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+from conftest import TINY_PMAC_KWARGS
+from gymnasium import spaces
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+from stable_baselines3.common.logger import KVWriter, Logger
+from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+from sb3_pmac import MBPO, PMAC
+from sb3_pmac.diagnostics import (
+    ModelDiagnosticsCallback,
+    append_csv_row,
+    csv_columns,
+    evaluate_checkpoints,
+    evaluate_model,
+    main,
+    mixture_statistics,
+)
+from sb3_pmac.policy_mixture import PolicyMixture
+from sb3_pmac.termination import NeverTerminate
+
+GAIN, DRIFT = 0.1, 0.2
+TOY_ID = "DiagnosticsToy-v0"
+
+
+def toy_next(obs, actions):
+    """The toy dynamics, for numpy arrays and torch tensors alike: s' = s + 0.1 a + 0.2 (never terminates)."""
+    return obs + GAIN * actions + DRIFT
+
+
+def toy_reward(obs):
+    """r = -(1 + |s|^2) <= -1."""
+    return -(1 + (obs**2).sum(-1))
+
+
+class ToyEnv(gym.Env):
+    """
+    Deterministic 2-d toy env: ``s' = s + 0.1 a + 0.2 + kink * tanh(4 a)``, ``r = -(1 + |s|^2)``, start state uniform
+    in [-0.5, 0.5]^2, truncated after ``max_steps`` steps. With ``kink=0`` the dynamics are linear in ``(s, a)``.
+    """
+
+    def __init__(self, max_steps: int = 20, kink: float = 0.0) -> None:
+        self.observation_space = spaces.Box(-np.inf, np.inf, (2,), np.float32)
+        self.action_space = spaces.Box(-1.0, 1.0, (2,), np.float32)
+        self.max_steps = max_steps
+        self.kink = kink
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.state = self.np_random.uniform(-0.5, 0.5, 2).astype(np.float32)
+        self.t = 0
+        return self.state.copy(), {}
+
+    def step(self, action):
+        action = np.clip(np.asarray(action, dtype=np.float32), -1.0, 1.0)
+        reward = float(toy_reward(self.state))
+        self.state = toy_next(self.state, action)
+        if self.kink:
+            self.state = (self.state + self.kink * np.tanh(4 * action)).astype(np.float32)
+        self.t += 1
+        return self.state.copy(), reward, False, self.t >= self.max_steps, {}
+
+
+if TOY_ID not in gym.registry:
+    gym.register(TOY_ID, entry_point=ToyEnv)
+
+
+class ToyModel(th.nn.Module):
+    """
+    A stand-in for the ensemble that knows the toy dynamics (kink=0): elite ``i`` predicts the true next state plus
+    ``obs_biases[i]`` and the true reward plus ``reward_bias``; ``identity=True``: ``s' = s``, ``r = 0``.
+    """
+
+    def __init__(self, obs_biases=(0.0,), reward_bias: float = 0.0, identity: bool = False) -> None:
+        super().__init__()
+        self.obs_biases = th.tensor(obs_biases, dtype=th.float32)
+        self.n_elites = len(obs_biases)
+        self.reward_bias = reward_bias
+        self.identity = identity
+
+    def _elite(self, obs, actions, elite):
+        if self.identity:
+            return obs.clone(), th.zeros(obs.shape[0])
+        return toy_next(obs, actions) + self.obs_biases[elite], toy_reward(obs) + self.reward_bias
+
+    def predict(self, obs, actions):
+        means = []
+        for elite in range(self.n_elites):
+            next_obs, reward = self._elite(obs, actions, elite)
+            means.append(th.cat([next_obs - obs, reward[:, None]], dim=1))
+        mean = th.stack(means)
+        return mean, th.zeros_like(mean)
+
+    def sample(self, obs, actions, deterministic=False, generator=None):
+        elites = th.randint(self.n_elites, (obs.shape[0],), generator=generator)
+        next_obs, reward = self._elite(obs, actions, 0)
+        bias = self.obs_biases[elites][:, None] - self.obs_biases[0]
+        return next_obs + bias, reward, elites
+
+
+def make_agent(algo=PMAC, env=None, **kwargs) -> PMAC:
+    params = {**TINY_PMAC_KWARGS, "learning_starts": 60, "termination_fn": NeverTerminate(), "seed": 0, **kwargs}
+    return algo("MlpPolicy", env if env is not None else ToyEnv(), **params)
+
+
+@pytest.fixture(scope="module")
+def toy_agent() -> PMAC:
+    """A PMAC agent whose buffer holds 60 random warm-up transitions of the toy env (no training yet)."""
+    agent = make_agent()
+    agent.learn(60)
+    assert agent.replay_buffer.size() == 60 and agent._n_model_steps == 0
+    return agent
+
+
+SMALL = dict(n_local=100, n_global=1000, n_trajectories=20, seed=1)
+
+
+def test_csv_columns():
+    assert csv_columns(3) == [
+        "timesteps",
+        "local_obs_mse",
+        "local_reward_mse",
+        "global_obs_mse",
+        "global_reward_mse",
+        "mixture_effective_versions",
+        "mixture_newest_1_share",
+        "mixture_newest_5_share",
+        "compounding_obs_mse_h1",
+        "compounding_obs_mse_h2",
+        "compounding_obs_mse_h3",
+    ]
+    assert csv_columns(1, newest_k=(2,))[-2:] == ["mixture_newest_2_share", "compounding_obs_mse_h1"]
+
+
+def test_perfect_model_has_zero_error(toy_agent):
+    toy_agent.dynamics_model = ToyModel()
+    row = evaluate_model(toy_agent, ToyEnv(), horizon=10, **SMALL)
+    assert list(row) == csv_columns(10)
+    assert row["timesteps"] == 60
+    errors = {key: value for key, value in row.items() if "mse" in key}
+    assert len(errors) == 14
+    for key, value in errors.items():
+        assert 0 <= value < 1e-10, key
+    # single version, all data from it
+    assert row["mixture_effective_versions"] == pytest.approx(1.0)
+    assert row["mixture_newest_1_share"] == row["mixture_newest_5_share"] == pytest.approx(1.0)
+
+
+def test_wrong_model_has_large_error(toy_agent):
+    # s' = s, r = 0: the true step is 0.1 a + 0.2 in [0.1, 0.3] per entry (|a| <= 1) and r <= -1
+    toy_agent.dynamics_model = ToyModel(identity=True)
+    row = evaluate_model(toy_agent, ToyEnv(), horizon=5, **SMALL)
+    for prefix in ("local", "global"):
+        assert row[f"{prefix}_obs_mse"] >= (DRIFT - GAIN) ** 2
+        assert row[f"{prefix}_reward_mse"] >= 1.0
+    for h in range(1, 6):
+        assert row[f"compounding_obs_mse_h{h}"] >= (h * (DRIFT - GAIN)) ** 2 * (1 - 1e-6)
+
+
+def test_compounding_error_of_a_biased_model_is_exact(toy_agent):
+    # s' = s + 0.1 a + 0.2 + b with the recorded actions: after h steps the model is off by h * b in every entry
+    bias, reward_bias = 0.05, 0.5
+    toy_agent.dynamics_model = ToyModel(obs_biases=(bias,), reward_bias=reward_bias)
+    row = evaluate_model(toy_agent, ToyEnv(), horizon=8, **SMALL)
+    for key in ("local_obs_mse", "global_obs_mse"):
+        assert row[key] == pytest.approx(bias**2, rel=1e-4)
+    for key in ("local_reward_mse", "global_reward_mse"):
+        assert row[key] == pytest.approx(reward_bias**2, rel=1e-4)
+    compounding = [row[f"compounding_obs_mse_h{h}"] for h in range(1, 9)]
+    np.testing.assert_allclose(compounding, [(h * bias) ** 2 for h in range(1, 9)], rtol=1e-4)
+    assert np.all(np.diff(compounding) > 0)
+
+
+def test_compounding_only_counts_trajectories_alive_in_the_real_env(toy_agent):
+    # Episodes of 4 steps: no trajectory can be followed for 5 steps
+    toy_agent.dynamics_model = ToyModel(obs_biases=(0.05,))
+    row = evaluate_model(toy_agent, ToyEnv(max_steps=4), horizon=6, **SMALL)
+    np.testing.assert_allclose(
+        [row[f"compounding_obs_mse_h{h}"] for h in range(1, 5)], [(h * 0.05) ** 2 for h in range(1, 5)], rtol=1e-4
+    )
+    assert math.isnan(row["compounding_obs_mse_h5"]) and math.isnan(row["compounding_obs_mse_h6"])
+
+
+def test_elite_mean_versus_sampled_prediction(toy_agent):
+    # Two elites off by +b and -b: their mean is exact, a sampled elite is off by b
+    bias = 0.1
+    toy_agent.dynamics_model = ToyModel(obs_biases=(bias, -bias))
+    mean_row = evaluate_model(toy_agent, ToyEnv(), horizon=1, **SMALL)
+    sample_row = evaluate_model(toy_agent, ToyEnv(), horizon=1, model_prediction="sample", **SMALL)
+    for key in ("local_obs_mse", "global_obs_mse", "compounding_obs_mse_h1"):
+        assert mean_row[key] < 1e-10
+        assert sample_row[key] == pytest.approx(bias**2, rel=1e-4)
+
+
+def test_evaluation_is_reproducible_and_leaves_training_state_alone(toy_agent):
+    toy_agent.dynamics_model = ToyModel(obs_biases=(0.05,))
+    toy_agent.policy.set_training_mode(True)
+    states = (np.random.get_state()[1].copy(), th.get_rng_state().clone())
+    first = evaluate_model(toy_agent, ToyEnv(), horizon=3, **SMALL)
+    assert np.array_equal(np.random.get_state()[1], states[0]) and th.equal(th.get_rng_state(), states[1])
+    assert toy_agent.policy.training and toy_agent.actor.training
+    assert evaluate_model(toy_agent, ToyEnv(), horizon=3, **SMALL) == first
+    # another seed: other transitions (the errors of this biased model do not depend on them)
+    other = evaluate_model(toy_agent, ToyEnv(), horizon=3, **{**SMALL, "seed": 2})
+    assert other["local_obs_mse"] == pytest.approx(first["local_obs_mse"], rel=1e-4)
+
+
+def test_bad_arguments(toy_agent):
+    with pytest.raises(ValueError, match="n_local"):
+        evaluate_model(toy_agent, ToyEnv(), n_local=0)
+    with pytest.raises(ValueError, match="model_prediction"):
+        evaluate_model(toy_agent, ToyEnv(), model_prediction="median")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="exceeds"):
+        evaluate_model(toy_agent, ToyEnv(), upto=61, **SMALL)
+    with pytest.raises(TypeError, match="VecEnv"):
+        evaluate_model(toy_agent, DummyVecEnv([ToyEnv]))  # type: ignore[arg-type]
+
+
+def test_upto_restricts_global_error_to_the_first_steps():
+    agent = make_agent()
+    agent.dynamics_model = ToyModel()
+    env = ToyEnv()
+    add_transitions(agent, env, 30, lambda obs: np.full(2, 0.5, dtype=np.float32))
+    # transitions past position 30 are corrupted: the model is only wrong about them
+    add_transitions(agent, env, 30, lambda obs: np.full(2, 0.5, dtype=np.float32), next_obs_offset=1.0)
+    assert evaluate_model(agent, ToyEnv(), horizon=1, upto=30, **SMALL)["global_obs_mse"] < 1e-10
+    assert evaluate_model(agent, ToyEnv(), horizon=1, **SMALL)["global_obs_mse"] == pytest.approx(0.5, rel=1e-4)
+
+
+def add_transitions(agent: PMAC, env: ToyEnv, n: int, action_fn, next_obs_offset: float = 0.0) -> None:
+    """Add ``n`` transitions of ``env`` under ``action_fn`` to the agent's buffer (current buffer version)."""
+    obs, _ = env.reset(seed=agent.replay_buffer.pos)
+    for _ in range(n):
+        action = action_fn(obs)
+        next_obs, reward, terminated, truncated, _ = env.step(action)
+        agent.replay_buffer.add(
+            obs[None], next_obs[None] + next_obs_offset, action[None], np.array([reward]), np.array([terminated]), [{}]
+        )
+        obs = env.reset()[0] if terminated or truncated else next_obs
+
+
+def test_model_trained_on_old_data_has_larger_local_than_global_error():
+    # The dynamics bend with the action (kink * tanh(4 a)): a model that only saw the old policy's actions in
+    # [-1, -0.5] cannot know the steps of the current policy, whose actions are close to +0.96.
+    th.manual_seed(0)
+    env_kwargs = dict(kink=0.5)
+    agent = make_agent(model_trainer_kwargs=dict(max_epochs=40, batch_size=64))
+    rng = np.random.default_rng(0)
+    old_env, new_env = ToyEnv(**env_kwargs), ToyEnv(**env_kwargs)
+    add_transitions(agent, old_env, 800, lambda obs: rng.uniform(-1.0, -0.5, 2).astype(np.float32))
+    agent.replay_buffer.set_policy_version(agent.policy_mixture.add_policy())
+    # the current policy: tanh(N(2, 0.05^2)) ~ 0.96
+    with th.no_grad():
+        for layer, bias in ((agent.actor.mu, 2.0), (agent.actor.log_std, -3.0)):
+            layer.weight.zero_()
+            layer.bias.fill_(bias)
+    policy = agent.policy
+    add_transitions(agent, new_env, 200, lambda obs: policy.scale_action(policy.predict(obs)[0]).astype(np.float32))
+    old = agent.replay_buffer.get_transitions(np.arange(800), np.zeros(800, dtype=np.int64))
+    agent.model_trainer.train(old.observations, old.actions, old.rewards, old.next_observations, rng=0)
+
+    row = evaluate_model(agent, ToyEnv(**env_kwargs), n_local=200, n_global=1000, horizon=2, n_trajectories=20, seed=0)
+    # global ~ 0.8 * (small error on old data) + 0.2 * (local error): about 0.2 * local for seeds 0..5
+    assert row["global_obs_mse"] < 0.5 * row["local_obs_mse"]
+    assert row["local_obs_mse"] > 0.1
+    # 2 versions with data, PMAC weights 0.9 (old) and 0.1 (current)
+    assert row["mixture_newest_1_share"] == pytest.approx(0.1)
+
+
+def fill_versions(agent: PMAC, counts) -> None:
+    """Buffer data for versions 0..K-1 with ``counts``, then a new version K without data (as after a model step)."""
+    env = ToyEnv()
+    for version, count in enumerate(counts):
+        if version > 0:
+            assert agent.policy_mixture.add_policy() == version
+        agent.replay_buffer.set_policy_version(version)
+        add_transitions(agent, env, count, lambda obs: np.zeros(2, dtype=np.float32))
+    agent.replay_buffer.set_policy_version(agent.policy_mixture.add_policy())
+
+
+COUNTS = [30, 10, 20, 5, 40, 15, 25]
+
+
+@pytest.mark.parametrize("algo", [PMAC, MBPO])
+def test_mixture_statistics_closed_form(algo):
+    agent = make_agent(algo)
+    agent.dynamics_model = ToyModel()
+    fill_versions(agent, COUNTS)
+    row = evaluate_model(agent, ToyEnv(), horizon=1, newest_k=(1, 3, 5, 10), **SMALL)
+    k_max = len(COUNTS)
+    if algo is PMAC:
+        # Algorithm 1 after K = 7 additions: w_0 = a^K, w_i = (1 - a) a^(K - i); the data-less version K drops out,
+        # which leaves p_0 = a^(K-1), p_i = (1 - a) a^(K-1-i) for i = 1..K-1.
+        alpha = 0.9
+        probs = np.array([alpha ** (k_max - 1)] + [(1 - alpha) * alpha ** (k_max - 1 - i) for i in range(1, k_max)])
+        assert row["mixture_newest_1_share"] == pytest.approx(1 - alpha)
+        assert row["mixture_newest_5_share"] == pytest.approx(1 - alpha**5)
+    else:
+        probs = np.array(COUNTS) / sum(COUNTS)  # MBPO: every transition equally likely
+        assert row["mixture_newest_1_share"] == pytest.approx(25 / 145)
+    assert probs.sum() == pytest.approx(1.0)
+    assert row["mixture_effective_versions"] == pytest.approx(1 / np.sum(probs**2))
+    for k in (1, 3, 5):
+        assert row[f"mixture_newest_{k}_share"] == pytest.approx(probs[-k:].sum())
+    assert row["mixture_newest_10_share"] == pytest.approx(1.0)
+
+
+def test_mixture_statistics_function():
+    mixture = PolicyMixture(mode="uniform")
+    effective, shares = mixture_statistics(mixture, np.array([3, 1, 2]), np.array([10, 10, 20]), newest_k=(1, 2))
+    assert effective == pytest.approx(1 / (0.25**2 + 0.25**2 + 0.5**2))
+    assert shares == {1: pytest.approx(10 / 40), 2: pytest.approx(30 / 40)}  # version 3 is the newest
+    exponential = PolicyMixture(0.5)
+    exponential.add_policy()
+    with pytest.raises(ValueError, match="same run"):
+        mixture_statistics(exponential, np.array([0, 7]), np.array([1, 1]))
+
+
+def test_policy_sees_normalized_observations():
+    venv = VecNormalize(DummyVecEnv([ToyEnv]), clip_obs=1e6)
+    agent = make_agent(env=venv)
+    agent.dynamics_model = ToyModel()
+    agent.learn(60)
+    venv.obs_rms.mean = np.full(2, 100.0)
+    venv.obs_rms.var = np.ones(2)
+    seen = []
+    handle = agent.actor.register_forward_pre_hook(lambda module, args: seen.append(args[0].clone()))
+    try:
+        row = evaluate_model(agent, ToyEnv(), horizon=2, **SMALL)
+    finally:
+        handle.remove()
+    inputs = th.cat(seen)
+    assert len(inputs) >= SMALL["n_local"] and inputs.max() < -90  # raw observations lie in [-0.5, 7]
+    assert row["local_obs_mse"] < 1e-10 and row["global_obs_mse"] < 1e-10  # the model sees raw observations
+
+
+def test_append_csv_row_keeps_columns_consistent(tmp_path):
+    path = tmp_path / "sub" / "rows.csv"
+    append_csv_row(path, {"timesteps": 1, "a": 0.5})
+    append_csv_row(path, {"timesteps": 2, "a": 0.25})
+    with open(path) as file:
+        assert file.read().splitlines() == ["timesteps,a", "1,0.5", "2,0.25"]
+    append_csv_row(path, {"timesteps": 3, "a": 1.0, "b": float("nan")})
+    with open(path) as file:
+        assert file.read().splitlines() == ["timesteps,a,b", "1,0.5,", "2,0.25,", "3,1.0,nan"]
+
+
+# ------------------------------------------------------------------------------------------------ callback and CLI
+class MemoryWriter(KVWriter):
+    """Keeps every dump of the SB3 logger."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict] = []
+
+    def write(self, key_values, key_excluded, step=0) -> None:
+        self.rows.append(dict(key_values))
+
+
+class SaveAgent(BaseCallback):
+    """Save ``agent_<timesteps>.zip`` every ``freq`` steps (as benchmarks/learning_curves.py --keep-checkpoints)."""
+
+    def __init__(self, folder, freq: int) -> None:
+        super().__init__()
+        self.folder, self.freq = folder, freq
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:  # when ModelDiagnosticsCallback evaluates
+        if self.model.num_timesteps % self.freq == 0:
+            self.model.save(self.folder / f"agent_{self.model.num_timesteps}")
+
+
+CALLBACK_SIZES = dict(n_local=60, n_global=500, n_trajectories=10, horizon=3)
+RUN_KWARGS = dict(learning_starts=100, rollout_horizon=(0, 1, 1, 2), epoch_length=300)
+
+
+@pytest.fixture(scope="module")
+def callback_runs(tmp_path_factory):
+    """The same seeded run without and with the diagnostics callback (and checkpoints, and the final buffer)."""
+    folder = tmp_path_factory.mktemp("run")
+    plain = make_agent(**RUN_KWARGS).learn(300)
+
+    agent = make_agent(**RUN_KWARGS)
+    writer = MemoryWriter()
+    agent.set_logger(Logger(folder=None, output_formats=[writer]))
+    diagnostics = ModelDiagnosticsCallback(
+        ToyEnv(), eval_freq=50, csv_path=str(folder / "diag.csv"), seed=123, **CALLBACK_SIZES
+    )
+    agent.learn(300, callback=CallbackList([diagnostics, SaveAgent(folder, 150)]))
+    agent.save_replay_buffer(folder / "final_buffer.pkl")
+    return plain, agent, diagnostics, writer, folder
+
+
+def test_callback_does_not_change_training(callback_runs):
+    plain, agent, diagnostics, _, _ = callback_runs
+    assert len(diagnostics.history) > 0
+    for module in ("actor", "critic", "dynamics_model"):
+        first, second = getattr(plain, module).state_dict(), getattr(agent, module).state_dict()
+        assert first.keys() == second.keys()
+        for name in first:
+            assert th.equal(first[name], second[name]), f"{module}.{name}"
+    assert plain.policy_mixture.current_version == agent.policy_mixture.current_version
+
+
+def test_callback_rows_csv_and_logger(callback_runs):
+    _, agent, diagnostics, writer, folder = callback_runs
+    # due at 50, 100, ..., 300; the model is first trained at step 101
+    assert [row["timesteps"] for row in diagnostics.history] == [150, 200, 250, 300]
+    assert diagnostics.columns == csv_columns(3)
+    for row in diagnostics.history:
+        assert list(row) == csv_columns(3)
+        assert all(np.isfinite(value) for value in row.values())
+        assert row["local_obs_mse"] > 0 and row["global_obs_mse"] > 0
+    # the rollout horizon grows from 1 to 2, the columns do not
+    assert agent.current_rollout_horizon() == 2
+    # every version held by the mixture has data at step 300 (no model step since): Algorithm 1's own statistic
+    assert diagnostics.history[-1]["mixture_effective_versions"] == pytest.approx(
+        agent.policy_mixture.effective_number_of_policies()
+    )
+    default = ModelDiagnosticsCallback(ToyEnv())
+    default.init_callback(agent)
+    assert default.horizon == 2 and default.columns == csv_columns(2)  # the largest horizon of the schedule
+    with open(folder / "diag.csv", newline="") as file:
+        reader = csv.DictReader(file)
+        assert reader.fieldnames == csv_columns(3)
+        rows = list(reader)
+    assert len(rows) == 4
+    for written, row in zip(rows, diagnostics.history, strict=True):
+        assert int(written["timesteps"]) == row["timesteps"]
+        for key in csv_columns(3)[1:]:
+            assert float(written[key]) == pytest.approx(row[key], rel=1e-12)
+    logged = [values for values in writer.rows if "model/local_obs_mse" in values]
+    assert len(logged) == 4
+    for values, row in zip(logged, diagnostics.history, strict=True):
+        assert values["time/total_timesteps"] == row["timesteps"]
+        for key in csv_columns(3)[1:]:
+            assert values[f"model/{key}"] == row[key]
+    # other dumps of the logger (training) carry no model/ keys
+    assert any("train/actor_loss" in values for values in writer.rows)
+
+
+def test_callback_rejects_sac():
+    from stable_baselines3 import SAC
+
+    with pytest.raises(TypeError, match="PMAC or MBPO"):
+        SAC("MlpPolicy", ToyEnv(), learning_starts=10).learn(5, callback=ModelDiagnosticsCallback(ToyEnv()))
+
+
+def test_offline_checkpoints_reproduce_the_online_rows(callback_runs):
+    _, _, diagnostics, _, folder = callback_runs
+    paths = [folder / "agent_300.zip", folder / "agent_150.zip"]
+    rows = evaluate_checkpoints(
+        paths, TOY_ID, folder / "final_buffer.pkl", csv_path=folder / "offline.csv", seed=123, device="cpu", **CALLBACK_SIZES
+    )
+    online = {row["timesteps"]: row for row in diagnostics.history}
+    assert [row["timesteps"] for row in rows] == [150, 300]
+    for row in rows:
+        assert list(row) == csv_columns(3)
+        for key, value in row.items():
+            assert value == pytest.approx(online[row["timesteps"]][key], rel=1e-6), key
+
+
+def test_cli_main(callback_runs, capsys):
+    _, _, diagnostics, _, folder = callback_runs
+    out = folder / "cli.csv"
+    sizes = ["--n-local", "60", "--n-global", "500", "--n-trajectories", "10", "--horizon", "3", "--device", "cpu"]
+    argv = [str(folder / "agent_150.zip"), "--env", TOY_ID, "--csv", str(out), "--seed", "123", *sizes]
+    main([*argv, "--buffer", str(folder / "final_buffer.pkl"), "--upto", "150", "--algo", "pmac"])
+    main(argv)  # without a buffer: no global error, no mixture statistics
+    printed = capsys.readouterr().out
+    assert "local_obs_mse" in printed and "compounding_obs_mse_h3" in printed and "(pmac, upto=150)" in printed
+    with open(out, newline="") as file:
+        reader = csv.DictReader(file)
+        assert reader.fieldnames == csv_columns(3)
+        with_buffer, without_buffer = list(reader)
+    online = diagnostics.history[0]
+    assert online["timesteps"] == 150
+    for key in csv_columns(3):
+        assert float(with_buffer[key]) == pytest.approx(online[key], rel=1e-6), key
+    for key in ("global_obs_mse", "global_reward_mse", "mixture_effective_versions", "mixture_newest_1_share"):
+        assert math.isnan(float(without_buffer[key]))
+    assert float(without_buffer["local_obs_mse"]) == pytest.approx(online["local_obs_mse"], rel=1e-6)
+
+
+def test_cli_module_entry_point():
+    result = subprocess.run(
+        [sys.executable, "-m", "sb3_pmac.diagnostics", "--help"], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert "AGENT_ZIP" in result.stdout and "--upto" in result.stdout
