@@ -1,6 +1,6 @@
 # sb3-pmac developer commands. Everything runs inside ./.venv, created on first use.
 #   make demo   -> create .venv, install sb3-pmac, train PMAC on Hopper-v4 (short run), save, reload, evaluate
-#   make test   -> create/update .venv with the [tests] and [zoo] extras and run the test suite
+#   make test   -> create/update .venv with the [tests], [zoo] and [docs] extras and run the test suite
 # Pick another PyTorch build with e.g. `make demo TORCH_SPEC="torch==2.5.1"` (default: the CPU wheel below).
 
 PYTHON ?= python3
@@ -24,8 +24,8 @@ $(VENV)/.installed: $(VENV)/.created setup.py sb3_pmac/version.txt
 	$(PIP) install -e .
 	touch $@
 
-$(VENV)/.installed-tests: $(VENV)/.installed
-	$(PIP) install -e ".[tests,zoo]"
+$(VENV)/.installed-tests: $(VENV)/.installed Makefile
+	$(PIP) install -e ".[tests,zoo,docs]"
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed-tests

@@ -140,8 +140,10 @@ def run(args: argparse.Namespace) -> int:
               f"({elapsed:.0f} s)", flush=True)  # fmt: skip
         if args.keep_checkpoints:
             model.save(run_dir / f"agent_{model.num_timesteps}")
-        if args.max_seconds is not None and time.perf_counter() - start > args.max_seconds and (
-            model.num_timesteps < args.timesteps
+        if (
+            args.max_seconds is not None
+            and time.perf_counter() - start > args.max_seconds
+            and (model.num_timesteps < args.timesteps)
         ):
             model.save(resume_file)
             model.save_replay_buffer(buffer_file)

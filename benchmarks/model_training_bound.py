@@ -21,7 +21,6 @@ unbounded configuration (the tolerance check), mean holdout MSE.
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 import torch as th
@@ -69,7 +68,9 @@ def main() -> None:
         models[name] = ProbabilisticEnsemble(obs_dim, action_dim)
         cap = None if max_epochs is None else args.max_train_size
         trainers[name] = ModelTrainer(models[name], max_epochs=max_epochs, max_train_size=cap, seed=args.seed + index)
-    stats: dict[str, dict[str, list[float]]] = {name: {"epochs": [], "seconds": [], "next": [], "holdout": []} for name, _ in configs}
+    stats: dict[str, dict[str, list[float]]] = {
+        name: {"epochs": [], "seconds": [], "next": [], "holdout": []} for name, _ in configs
+    }
     rng = np.random.default_rng(args.seed)
 
     for t in range(args.start, end + 1, args.every):
@@ -104,7 +105,7 @@ def main() -> None:
     for name, max_epochs in configs:
         s = stats[name]
         ratio = np.mean(s["next"]) / np.mean(stats[reference]["next"])
-        print(f"{name:>10} {str(max_epochs):>10} {np.mean(s['epochs']):>12.1f} {np.mean(s['seconds']):>8.2f} "
+        print(f"{name:>10} {max_epochs!s:>10} {np.mean(s['epochs']):>12.1f} {np.mean(s['seconds']):>8.2f} "
               f"{np.mean(s['next']):>9.4f} {ratio:>14.3f} {np.mean(s['holdout']):>11.4f}")  # fmt: skip
 
 

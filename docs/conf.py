@@ -1,5 +1,6 @@
-"""Sphinx configuration of sb3-pmac."""
+"""Sphinx configuration of sb3-pmac (``make doc``; ``tests/test_docs.py`` builds it with warnings as errors)."""
 
+import importlib.util
 import os
 import sys
 
@@ -13,6 +14,7 @@ author = "sb3-pmac developers"
 copyright = "2026, sb3-pmac developers"
 version = release
 
+# No sphinx.ext.intersphinx (nor any other extension that fetches inventories): the build must not need the network.
 extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.napoleon",
@@ -21,12 +23,30 @@ extensions = [
     "myst_parser",
 ]
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
-myst_enable_extensions = ["dollarmath"]
+myst_enable_extensions = ["dollarmath", "colon_fence", "deflist"]
+myst_heading_anchors = 3
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
-autodoc_mock_imports: list[str] = []
+# The rl-zoo3 modules import optuna at module level; it comes with the [zoo] extra. Mock it when it is missing so that
+# a docs-only install ([docs]) still builds.
+autodoc_mock_imports: list[str] = [name for name in ("optuna",) if importlib.util.find_spec(name) is None]
 nitpicky = False
 suppress_warnings = ["myst.header"]
 exclude_patterns = ["_build"]
 html_theme = "furo"
 html_title = f"sb3-pmac {release}"
+
+
+def _protect_attribute_docstrings(app, what, name, obj, options, lines):
+    """
+    Napoleon reads the first line of an attribute, data or property docstring as ``type: description`` when it holds a
+    colon ("A horizon schedule: an int or ..." would render as "Type: A horizon schedule"). The package writes reST,
+    not Google-style, docstrings: an empty reST comment in front hides the first line from that rule.
+    """
+    if what in ("attribute", "data", "property") and lines:
+        lines[:0] = ["..", ""]
+
+
+def setup(app):
+    # before napoleon's own handler (default priority 500)
+    app.connect("autodoc-process-docstring", _protect_attribute_docstrings, priority=400)

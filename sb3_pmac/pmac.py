@@ -26,7 +26,7 @@ from sb3_pmac import sac_update
 from sb3_pmac.buffers import MixedReplaySampler, ModelReplayBuffer, PolicyVersionedReplayBuffer
 from sb3_pmac.dynamics import ModelTrainer, ModelTrainingInfo, ProbabilisticEnsemble
 from sb3_pmac.env_presets import get_preset, make_preset_env
-from sb3_pmac.policy_mixture import PolicyMixture
+from sb3_pmac.policy_mixture import UNIFORM_ACTION_LOG_STD, PolicyMixture, TVPolicyMixture, gaussian_tv_upper_bound
 from sb3_pmac.rollouts import (
     HorizonSchedule,
     RolloutInfo,
@@ -63,6 +63,12 @@ class PMAC(SAC):
     With ``adapt_model_training=False`` and ``adapt_rollout_starts=False`` every transition is equally likely
     instead (MBPO, see :class:`MBPO`); one switch alone gives the paper's ablations (Appendix C.1).
 
+    ``mixture="tv"`` replaces Algorithm 1 by the weighting of the authors' public code for the final version of the
+    paper (PDML): at each model step, every version with data is weighted by the inverse of an upper bound of the
+    total-variation distance between the policy that collected it and the current policy, and the newest chunk of
+    data gets the share ``max_rate`` (see :class:`~sb3_pmac.policy_mixture.TVPolicyMixture`). For this the real buffer
+    also stores the actor's Gaussian parameters with every transition (:meth:`_measure_tv_distances`).
+
     Paper: https://arxiv.org/abs/2207.12141 (Table 2 gives the defaults below).
 
     :param policy: The policy model to use (``MlpPolicy``), or an environment id as shorthand:
@@ -87,7 +93,16 @@ class PMAC(SAC):
     :param use_sde: Whether to use generalized State Dependent Exploration (gSDE)
     :param sde_sample_freq: Sample a new noise matrix every n steps when using gSDE
     :param use_sde_at_warmup: Whether to use gSDE instead of uniform sampling during the warm up phase
-    :param adaptation_rate: the policy-adaptation rate :math:`\\alpha` of Algorithm 1, in (0, 1] (0.9 in the paper)
+    :param adaptation_rate: the policy-adaptation rate :math:`\\alpha` of Algorithm 1, in (0, 1] (0.9 in the paper);
+        used by ``mixture="exponential"`` only
+    :param mixture: the policy mixture that weights the versions where ``adapt_model_training`` /
+        ``adapt_rollout_starts`` ask for it: ``"exponential"`` (Algorithm 1 of the paper, :math:`w_i \\propto
+        \\alpha^{k-i}`) or ``"tv"`` (the authors' PDML code: inverse total-variation distance to the current policy,
+        :class:`~sb3_pmac.policy_mixture.TVPolicyMixture`). ``"tv"`` stores ``2 * action_dim`` more floats per real
+        transition and measures each version's distance on ``tv_states_per_version`` of its states at every model step
+    :param max_rate: ``mixture="tv"`` only: share of the newest chunk of data (the last ``model_train_freq`` steps) in
+        the mixture, in [0, 1); it is a floor, raised to the weight of the closest older version when that is larger,
+        as in the authors' code (default 0.02, their value)
     :param adapt_model_training: draw the model's training data per the policy mixture (else uniformly)
     :param adapt_rollout_starts: draw the rollout start states per the policy mixture (else uniformly)
     :param real_ratio: share :math:`\\rho` of real transitions in each SAC batch, in [0, 1] (0.05 in the paper)
@@ -148,6 +163,8 @@ class PMAC(SAC):
         sde_sample_freq: int = -1,
         use_sde_at_warmup: bool = False,
         adaptation_rate: float = 0.9,
+        mixture: str = "exponential",
+        max_rate: float = 0.02,
         adapt_model_training: bool | None = None,
         adapt_rollout_starts: bool | None = None,
         real_ratio: float = 0.05,
@@ -212,6 +229,10 @@ class PMAC(SAC):
             raise ValueError(f"real_ratio must be in [0, 1], got {real_ratio}")
         if not isinstance(adaptation_rate, (int, float)) or not 0.0 < adaptation_rate <= 1.0:
             raise ValueError(f"adaptation_rate (alpha) must be in (0, 1], got {adaptation_rate!r}")
+        _check_mixture(mixture, max_rate)
+        if mixture == "tv":
+            # the distances need the collecting policy's Gaussian parameters of every real transition
+            replay_buffer_kwargs = {**(replay_buffer_kwargs or {}), "store_policy_params": True}
 
         super().__init__(
             policy,
@@ -244,6 +265,8 @@ class PMAC(SAC):
         )
         self.env_id = env_id
         self.adaptation_rate = float(adaptation_rate)
+        self.mixture = mixture
+        self.max_rate = float(max_rate)
         self.adapt_model_training = self._adapt_by_default if adapt_model_training is None else bool(adapt_model_training)
         self.adapt_rollout_starts = self._adapt_by_default if adapt_rollout_starts is None else bool(adapt_rollout_starts)
         self.real_ratio = float(real_ratio)
@@ -266,6 +289,7 @@ class PMAC(SAC):
         self._timings = {"model_train": 0.0, "rollout": 0.0, "sac": 0.0}
         self._last_model_info: ModelTrainingInfo | None = None
         self._last_rollout_info: RolloutInfo | None = None
+        self._last_tv_distances: np.ndarray | None = None
         self._nan_predictions_dropped = 0
         self._lazy_buffers = False  # set by ``load``: allocate the replay buffer only when learning starts
         self._rng_states: dict[str, Any] | None = None
@@ -298,7 +322,10 @@ class PMAC(SAC):
         self.model_buffer = ModelReplayBuffer(1, obs_dim, action_dim, device=self.device)
         self._uniform_mixture = PolicyMixture(mode="uniform")
         if self.policy_mixture is None:
-            self.policy_mixture = PolicyMixture(self.adaptation_rate)
+            if self.mixture == "tv":
+                self.policy_mixture = TVPolicyMixture(self.max_rate)
+            else:
+                self.policy_mixture = PolicyMixture(self.adaptation_rate)
             self.policy_mixture.add_policy()  # version 0: the warm-up policy
         self.replay_buffer.set_policy_version(max(self.replay_buffer.current_version, self.policy_mixture.current_version))
         if self.termination_fn is None and self.env is not None:
@@ -373,6 +400,10 @@ class PMAC(SAC):
 
         # Lines 3-4: training data drawn according to w^k, maximum likelihood (Eq. 5)
         start = time.perf_counter()
+        if isinstance(self.policy_mixture, TVPolicyMixture) and (self.adapt_model_training or self.adapt_rollout_starts):
+            # PDML: w^k from the distances between each version's policy and the current one
+            versions, self._last_tv_distances = self._measure_tv_distances()
+            self.policy_mixture.set_distances(versions, self._last_tv_distances)
         self._last_model_info = self.train_dynamics_model()
         self._timings["model_train"] += time.perf_counter() - start
 
@@ -381,6 +412,75 @@ class PMAC(SAC):
         self._last_rollout_info = self.rollout()
         self._timings["rollout"] += time.perf_counter() - start
         self._log_model_step()
+
+    #: ``mixture="tv"``: number of states drawn (uniformly, with replacement) from each version's data to average its
+    #: distance to the current policy (:meth:`_measure_tv_distances`); set it on the instance to change it.
+    tv_states_per_version: int = 64
+
+    def _measure_tv_distances(self) -> tuple[np.ndarray, np.ndarray]:
+        """
+        Distance of each version's policy to the current policy (``mixture="tv"``, PDML's :math:`\\xi_{\\pi_i}`).
+
+        For every version with data in the real buffer, ``tv_states_per_version`` of its transitions are drawn; at each
+        one, :func:`~sb3_pmac.policy_mixture.gaussian_tv_upper_bound` bounds the total-variation distance between the
+        Gaussian the collecting actor had at that observation (stored with the transition) and the current actor's
+        Gaussian there; the version's distance is the mean over its draws. So each version is compared with the
+        policy that actually collected its data, on the states it visited. (The authors' code snapshots the actor
+        every ``model_train_freq`` steps, pairs each chunk with the snapshot at its end, and averages over all stored
+        states.) Random warm-up actions count as their moment-matched Gaussian
+        (:data:`~sb3_pmac.policy_mixture.UNIFORM_ACTION_LOG_STD`); a transition stored without parameters counts
+        as distance 1.
+
+        :return: ``(versions, distances)``, the distances in [0, 1]
+        """
+        buffer = self.replay_buffer
+        versions, starts, lengths = buffer.version_ranges()
+        if buffer.policy_means is None or buffer.policy_log_stds is None:
+            raise ValueError("mixture='tv' needs a replay buffer created with store_policy_params=True")
+        if len(versions) == 0:
+            return versions, np.zeros(0)
+        n_states = int(self.tv_states_per_version)
+        offsets = (np.random.random((len(versions), n_states)) * lengths[:, None]).astype(np.int64)
+        batch_inds = ((starts[:, None] + offsets) % buffer.buffer_size).reshape(-1)
+        env_inds = np.random.randint(0, buffer.n_envs, size=batch_inds.shape)
+        observations = buffer.observations[batch_inds, env_inds]
+        if self._vec_normalize_env is not None:  # the actor sees normalized observations; the buffer stores raw ones
+            observations = self._vec_normalize_env.normalize_obs(observations)
+        behaviour = (buffer.policy_means[batch_inds, env_inds], buffer.policy_log_stds[batch_inds, env_inds])
+        bounds = []
+        with th.no_grad():
+            for chunk in range(0, len(batch_inds), 65_536):
+                rows = slice(chunk, chunk + 65_536)
+                mean, log_std = self._actor_gaussian(th.as_tensor(observations[rows], dtype=th.float32, device=self.device))
+                old_mean, old_log_std = (th.as_tensor(column[rows], device=self.device) for column in behaviour)
+                bounds.append(gaussian_tv_upper_bound(mean, log_std, old_mean, old_log_std).cpu().numpy())
+        bound = np.concatenate(bounds)
+        bound[np.isnan(bound)] = 1.0  # unknown collecting policy: the largest distance
+        return versions, bound.reshape(len(versions), n_states).mean(axis=1)
+
+    def _actor_gaussian(self, observations: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """Pre-squash mean and log standard deviation of the current actor at (normalized) observations."""
+        mean, log_std, kwargs = self.actor.get_action_dist_params(observations)
+        if kwargs:  # gSDE: the std depends on the state through the latent features (marginal over the noise matrix)
+            distribution = self.actor.action_dist.proba_distribution(mean, log_std, **kwargs)
+            log_std = th.log(distribution.distribution.stddev)  # type: ignore[attr-defined]
+        return mean, log_std.expand_as(mean)
+
+    def _sample_action(
+        self, learning_starts: int, action_noise: ActionNoise | None = None, n_envs: int = 1
+    ) -> tuple[np.ndarray, np.ndarray]:
+        action, buffer_action = super()._sample_action(learning_starts, action_noise, n_envs)
+        if getattr(self.replay_buffer, "store_policy_params", False):
+            # mixture="tv": remember the Gaussian that drew this action (action noise, if any, is not part of it)
+            if self.num_timesteps < learning_starts and not (self.use_sde and self.use_sde_at_warmup):
+                shape = buffer_action.shape  # uniform random warm-up action: its moment-matched Gaussian before tanh
+                self.replay_buffer.set_policy_params(np.zeros(shape), np.full(shape, UNIFORM_ACTION_LOG_STD))
+            else:
+                obs_tensor, _ = self.policy.obs_to_tensor(self._last_obs)  # type: ignore[arg-type]
+                with th.no_grad():
+                    mean, log_std = self._actor_gaussian(obs_tensor)  # type: ignore[arg-type]
+                self.replay_buffer.set_policy_params(mean.cpu().numpy(), log_std.cpu().numpy())
+        return action, buffer_action
 
     def _data_mixture(self, adapt: bool) -> PolicyMixture:
         assert self.policy_mixture is not None
@@ -439,6 +539,13 @@ class PMAC(SAC):
             self.logger.record("train/n_elites", len(model_info.elite_indices))
         self.logger.record("train/policy_version", self.policy_mixture.current_version)
         self.logger.record("train/mixture_effective_policies", self.policy_mixture.effective_number_of_policies())
+        if self._last_tv_distances is not None and len(self._last_tv_distances) > 0:
+            # mixture="tv": distances of the versions with data to the current policy, and the newest chunk's share
+            self.logger.record("train/mixture_tv_mean", float(np.mean(self._last_tv_distances)))
+            self.logger.record("train/mixture_tv_min", float(np.min(self._last_tv_distances)))
+            self.logger.record("train/mixture_tv_max", float(np.max(self._last_tv_distances)))
+            # (the newest chunk never weighs less than an older version: its share is the largest weight)
+            self.logger.record("train/mixture_newest_share", float(self.policy_mixture.weights.max(initial=0.0)))
         if rollout_info is not None:
             self.logger.record("rollout/model_horizon", rollout_info.horizon)
             self.logger.record("rollout/model_rollout_length", rollout_info.mean_length)
@@ -477,6 +584,7 @@ class PMAC(SAC):
             "_uniform_mixture",
             "_last_model_info",
             "_last_rollout_info",
+            "_last_tv_distances",
             "_buffers_allocated",
             "_lazy_buffers",
         ]
@@ -535,6 +643,8 @@ class PMAC(SAC):
         buffer = load_from_pkl(path, self.verbose)
         if not isinstance(buffer, PolicyVersionedReplayBuffer):
             raise TypeError(f"PMAC needs a PolicyVersionedReplayBuffer, the file holds {type(buffer).__name__}")
+        if self.mixture == "tv" and not buffer.store_policy_params:
+            raise ValueError("mixture='tv' needs the collecting policy's parameters, which this buffer file does not hold")
         model_state = buffer.__dict__.pop("model_buffer_state", None)
         buffer.device = self.device
         self.replay_buffer = buffer
@@ -584,6 +694,16 @@ def _check_positive(**values: int | None) -> None:
     for name, value in values.items():
         if value is not None and (not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0):
             raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+def _check_mixture(mixture: str, max_rate: float) -> None:
+    if mixture not in ("exponential", "tv"):
+        raise ValueError(
+            f"mixture must be 'exponential' (Algorithm 1) or 'tv' (PDML's inverse TV distance), got {mixture!r}; "
+            "for MBPO's uniform data use MBPO or adapt_model_training=adapt_rollout_starts=False"
+        )
+    if isinstance(max_rate, bool) or not isinstance(max_rate, (int, float)) or not 0.0 <= max_rate < 1.0:
+        raise ValueError(f"max_rate must be in [0, 1), got {max_rate!r}")
 
 
 def _check_spaces(env: gym.Env | VecEnv) -> None:

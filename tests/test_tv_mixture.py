@@ -1,0 +1,423 @@
+"""The TV policy mixture (``mixture="tv"``, the weighting of the authors' PDML code) and its distance bound."""
+
+import math
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+import torch as th
+from conftest import TINY_PMAC_KWARGS
+from gymnasium import spaces
+from scipy import stats
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.logger import configure
+from stable_baselines3.common.vec_env import VecNormalize
+
+from sb3_pmac import PMAC
+from sb3_pmac.buffers import PolicyVersionedReplayBuffer
+from sb3_pmac.policy_mixture import UNIFORM_ACTION_LOG_STD, PolicyMixture, TVPolicyMixture, gaussian_tv_upper_bound
+
+
+def tv_mixture(distances, max_rate=0.02, eps=1e-6) -> TVPolicyMixture:
+    """A mixture holding len(distances) + 1 versions; every version but the last has its distance measured."""
+    mixture = TVPolicyMixture(max_rate=max_rate, eps=eps)
+    for _ in range(len(distances) + 1):
+        mixture.add_policy()
+    mixture.set_distances(np.arange(len(distances)), distances)
+    return mixture
+
+
+# ---------------------------------------------------------------------------------------------- weights
+def test_weights_exact_when_an_older_version_outweighs_max_rate():
+    # Older versions: 1/xi = 2, 4, 10 -> 2/16, 4/16, 10/16. The newest chunk (version 3, no distance needed) gets
+    # max(0.02 / 0.98, 10/16) = 10/16: as much as the closest older version.
+    mixture = tv_mixture([0.5, 0.25, 0.1], eps=1e-12)
+    probs = mixture.probabilities(np.arange(4))
+    np.testing.assert_allclose(probs, np.array([2, 4, 10, 10]) / 26, rtol=1e-9)
+
+
+def test_weights_exact_when_max_rate_wins():
+    # 100 older versions at the same distance weigh 1/100 each, below max_rate / (1 - max_rate): the newest chunk
+    # holds exactly the share max_rate and the others share the rest equally.
+    for max_rate in (0.02, 0.3):
+        mixture = tv_mixture(np.full(100, 0.3), max_rate=max_rate)
+        probs = mixture.probabilities(np.arange(101))
+        assert probs[-1] == pytest.approx(max_rate, rel=1e-12)
+        np.testing.assert_allclose(probs[:-1], (1 - max_rate) / 100, rtol=1e-12)
+    # max_rate=0: the newest chunk weighs as much as the closest older version
+    probs = tv_mixture([0.2, 0.1], max_rate=0.0, eps=1e-12).probabilities(np.arange(3))
+    np.testing.assert_allclose(probs, np.array([5, 10, 10]) / 25, rtol=1e-9)
+
+
+def test_newest_is_the_newest_version_with_data():
+    mixture = tv_mixture([0.4, 0.2, 0.1, 0.05])  # versions 0..4, 0..3 measured
+    # At a model step the new version (4) has no data: version 3, the chunk just collected, is the newest one
+    probs = mixture.probabilities(np.arange(4))
+    inverse = 1 / (np.array([0.4, 0.2, 0.1]) + 1e-6)
+    expected = np.append(inverse / inverse.sum(), max(0.02 / 0.98, inverse.max() / inverse.sum()))
+    np.testing.assert_allclose(probs, expected / expected.sum(), rtol=1e-9)
+    # The order of the versions passed does not matter
+    order = np.array([2, 0, 3, 1])
+    np.testing.assert_allclose(mixture.probabilities(order), probs[order], rtol=1e-12)
+    # A single version with data gets every draw; counts are ignored (weights per version)
+    np.testing.assert_allclose(mixture.probabilities(np.array([2])), [1.0])
+    np.testing.assert_allclose(mixture.probabilities(np.arange(4), counts=np.array([1, 1000, 5, 7])), probs)
+    # weights: the mixture as last measured (version 4, unmeasured, weighs 0), which is what the model step draws
+    np.testing.assert_allclose(mixture.weights, np.append(probs, 0.0), rtol=1e-12)
+    assert mixture.effective_number_of_policies() == pytest.approx(1 / np.sum(probs**2))
+
+
+def test_identical_policies_get_equal_weights():
+    for distance in (0.0, 0.37):
+        probs = tv_mixture(np.full(6, distance)).probabilities(np.arange(7))
+        np.testing.assert_allclose(probs[:-1], probs[0], rtol=1e-12)
+        assert probs[-1] >= probs[0]
+
+
+def test_weights_decrease_with_distance():
+    rng = np.random.default_rng(0)
+    distances = rng.uniform(0, 1, 50)
+    probs = tv_mixture(distances).probabilities(np.arange(51))
+    order = np.argsort(distances)
+    assert np.all(np.diff(probs[:-1][order]) < 0)  # strictly monotonic: farther, lighter
+    # a version moved far away loses weight, the others gain
+    far = distances.copy()
+    far[10] = 1.0
+    moved = tv_mixture(far).probabilities(np.arange(51))
+    assert moved[10] < probs[10] and np.all(np.delete(moved, 10) >= np.delete(probs, 10))
+    assert probs[-1] == pytest.approx(probs[:-1].max())  # the newest chunk never weighs less than an older one
+
+
+def test_log_space_many_versions_and_tiny_distances():
+    distances = np.geomspace(1e-300, 1.0, 100_000)
+    mixture = tv_mixture(distances, eps=1e-300)
+    probs = mixture.probabilities(mixture.versions[:-1])
+    assert np.all(np.isfinite(probs)) and probs.sum() == pytest.approx(1.0)
+    assert np.all(np.diff(probs[:-1]) <= 0) and probs[-1] == pytest.approx(0.02)
+    assert np.all(np.isfinite(mixture.log_weights[:-1])) and mixture.log_weights[-1] == -np.inf
+    # 1 / eps overflows float64 here (eps is subnormal): the weights are computed in log space
+    probs = tv_mixture([0.0, 0.0, 1.0], eps=1e-320).probabilities(np.arange(4))
+    np.testing.assert_allclose(probs, [1 / 3, 1 / 3, 0.0, 1 / 3], atol=1e-300)
+
+
+def test_set_distances_replaces_drop_and_state_roundtrip():
+    mixture = tv_mixture([0.3, 0.2, 0.1, 0.4, 0.5])
+    mixture.set_distances(np.array([2, 3, 4]), np.array([0.1, 0.2, 0.3]))  # versions 0 and 1 become unmeasured
+    assert np.isnan(mixture.distances[:2]).all() and np.isnan(mixture.distances[-1])
+    with pytest.raises(KeyError, match="No distance"):
+        mixture.probabilities(np.arange(5))
+    assert mixture.drop_versions_before(2) == 2
+    np.testing.assert_array_equal(mixture.versions, [2, 3, 4, 5])
+    probs = mixture.probabilities(np.array([2, 3, 4]))
+    clone = TVPolicyMixture()
+    clone.load_state_dict(mixture.state_dict())
+    assert clone.max_rate == mixture.max_rate and clone.current_version == 5
+    np.testing.assert_allclose(clone.probabilities(np.array([2, 3, 4])), probs)
+    pickled = pickle.loads(pickle.dumps(mixture))
+    np.testing.assert_allclose(pickled.weights, mixture.weights)
+    assert clone.add_policy() == mixture.add_policy() == 6
+    with pytest.raises(ValueError, match="TVPolicyMixture"):
+        PolicyMixture().load_state_dict(mixture.state_dict())
+    with pytest.raises(ValueError, match="Not a TVPolicyMixture"):
+        TVPolicyMixture().load_state_dict(PolicyMixture().state_dict())
+    # before any measurement every version weighs the same
+    fresh = TVPolicyMixture()
+    fresh.add_policy(), fresh.add_policy()
+    np.testing.assert_allclose(fresh.weights, [0.5, 0.5])
+
+
+@pytest.mark.parametrize(
+    "call, error",
+    [
+        (lambda m: m.set_distances(np.array([0, 1]), np.array([0.1])), ValueError),
+        (lambda m: m.set_distances(np.array([0, 0]), np.array([0.1, 0.2])), ValueError),
+        (lambda m: m.set_distances(np.array([0]), np.array([-0.1])), ValueError),
+        (lambda m: m.set_distances(np.array([0]), np.array([np.nan])), ValueError),
+        (lambda m: m.set_distances(np.array([9]), np.array([0.1])), KeyError),
+        (lambda m: m.probabilities(np.array([9])), KeyError),
+        (lambda m: m.probabilities(np.array([], dtype=np.int64)), ValueError),
+    ],
+)
+def test_bad_mixture_inputs(call, error):
+    with pytest.raises(error):
+        call(tv_mixture([0.1, 0.2]))
+
+
+@pytest.mark.parametrize("kwargs", [dict(max_rate=1.0), dict(max_rate=-0.01), dict(max_rate=True), dict(eps=0.0)])
+def test_bad_mixture_parameters(kwargs):
+    with pytest.raises(ValueError, match="max_rate" if "max_rate" in kwargs else "eps"):
+        TVPolicyMixture(**kwargs)
+
+
+def test_policy_mixture_points_to_the_tv_class():
+    with pytest.raises(ValueError, match="TVPolicyMixture"):
+        PolicyMixture(mode="tv")
+
+
+# ---------------------------------------------------------------------------------------------- the TV bound
+def exact_tv_1d(mu1: float, s1: float, mu2: float, s2: float) -> float:
+    """Closed form: the densities cross at the roots of a quadratic; TV is the mass difference between the roots."""
+    if math.isclose(s1, s2):
+        mid = (mu1 + mu2) / 2
+        return abs(stats.norm.cdf(mid, mu1, s1) - stats.norm.cdf(mid, mu2, s2))
+    # log N(x; mu1, s1) = log N(x; mu2, s2)  <=>  a x^2 + b x + c = 0
+    a = 1 / (2 * s2**2) - 1 / (2 * s1**2)
+    b = mu1 / s1**2 - mu2 / s2**2
+    c = mu2**2 / (2 * s2**2) - mu1**2 / (2 * s1**2) + math.log(s2 / s1)
+    x1, x2 = np.sort(np.roots([a, b, c]).real)
+    mass = lambda mu, s: stats.norm.cdf(x2, mu, s) - stats.norm.cdf(x1, mu, s)  # noqa: E731
+    return abs(mass(mu1, s1) - mass(mu2, s2))
+
+
+def bound_1d(mu1, s1, mu2, s2) -> float:
+    t = lambda v: th.tensor([[float(v)]])  # noqa: E731
+    return float(gaussian_tv_upper_bound(t(mu1), t(math.log(s1)), t(mu2), t(math.log(s2)))[0])
+
+
+def test_bound_against_closed_form_1d():
+    rng = np.random.default_rng(1)
+    for _ in range(300):
+        mu1, mu2 = rng.normal(0, 1.5, 2)
+        s1, s2 = np.exp(rng.uniform(-2.5, 1, 2))
+        exact, bound = exact_tv_1d(mu1, s1, mu2, s2), bound_1d(mu1, s1, mu2, s2)
+        assert exact - 1e-9 <= bound <= 1.0, (mu1, s1, mu2, s2, exact, bound)
+        assert bound == pytest.approx(bound_1d(mu2, s2, mu1, s1), abs=1e-12)  # symmetric, like TV
+    assert bound_1d(0.3, 0.5, 0.3, 0.5) == 0.0
+    # Close policies: Pinsker is tight up to sqrt(2 pi) / 2 = 1.25 for a mean shift
+    exact, bound = exact_tv_1d(0.0, 0.2, 0.01, 0.2), bound_1d(0.0, 0.2, 0.01, 0.2)
+    assert bound / exact == pytest.approx(math.sqrt(2 * math.pi) / 2, rel=1e-3)
+    # Far policies: the bound tends to 1 (Bretagnolle-Huber), never above
+    assert 0.99 < bound_1d(0.0, 0.1, 5.0, 0.1) <= 1.0
+
+
+def test_tanh_squashing_keeps_tv():
+    """SAC's actions are tanh of the Gaussian: TV between the squashed laws (integrated on (-1, 1)) is unchanged."""
+    grid = np.linspace(-1 + 1e-12, 1 - 1e-12, 2_000_001)
+    u = np.arctanh(grid)
+    for mu1, s1, mu2, s2 in [(0.0, 1.0, 0.5, 0.6), (1.5, 0.3, 1.2, 0.5), (-0.4, 2.0, 0.1, 0.1)]:
+        squashed_1 = stats.norm.pdf(u, mu1, s1) / (1 - grid**2)
+        squashed_2 = stats.norm.pdf(u, mu2, s2) / (1 - grid**2)
+        squashed_tv = 0.5 * np.trapezoid(np.abs(squashed_1 - squashed_2), grid)
+        assert squashed_tv == pytest.approx(exact_tv_1d(mu1, s1, mu2, s2), abs=2e-4)
+
+
+def test_bound_against_monte_carlo_in_several_dimensions():
+    rng = np.random.default_rng(2)
+    for _ in range(5):
+        mean_p, mean_q = rng.normal(0, 0.5, (2, 6))
+        log_std_p, log_std_q = rng.uniform(-1.5, 0.5, (2, 6))
+        # TV = E_p[max(0, 1 - q/p)], 200k samples (standard error < 0.002)
+        x = mean_p + np.exp(log_std_p) * rng.standard_normal((200_000, 6))
+        log_ratio = (stats.norm.logpdf(x, mean_q, np.exp(log_std_q)) - stats.norm.logpdf(x, mean_p, np.exp(log_std_p))).sum(1)
+        monte_carlo = np.mean(np.maximum(0.0, 1.0 - np.exp(log_ratio)))
+        bound = float(gaussian_tv_upper_bound(*(th.as_tensor(v) for v in (mean_p, log_std_p, mean_q, log_std_q))))
+        assert monte_carlo - 0.01 <= bound <= 1.0
+
+
+def test_uniform_warm_up_stand_in():
+    """Uniform actions on [-1, 1] are tanh of a logistic(0, 1/2): the Gaussian stand-in is at TV 0.054 of it."""
+    assert math.exp(UNIFORM_ACTION_LOG_STD) == pytest.approx(math.pi / math.sqrt(12))
+    u = np.linspace(-30, 30, 2_000_001)
+    logistic, gaussian = stats.logistic.pdf(u, scale=0.5), stats.norm.pdf(u, scale=math.exp(UNIFORM_ACTION_LOG_STD))
+    assert 0.5 * np.trapezoid(np.abs(logistic - gaussian), u) == pytest.approx(0.054, abs=1e-3)
+    assert np.trapezoid(logistic * u**2, u) == pytest.approx(math.pi**2 / 12, rel=1e-6)  # matched variance
+
+
+# ---------------------------------------------------------------------------------------------- buffer
+def test_buffer_stores_policy_params():
+    obs_space, action_space = spaces.Box(-1, 1, (3,), np.float32), spaces.Box(-1, 1, (2,), np.float32)
+    buffer = PolicyVersionedReplayBuffer(10, obs_space, action_space, device="cpu", n_envs=2, store_policy_params=True)
+    obs, zeros = np.zeros((2, 3), np.float32), np.zeros(2)
+    buffer.set_policy_params(np.array([[0.1, 0.2], [0.3, 0.4]]), np.full((2, 2), -1.0))
+    buffer.add(obs, obs, np.zeros((2, 2)), zeros, zeros, [{}, {}])
+    buffer.add(obs, obs, np.zeros((2, 2)), zeros, zeros, [{}, {}])  # no parameters given: unknown
+    np.testing.assert_allclose(buffer.policy_means[0], [[0.1, 0.2], [0.3, 0.4]])
+    np.testing.assert_allclose(buffer.policy_log_stds[0], -1.0)
+    assert np.isnan(buffer.policy_means[1]).all() and np.isnan(buffer.policy_log_stds[1]).all()
+    clone = pickle.loads(pickle.dumps(buffer))
+    np.testing.assert_array_equal(clone.policy_means[:1], buffer.policy_means[:1])
+    # Without the option nothing is stored (no memory), set_policy_params is a no-op
+    plain = PolicyVersionedReplayBuffer(10, obs_space, action_space, device="cpu")
+    plain.set_policy_params(np.zeros((1, 2)), np.zeros((1, 2)))
+    plain.add(obs[:1], obs[:1], np.zeros((1, 2)), zeros[:1], zeros[:1], [{}])
+    assert plain.policy_means is None
+    # A buffer pickled before the option existed loads without it
+    state = plain.__dict__.copy()
+    for key in ("store_policy_params", "policy_means", "policy_log_stds", "_pending_policy_params"):
+        del state[key]
+    old = PolicyVersionedReplayBuffer.__new__(PolicyVersionedReplayBuffer)
+    old.__setstate__(state)
+    assert not old.store_policy_params and old.policy_means is None
+
+
+# ---------------------------------------------------------------------------------------------- PMAC, mixture="tv"
+def pendulum(**kwargs) -> PMAC:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # no termination function for Pendulum
+        return PMAC("MlpPolicy", "Pendulum-v1", **{**TINY_PMAC_KWARGS, "mixture": "tv", **kwargs})
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """PMAC with mixture='tv' after 400 steps (model steps at 101, 151, ..., 351), with the logged keys."""
+    model = pendulum(seed=1)
+    model.set_logger(configure(str(tmp_path_factory.mktemp("log")), ["csv"]))
+    keys: set[str] = set()
+    original_log = model._log_model_step
+
+    def spy_log():
+        original_log()
+        keys.update(model.logger.name_to_value)
+
+    model._log_model_step = spy_log
+    model.learn(400)
+    model._log_model_step = original_log
+    return model, keys
+
+
+def test_pmac_tv_construction(trained):
+    model, keys = trained
+    assert isinstance(model.policy_mixture, TVPolicyMixture) and model.policy_mixture.max_rate == 0.02
+    assert model.mixture == "tv" and model.replay_buffer.store_policy_params
+    assert model._n_model_steps == 6 and model.policy_mixture.current_version == 6
+    # distances were measured at the last model step for the versions that had data (0..5), not for version 6
+    distances = model.policy_mixture.distances
+    assert np.all((distances[:-1] >= 0) & (distances[:-1] <= 1)) and np.isnan(distances[-1])
+    assert {"train/mixture_tv_mean", "train/mixture_tv_min", "train/mixture_tv_max", "train/mixture_newest_share"} <= keys
+    # the warm-up transitions are recorded as the uniform stand-in, the others with the actor's parameters
+    np.testing.assert_array_equal(model.replay_buffer.policy_log_stds[:100], np.float32(UNIFORM_ACTION_LOG_STD))
+    assert not np.allclose(model.replay_buffer.policy_log_stds[101:400], UNIFORM_ACTION_LOG_STD)
+    assert np.isfinite(model.replay_buffer.policy_means[:400]).all()
+
+
+def test_pmac_tv_distances_match_a_full_computation(trained):
+    model, _ = trained
+    buffer = model.replay_buffer
+    versions, starts, lengths = buffer.version_ranges()
+    model.tv_states_per_version = 4000
+    try:
+        measured_versions, measured = model._measure_tv_distances()
+    finally:
+        del model.tv_states_per_version  # back to the class default
+    np.testing.assert_array_equal(measured_versions, versions)
+    for version, start, length, distance in zip(versions, starts, lengths, measured, strict=True):
+        rows = np.arange(start, start + length)
+        obs = th.as_tensor(buffer.observations[rows, 0])
+        mean, log_std = model._actor_gaussian(obs)
+        old = (th.as_tensor(buffer.policy_means[rows, 0]), th.as_tensor(buffer.policy_log_stds[rows, 0]))
+        full = float(gaussian_tv_upper_bound(mean.detach(), log_std.detach(), *old).mean())
+        assert distance == pytest.approx(full, abs=0.01), version
+
+
+def test_pmac_tv_draws_follow_the_mixture(trained):
+    model, _ = trained
+    versions, counts = model.replay_buffer.version_counts()
+    probs = model.policy_mixture.probabilities(versions)
+    uniform = counts / counts.sum()
+    assert np.abs(probs - uniform).max() > 0.05  # the test can tell the two apart
+
+    captured = {}
+    original_train = model.model_trainer.train
+
+    def spy_train(*columns, sample_ids=None, **kwargs):
+        captured["ids"] = sample_ids
+        return original_train(*(column[:300] for column in columns), sample_ids=sample_ids[:300], **kwargs)
+
+    model.model_trainer.train, model.model_train_size = spy_train, 40_000
+    try:
+        model.train_dynamics_model()  # model training data: 40k rows drawn per the tv probabilities
+    finally:
+        model.model_trainer.train, model.model_train_size = original_train, None
+    drawn = np.bincount(model.replay_buffer.policy_versions[captured["ids"]], minlength=versions.max() + 1)[versions]
+    assert np.abs(drawn / drawn.sum() - probs).max() < 0.01
+    # rollout start states too
+    starts = model.replay_buffer.sample_indices_by_mixture(40_000, model._data_mixture(model.adapt_rollout_starts))[0]
+    drawn = np.bincount(model.replay_buffer.policy_versions[starts], minlength=versions.max() + 1)[versions]
+    assert np.abs(drawn / drawn.sum() - probs).max() < 0.01
+
+
+def test_pmac_tv_far_version_gets_less_weight(trained):
+    model, _ = trained
+    buffer = model.replay_buffer
+    saved = buffer.policy_means.copy(), buffer.policy_log_stds.copy()
+    saved_distances = model.policy_mixture.distances
+    try:
+        versions, starts, lengths = buffer.version_ranges()
+        # version 2 collected by the current actor itself (distance 0), version 3 by a policy far away (distance ~1)
+        same = np.arange(starts[2], starts[2] + lengths[2])
+        mean, log_std = model._actor_gaussian(th.as_tensor(buffer.observations[same, 0]))
+        buffer.policy_means[same, 0], buffer.policy_log_stds[same, 0] = mean.detach().numpy(), log_std.detach().numpy()
+        buffer.policy_means[starts[3] : starts[3] + lengths[3]] += 10.0
+        measured_versions, distances = model._measure_tv_distances()
+        assert distances[2] < 1e-6 and distances[3] > 0.99
+        model.policy_mixture.set_distances(measured_versions, distances)
+        probs = model.policy_mixture.probabilities(versions[:-1])  # as at a model step: version 5 is the newest chunk
+        assert probs[2] == probs[:-1].max() and probs[3] == probs.min()
+    finally:
+        buffer.policy_means[:], buffer.policy_log_stds[:] = saved
+        measured = ~np.isnan(saved_distances)
+        model.policy_mixture.set_distances(model.policy_mixture.versions[measured], saved_distances[measured])
+
+
+def test_pmac_tv_save_load_roundtrip(trained, tmp_path):
+    model, _ = trained
+    model.save(tmp_path / "agent")
+    model.save_replay_buffer(tmp_path / "buffer")
+    loaded = PMAC.load(tmp_path / "agent", env=model.get_env(), device="cpu")
+    assert loaded.mixture == "tv" and loaded.max_rate == model.max_rate
+    assert isinstance(loaded.policy_mixture, TVPolicyMixture)
+    np.testing.assert_array_equal(loaded.policy_mixture.versions, model.policy_mixture.versions)
+    np.testing.assert_allclose(loaded.policy_mixture.distances, model.policy_mixture.distances)
+    np.testing.assert_allclose(loaded.policy_mixture.weights, model.policy_mixture.weights)
+    loaded.load_replay_buffer(tmp_path / "buffer")
+    np.testing.assert_array_equal(loaded.replay_buffer.policy_means, model.replay_buffer.policy_means)
+    np.testing.assert_array_equal(loaded.replay_buffer.policy_log_stds, model.replay_buffer.policy_log_stds)
+    loaded.learn(60, reset_num_timesteps=False)  # model steps at 401 and 451 measure the distances again
+    assert loaded.policy_mixture.current_version == 8
+    assert np.all(np.isfinite(loaded.policy_mixture.distances[:-1]))
+    # a buffer file without the policy parameters cannot feed the tv mixture
+    exponential = pendulum(mixture="exponential")
+    exponential.save_replay_buffer(tmp_path / "plain")
+    with pytest.raises(ValueError, match="does not hold"):
+        loaded.load_replay_buffer(tmp_path / "plain")
+
+
+def test_pmac_tv_ablation_switches_and_vecnormalize():
+    # adapt_model_training=False: model data uniform, rollout starts per the tv mixture (distances still measured)
+    venv = VecNormalize(make_vec_env("Pendulum-v1", n_envs=2, seed=0), gamma=0.99)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model = PMAC("MlpPolicy", venv, **{**TINY_PMAC_KWARGS, "mixture": "tv", "seed": 3, "adapt_model_training": False})
+    model.learn(400)
+    assert model._data_mixture(model.adapt_model_training) is model._uniform_mixture
+    assert model._data_mixture(model.adapt_rollout_starts) is model.policy_mixture
+    assert np.all(np.isfinite(model.policy_mixture.distances[:-1]))
+    assert np.isfinite(model.replay_buffer.policy_means[: model.replay_buffer.size()]).all()
+    # both switches off (MBPO's data): no distances are measured
+    off = pendulum(seed=4, adapt_model_training=False, adapt_rollout_starts=False)
+    off.learn(200)
+    assert off._last_tv_distances is None and np.isnan(off.policy_mixture.distances).all()
+
+
+def test_pmac_tv_with_gsde():
+    model = pendulum(seed=5, use_sde=True)
+    model.learn(200)
+    log_stds = model.replay_buffer.policy_log_stds[101:200, 0, 0]
+    assert np.isfinite(log_stds).all() and np.ptp(log_stds) > 0  # gSDE: the std depends on the state
+    assert np.all(np.isfinite(model.policy_mixture.distances[:-1]))
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(mixture="uniform"), "mixture"),
+        (dict(mixture="TV"), "mixture"),
+        (dict(max_rate=1.0), "max_rate"),
+        (dict(max_rate=-0.1), "max_rate"),
+        (dict(max_rate="0.02"), "max_rate"),
+    ],
+)
+def test_pmac_bad_mixture_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        pendulum(**kwargs)
