@@ -1,5 +1,6 @@
 """
-Resumable learning-curve runs of PMAC, MBPO and SB3's SAC, one (algorithm, env, seed) per call.
+Resumable learning-curve runs of PMAC, PMAC with the TV mixture (``pmac_tv``), MBPO and SB3's SAC, one (algorithm, env,
+seed) per call.
 
     python benchmarks/learning_curves.py --algo pmac --env InvertedPendulum-v5 --seed 0 --timesteps 3000 \\
         --eval-freq 500 --out results
@@ -45,7 +46,9 @@ from stable_baselines3.common.monitor import Monitor
 from sb3_pmac import MBPO, PMAC
 from sb3_pmac.env_presets import make_preset_env
 
-ALGOS: dict[str, type[SAC]] = {"pmac": PMAC, "mbpo": MBPO, "sac": SAC}
+ALGOS: dict[str, type[SAC]] = {"pmac": PMAC, "pmac_tv": PMAC, "mbpo": MBPO, "sac": SAC}
+#: Constructor arguments that define an algorithm variant (``pmac_tv``: PDML's inverse-TV mixture)
+VARIANT_KWARGS: dict[str, dict[str, Any]] = {"pmac_tv": {"mixture": "tv"}}
 NOT_FINISHED = 3
 
 
@@ -72,7 +75,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def agent_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = dict(VARIANT_KWARGS.get(args.algo, {}))
     if args.settings == "reduced":
         kwargs.update(learning_starts=args.learning_starts, gradient_steps=args.gradient_steps)
         if args.algo != "sac":

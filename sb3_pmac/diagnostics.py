@@ -602,8 +602,15 @@ class ModelDiagnosticsCallback(BaseCallback):
     reach at the end of the schedule. Every evaluation uses the same ``seed`` (common random numbers: the rows differ
     only through the agent) and the same evaluation env; the training's random states are restored afterwards.
 
+    With ``eval_env=None`` the callback builds its evaluation env when training starts, as
+    ``make_preset_env(env_id)`` (:func:`~sb3_pmac.env_presets.make_preset_env`): ``env_id`` is the agent's own when it
+    was created from an id (``PMAC("Hopper-v4")``), else the id of the training env's gymnasium spec (an env made with
+    ``gym.make``, ``make_vec_env`` or rl-zoo3). This is how rl-zoo3 can create the callback from the ``callback:``
+    entry of a hyperparameter file, which can only hold plain values.
+
     :param eval_env: a separate env for fresh transitions of the current policy (raw observations), e.g.
-        ``make_preset_env(env_id)``
+        ``make_preset_env(env_id)``; None: built from the training env's id (see above; ``ValueError`` when there is
+        none). Its observation space must have the shape of the agent's.
     :param eval_freq: evaluate every ``eval_freq`` environment steps
     :param n_local: number of fresh transitions for the local error
     :param n_global: size of the replay buffer sample for the global error
@@ -611,14 +618,15 @@ class ModelDiagnosticsCallback(BaseCallback):
     :param n_trajectories: number of trajectories for the compounding error
     :param newest_k: the ``k`` of the ``mixture_newest_<k>_share`` statistics
     :param model_prediction: ``"mean"`` (elite mean, deterministic) or ``"sample"`` (as the model rollouts)
-    :param csv_path: CSV file the rows are appended to (None: no file)
+    :param csv_path: CSV file the rows are appended to (None: no file); a relative path is relative to the working
+        directory at construction. Missing folders are created; an existing file is appended to
     :param seed: seed of every evaluation (env reset, policy sampling); None: drawn from the training's random state
     :param verbose: 1: print each row's main errors
     """
 
     def __init__(
         self,
-        eval_env: gym.Env,
+        eval_env: gym.Env | None = None,
         eval_freq: int = 1000,
         n_local: int = 1000,
         n_global: int = 5000,
@@ -626,7 +634,7 @@ class ModelDiagnosticsCallback(BaseCallback):
         n_trajectories: int = 100,
         newest_k: Sequence[int] = DEFAULT_NEWEST_K,
         model_prediction: ModelPrediction = "mean",
-        csv_path: str | None = None,
+        csv_path: str | os.PathLike[str] | None = None,
         seed: int | None = None,
         verbose: int = 0,
     ) -> None:
@@ -634,7 +642,12 @@ class ModelDiagnosticsCallback(BaseCallback):
         _check_positive(eval_freq=eval_freq, n_local=n_local, n_global=n_global, n_trajectories=n_trajectories)
         if horizon is not None:
             _check_positive(horizon=horizon)
+        if isinstance(eval_env, VecEnv):
+            raise TypeError("Pass a plain gymnasium env with raw observations (e.g. make_preset_env(env_id)), not a VecEnv")
+        #: the evaluation env (built at the start of training when none was given)
         self.eval_env = eval_env
+        self._builds_eval_env = eval_env is None
+        self._eval_env_id: str | None = None
         self.eval_freq = int(eval_freq)
         self.n_local = int(n_local)
         self.n_global = int(n_global)
@@ -642,7 +655,7 @@ class ModelDiagnosticsCallback(BaseCallback):
         self.n_trajectories = int(n_trajectories)
         self.newest_k = _check_newest_k(newest_k)
         self.model_prediction: ModelPrediction = model_prediction
-        self.csv_path = csv_path
+        self.csv_path = os.path.abspath(os.fspath(csv_path)) if csv_path is not None else None
         self.seed = seed
         #: one :func:`evaluate_model` row per evaluation
         self.history: list[dict[str, float]] = []
@@ -659,6 +672,38 @@ class ModelDiagnosticsCallback(BaseCallback):
             raise TypeError(f"ModelDiagnosticsCallback needs a PMAC or MBPO agent, got {type(self.model).__name__}")
         if self.horizon is None:
             self.horizon = max_rollout_horizon(self.model.rollout_horizon)
+        if self._builds_eval_env:
+            env_id = self._training_env_id()
+            if self.eval_env is None or env_id != self._eval_env_id:
+                self.eval_env = make_preset_env(env_id)
+                self._eval_env_id = env_id
+        assert self.eval_env is not None
+        eval_shape = getattr(self.eval_env.observation_space, "shape", None)
+        if eval_shape != self.model.observation_space.shape:
+            raise ValueError(
+                f"The diagnostics env's observations have shape {eval_shape}, the agent's {self.model.observation_space.shape}"
+                + (f" (env built with make_preset_env({self._eval_env_id!r}))" if self._builds_eval_env else "")
+                + ": pass an eval_env that yields the training env's raw observations"
+            )
+
+    def _training_env_id(self) -> str:
+        """The id of the env the agent trains on: its own ``env_id``, else the gymnasium spec of the training env."""
+        env_id = getattr(self.model, "env_id", None)
+        if isinstance(env_id, str) and env_id:
+            return env_id
+        training_env = self.model.get_env()
+        if training_env is not None:
+            try:
+                spec = training_env.get_attr("spec", indices=[0])[0]
+            except (AttributeError, IndexError):
+                spec = None
+            if getattr(spec, "id", None):
+                return str(spec.id)
+        raise ValueError(
+            "ModelDiagnosticsCallback(eval_env=None) builds its evaluation env from the training env's id, but the "
+            "agent was not created from an env id and its training env has no gymnasium spec (an env instance not "
+            "made with gym.make): pass eval_env, e.g. make_preset_env(env_id)"
+        )
 
     def _on_training_start(self) -> None:
         self._last_bucket = self.model.num_timesteps // self.eval_freq
@@ -684,6 +729,7 @@ class ModelDiagnosticsCallback(BaseCallback):
 
     def evaluate(self) -> dict[str, float]:
         """Evaluate now, record, write and keep the row; :return: the row."""
+        assert self.eval_env is not None, "the evaluation env is built when the callback is initialised"
         row = evaluate_model(
             self.agent,
             self.eval_env,
@@ -745,17 +791,17 @@ def load_buffer(path: str | os.PathLike[str]) -> PolicyVersionedReplayBuffer:
 
 def algo_name(agent: PMAC) -> str:
     """
-    ``"pmac"``, ``"mbpo"`` or an ablation (``"pmac-model-only"``, ``"pmac-rollout-only"``) of an agent; ``"-tv"`` is
-    appended for PMAC's ``mixture="tv"``.
+    ``"pmac"``, ``"mbpo"`` or an ablation (``"pmac_model_only"``, ``"pmac_rollout_only"``) of an agent; ``"_tv"`` is
+    appended for PMAC's ``mixture="tv"`` (the folder names of ``benchmarks/learning_curves.py``).
     """
     if not agent.adapt_model_training and not agent.adapt_rollout_starts:
         return "mbpo"
     name = "pmac"
     if not agent.adapt_rollout_starts:
-        name = "pmac-model-only"
+        name = "pmac_model_only"
     elif not agent.adapt_model_training:
-        name = "pmac-rollout-only"
-    return f"{name}-tv" if getattr(agent, "mixture", "exponential") == "tv" else name
+        name = "pmac_rollout_only"
+    return f"{name}_tv" if getattr(agent, "mixture", "exponential") == "tv" else name
 
 
 def _checkpoint_sort_key(path: str | os.PathLike[str]) -> int:

@@ -877,8 +877,8 @@ def draw_compounding(
 
 def draw_mixture(ax: Axes, runs: dict[str, list[DiagnosticsRun]], algos: Sequence[str] | None = None) -> None:
     """
-    Panel (c): the policy mixture's effective number of versions over training, mean +/- std over seeds (algorithms
-    without mixture data, e.g. MBPO, are left out).
+    Panel (c): the effective number of versions of the mixture that draws the model's training data, over training,
+    mean +/- std over seeds (MBPO's uniform mixture included; rows without mixture data are left out).
 
     :param ax: where to draw
     :param runs: ``{algo: [DiagnosticsRun, ...]}`` of one env

@@ -1,9 +1,13 @@
 """Tests of sb3_pmac.diagnostics: local/global/compounding model errors, mixture statistics, callback, offline CLI."""
 
 import csv
+import importlib.util
 import math
+import os
 import subprocess
 import sys
+import textwrap
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -497,3 +501,133 @@ def test_cli_module_entry_point():
         [sys.executable, "-m", "sb3_pmac.diagnostics", "--help"], capture_output=True, text=True, check=True, timeout=120
     )
     assert "AGENT_ZIP" in result.stdout and "--upto" in result.stdout
+
+
+# ------------------------------------------------------------------------------- callback without an eval env (rl-zoo3)
+def _diagnostics_run(env, tmp_path, **callback_kwargs) -> tuple[PMAC, ModelDiagnosticsCallback]:
+    """150 steps (model first trained at step 61) with a callback that builds its own evaluation env."""
+    agent = make_agent(env=env)
+    callback = ModelDiagnosticsCallback(eval_freq=50, seed=0, **{**CALLBACK_SIZES, "horizon": 2, **callback_kwargs})
+    agent.learn(150, callback=callback)
+    return agent, callback
+
+
+def test_callback_builds_its_env_from_the_agents_env_id(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    agent, callback = _diagnostics_run(TOY_ID, tmp_path, csv_path="out/diagnostics.csv")  # PMAC("MlpPolicy", TOY_ID)
+    assert agent.env_id == TOY_ID
+    assert isinstance(callback.eval_env.unwrapped, ToyEnv) and callback.eval_env is not agent.get_env()
+    assert [row["timesteps"] for row in callback.history] == [100, 150]
+    assert callback.csv_path == str(tmp_path / "out" / "diagnostics.csv")  # relative to the cwd at construction
+    monkeypatch.chdir(tmp_path.parent)
+    with open(tmp_path / "out" / "diagnostics.csv", newline="") as file:
+        assert [int(row["timesteps"]) for row in csv.DictReader(file)] == [100, 150]
+
+
+def test_callback_builds_its_env_from_the_training_envs_spec(tmp_path):
+    venv = VecNormalize(DummyVecEnv([lambda: gym.make(TOY_ID)]))  # a wrapped VecEnv, as rl-zoo3 builds them
+    agent, callback = _diagnostics_run(venv, tmp_path)
+    assert agent.env_id is None
+    assert callback.eval_env.spec.id == TOY_ID and callback._eval_env_id == TOY_ID
+    assert len(callback.history) == 2 and all(np.isfinite(value) for value in callback.history[-1].values())
+
+
+def test_callback_without_env_id_or_spec_asks_for_an_eval_env(tmp_path):
+    with pytest.raises(ValueError, match="pass eval_env"):
+        _diagnostics_run(DummyVecEnv([ToyEnv]), tmp_path)  # an env instance: no gymnasium spec
+    with pytest.raises(ValueError, match="shape"):
+        _diagnostics_run(TOY_ID, tmp_path, eval_env=gym.make("Pendulum-v1"))  # 3-d observations, the agent's are 2-d
+    with pytest.raises(TypeError, match="VecEnv"):
+        ModelDiagnosticsCallback(DummyVecEnv([ToyEnv]))  # type: ignore[arg-type]
+
+
+def _subprocess_env() -> dict[str, str]:
+    """This source tree first on the path of a subprocess."""
+    repo = str(Path(__file__).resolve().parent.parent)
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH")) if p)}
+
+
+def _run_python(code: str, cwd, timeout: float = 120) -> str:
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=_subprocess_env()
+    )
+    assert result.returncode == 0, f"STDOUT:\n{result.stdout[-3000:]}\nSTDERR:\n{result.stderr[-3000:]}"
+    return result.stdout
+
+
+@pytest.mark.skipif(importlib.util.find_spec("rl_zoo3") is None, reason="rl-zoo3 not installed")
+def test_rl_zoo3_creates_the_callback_from_hyperparameters(tmp_path):
+    # in a subprocess: importing rl_zoo3 patches gymnasium for the whole process
+    code = textwrap.dedent(
+        """
+        import torch as th
+        from rl_zoo3.utils import get_callback_list
+        from stable_baselines3.common.env_util import make_vec_env
+        from sb3_pmac import PMAC
+        from sb3_pmac.diagnostics import ModelDiagnosticsCallback
+
+        hyperparams = {"callback": [{"sb3_pmac.diagnostics.ModelDiagnosticsCallback": {
+            "eval_freq": 150, "n_local": 50, "n_global": 200, "n_trajectories": 5, "csv_path": "diag/diagnostics.csv"}}]}
+        th.set_num_threads(1)
+        (callback,) = get_callback_list(hyperparams)
+        assert type(callback) is ModelDiagnosticsCallback and callback.eval_env is None and callback.eval_freq == 150
+        model = PMAC("MlpPolicy", make_vec_env("InvertedPendulum-v5"), seed=0, **TINY)
+        model.learn(150, callback=[callback])
+        print(callback.eval_env.spec.id, [row["timesteps"] for row in callback.history])
+        """
+    )
+    out = _run_python(f"TINY = {TINY_PMAC_KWARGS!r}\n{code}", tmp_path)
+    assert out.split() == ["InvertedPendulum-v5", "[150]"]
+    assert (tmp_path / "diag" / "diagnostics.csv").is_file()
+
+
+ZOO_CONF = """
+InvertedPendulum-v5:
+  n_timesteps: 300
+  policy: 'MlpPolicy'
+  policy_kwargs: "dict(net_arch=[32, 32])"
+  buffer_size: 10000
+  batch_size: 32
+  learning_starts: 100
+  gradient_steps: 1
+  model_train_freq: 100
+  rollout_batch_size: 200
+  ensemble_size: 3
+  n_elites: 2
+  dynamics_kwargs:
+    hidden_sizes: [32, 32]
+    weight_decays: null
+  model_trainer_kwargs:
+    max_epochs: 3
+  callback:
+    - sb3_pmac.diagnostics.ModelDiagnosticsCallback:
+        eval_freq: 100
+        n_local: 100
+        n_global: 500
+        n_trajectories: 10
+        csv_path: diagnostics/InvertedPendulum-v5/pmac/seed_0/diagnostics.csv
+        seed: 0
+"""
+
+
+@pytest.mark.skipif(importlib.util.find_spec("rl_zoo3") is None, reason="rl-zoo3 not installed")
+def test_rl_zoo3_train_with_the_callback_in_the_yaml_file(tmp_path):
+    (tmp_path / "pmac_diagnostics.yml").write_text(ZOO_CONF)
+    args = ["train", "--algo", "pmac", "--env", "InvertedPendulum-v5", "-conf", "pmac_diagnostics.yml"]
+    args += ["--seed", "0", "--num-threads", "1", "-f", "logs"]
+    result = subprocess.run(
+        [sys.executable, "-m", "sb3_pmac.zoo", *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**_subprocess_env(), "MPLBACKEND": "Agg"},
+    )
+    assert result.returncode == 0, f"STDOUT:\n{result.stdout[-3000:]}\nSTDERR:\n{result.stderr[-3000:]}"
+    assert "model/" in result.stdout and "local_obs_mse" in result.stdout  # the SB3 logger's table
+    with open(tmp_path / "diagnostics" / "InvertedPendulum-v5" / "pmac" / "seed_0" / "diagnostics.csv", newline="") as file:
+        reader = csv.DictReader(file)
+        rows = list(reader)
+    assert reader.fieldnames == csv_columns(1)  # InvertedPendulum: rollout horizon 1
+    assert [int(row["timesteps"]) for row in rows] == [200, 300]  # the model is first trained at step 101
+    assert all(math.isfinite(float(value)) for row in rows for value in row.values())
