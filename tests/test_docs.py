@@ -14,7 +14,7 @@ pytest.importorskip("myst_parser")
 pytest.importorskip("furo")
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
-PAGES = ("index", "install", "quickstart", "algorithm", "hyperparameters", "zoo", "diagnostics", "api", "changelog")
+PAGES = ("index", "install", "quickstart", "algorithm", "hyperparameters", "zoo", "diagnostics", "results", "api", "changelog")
 
 
 def build_html(out: Path) -> None:
