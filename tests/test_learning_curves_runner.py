@@ -1,0 +1,65 @@
+"""The resumable learning-curve runner (benchmarks/learning_curves.py): pause, resume, refuse other settings."""
+
+import csv
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+RUNNER = Path(__file__).resolve().parent.parent / "benchmarks" / "learning_curves.py"
+
+
+@pytest.fixture(scope="module")
+def runner():
+    spec = importlib.util.spec_from_file_location("learning_curves", RUNNER)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["learning_curves"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def tiny_args(runner, out: Path, *extra: str):
+    argv = ["--algo", "pmac", "--env", "InvertedPendulum-v5", "--timesteps", "300", "--eval-freq", "100",
+            "--eval-episodes", "2", "--learning-starts", "100", "--gradient-steps", "1", "--net-arch", "32", "32",
+            "--rollout-batch-size", "200", "--model-max-epochs", "2", "--out", str(out), *extra]  # fmt: skip
+    return runner.parse_args(argv)
+
+
+def test_pause_resume_and_finish(runner, tmp_path: Path) -> None:
+    run_dir = tmp_path / "InvertedPendulum-v5" / "pmac" / "seed_0"
+    # --max-seconds 0: every call stops after its first evaluation, saving agent and buffer
+    assert runner.run(tiny_args(runner, tmp_path, "--max-seconds", "0")) == runner.NOT_FINISHED
+    assert (run_dir / "resume.zip").exists() and (run_dir / "resume_buffer.pkl").exists()
+    assert runner.run(tiny_args(runner, tmp_path, "--max-seconds", "0")) == runner.NOT_FINISHED
+    assert runner.run(tiny_args(runner, tmp_path, "--max-seconds", "0")) == 0  # the last chunk finishes the run
+
+    with open(run_dir / "evaluations.csv") as file:
+        rows = list(csv.DictReader(file))
+    assert [int(row["timesteps"]) for row in rows] == [100, 200, 300]
+    walls = [float(row["wall_s"]) for row in rows]
+    assert walls == sorted(walls)  # wall time accumulates across the calls
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["finished"] and record["algo"] == "pmac" and record["agent_kwargs"]["gradient_steps"] == 1
+    assert set(record["time_split_s"]) == {"model_train", "rollout", "sac"}
+    assert not (run_dir / "resume.zip").exists() and (run_dir / "final_agent.zip").exists()
+
+    from sb3_pmac import PMAC
+
+    agent = PMAC.load(run_dir / "final_agent.zip")
+    assert agent.num_timesteps == 300
+    assert agent.policy_mixture is not None and agent.policy_mixture.current_version >= 1  # model steps ran
+    # a finished run is not run again, and other settings are refused
+    assert runner.run(tiny_args(runner, tmp_path)) == 0
+    with pytest.raises(SystemExit, match="other settings"):
+        runner.run(tiny_args(runner, tmp_path, "--gradient-steps", "2"))
+
+
+def test_variant_kwargs(runner, tmp_path: Path) -> None:
+    args = tiny_args(runner, tmp_path)
+    args.algo = "pmac_tv"
+    assert runner.agent_kwargs(args)["mixture"] == "tv"
+    args.algo = "sac"
+    assert "model_trainer_kwargs" not in runner.agent_kwargs(args)
