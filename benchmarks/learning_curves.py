@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
 import torch as th
 from stable_baselines3 import SAC
 from stable_baselines3.common.evaluation import evaluate_policy
@@ -170,13 +169,6 @@ def _previous_wall(run_dir: Path) -> float:
     with open(run_dir / "evaluations.csv") as file:
         rows = list(csv.DictReader(file))
     return float(rows[-1]["wall_s"]) if rows else 0.0
-
-
-def load_curve(run_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """``(timesteps, mean_return)`` of one run directory."""
-    with open(Path(run_dir) / "evaluations.csv") as file:
-        rows = list(csv.DictReader(file))
-    return np.array([int(r["timesteps"]) for r in rows]), np.array([float(r["mean_return"]) for r in rows])
 
 
 if __name__ == "__main__":

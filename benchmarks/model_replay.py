@@ -97,18 +97,22 @@ def replay(data: RunData, configs: list[Config], args: argparse.Namespace, end: 
     rng = np.random.default_rng(args.seed)
     try:
         for t in range(args.start, end + 1, args.every):
-            held, counts = np.unique(data.versions[:t], return_counts=True)
-            rows_by_version = [np.flatnonzero(data.versions[:t] == v) for v in held]
+            # versions occupy contiguous position ranges (the buffer never wrapped): first position and count of each
+            held, firsts, counts = np.unique(data.versions[:t], return_index=True, return_counts=True)
             local = slice(t, t + args.every)
             global_rows = rng.integers(0, t, size=args.n_global)
-            for name, _, mixture_mode in configs:
-                # Algorithm 1 over the versions recorded up to t (one add_policy per version), or MBPO's uniform draw
-                mixture = PolicyMixture(args.alpha, mode=mixture_mode)  # type: ignore[arg-type]
-                if mixture_mode == "exponential":
+            # Algorithm 1 over the versions recorded up to t (one add_policy per version), or MBPO's uniform draw
+            probabilities = {}
+            for mode in {mixture_mode for _, _, mixture_mode in configs}:
+                mixture = PolicyMixture(args.alpha, mode=mode)  # type: ignore[arg-type]
+                if mode == "exponential":
                     for _ in range(int(held.max()) + 1):
                         mixture.add_policy()
-                chosen = rng.choice(len(held), size=t, p=mixture.probabilities(held, counts))
-                picks = np.array([rows_by_version[c][rng.integers(counts[c])] for c in chosen])
+                probabilities[mode] = mixture.probabilities(held, counts)
+            for name, _, mixture_mode in configs:
+                # per version with the mixture's weights, then uniformly inside the version (as the replay buffer does)
+                chosen = rng.choice(len(held), size=t, p=probabilities[mixture_mode])
+                picks = firsts[chosen] + (rng.random(t) * counts[chosen]).astype(np.int64)
                 info = trainers[name].train(
                     data.obs[picks], data.actions[picks], data.rewards[picks], data.next_obs[picks], sample_ids=picks
                 )

@@ -72,7 +72,7 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from sb3_pmac.buffers import PolicyVersionedReplayBuffer
 from sb3_pmac.env_presets import make_preset_env
-from sb3_pmac.pmac import MBPO, PMAC
+from sb3_pmac.pmac import MBPO, PMAC, _check_positive
 from sb3_pmac.policy_mixture import PolicyMixture
 from sb3_pmac.rollouts import max_rollout_horizon
 
@@ -164,12 +164,6 @@ def _check_newest_k(newest_k: Sequence[int]) -> list[int]:
     if any(k < 1 for k in values):
         raise ValueError(f"newest_k must hold positive ints, got {list(newest_k)}")
     return values
-
-
-def _check_positive(**values: int) -> None:
-    for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
 @contextlib.contextmanager
@@ -639,9 +633,9 @@ class ModelDiagnosticsCallback(BaseCallback):
         verbose: int = 0,
     ) -> None:
         super().__init__(verbose)
-        _check_positive(eval_freq=eval_freq, n_local=n_local, n_global=n_global, n_trajectories=n_trajectories)
-        if horizon is not None:
-            _check_positive(horizon=horizon)
+        _check_positive(
+            eval_freq=eval_freq, n_local=n_local, n_global=n_global, n_trajectories=n_trajectories, horizon=horizon
+        )
         if isinstance(eval_env, VecEnv):
             raise TypeError("Pass a plain gymnasium env with raw observations (e.g. make_preset_env(env_id)), not a VecEnv")
         #: the evaluation env (built at the start of training when none was given)
