@@ -1,0 +1,37 @@
+"""Agents and replay buffers saved by an earlier release (tests/data/make_legacy_agents.py) still load and act the same."""
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sb3_pmac import MBPO, PMAC
+
+DATA = Path(__file__).parent / "data"
+VARIANTS = {"pmac": PMAC, "mbpo": MBPO, "pmac_tv": PMAC}
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_legacy_agent_loads_predicts_the_same_and_keeps_learning(name):
+    expected = np.load(DATA / "legacy_expected.npz")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = VARIANTS[name].load(DATA / f"legacy_{name}.zip", device="cpu")
+    assert type(model) is VARIANTS[name]
+    assert model.num_timesteps == int(expected[f"{name}_num_timesteps"])
+    actions, _ = model.predict(expected["observations"], deterministic=True)
+    np.testing.assert_allclose(actions, expected[f"{name}_actions"], rtol=0, atol=1e-6)
+    assert (model.mixture == "tv") == (name == "pmac_tv")
+
+    import gymnasium as gym
+
+    model.set_env(gym.make("Hopper-v5"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.load_replay_buffer(DATA / f"legacy_{name}_buffer.pkl")
+    versions, counts = model.replay_buffer.version_counts()
+    assert counts.sum() == model.num_timesteps and len(versions) >= 3
+    assert model.model_buffer.size() > 0
+    model.learn(60, reset_num_timesteps=False)
+    assert model.num_timesteps == int(expected[f"{name}_num_timesteps"]) + 60
