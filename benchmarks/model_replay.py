@@ -5,55 +5,86 @@ same data, same policy sequence, only the configuration differs. Two questions:
 1. **Local vs global error, PMAC vs MBPO** (paper §3, Fig. 3): does a model trained on the policy mixture
    (``exponential``, Algorithm 1) have a smaller error on the current policy's data than one trained on uniform data
    (``uniform``, MBPO), and a larger error on the whole history?
-2. **Bounded model work** (how few epochs per model training keep the error within a tolerance of unbounded training).
+2. **Bounded model training**: how small a training set and how few gradient steps per round keep the error of
+   the model close to that of unbounded training (every stored transition, early stopping)?
 
-    python benchmarks/model_replay.py --buffer results/Hopper-v4/pmac/seed_0/final_buffer.pkl --start 2000 \\
-        --end 10000 --configs pmac=none,exponential mbpo=none,uniform pmac_e10=10,exponential mbpo_e10=10,uniform
+    python benchmarks/collect_run_data.py --env Hopper-v4 --timesteps 52000 --out runs/hopper_sac_52k.npz
+    python benchmarks/model_replay.py --data runs/hopper_sac_52k.npz --start 2000 --end 50000 --every 1000 \\
+        --reference-every 4000 --configs pmac_ref=exponential:full:none pmac_auto_300=exponential:auto:300 \\
+        --csv results/Hopper-v4/model_replay/pmac.csv
 
-A configuration is ``name=max_epochs,mixture`` (``max_epochs``: an int or ``none`` = early stopping only).
-At every ``--every`` env steps ``t`` in ``[start, end]`` (250 = PMAC's ``model_train_freq``) each configuration trains
-its own ensemble (warm-started from its previous round, as PMAC does) on ``t`` transitions drawn from the first ``t``
-buffer positions with its mixture's weights over the recorded policy versions, then is evaluated (elite-mean
-prediction of ``[next_obs - obs, reward]``, raw units, MSE over all entries) on
+A configuration is ``name=selection:rows:steps[:bootstrap]``:
 
-* ``local``: the next ``--every`` real transitions ``[t, t + every)``: fresh data of the policy that is about to use
-  the model (never trained on);
+* ``selection``: ``exponential`` (Algorithm 1, ``--alpha``) or ``uniform`` (MBPO);
+* ``rows``: training rows drawn per round with :func:`~sb3_pmac.buffers.draw_rows_per_version` (as
+  ``PMAC.train_dynamics_model`` draws them): ``full`` (as many as the history holds: PMAC's
+  ``model_training="full"``), ``auto`` (``PMAC``'s default: version length x (1 + alpha) / (1 - alpha)) or an int;
+* ``steps``: gradient steps per round (``none``: early stopping only, at most ``--reference-max-epochs`` epochs);
+* ``bootstrap``: every ensemble member trains on its own bootstrap resample of the rows.
+
+At every ``--every`` env steps ``t`` in ``[start, end]`` each configuration trains its own ensemble (warm-started
+from its previous round, as PMAC does) on rows drawn from the first ``t`` transitions; configurations with
+``rows=full`` train only every ``--reference-every`` steps (they run to convergence, so the warm start matters less,
+and they cost the most). After training, each is evaluated (elite-mean prediction of ``[next_obs - obs, reward]``,
+raw units, MSE over all entries) on
+
+* ``local``: the next 250 real transitions ``[t, t + 250)``: fresh data of the policy that is about to use the model
+  (never trained on);
 * ``global``: ``--n-global`` transitions drawn uniformly from the first ``t`` positions (the whole history);
-* ``holdout``: the trainer's own holdout MSE (elites, as in ``ModelTrainingInfo.holdout_mse``).
 
-Prints one row per configuration: mean epochs and seconds per round, mean local / global error and the local error's
-ratio to the first configuration, over all rounds and over the second half of the rounds (after the cold start).
+Prints one row per configuration: median local and global error, epochs, gradient steps and seconds per round,
+and the ratio of its median local error to its selection's reference over the rounds both trained on.
+``--csv`` writes one row per (round, configuration).
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import math
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch as th
 from machine import cpu_model
-from stable_baselines3.common.save_util import load_from_pkl
 
+from sb3_pmac.buffers import draw_rows_per_version
 from sb3_pmac.dynamics import ModelTrainer, ProbabilisticEnsemble
 from sb3_pmac.policy_mixture import PolicyMixture
 
-Config = tuple[str, int | None, str]  # (name, max_epochs, mixture)
-KEYS = ("epochs", "seconds", "local", "global", "holdout")
+KEYS = ("epochs", "grad_steps", "seconds", "local", "global", "n_rows", "distinct")
+LOCAL_WINDOW = 250
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str
+    selection: str
+    rows: str  # "full", "auto" or an int as text
+    steps: int | None
+    bootstrap: bool = False
+
+    @property
+    def is_reference(self) -> bool:
+        return self.rows == "full"
 
 
 def parse_config(text: str) -> Config:
     name, _, value = text.partition("=")
-    epochs, _, mixture = value.partition(",")
-    mixture = mixture or "exponential"
-    if mixture not in ("exponential", "uniform"):
-        raise SystemExit(f"unknown mixture {mixture!r} in {text!r}")
-    return name, None if epochs.lower() in ("none", "") else int(epochs), mixture
+    parts = value.split(":")
+    if len(parts) not in (3, 4) or parts[0] not in ("exponential", "uniform"):
+        raise SystemExit(f"bad configuration {text!r}: expected name=selection:rows:steps[:bootstrap]")
+    if parts[1] not in ("full", "auto") and not parts[1].isdigit():
+        raise SystemExit(f"bad rows {parts[1]!r} in {text!r}")
+    steps = None if parts[2].lower() == "none" else int(parts[2])
+    return Config(name, parts[0], parts[1], steps, len(parts) == 4 and parts[3] == "bootstrap")
 
 
 @dataclass
 class RunData:
-    """The transitions of a run in collection order (a buffer that never wrapped, one env)."""
+    """The transitions of a run in collection order, with the policy version of each."""
 
     obs: np.ndarray
     actions: np.ndarray
@@ -62,18 +93,15 @@ class RunData:
     versions: np.ndarray
 
     @classmethod
-    def from_buffer(cls, path: str) -> RunData:
-        buffer = load_from_pkl(path)
-        if buffer.full or buffer.n_envs != 1:
-            raise SystemExit("Needs a buffer that never wrapped, with n_envs == 1")
-        n = buffer.pos
-        return cls(
-            obs=buffer.observations[:n, 0].astype(np.float32),
-            actions=buffer.actions[:n, 0].astype(np.float32),
-            rewards=buffer.rewards[:n, 0].astype(np.float32),
-            next_obs=buffer.next_observations[:n, 0].astype(np.float32),
-            versions=buffer.policy_versions[:n],
-        )
+    def from_npz(cls, path: str) -> RunData:
+        with np.load(path, allow_pickle=False) as data:
+            return cls(
+                obs=data["observations"],
+                actions=data["actions"],
+                rewards=data["rewards"],
+                next_obs=data["next_observations"],
+                versions=data["versions"],
+            )
 
     def error(self, model: ProbabilisticEnsemble, rows: np.ndarray | slice) -> float:
         """MSE of the elite-mean prediction of ``[next_obs - obs, reward]`` on ``rows`` (raw units)."""
@@ -83,91 +111,135 @@ class RunData:
         return float(np.mean((mean.mean(0).numpy() - target) ** 2))
 
 
-def replay(data: RunData, configs: list[Config], args: argparse.Namespace, end: int) -> dict[str, dict[str, list[float]]]:
-    """
-    The rounds: at each ``t`` every configuration trains (warm-started) on ``t`` rows drawn with its mixture from the
-    first ``t`` transitions, then is evaluated on local and global data. Ctrl-C ends early with the rounds done.
-    """
+def n_rows_of(config: Config, t: int, version_length: int, alpha: float) -> int:
+    if config.rows == "full":
+        return t
+    if config.rows == "auto":
+        return min(t, math.ceil(version_length * (1 + alpha) / (1 - alpha)))
+    return int(config.rows)
+
+
+def replay(data: RunData, configs: list[Config], args: argparse.Namespace, end: int) -> list[dict[str, float | str]]:
+    """The rounds (Ctrl-C ends early with the rounds done); rows are appended to ``--csv`` as they come."""
+    writer = None
+    if args.csv:
+        Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
+        csv_file = open(args.csv, "w", newline="")
+        writer = csv.DictWriter(csv_file, fieldnames=["t", "config", *KEYS])
+        writer.writeheader()
     models, trainers = {}, {}
-    for name, max_epochs, _ in configs:
+    for config in configs:
         th.manual_seed(args.seed)  # every configuration starts from the same initial ensemble
-        models[name] = ProbabilisticEnsemble(data.obs.shape[1], data.actions.shape[1])
-        trainers[name] = ModelTrainer(models[name], max_epochs=max_epochs, seed=args.seed)
-    stats: dict[str, dict[str, list[float]]] = {name: {key: [] for key in KEYS} for name, _, _ in configs}
+        models[config.name] = ProbabilisticEnsemble(data.obs.shape[1], data.actions.shape[1])
+        trainer_kwargs = dict(max_grad_steps=config.steps, bootstrap=config.bootstrap, seed=args.seed)
+        trainer_kwargs["max_epochs"] = args.reference_max_epochs if config.steps is None else None
+        trainers[config.name] = ModelTrainer(models[config.name], **trainer_kwargs)
+    version_length = int(np.bincount(data.versions).max())
+    rows_out: list[dict[str, float | str]] = []
     rng = np.random.default_rng(args.seed)
     try:
         for t in range(args.start, end + 1, args.every):
-            # versions occupy contiguous position ranges (the buffer never wrapped): first position and count of each
             held, firsts, counts = np.unique(data.versions[:t], return_index=True, return_counts=True)
-            local = slice(t, t + args.every)
+            local = slice(t, t + LOCAL_WINDOW)
             global_rows = rng.integers(0, t, size=args.n_global)
-            # Algorithm 1 over the versions recorded up to t (one add_policy per version), or MBPO's uniform draw
             probabilities = {}
-            for mode in {mixture_mode for _, _, mixture_mode in configs}:
+            for mode in {config.selection for config in configs}:
                 mixture = PolicyMixture(args.alpha, mode=mode)  # type: ignore[arg-type]
                 if mode == "exponential":
                     for _ in range(int(held.max()) + 1):
                         mixture.add_policy()
                 probabilities[mode] = mixture.probabilities(held, counts)
-            for name, _, mixture_mode in configs:
-                # per version with the mixture's weights, then uniformly inside the version (as the replay buffer does)
-                chosen = rng.choice(len(held), size=t, p=probabilities[mixture_mode])
-                picks = firsts[chosen] + (rng.random(t) * counts[chosen]).astype(np.int64)
-                info = trainers[name].train(
+            line = []
+            for config in configs:
+                if config.is_reference and (t - args.start) % args.reference_every != 0:
+                    continue
+                n_rows = n_rows_of(config, t, version_length, args.alpha)
+                if config.is_reference and config.selection == "uniform":
+                    picks = np.arange(t)  # exact MBPO: every stored transition once
+                else:
+                    chosen, offsets = draw_rows_per_version(probabilities[config.selection], counts, n_rows)
+                    picks = firsts[chosen] + offsets
+                info = trainers[config.name].train(
                     data.obs[picks], data.actions[picks], data.rewards[picks], data.next_obs[picks], sample_ids=picks
                 )
-                values = (info.epochs, info.seconds, data.error(models[name], local),
-                          data.error(models[name], global_rows), info.holdout_mse)  # fmt: skip
-                for key, value in zip(KEYS, values, strict=True):
-                    stats[name][key].append(value)
-            row = (f"{n} {stats[n]['epochs'][-1]} ep local {stats[n]['local'][-1]:.4f} global {stats[n]['global'][-1]:.4f}"
-                   for n, _, _ in configs)  # fmt: skip
-            print(f"t={t}: " + ", ".join(row), flush=True)
+                row = dict(
+                    t=t,
+                    config=config.name,
+                    epochs=info.epochs,
+                    grad_steps=info.grad_steps,
+                    seconds=round(info.seconds, 3),
+                    local=data.error(models[config.name], local),
+                    **{"global": data.error(models[config.name], global_rows)},
+                    n_rows=len(picks),
+                    distinct=len(np.unique(picks)),
+                )
+                rows_out.append(row)
+                if writer is not None:
+                    writer.writerow(row)
+                    csv_file.flush()
+                line.append(f"{config.name} {info.grad_steps} st local {row['local']:.4f} global {row['global']:.4f}")
+            print(f"t={t}: " + ", ".join(line), flush=True)
     except KeyboardInterrupt:
         print("interrupted: summary of the rounds done")
-        n_done = min(len(stats[name]["local"]) for name, _, _ in configs)
-        for name, _, _ in configs:
-            for key in KEYS:
-                del stats[name][key][n_done:]
-    return stats
+    return rows_out
+
+
+def summary(rows: list[dict[str, float | str]], configs: list[Config]) -> None:
+    by_config = {c.name: {int(r["t"]): r for r in rows if r["config"] == c.name} for c in configs}
+    references = {c.selection: c.name for c in configs if c.is_reference}
+    print(f"{'config':>18} {'rows':>6} {'steps':>6} {'rounds':>6} {'epochs':>7} {'grad steps':>10} {'s/round':>8} "
+          f"{'med local':>10} {'med global':>10} {'local vs ref':>12} {'global vs ref':>13}")  # fmt: skip
+    for config in configs:
+        mine = by_config[config.name]
+        if not mine:
+            continue
+        values = {key: np.asarray([float(r[key]) for r in mine.values()]) for key in KEYS}
+        ratio_local = ratio_global = float("nan")
+        reference = references.get(config.selection)
+        if reference is not None:
+            common = sorted(set(mine) & set(by_config[reference]))
+            if common:
+                ref = by_config[reference]
+                ratio_local = np.median([mine[t]["local"] for t in common]) / np.median([ref[t]["local"] for t in common])
+                ratio_global = np.median([mine[t]["global"] for t in common]) / np.median([ref[t]["global"] for t in common])
+        print(f"{config.name:>18} {config.rows:>6} {config.steps!s:>6} {len(mine):>6} {values['epochs'].mean():>7.1f} "
+              f"{values['grad_steps'].mean():>10.0f} {values['seconds'].mean():>8.2f} {np.median(values['local']):>10.4f} "
+              f"{np.median(values['global']):>10.4f} {ratio_local:>12.3f} {ratio_global:>13.3f}")  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--buffer", required=True, help="replay buffer pickle written by PMAC.save_replay_buffer")
+    parser.add_argument("--data", help="run data (.npz) written by benchmarks/collect_run_data.py")
     parser.add_argument("--start", type=int, default=2000)
-    parser.add_argument("--end", type=int, default=10000)
-    parser.add_argument("--every", type=int, default=250)
-    parser.add_argument("--configs", nargs="+", default=["pmac=none,exponential", "mbpo=none,uniform"])
+    parser.add_argument("--end", type=int, default=50000)
+    parser.add_argument("--every", type=int, default=1000, help="env steps between the rounds of bounded configurations")
+    parser.add_argument("--reference-every", type=int, default=4000, help="env steps between rounds of rows=full")
+    parser.add_argument("--reference-max-epochs", type=int, default=100, help="epoch cap of steps=none configurations")
+    parser.add_argument("--configs", nargs="+", default=["pmac_ref=exponential:full:none", "pmac=exponential:auto:300"])
     parser.add_argument("--n-global", type=int, default=5000)
     parser.add_argument("--alpha", type=float, default=0.9)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--csv", default=None, help="write one row per (round, configuration)")
+    parser.add_argument("--summary-only", action="store_true", help="only print the summary of an existing --csv")
     args = parser.parse_args()
     th.set_num_threads(args.threads)
-
-    data = RunData.from_buffer(args.buffer)
-    end = min(args.end, len(data.obs) - args.every)
     configs = [parse_config(text) for text in args.configs]
-    stats = replay(data, configs, args, end)
 
-    reference = configs[0][0]
-    n_rounds = len(stats[reference]["local"])
-    half = n_rounds // 2
-    print(f"\n{cpu_model()}, {args.threads} thread(s); {n_rounds} rounds every {args.every} steps from {args.start} to {end}")
-    print(f"{'config':>16} {'max_epochs':>10} {'mixture':>11} {'epochs/round':>12} {'s/round':>8} {'local':>8} "
-          f"{'global':>8} {'local/global':>12} {'local vs ' + reference:>16} {'2nd half: local':>16} "
-          f"{'vs ' + reference:>12}")  # fmt: skip
-    for name, max_epochs, mixture_mode in configs:
-        s = {key: np.asarray(value) for key, value in stats[name].items()}
-        ref_local = np.asarray(stats[reference]["local"])
-        print(f"{name:>16} {max_epochs!s:>10} {mixture_mode:>11} {s['epochs'].mean():>12.1f} {s['seconds'].mean():>8.2f} "
-              f"{s['local'].mean():>8.4f} {s['global'].mean():>8.4f} {s['local'].mean() / s['global'].mean():>12.2f} "
-              f"{s['local'].mean() / ref_local.mean():>16.3f} {s['local'][half:].mean():>16.4f} "
-              f"{s['local'][half:].mean() / ref_local[half:].mean():>12.3f}")  # fmt: skip
-    if len(configs) > 1:
-        wins = np.mean(np.asarray(stats[configs[0][0]]["local"]) < np.asarray(stats[configs[1][0]]["local"]))
-        print(f"rounds where {configs[0][0]} has the lower local error than {configs[1][0]}: {wins:.0%}")
+    if args.summary_only:
+        with open(args.csv) as file:
+            rows: list[dict[str, float | str]] = list(csv.DictReader(file))
+        summary(rows, [c for c in configs if any(r["config"] == c.name for r in rows)])
+        return
+    data = RunData.from_npz(args.data)
+    end = min(args.end, len(data.obs) - LOCAL_WINDOW)
+    if (args.reference_every % args.every) != 0:
+        raise SystemExit("--reference-every must be a multiple of --every")
+    start_time = time.perf_counter()
+    rows = replay(data, configs, args, end)
+    print(f"\n{cpu_model()}, {args.threads} thread(s); rounds every {args.every} steps from {args.start} to {end} "
+          f"(rows=full every {args.reference_every}); {time.perf_counter() - start_time:.0f} s")  # fmt: skip
+    summary(rows, configs)
 
 
 if __name__ == "__main__":

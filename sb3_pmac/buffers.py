@@ -217,6 +217,29 @@ class PolicyVersionedReplayBuffer(ReplayBuffer):
         env_inds = np.random.randint(0, self.n_envs, size=batch_size)
         return batch_inds, env_inds
 
+    def select_indices_by_mixture(self, n_rows: int, mixture: "PolicyMixture") -> tuple[np.ndarray, np.ndarray]:
+        """
+        A dataset of ``n_rows`` transitions per policy with the mixture's weights, drawn *without replacement
+        where the weights allow* (the model's training set, Algorithm 2 line 3).
+
+        Each version gets ``n_rows * p_i`` rows, rounded systematically (floor or ceiling, the expectation exact, the
+        total exactly ``n_rows``). A version asked for ``n_i`` rows out of its ``c_i`` transitions gives each of
+        them ``n_i // c_i`` times and ``n_i % c_i`` distinct others once more, drawn uniformly: every transition of a
+        version is equally likely, as in :meth:`sample_indices_by_mixture`, but no transition repeats while another
+        of its version is unused. So with uniform weights (MBPO) and ``n_rows`` = the buffer's size, every stored
+        transition appears exactly once.
+
+        :param n_rows: number of rows
+        :param mixture: the policy mixture giving the per-version weights
+        :return: ``(batch_inds, env_inds)`` buffer indices of the rows, grouped by version
+        """
+        versions, starts, lengths = self.version_ranges()
+        if len(versions) == 0:
+            raise ValueError("Cannot select from an empty replay buffer")
+        counts = lengths * self.n_envs
+        chosen, flat = draw_rows_per_version(mixture.probabilities(versions, counts=counts), counts, n_rows)
+        return (starts[chosen] + flat // self.n_envs) % self.buffer_size, flat % self.n_envs
+
     def sample_by_mixture(
         self, batch_size: int, mixture: "PolicyMixture", env: VecNormalize | None = None
     ) -> ReplayBufferSamples:
@@ -447,3 +470,40 @@ class MixedReplaySampler:
             next_observations=normalize_obs(samples.next_observations),
             rewards=rewards,
         )
+
+
+def draw_rows_per_version(probabilities: np.ndarray, counts: np.ndarray, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """
+    ``n_rows`` draws per version, without replacement where the weights allow (see
+    :meth:`PolicyVersionedReplayBuffer.select_indices_by_mixture`).
+
+    :param probabilities: probability of each version (sums to one)
+    :param counts: number of transitions of each version
+    :param n_rows: number of rows to draw
+    :return: ``(version, offset)`` of each row: the index of its version and its position among that version's
+        transitions, grouped by version
+    """
+    rows_per_version = _systematic_counts(n_rows * np.asarray(probabilities, dtype=np.float64), n_rows)
+    chosen, offsets = [], []
+    for index, (count, n_version) in enumerate(zip(counts, rows_per_version, strict=True)):
+        if n_version == 0:
+            continue
+        repeats, extra = divmod(int(n_version), int(count))
+        distinct = np.random.choice(count, size=extra, replace=False)
+        offsets.append(np.concatenate([np.tile(np.arange(count), repeats), distinct]))
+        chosen.append(np.full(n_version, index))
+    return np.concatenate(chosen).astype(np.int64), np.concatenate(offsets).astype(np.int64)
+
+
+def _systematic_counts(expected: np.ndarray, total: int) -> np.ndarray:
+    """
+    Integer counts with the given expectations that sum to ``total``: each is the floor or the ceiling of its
+    expectation (systematic sampling: one uniform offset on the cumulative sums).
+    """
+    cumulative = np.cumsum(expected, dtype=np.float64)
+    cumulative *= total / cumulative[-1]
+    nearest = np.round(cumulative)
+    cumulative = np.where(np.abs(cumulative - nearest) < 1e-7, nearest, cumulative)  # exact integers stay exact
+    bounds = np.floor(cumulative + np.random.random()).astype(np.int64)
+    bounds[-1] = total
+    return np.diff(bounds, prepend=0)

@@ -3,10 +3,13 @@ PMAC: Policy-adaptation Model-based Actor-Critic (Wang, Wongkamjan and Huang, 20
 """
 
 import io
+import json
+import math
 import pathlib
 import random
 import time
 import warnings
+import zipfile
 from typing import Any, ClassVar, TypeVar
 
 import gymnasium as gym
@@ -16,7 +19,7 @@ from gymnasium import spaces
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.policies import BasePolicy
-from stable_baselines3.common.save_util import load_from_pkl, save_to_pkl
+from stable_baselines3.common.save_util import load_from_pkl, open_path, save_to_pkl
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 from stable_baselines3.common.vec_env import VecEnv
 from stable_baselines3.sac import SAC
@@ -38,6 +41,21 @@ from sb3_pmac.rollouts import (
 from sb3_pmac.termination import TerminationFn, get_termination_fn
 
 SelfPMAC = TypeVar("SelfPMAC", bound="PMAC")
+
+#: Gradient steps per model training with ``model_training="bounded"`` (chosen with ``benchmarks/model_replay.py``,
+#: see ``docs/results.md``).
+DEFAULT_MODEL_GRAD_STEPS = 300
+
+
+def bounded_train_size(steps_per_version: int, adaptation_rate: float, stored: int) -> int:
+    """
+    The bounded training set: the effective support of Algorithm 1's mixture in transitions, i.e. the effective
+    number of policies :math:`(1 + \\alpha) / (1 - \\alpha)` (inverse Simpson index of :math:`w_i \\propto
+    \\alpha^{k-i}`) times the transitions per version; ``stored`` when ``alpha = 1`` (every policy weighs the same).
+    """
+    if adaptation_rate >= 1.0:
+        return stored
+    return math.ceil(steps_per_version * (1.0 + adaptation_rate) / (1.0 - adaptation_rate))
 
 
 class PMAC(SAC):
@@ -120,9 +138,15 @@ class PMAC(SAC):
     :param dynamics_kwargs: extra arguments of :class:`~sb3_pmac.dynamics.ProbabilisticEnsemble`
         (``hidden_sizes``, ``activation``, ``weight_decays``, ...)
     :param model_trainer_kwargs: extra arguments of :class:`~sb3_pmac.dynamics.ModelTrainer`
-        (``learning_rate``, ``batch_size``, ``holdout_ratio``, ``max_epochs``, ``max_train_size``, ...)
-    :param model_train_size: number of transitions drawn (with replacement, per the mixture) from the real buffer for
-        each model training; ``None``: as many as the buffer holds
+        (``learning_rate``, ``batch_size``, ``holdout_ratio``, ``max_grad_steps``, ``max_epochs``, ``bootstrap``, ...)
+    :param model_training: ``"bounded"`` (default): each model training draws ``model_train_size`` transitions per
+        the mixture and takes at most ``max_grad_steps`` (``DEFAULT_MODEL_GRAD_STEPS``) gradient steps next to early
+        stopping, so its cost does not grow with the buffer. ``"full"``: as many transitions as the buffer holds
+        (MBPO's selection: every stored transition once), early stopping only, as in the authors' code; its cost
+        grows linearly with the run
+    :param model_train_size: ``model_training="bounded"``: transitions drawn from the real buffer per model
+        training (without replacement where the mixture allows); ``None``: the mixture's effective support,
+        ``model_train_freq * (1 + alpha) / (1 - alpha)`` (4750 at the defaults), capped at the buffer's size
     :param termination_fn: ``(obs, action, next_obs) -> done`` for model rollouts; ``None``: looked up from the env
         (see :mod:`sb3_pmac.termination`)
     :param stats_window_size: Window size for the rollout logging
@@ -178,6 +202,7 @@ class PMAC(SAC):
         n_elites: int = 5,
         dynamics_kwargs: dict[str, Any] | None = None,
         model_trainer_kwargs: dict[str, Any] | None = None,
+        model_training: str = "bounded",
         model_train_size: int | None = None,
         termination_fn: TerminationFn | None = None,
         stats_window_size: int = 100,
@@ -230,6 +255,7 @@ class PMAC(SAC):
         if not isinstance(adaptation_rate, (int, float)) or not 0.0 < adaptation_rate <= 1.0:
             raise ValueError(f"adaptation_rate (alpha) must be in (0, 1], got {adaptation_rate!r}")
         _check_mixture(mixture, max_rate)
+        _check_model_training(model_training, model_train_size)
         if mixture == "tv":
             # the distances need the collecting policy's Gaussian parameters of every real transition
             replay_buffer_kwargs = {**(replay_buffer_kwargs or {}), "store_policy_params": True}
@@ -279,6 +305,7 @@ class PMAC(SAC):
         self.n_elites = int(n_elites)
         self.dynamics_kwargs = dict(dynamics_kwargs or {})
         self.model_trainer_kwargs = dict(model_trainer_kwargs or {})
+        self.model_training = model_training
         self.model_train_size = model_train_size
         self.termination_fn = termination_fn
 
@@ -316,7 +343,11 @@ class PMAC(SAC):
             device=self.device,
             **self.dynamics_kwargs,
         )
-        trainer_kwargs = {"seed": self.seed, **self.model_trainer_kwargs}
+        if self.model_training == "bounded":
+            trainer_defaults: dict[str, Any] = {"max_grad_steps": DEFAULT_MODEL_GRAD_STEPS, "max_epochs": None}
+        else:
+            trainer_defaults = {"max_epochs": None}  # MBPO: until early stopping
+        trainer_kwargs = {"seed": self.seed, **trainer_defaults, **self.model_trainer_kwargs}
         self.model_trainer = ModelTrainer(self.dynamics_model, **trainer_kwargs)
         # Allocated at the first rollout, when the horizon (hence MBPO's capacity) is known
         self.model_buffer = ModelReplayBuffer(1, obs_dim, action_dim, device=self.device)
@@ -369,7 +400,7 @@ class PMAC(SAC):
             self._next_model_step = self.num_timesteps + self.model_train_freq
         start = time.perf_counter()
         sampler = MixedReplaySampler(self.replay_buffer, self.model_buffer, self.real_ratio)
-        if not sac_update.FAST_PATH_ENABLED:
+        if not sac_update.fast_path_available(self.device):
             sac_update.reference_sac_train(self, gradient_steps, batch_size, replay_buffer=sampler)
         elif gradient_steps > 0:
             self.policy.set_training_mode(True)
@@ -486,11 +517,19 @@ class PMAC(SAC):
         assert self.policy_mixture is not None
         return self.policy_mixture if adapt else self._uniform_mixture
 
+    def model_training_rows(self) -> int:
+        """Number of real transitions in the next model training set (see ``model_training``)."""
+        stored = self.replay_buffer.size() * self.replay_buffer.n_envs
+        if self.model_training == "full":
+            return stored
+        if self.model_train_size is not None:
+            return int(self.model_train_size)
+        return min(stored, bounded_train_size(self.model_train_freq * self.n_envs, self.adaptation_rate, stored))
+
     def train_dynamics_model(self) -> ModelTrainingInfo:
         """Train the ensemble on transitions drawn from the real buffer per the policy mixture (Algorithm 2, l. 3-4)."""
-        n_samples = self.model_train_size or self.replay_buffer.size() * self.replay_buffer.n_envs
         mixture = self._data_mixture(self.adapt_model_training)
-        batch_inds, env_inds = self.replay_buffer.sample_indices_by_mixture(n_samples, mixture)
+        batch_inds, env_inds = self.replay_buffer.select_indices_by_mixture(self.model_training_rows(), mixture)
         data = self.replay_buffer.get_transitions(batch_inds, env_inds)  # raw (unnormalized) observations
         return self.model_trainer.train(
             data.observations,
@@ -501,8 +540,12 @@ class PMAC(SAC):
         )
 
     def current_rollout_horizon(self) -> int:
-        """The horizon of the schedule at the current epoch (``num_timesteps / epoch_length``)."""
-        return rollout_horizon(self.num_timesteps / self.epoch_length, self.rollout_horizon)
+        """
+        The horizon of the schedule at the current epoch. As in MBPO's code, epochs count from the end of the random
+        warm-up: ``(num_timesteps - learning_starts) / epoch_length``.
+        """
+        epoch = max(0, self.num_timesteps - self.learning_starts) / self.epoch_length
+        return rollout_horizon(epoch, self.rollout_horizon)
 
     def rollout(self) -> RolloutInfo:
         """Roll the current actor in the learned model from start states drawn per the mixture (Algorithm 2, l. 7-10)."""
@@ -536,6 +579,8 @@ class PMAC(SAC):
             self.logger.record("train/model_holdout_loss", model_info.holdout_mse)
             self.logger.record("train/model_holdout_nll", model_info.holdout_nll)
             self.logger.record("train/model_epochs", model_info.epochs)
+            self.logger.record("train/model_grad_steps", model_info.grad_steps)
+            self.logger.record("train/model_train_rows", model_info.n_train + model_info.n_holdout)
             self.logger.record("train/n_elites", len(model_info.elite_indices))
         self.logger.record("train/policy_version", self.policy_mixture.current_version)
         self.logger.record("train/mixture_effective_policies", self.policy_mixture.effective_number_of_policies())
@@ -623,6 +668,8 @@ class PMAC(SAC):
         See ``BaseAlgorithm.load`` for the parameters.
         """
         kwargs.setdefault("_lazy_buffers", True)
+        for key, value in _legacy_defaults(path).items():
+            kwargs.setdefault(key, value)
         model = super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
         if model._rng_states is not None:
             model._set_rng_states(model._rng_states)
@@ -690,6 +737,27 @@ class MBPO(PMAC):
         return super().learn(total_timesteps, callback, log_interval, tb_log_name, reset_num_timesteps, progress_bar)
 
 
+#: Attributes added after the first release, with the value that keeps an agent saved without them on its behaviour.
+_LEGACY_DEFAULTS: dict[str, Any] = {"model_training": "full"}
+
+
+def _legacy_defaults(path: str | pathlib.Path | io.BufferedIOBase) -> dict[str, Any]:
+    """The :data:`_LEGACY_DEFAULTS` missing from a saved agent's data (read without loading its tensors)."""
+    file = open_path(path, "r", verbose=0, suffix="zip")
+    position = file.tell()
+    try:
+        with zipfile.ZipFile(file) as archive:
+            saved = json.loads(archive.read("data"))
+    except (KeyError, ValueError, zipfile.BadZipFile):
+        return {}  # SB3's load reports what is wrong with the file
+    finally:
+        if isinstance(path, io.BufferedIOBase):
+            file.seek(position)
+        else:
+            file.close()
+    return {key: value for key, value in _LEGACY_DEFAULTS.items() if key not in saved}
+
+
 def _check_positive(**values: int | None) -> None:
     for name, value in values.items():
         if value is not None and (not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0):
@@ -704,6 +772,13 @@ def _check_mixture(mixture: str, max_rate: float) -> None:
         )
     if isinstance(max_rate, bool) or not isinstance(max_rate, (int, float)) or not 0.0 <= max_rate < 1.0:
         raise ValueError(f"max_rate must be in [0, 1), got {max_rate!r}")
+
+
+def _check_model_training(model_training: str, model_train_size: int | None) -> None:
+    if model_training not in ("bounded", "full"):
+        raise ValueError(f"model_training must be 'bounded' or 'full', got {model_training!r}")
+    if model_training == "full" and model_train_size is not None:
+        raise ValueError("model_train_size sets the bounded training set: it cannot be used with model_training='full'")
 
 
 def _check_spaces(env: gym.Env | VecEnv) -> None:

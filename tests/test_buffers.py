@@ -174,3 +174,43 @@ def test_model_buffer_ring_and_resize():
     assert clone.capacity == 8 and sorted(clone.observations[:, 0].tolist()) == list(range(112, 120))
     with pytest.raises(ValueError):
         ModelReplayBuffer(capacity=0, obs_dim=2, action_dim=1)
+
+
+@pytest.mark.parametrize("n_envs", [1, 2])
+@pytest.mark.parametrize("mode", ["exponential", "uniform"])
+def test_select_indices_by_mixture_is_stratified_and_without_replacement(mode, n_envs):
+    np.random.seed(3)
+    buffer, mixture = make_buffer(1000, n_envs=n_envs), PolicyMixture(0.6, mode=mode)
+    fill(buffer, mixture, [300, 40, 100, 7, 60])
+    versions, counts = buffer.version_counts()
+    probs = mixture.probabilities(versions, counts)
+    for n_rows in (100, 333, 2000):
+        batch_inds, env_inds = buffer.select_indices_by_mixture(n_rows, mixture)
+        assert len(batch_inds) == len(env_inds) == n_rows
+        drawn_versions = buffer.policy_versions[batch_inds]
+        for version, count, p in zip(versions, counts, probs, strict=True):
+            mine = drawn_versions == version
+            n_version = int(mine.sum())
+            assert np.floor(n_rows * p) - 1e-9 <= n_version <= np.ceil(n_rows * p) + 1e-9  # stratified, not multinomial
+            keys = batch_inds[mine] * n_envs + env_inds[mine]
+            multiplicity = np.bincount(np.unique(keys, return_inverse=True)[1])
+            # without replacement where the weights allow: multiplicities differ by at most one within a version
+            assert multiplicity.max() - multiplicity.min() <= 1 and multiplicity.max() == -(-n_version // count)
+            if n_version >= count:
+                assert len(multiplicity) == count  # every transition of the version is used
+
+
+def test_select_indices_by_mixture_expectation_and_exact_uniform():
+    np.random.seed(0)
+    buffer, mixture = make_buffer(1000), PolicyMixture(0.5)
+    fill(buffer, mixture, [50, 50, 50, 50])
+    versions, counts = buffer.version_counts()
+    # Expected draws per version are exact (systematic rounding): mean over repetitions ~ n * p
+    totals = np.zeros(len(versions))
+    for _ in range(400):
+        drawn = buffer.policy_versions[buffer.select_indices_by_mixture(37, mixture)[0]]
+        totals += [(drawn == v).sum() for v in versions]
+    np.testing.assert_allclose(totals / 400, 37 * mixture.probabilities(versions), atol=0.05)
+    # MBPO's exact mode: uniform weights and n = stored gives every transition once
+    batch_inds, _ = buffer.select_indices_by_mixture(200, PolicyMixture(mode="uniform"))
+    np.testing.assert_array_equal(np.sort(batch_inds), np.arange(200))

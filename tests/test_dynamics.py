@@ -464,3 +464,48 @@ def test_cuda():
     assert next_pred.device.type == reward_pred.device.type == members.device.type == "cuda"
     next_pred, _, _ = model.sample(obs_t, act_t, generator=th.Generator(device="cuda").manual_seed(0))
     assert next_pred.is_cuda
+
+
+def test_max_grad_steps_caps_the_optimizer_steps_per_call():
+    th.manual_seed(5)
+    obs, actions, rewards, next_obs = linear_dataset(600, seed=3)
+    model = ProbabilisticEnsemble(4, 2, ensemble_size=3, n_elites=2, hidden_sizes=(16,), weight_decays=None)
+    # 480 training rows / batch 64 = 8 steps per epoch: 20 steps stop inside the third epoch
+    trainer = ModelTrainer(model, max_epochs=None, max_grad_steps=20, patience=100, batch_size=64)
+    info = trainer.train(obs, actions, rewards, next_obs, rng=0)
+    adam_steps = {float(state["step"]) for state in trainer.optimizer.state.values()}
+    assert info.grad_steps == 20 and adam_steps == {20.0} and info.epochs == 3
+    info = trainer.train(obs, actions, rewards, next_obs, rng=1)  # the budget is per call
+    assert info.grad_steps == 20 and {float(s["step"]) for s in trainer.optimizer.state.values()} == {40.0}
+    # early stopping still ends a call before the cap
+    info = ModelTrainer(model, max_epochs=None, max_grad_steps=10_000, patience=1, batch_size=64).train(
+        obs, actions, rewards, next_obs, rng=2
+    )
+    assert info.grad_steps < 10_000 and info.grad_steps == 8 * info.epochs
+    with pytest.raises(ValueError, match="max_grad_steps"):
+        ModelTrainer(model, max_grad_steps=0)
+
+
+def test_bootstrap_gives_each_member_its_own_resample(monkeypatch):
+    th.manual_seed(0)
+    obs, actions, rewards, next_obs = linear_dataset(400, seed=1)
+    model = ProbabilisticEnsemble(4, 2, ensemble_size=4, n_elites=2, hidden_sizes=(16,), weight_decays=None)
+    seen = []
+    original_loss = model.loss
+
+    def spy_loss(inputs, targets):
+        seen.append(inputs.detach().clone())
+        return original_loss(inputs, targets)
+
+    monkeypatch.setattr(model, "loss", spy_loss)
+    for bootstrap in (False, True):
+        seen.clear()
+        trainer = ModelTrainer(model, max_epochs=1, batch_size=1000, holdout_ratio=0.0, bootstrap=bootstrap)
+        trainer.train(obs, actions, rewards, next_obs, rng=0)
+        rows = seen[0]  # [members, 400, in]: one minibatch holds each member's whole epoch
+        distinct = [len(th.unique(rows[m], dim=0)) for m in range(4)]
+        if bootstrap:  # a bootstrap resample of n rows holds ~63% distinct rows, another set per member
+            assert all(200 < d < 300 for d in distinct)
+            assert not th.equal(th.unique(rows[0], dim=0), th.unique(rows[1], dim=0))
+        else:
+            assert distinct == [400] * 4

@@ -23,6 +23,7 @@ def test_legacy_agent_loads_predicts_the_same_and_keeps_learning(name):
     actions, _ = model.predict(expected["observations"], deterministic=True)
     np.testing.assert_allclose(actions, expected[f"{name}_actions"], rtol=0, atol=1e-6)
     assert (model.mixture == "tv") == (name == "pmac_tv")
+    assert model.model_training == "full"  # saved before bounded model training existed: keeps its behaviour
 
     import gymnasium as gym
 
@@ -35,3 +36,12 @@ def test_legacy_agent_loads_predicts_the_same_and_keeps_learning(name):
     assert model.model_buffer.size() > 0
     model.learn(60, reset_num_timesteps=False)
     assert model.num_timesteps == int(expected[f"{name}_num_timesteps"]) + 60
+
+
+def test_new_agents_keep_their_model_training_mode(tmp_path):
+    for mode in ("bounded", "full"):
+        model = PMAC("Hopper-v5", buffer_size=100, model_training=mode, learning_starts=10)
+        model.save(tmp_path / mode)
+        with open(tmp_path / f"{mode}.zip", "rb") as stream:  # from a stream too: it is read twice
+            assert PMAC.load(stream).model_training == mode
+        assert PMAC.load(tmp_path / mode).model_training == mode

@@ -38,10 +38,15 @@ def test_shorthand_env_id_and_hopper_presets():
     assert (model.dynamics_model.ensemble_size, model.dynamics_model.n_elites) == (7, 5)
     assert model.dynamics_model.hidden_sizes == [200, 200, 200, 200]
     assert [layer.out_features for layer in model.actor.latent_pi if hasattr(layer, "out_features")] == [256, 256]
-    # horizon schedule in use: 1 until epoch 20, 8 at epoch 60, 15 from epoch 100
-    for steps, horizon in [(0, 1), (20_000, 1), (60_000, 8), (100_000, 15), (300_000, 15)]:
+    # horizon schedule in use, epochs counted from the end of the 5000 warm-up steps as in MBPO's code:
+    # h = min(max(1 + (e - 20) / 80 * 14, 1), 15) with e = (t - 5000) / 1000
+    for steps, horizon in [(0, 1), (25_000, 1), (26_000, 1), (31_000, 2), (60_000, 7), (65_000, 8), (100_000, 14),
+                           (105_000, 15), (300_000, 15)]:  # fmt: skip
         model.num_timesteps = steps
         assert model.current_rollout_horizon() == horizon
+    model.learning_starts = 0  # the same formula without a warm-up
+    model.num_timesteps = 60_000
+    assert model.current_rollout_horizon() == 8
 
 
 @pytest.mark.parametrize(
@@ -210,6 +215,55 @@ def test_model_data_and_rollout_starts_follow_the_mixture(algo):
     freq = drawn / drawn.sum()
     expected = uniform if algo == "mbpo" else weights
     assert np.abs(freq - expected).max() < 0.01
+
+
+@pytest.mark.parametrize("cls", [PMAC, MBPO])
+def test_bounded_model_training_budget_and_selection(cls):
+    # alpha 0.5, 50 steps per version: the mixture's effective support is 50 * 1.5 / 0.5 = 150 transitions
+    kwargs = {**TINY, "adaptation_rate": 0.5, "model_trainer_kwargs": dict(max_grad_steps=7, patience=100), "seed": 2}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model = cls("MlpPolicy", "Pendulum-v1", **kwargs)
+    assert model.model_training == "bounded"
+    model.learn(400)
+    info = model._last_model_info
+    assert info.n_train + info.n_holdout == model.model_training_rows() == 150 and info.grad_steps == 7
+    assert {float(s["step"]) for s in model.model_trainer.optimizer.state.values()} == {7.0 * model._n_model_steps}
+
+    captured = {}
+    original_train = model.model_trainer.train
+
+    def spy_train(*columns, sample_ids=None, **kw):
+        captured["ids"] = sample_ids
+        return original_train(*columns, sample_ids=sample_ids, **kw)
+
+    model.model_trainer.train = spy_train
+    model.train_dynamics_model()
+    versions, counts = model.replay_buffer.version_counts()
+    probs = model._data_mixture(model.adapt_model_training).probabilities(versions, counts)
+    drawn_versions = versions_of(model, captured["ids"])
+    for version, count, p in zip(versions, counts, probs, strict=True):
+        mine = captured["ids"][drawn_versions == version]
+        assert np.floor(150 * p) <= len(mine) <= np.ceil(150 * p)  # per-version frequencies of the mixture
+        assert len(np.unique(mine)) == min(len(mine), count)  # no repeats while the version has unused data
+    if cls is PMAC:  # the newest version with data holds (1 - alpha) of the weight of the versions with data
+        assert abs(probs[-1] - 0.5) < 1e-9
+
+
+def test_full_model_training_is_exact_mbpo():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model = MBPO("MlpPolicy", "Pendulum-v1", **{**TINY, "model_trainer_kwargs": {}}, model_training="full")
+    assert model.model_trainer.max_epochs is None and model.model_trainer.max_grad_steps is None
+    model.learn(300)
+    captured = {}
+    model.model_trainer.train = lambda *columns, sample_ids=None, **kw: captured.setdefault("ids", sample_ids)
+    model.train_dynamics_model()
+    np.testing.assert_array_equal(np.sort(captured["ids"]), np.arange(300))  # every stored transition once
+    with pytest.raises(ValueError, match="model_training"):
+        PMAC("MlpPolicy", "Pendulum-v1", model_training="all")
+    with pytest.raises(ValueError, match="model_train_size"):
+        PMAC("MlpPolicy", "Pendulum-v1", model_training="full", model_train_size=100)
 
 
 def test_sac_batches_mix_real_and_model_data():

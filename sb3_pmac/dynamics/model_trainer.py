@@ -18,7 +18,8 @@ class ModelTrainingInfo:
     """
     Summary of one call to :meth:`ModelTrainer.train`.
 
-    :param epochs: number of training epochs run
+    :param epochs: number of training epochs run (the last one may be partial when ``max_grad_steps`` ended it)
+    :param grad_steps: number of optimizer steps taken
     :param train_loss: mean total loss (:meth:`ProbabilisticEnsemble.loss`) over the minibatches of the last epoch
     :param holdout_mse: holdout mean squared error of the final (restored) model, averaged over the elites
     :param holdout_mse_per_member: holdout MSE of every member, shape ``[ensemble_size]``
@@ -38,6 +39,7 @@ class ModelTrainingInfo:
     n_train: int
     n_holdout: int
     seconds: float
+    grad_steps: int = 0
 
 
 def _to_numpy(x: ArrayLike) -> np.ndarray:
@@ -58,8 +60,12 @@ class ModelTrainer:
       one Adam step per minibatch on :meth:`ProbabilisticEnsemble.loss`).
     * Early stopping: after each epoch a member improves when its holdout MSE decreases by more than
       ``improvement_threshold`` (relative) with respect to its best value; the best parameters of each member are kept.
-      Training stops after ``patience`` epochs without any member improving, or at ``max_epochs``. Each member is then
-      restored to its best parameters and the ``n_elites`` members with the lowest holdout MSE become the elites.
+      Training stops after ``patience`` epochs without any member improving, at ``max_epochs``, or after
+      ``max_grad_steps`` optimizer steps (a budget per call that does not depend on the dataset size; the epoch it
+      interrupts is evaluated like a full one). Each member is then restored to its best parameters and the
+      ``n_elites`` members with the lowest holdout MSE become the elites.
+    * ``bootstrap=True``: every member trains on its own bootstrap resample of the training rows (drawn once per call,
+      as in PETS) instead of all of them; the holdout stays shared.
 
     The optimizer is created once and kept across calls to :meth:`train`.
 
@@ -71,6 +77,8 @@ class ModelTrainer:
     :param max_holdout_size: maximum number of holdout rows
     :param max_epochs: maximum number of epochs per call (``None``: only early stopping)
     :param max_train_size: if set, a random subset of at most this many training rows is used
+    :param max_grad_steps: maximum number of optimizer steps per call (``None``: no limit)
+    :param bootstrap: train each member on its own bootstrap resample of the training rows
     :param patience: number of consecutive epochs without improvement before stopping
     :param improvement_threshold: minimal relative decrease of a member's holdout MSE counted as an improvement
     :param verbose: 0: silent, 1: one line per call, 2: one line per epoch
@@ -86,6 +94,8 @@ class ModelTrainer:
         max_holdout_size: int = 5000,
         max_epochs: int | None = 100,
         max_train_size: int | None = None,
+        max_grad_steps: int | None = None,
+        bootstrap: bool = False,
         patience: int = 5,
         improvement_threshold: float = 0.01,
         verbose: int = 0,
@@ -103,6 +113,8 @@ class ModelTrainer:
             raise ValueError(f"max_epochs must be positive or None, got {max_epochs}")
         if max_train_size is not None and max_train_size <= 0:
             raise ValueError(f"max_train_size must be positive or None, got {max_train_size}")
+        if max_grad_steps is not None and max_grad_steps <= 0:
+            raise ValueError(f"max_grad_steps must be positive or None, got {max_grad_steps}")
         if patience <= 0:
             raise ValueError(f"patience must be positive, got {patience}")
         if not 0.0 <= improvement_threshold < 1.0:
@@ -115,6 +127,8 @@ class ModelTrainer:
         self.max_holdout_size = max_holdout_size
         self.max_epochs = max_epochs
         self.max_train_size = max_train_size
+        self.max_grad_steps = max_grad_steps
+        self.bootstrap = bool(bootstrap)
         self.patience = patience
         self.improvement_threshold = improvement_threshold
         self.verbose = verbose
@@ -204,24 +218,37 @@ class ModelTrainer:
                 raise ValueError(f"sample_ids must have {n_rows} entries, got {ids.shape[0]}")
         return model.make_inputs(obs, act), model.make_targets(obs, rew, next_obs), ids
 
-    def _train_epoch(self, inputs: th.Tensor, targets: th.Tensor, rng: np.random.Generator) -> float:
+    def _train_epoch(
+        self,
+        inputs: th.Tensor,
+        targets: th.Tensor,
+        rng: np.random.Generator,
+        member_rows: np.ndarray | None = None,
+        max_steps: int | None = None,
+    ) -> tuple[float, int]:
         """
         One pass over the training rows, each member in its own random order.
 
-        :return: mean total loss over the minibatches
+        :param member_rows: ``[ensemble_size, n]`` rows of each member (its bootstrap resample); ``None``: all rows
+        :param max_steps: stop after this many minibatches
+        :return: mean total loss over the minibatches, number of minibatches
         """
-        n_train = inputs.shape[0]
-        base_order = np.broadcast_to(np.arange(n_train), (self.model.ensemble_size, n_train))
-        order = th.as_tensor(rng.permuted(base_order, axis=1), device=inputs.device)
+        if member_rows is None:
+            n_train = inputs.shape[0]
+            member_rows = np.broadcast_to(np.arange(n_train), (self.model.ensemble_size, n_train))
+        order = th.as_tensor(rng.permuted(member_rows, axis=1), device=inputs.device)
+        n_rows = order.shape[1]
         losses = []
-        for start in range(0, n_train, self.batch_size):
+        for start in range(0, n_rows, self.batch_size):
+            if max_steps is not None and len(losses) >= max_steps:
+                break
             batch = order[:, start : start + self.batch_size]
             loss, _ = self.model.loss(inputs[batch], targets[batch])
             self.optimizer.zero_grad()
             loss.backward()
             self.optimizer.step()
             losses.append(loss.detach())
-        return th.stack(losses).mean().item()
+        return th.stack(losses).mean().item(), len(losses)
 
     def train(
         self,
@@ -275,11 +302,16 @@ class ModelTrainer:
         member_params = model.member_parameters()
         snapshots = [p.detach().clone() for p in member_params]  # best parameters of each member
         best_mse = np.full(model.ensemble_size, np.inf)
+        member_rows = rng.integers(0, n_train, size=(model.ensemble_size, n_train)) if self.bootstrap else None
         epochs_since_improvement = 0
-        epoch = 0
+        epoch = grad_steps = 0
         train_loss = float("nan")
-        while self.max_epochs is None or epoch < self.max_epochs:
-            train_loss = self._train_epoch(train_in, train_tg, rng)
+        while (self.max_epochs is None or epoch < self.max_epochs) and (
+            self.max_grad_steps is None or grad_steps < self.max_grad_steps
+        ):
+            steps_left = None if self.max_grad_steps is None else self.max_grad_steps - grad_steps
+            train_loss, steps = self._train_epoch(train_in, train_tg, rng, member_rows, steps_left)
+            grad_steps += steps
             epoch += 1
             holdout_mse, _ = self.evaluate(eval_in, eval_tg)
             improved = holdout_mse < best_mse * (1.0 - self.improvement_threshold)
@@ -317,10 +349,12 @@ class ModelTrainer:
             n_train=n_train,
             n_holdout=n_holdout,
             seconds=time.perf_counter() - start_time,
+            grad_steps=grad_steps,
         )
         if self.verbose >= 1:
             print(
-                f"[dynamics] {info.epochs} epochs on {n_train} rows ({n_holdout} holdout) in {info.seconds:.1f}s: "
+                f"[dynamics] {info.epochs} epochs ({grad_steps} steps) on {n_train} rows ({n_holdout} holdout) "
+                f"in {info.seconds:.1f}s: "
                 f"train loss {info.train_loss:.4f}, elite holdout mse {info.holdout_mse:.5f}, "
                 f"nll {info.holdout_nll:.4f}, elites {elites.tolist()}"
             )
