@@ -162,6 +162,11 @@ class PolicyVersionedReplayBuffer(ReplayBuffer):
         self.__dict__.update(state)
 
     # ------------------------------------------------------------------ version bookkeeping
+    @property
+    def n_written(self) -> int:
+        """Positions written since the buffer was created (more than ``buffer_size`` once it wrapped around)."""
+        return self._n_written
+
     def _drop_overwritten_segments(self) -> int:
         """Forget the versions whose transitions have all been overwritten; return the first live absolute position."""
         oldest = max(0, self._n_written - self.buffer_size)

@@ -71,9 +71,11 @@ from stable_baselines3.common.save_util import load_from_pkl
 from stable_baselines3.common.vec_env import VecEnv
 
 from sb3_pmac.buffers import PolicyVersionedReplayBuffer
+from sb3_pmac.checks import check_positive
 from sb3_pmac.env_presets import make_preset_env
-from sb3_pmac.pmac import MBPO, PMAC, _check_positive
+from sb3_pmac.pmac import MBPO, PMAC
 from sb3_pmac.policy_mixture import PolicyMixture
+from sb3_pmac.random_state import preserved_rng_states
 from sb3_pmac.rollouts import max_rollout_horizon
 
 ModelPrediction = Literal["mean", "sample"]
@@ -167,28 +169,6 @@ def _check_newest_k(newest_k: Sequence[int]) -> list[int]:
 
 
 @contextlib.contextmanager
-def preserved_rng_states(device: th.device | str = "cpu") -> Iterator[None]:
-    """
-    Save the numpy, python and torch (CPU, and CUDA when ``device`` is a CUDA device) random states, restore on exit.
-
-    :param device: the device whose CUDA generator is also saved
-    """
-    np_state = np.random.get_state()
-    py_state = random.getstate()
-    th_state = th.get_rng_state()
-    cuda_device = th.device(device)
-    cuda_state = th.cuda.get_rng_state(cuda_device) if cuda_device.type == "cuda" else None
-    try:
-        yield
-    finally:
-        np.random.set_state(np_state)
-        random.setstate(py_state)
-        th.set_rng_state(th_state)
-        if cuda_state is not None:
-            th.cuda.set_rng_state(cuda_state, cuda_device)
-
-
-@contextlib.contextmanager
 def _evaluation_mode(agent: PMAC) -> Iterator[None]:
     """The policy in evaluation mode; every module's ``training`` flag is put back on exit."""
     modes = [(module, module.training) for module in agent.policy.modules()]
@@ -221,7 +201,7 @@ def _check_upto(buffer: PolicyVersionedReplayBuffer, upto: int) -> int:
     upto = int(upto)
     if upto < 1:
         raise ValueError(f"upto must be a positive number of buffer positions, got {upto}")
-    if buffer._n_written > buffer.buffer_size:
+    if buffer.n_written > buffer.buffer_size:
         raise ValueError(
             "upto needs a replay buffer that never wrapped around: positions no longer follow the order of the steps"
         )
@@ -232,7 +212,7 @@ def _check_upto(buffer: PolicyVersionedReplayBuffer, upto: int) -> int:
 
 def _training_mixture(agent: PMAC) -> PolicyMixture:
     """The mixture the model-training data is drawn with (PMAC: Algorithm 1, MBPO: uniform over transitions)."""
-    return agent._data_mixture(agent.adapt_model_training)
+    return agent.data_mixture(agent.adapt_model_training)
 
 
 @th.no_grad()
@@ -297,7 +277,7 @@ def _collect_stream(agent: PMAC, env: gym.Env, n_steps: int, seed: int | None) -
     for _ in range(n_steps):
         obs_array = np.asarray(obs, dtype=np.float64)
         obs_tensor = th.as_tensor(obs_array[None], dtype=th.float32, device=agent.device)
-        scaled_action = agent._rollout_policy(obs_tensor).cpu().numpy()[0]
+        scaled_action = agent.rollout_policy(obs_tensor).cpu().numpy()[0]
         env_action = agent.policy.unscale_action(scaled_action) if agent.policy.squash_output else scaled_action
         next_obs, reward, terminated, truncated, _ = env.step(env_action)
         observations.append(obs_array)
@@ -442,7 +422,7 @@ def model_diagnostics(
         raise ValueError(f"model_prediction must be 'mean' or 'sample', got {model_prediction!r}")
     if horizon is None:
         horizon = agent.current_rollout_horizon()
-    _check_positive(n_local=n_local, n_global=n_global, horizon=horizon, n_trajectories=n_trajectories)
+    check_positive(n_local=n_local, n_global=n_global, horizon=horizon, n_trajectories=n_trajectories)
     newest_k = _check_newest_k(newest_k)
     buffer = replay_buffer if replay_buffer is not None else _agent_buffer(agent)
     if buffer is not None and upto is not None:
@@ -633,9 +613,7 @@ class ModelDiagnosticsCallback(BaseCallback):
         verbose: int = 0,
     ) -> None:
         super().__init__(verbose)
-        _check_positive(
-            eval_freq=eval_freq, n_local=n_local, n_global=n_global, n_trajectories=n_trajectories, horizon=horizon
-        )
+        check_positive(eval_freq=eval_freq, n_local=n_local, n_global=n_global, n_trajectories=n_trajectories, horizon=horizon)
         if isinstance(eval_env, VecEnv):
             raise TypeError("Pass a plain gymnasium env with raw observations (e.g. make_preset_env(env_id)), not a VecEnv")
         #: the evaluation env (built at the start of training when none was given)

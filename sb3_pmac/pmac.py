@@ -6,7 +6,6 @@ import io
 import json
 import math
 import pathlib
-import random
 import time
 import warnings
 import zipfile
@@ -27,9 +26,11 @@ from stable_baselines3.sac.policies import SACPolicy
 
 from sb3_pmac import sac_update
 from sb3_pmac.buffers import MixedReplaySampler, ModelReplayBuffer, PolicyVersionedReplayBuffer
+from sb3_pmac.checks import check_positive
 from sb3_pmac.dynamics import ModelTrainer, ModelTrainingInfo, ProbabilisticEnsemble
 from sb3_pmac.env_presets import get_preset, make_preset_env
 from sb3_pmac.policy_mixture import UNIFORM_ACTION_LOG_STD, PolicyMixture, TVPolicyMixture, gaussian_tv_upper_bound
+from sb3_pmac.random_state import get_global_rng_states, set_global_rng_states
 from sb3_pmac.rollouts import (
     HorizonSchedule,
     RolloutInfo,
@@ -232,7 +233,7 @@ class PMAC(SAC):
         if rollout_horizon is None:
             rollout_horizon = preset.rollout_horizon if preset is not None else 1
         self.rollout_horizon = validate_horizon_schedule(rollout_horizon)
-        _check_positive(
+        check_positive(
             model_train_freq=model_train_freq,
             rollout_batch_size=rollout_batch_size,
             epoch_length=epoch_length,
@@ -513,7 +514,8 @@ class PMAC(SAC):
                 self.replay_buffer.set_policy_params(mean.cpu().numpy(), log_std.cpu().numpy())
         return action, buffer_action
 
-    def _data_mixture(self, adapt: bool) -> PolicyMixture:
+    def data_mixture(self, adapt: bool) -> PolicyMixture:
+        """The mixture data is drawn with: the policy mixture if ``adapt`` (PMAC), else uniform over transitions (MBPO)."""
         assert self.policy_mixture is not None
         return self.policy_mixture if adapt else self._uniform_mixture
 
@@ -528,7 +530,7 @@ class PMAC(SAC):
 
     def train_dynamics_model(self) -> ModelTrainingInfo:
         """Train the ensemble on transitions drawn from the real buffer per the policy mixture (Algorithm 2, l. 3-4)."""
-        mixture = self._data_mixture(self.adapt_model_training)
+        mixture = self.data_mixture(self.adapt_model_training)
         batch_inds, env_inds = self.replay_buffer.select_indices_by_mixture(self.model_training_rows(), mixture)
         data = self.replay_buffer.get_transitions(batch_inds, env_inds)  # raw (unnormalized) observations
         return self.model_trainer.train(
@@ -555,16 +557,14 @@ class PMAC(SAC):
             rollouts_per_epoch = max(1, self.epoch_length // self.model_train_freq)
             capacity = model_buffer_capacity(self.rollout_batch_size, horizon, rollouts_per_epoch, self.model_retain_epochs)
         self.model_buffer.resize(capacity)
-        mixture = self._data_mixture(self.adapt_rollout_starts)
+        mixture = self.data_mixture(self.adapt_rollout_starts)
         starts = self.replay_buffer.sample_by_mixture(self.rollout_batch_size, mixture).observations
         assert self.termination_fn is not None
-        info = rollout_model(
-            self.dynamics_model, self._rollout_policy, self.termination_fn, starts, horizon, self.model_buffer
-        )
+        info = rollout_model(self.dynamics_model, self.rollout_policy, self.termination_fn, starts, horizon, self.model_buffer)
         self._nan_predictions_dropped += info.nan_predictions_dropped
         return info
 
-    def _rollout_policy(self, observations: th.Tensor) -> th.Tensor:
+    def rollout_policy(self, observations: th.Tensor) -> th.Tensor:
         """The current actor, stochastic, on raw observations (normalized first when the env is a VecNormalize)."""
         if self._vec_normalize_env is not None:
             normalized = self._vec_normalize_env.normalize_obs(observations.cpu().numpy())
@@ -701,19 +701,15 @@ class PMAC(SAC):
 
     def _get_rng_states(self) -> dict[str, Any]:
         return {
-            "numpy": np.random.get_state(),
-            "python": random.getstate(),
-            "torch": th.get_rng_state(),
+            **get_global_rng_states(),
             "action_space": self.action_space.np_random.bit_generator.state,
-            "model_trainer": self.model_trainer._rng.bit_generator.state,
+            "model_trainer": self.model_trainer.rng.bit_generator.state,
         }
 
     def _set_rng_states(self, states: dict[str, Any]) -> None:
-        np.random.set_state(states["numpy"])
-        random.setstate(states["python"])
-        th.set_rng_state(states["torch"])
+        set_global_rng_states(states)
         self.action_space.np_random.bit_generator.state = states["action_space"]
-        self.model_trainer._rng.bit_generator.state = states["model_trainer"]
+        self.model_trainer.rng.bit_generator.state = states["model_trainer"]
 
 
 class MBPO(PMAC):
@@ -756,12 +752,6 @@ def _legacy_defaults(path: str | pathlib.Path | io.BufferedIOBase) -> dict[str, 
         else:
             file.close()
     return {key: value for key, value in _LEGACY_DEFAULTS.items() if key not in saved}
-
-
-def _check_positive(**values: int | None) -> None:
-    for name, value in values.items():
-        if value is not None and (not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0):
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
 def _check_mixture(mixture: str, max_rate: float) -> None:

@@ -204,7 +204,7 @@ def test_select_indices_by_mixture_expectation_and_exact_uniform():
     np.random.seed(0)
     buffer, mixture = make_buffer(1000), PolicyMixture(0.5)
     fill(buffer, mixture, [50, 50, 50, 50])
-    versions, counts = buffer.version_counts()
+    versions, _ = buffer.version_counts()
     # Expected draws per version are exact (systematic rounding): mean over repetitions ~ n * p
     totals = np.zeros(len(versions))
     for _ in range(400):

@@ -385,7 +385,7 @@ class SaveAgent(BaseCallback):
 
 
 CALLBACK_SIZES = dict(n_local=60, n_global=500, n_trajectories=10, horizon=3)
-RUN_KWARGS = dict(learning_starts=100, rollout_horizon=(0, 1, 1, 2), epoch_length=300)
+RUN_KWARGS = dict(learning_starts=100, rollout_horizon=(0, 1, 1, 3), epoch_length=300)  # h = 2 at t = 300
 
 
 @pytest.fixture(scope="module")
@@ -433,7 +433,7 @@ def test_callback_rows_csv_and_logger(callback_runs):
     )
     default = ModelDiagnosticsCallback(ToyEnv())
     default.init_callback(agent)
-    assert default.horizon == 2 and default.columns == csv_columns(2)  # the largest horizon of the schedule
+    assert default.horizon == 3 and default.columns == csv_columns(3)  # the largest horizon of the schedule
     with open(folder / "diag.csv", newline="") as file:
         reader = csv.DictReader(file)
         assert reader.fieldnames == csv_columns(3)

@@ -240,7 +240,7 @@ def test_bounded_model_training_budget_and_selection(cls):
     model.model_trainer.train = spy_train
     model.train_dynamics_model()
     versions, counts = model.replay_buffer.version_counts()
-    probs = model._data_mixture(model.adapt_model_training).probabilities(versions, counts)
+    probs = model.data_mixture(model.adapt_model_training).probabilities(versions, counts)
     drawn_versions = versions_of(model, captured["ids"])
     for version, count, p in zip(versions, counts, probs, strict=True):
         mine = captured["ids"][drawn_versions == version]

@@ -332,7 +332,7 @@ def test_pmac_tv_draws_follow_the_mixture(trained):
     drawn = np.bincount(model.replay_buffer.policy_versions[captured["ids"]], minlength=versions.max() + 1)[versions]
     assert np.abs(drawn / drawn.sum() - probs).max() < 0.01
     # rollout start states too
-    starts = model.replay_buffer.sample_indices_by_mixture(40_000, model._data_mixture(model.adapt_rollout_starts))[0]
+    starts = model.replay_buffer.sample_indices_by_mixture(40_000, model.data_mixture(model.adapt_rollout_starts))[0]
     drawn = np.bincount(model.replay_buffer.policy_versions[starts], minlength=versions.max() + 1)[versions]
     assert np.abs(drawn / drawn.sum() - probs).max() < 0.01
 
@@ -390,8 +390,8 @@ def test_pmac_tv_ablation_switches_and_vecnormalize():
         warnings.simplefilter("ignore", UserWarning)
         model = PMAC("MlpPolicy", venv, **{**TINY_PMAC_KWARGS, "mixture": "tv", "seed": 3, "adapt_model_training": False})
     model.learn(400)
-    assert model._data_mixture(model.adapt_model_training) is model._uniform_mixture
-    assert model._data_mixture(model.adapt_rollout_starts) is model.policy_mixture
+    assert model.data_mixture(model.adapt_model_training) is model._uniform_mixture
+    assert model.data_mixture(model.adapt_rollout_starts) is model.policy_mixture
     assert np.all(np.isfinite(model.policy_mixture.distances[:-1]))
     assert np.isfinite(model.replay_buffer.policy_means[: model.replay_buffer.size()]).all()
     # both switches off (MBPO's data): no distances are measured

@@ -133,7 +133,8 @@ class ModelTrainer:
         self.improvement_threshold = improvement_threshold
         self.verbose = verbose
         self.optimizer = th.optim.Adam(model.parameters(), lr=learning_rate)
-        self._rng = np.random.default_rng(seed)
+        #: the generator of the splits and minibatch orders (its state is saved with the agent)
+        self.rng = np.random.default_rng(seed)
 
     # ------------------------------------------------------------------ data helpers
 
@@ -274,7 +275,7 @@ class ModelTrainer:
         start_time = time.perf_counter()
         model = self.model
         if rng is None:
-            rng = self._rng
+            rng = self.rng
         elif not isinstance(rng, np.random.Generator):
             rng = np.random.default_rng(rng)
         inputs, targets, ids = self._prepare(observations, actions, rewards, next_observations, sample_ids)
