@@ -29,7 +29,7 @@ from sb3_pmac.buffers import MixedReplaySampler, ModelReplayBuffer, PolicyVersio
 from sb3_pmac.checks import check_positive
 from sb3_pmac.dynamics import ModelTrainer, ModelTrainingInfo, ProbabilisticEnsemble
 from sb3_pmac.env_presets import get_preset, make_preset_env
-from sb3_pmac.policy_mixture import UNIFORM_ACTION_LOG_STD, PolicyMixture, TVPolicyMixture, gaussian_tv_upper_bound
+from sb3_pmac.policy_mixture import PolicyMixture, check_adaptation_rate
 from sb3_pmac.random_state import get_global_rng_states, set_global_rng_states
 from sb3_pmac.rollouts import (
     HorizonSchedule,
@@ -40,6 +40,7 @@ from sb3_pmac.rollouts import (
     validate_horizon_schedule,
 )
 from sb3_pmac.termination import TerminationFn, get_termination_fn
+from sb3_pmac.tv_mixture import UNIFORM_ACTION_LOG_STD, TVPolicyMixture, actor_gaussian, check_max_rate, measure_tv_distances
 
 SelfPMAC = TypeVar("SelfPMAC", bound="PMAC")
 
@@ -85,7 +86,7 @@ class PMAC(SAC):
     ``mixture="tv"`` replaces Algorithm 1 by the weighting of the authors' public code for the final version of the
     paper (PDML): at each model step, every version with data is weighted by the inverse of an upper bound of the
     total-variation distance between the policy that collected it and the current policy, and the newest chunk of
-    data gets the share ``max_rate`` (see :class:`~sb3_pmac.policy_mixture.TVPolicyMixture`). For this the real buffer
+    data gets the share ``max_rate`` (see :class:`~sb3_pmac.tv_mixture.TVPolicyMixture`). For this the real buffer
     also stores the actor's Gaussian parameters with every transition (:meth:`_measure_tv_distances`).
 
     Paper: https://arxiv.org/abs/2207.12141 (Table 2 gives the defaults below).
@@ -117,7 +118,7 @@ class PMAC(SAC):
     :param mixture: the policy mixture that weights the versions where ``adapt_model_training`` /
         ``adapt_rollout_starts`` ask for it: ``"exponential"`` (Algorithm 1 of the paper, :math:`w_i \\propto
         \\alpha^{k-i}`) or ``"tv"`` (the authors' PDML code: inverse total-variation distance to the current policy,
-        :class:`~sb3_pmac.policy_mixture.TVPolicyMixture`). ``"tv"`` stores ``2 * action_dim`` more floats per real
+        :class:`~sb3_pmac.tv_mixture.TVPolicyMixture`). ``"tv"`` stores ``2 * action_dim`` more floats per real
         transition and measures each version's distance on ``tv_states_per_version`` of its states at every model step
     :param max_rate: ``mixture="tv"`` only: share of the newest chunk of data (the last ``model_train_freq`` steps) in
         the mixture, in [0, 1); it is a floor, raised to the weight of the closest older version when that is larger,
@@ -253,8 +254,7 @@ class PMAC(SAC):
             raise ValueError(f"n_elites ({n_elites}) cannot exceed ensemble_size ({ensemble_size})")
         if not 0.0 <= real_ratio <= 1.0:
             raise ValueError(f"real_ratio must be in [0, 1], got {real_ratio}")
-        if not isinstance(adaptation_rate, (int, float)) or not 0.0 < adaptation_rate <= 1.0:
-            raise ValueError(f"adaptation_rate (alpha) must be in (0, 1], got {adaptation_rate!r}")
+        check_adaptation_rate(adaptation_rate)
         _check_mixture(mixture, max_rate)
         _check_model_training(model_training, model_train_size)
         if mixture == "tv":
@@ -446,57 +446,19 @@ class PMAC(SAC):
         self._log_model_step()
 
     #: ``mixture="tv"``: number of states drawn (uniformly, with replacement) from each version's data to average its
-    #: distance to the current policy (:meth:`_measure_tv_distances`); set it on the instance to change it.
+    #: distance to the current policy (:func:`~sb3_pmac.tv_mixture.measure_tv_distances`); set it on the instance to change it.
     tv_states_per_version: int = 64
 
     def _measure_tv_distances(self) -> tuple[np.ndarray, np.ndarray]:
-        """
-        Distance of each version's policy to the current policy (``mixture="tv"``, PDML's :math:`\\xi_{\\pi_i}`).
-
-        For every version with data in the real buffer, ``tv_states_per_version`` of its transitions are drawn; at each
-        one, :func:`~sb3_pmac.policy_mixture.gaussian_tv_upper_bound` bounds the total-variation distance between the
-        Gaussian the collecting actor had at that observation (stored with the transition) and the current actor's
-        Gaussian there; the version's distance is the mean over its draws. So each version is compared with the
-        policy that actually collected its data, on the states it visited. (The authors' code snapshots the actor
-        every ``model_train_freq`` steps, pairs each chunk with the snapshot at its end, and averages over all stored
-        states.) Random warm-up actions count as their moment-matched Gaussian
-        (:data:`~sb3_pmac.policy_mixture.UNIFORM_ACTION_LOG_STD`); a transition stored without parameters counts
-        as distance 1.
-
-        :return: ``(versions, distances)``, the distances in [0, 1]
-        """
-        buffer = self.replay_buffer
-        versions, starts, lengths = buffer.version_ranges()
-        if buffer.policy_means is None or buffer.policy_log_stds is None:
-            raise ValueError("mixture='tv' needs a replay buffer created with store_policy_params=True")
-        if len(versions) == 0:
-            return versions, np.zeros(0)
-        n_states = int(self.tv_states_per_version)
-        offsets = (np.random.random((len(versions), n_states)) * lengths[:, None]).astype(np.int64)
-        batch_inds = ((starts[:, None] + offsets) % buffer.buffer_size).reshape(-1)
-        env_inds = np.random.randint(0, buffer.n_envs, size=batch_inds.shape)
-        observations = buffer.observations[batch_inds, env_inds]
-        if self._vec_normalize_env is not None:  # the actor sees normalized observations; the buffer stores raw ones
-            observations = self._vec_normalize_env.normalize_obs(observations)
-        behaviour = (buffer.policy_means[batch_inds, env_inds], buffer.policy_log_stds[batch_inds, env_inds])
-        bounds = []
-        with th.no_grad():
-            for chunk in range(0, len(batch_inds), 65_536):
-                rows = slice(chunk, chunk + 65_536)
-                mean, log_std = self._actor_gaussian(th.as_tensor(observations[rows], dtype=th.float32, device=self.device))
-                old_mean, old_log_std = (th.as_tensor(column[rows], device=self.device) for column in behaviour)
-                bounds.append(gaussian_tv_upper_bound(mean, log_std, old_mean, old_log_std).cpu().numpy())
-        bound = np.concatenate(bounds)
-        bound[np.isnan(bound)] = 1.0  # unknown collecting policy: the largest distance
-        return versions, bound.reshape(len(versions), n_states).mean(axis=1)
-
-    def _actor_gaussian(self, observations: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
-        """Pre-squash mean and log standard deviation of the current actor at (normalized) observations."""
-        mean, log_std, kwargs = self.actor.get_action_dist_params(observations)
-        if kwargs:  # gSDE: the std depends on the state through the latent features (marginal over the noise matrix)
-            distribution = self.actor.action_dist.proba_distribution(mean, log_std, **kwargs)
-            log_std = th.log(distribution.distribution.stddev)  # type: ignore[attr-defined]
-        return mean, log_std.expand_as(mean)
+        """``mixture="tv"``: per-version distance to the current policy (:func:`~sb3_pmac.tv_mixture.measure_tv_distances`)."""
+        normalize = self._vec_normalize_env.normalize_obs if self._vec_normalize_env is not None else None
+        return measure_tv_distances(
+            self.replay_buffer,
+            lambda obs: actor_gaussian(self.actor, obs),
+            int(self.tv_states_per_version),
+            normalize_obs=normalize,  # type: ignore[arg-type]
+            device=self.device,
+        )
 
     def _sample_action(
         self, learning_starts: int, action_noise: ActionNoise | None = None, n_envs: int = 1
@@ -510,7 +472,7 @@ class PMAC(SAC):
             else:
                 obs_tensor, _ = self.policy.obs_to_tensor(self._last_obs)  # type: ignore[arg-type]
                 with th.no_grad():
-                    mean, log_std = self._actor_gaussian(obs_tensor)  # type: ignore[arg-type]
+                    mean, log_std = actor_gaussian(self.actor, obs_tensor)  # type: ignore[arg-type]
                 self.replay_buffer.set_policy_params(mean.cpu().numpy(), log_std.cpu().numpy())
         return action, buffer_action
 
@@ -760,8 +722,7 @@ def _check_mixture(mixture: str, max_rate: float) -> None:
             f"mixture must be 'exponential' (Algorithm 1) or 'tv' (PDML's inverse TV distance), got {mixture!r}; "
             "for MBPO's uniform data use MBPO or adapt_model_training=adapt_rollout_starts=False"
         )
-    if isinstance(max_rate, bool) or not isinstance(max_rate, (int, float)) or not 0.0 <= max_rate < 1.0:
-        raise ValueError(f"max_rate must be in [0, 1), got {max_rate!r}")
+    check_max_rate(max_rate)
 
 
 def _check_model_training(model_training: str, model_train_size: int | None) -> None:

@@ -16,7 +16,8 @@ from stable_baselines3.common.vec_env import VecNormalize
 
 from sb3_pmac import PMAC
 from sb3_pmac.buffers import PolicyVersionedReplayBuffer
-from sb3_pmac.policy_mixture import UNIFORM_ACTION_LOG_STD, PolicyMixture, TVPolicyMixture, gaussian_tv_upper_bound
+from sb3_pmac.policy_mixture import PolicyMixture
+from sb3_pmac.tv_mixture import UNIFORM_ACTION_LOG_STD, TVPolicyMixture, actor_gaussian, gaussian_tv_upper_bound
 
 
 def tv_mixture(distances, max_rate=0.02, eps=1e-6) -> TVPolicyMixture:
@@ -304,7 +305,7 @@ def test_pmac_tv_distances_match_a_full_computation(trained):
     for version, start, length, distance in zip(versions, starts, lengths, measured, strict=True):
         rows = np.arange(start, start + length)
         obs = th.as_tensor(buffer.observations[rows, 0])
-        mean, log_std = model._actor_gaussian(obs)
+        mean, log_std = actor_gaussian(model.actor, obs)
         old = (th.as_tensor(buffer.policy_means[rows, 0]), th.as_tensor(buffer.policy_log_stds[rows, 0]))
         full = float(gaussian_tv_upper_bound(mean.detach(), log_std.detach(), *old).mean())
         assert distance == pytest.approx(full, abs=0.01), version
@@ -346,7 +347,7 @@ def test_pmac_tv_far_version_gets_less_weight(trained):
         versions, starts, lengths = buffer.version_ranges()
         # version 2 collected by the current actor itself (distance 0), version 3 by a policy far away (distance ~1)
         same = np.arange(starts[2], starts[2] + lengths[2])
-        mean, log_std = model._actor_gaussian(th.as_tensor(buffer.observations[same, 0]))
+        mean, log_std = actor_gaussian(model.actor, th.as_tensor(buffer.observations[same, 0]))
         buffer.policy_means[same, 0], buffer.policy_log_stds[same, 0] = mean.detach().numpy(), log_std.detach().numpy()
         buffer.policy_means[starts[3] : starts[3] + lengths[3]] += 10.0
         measured_versions, distances = model._measure_tv_distances()
