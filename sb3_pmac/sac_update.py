@@ -34,12 +34,17 @@ Other networks (gSDE, other activations, features extractors with parameters) ta
 or plain ``F.linear`` calls, ``torch.autograd.grad`` of each loss with respect to its optimizer's parameters only.
 
 :func:`reference_sac_train` runs SB3's own ``SAC.train`` (tests, benchmark); ``FAST_PATH_ENABLED = False`` makes
-:meth:`PMAC.train <sb3_pmac.pmac.PMAC.train>` use it.
+:meth:`PMAC.train <sb3_pmac.pmac.PMAC.train>` use it, and so does a private torch kernel that fails its trial call
+(:func:`fast_path_available`).
+
+Every gradient of the updates passes through ``_AdamStep.step``: ``tests/test_sac_gradients.py`` wraps it to compare
+the gradients with autograd's on SB3's own ``SAC.train`` (and to check that a 1% error in any one of them is caught).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -59,8 +64,9 @@ if TYPE_CHECKING:
     from stable_baselines3 import SAC
 
 #: Whether :meth:`PMAC.train <sb3_pmac.pmac.PMAC.train>` uses :func:`sac_updates` (else SB3's ``SAC.train``).
-#: The fast path uses private torch kernels (fused Adam, ``threshold_backward``); without them (another torch
-#: release) PMAC falls back to SB3's ``SAC.train``.
+#: The fast path uses private torch kernels (fused Adam, ``threshold_backward``); without them, or when they fail
+#: their trial call (another torch release, another signature), PMAC falls back to SB3's ``SAC.train``
+#: (:func:`fast_path_available`).
 FAST_PATH_ENABLED = hasattr(th, "_fused_adam_") and hasattr(th.ops.aten.threshold_backward, "grad_input")
 
 _LOG_SQRT_2PI = math.log(math.sqrt(2 * math.pi))  # as in torch.distributions.Normal.log_prob
@@ -153,6 +159,7 @@ class _AdamStep:
     """
     ``optimizer.step()`` with the given gradients. For a fused Adam the kernel is called directly (what
     ``Adam.step`` does after its per-call bookkeeping); otherwise the gradients go to ``.grad`` and ``step()`` runs.
+    Every gradient of the updates is handed to :meth:`step` (the gradient tests wrap it to record them).
 
     On the CPU, where ``_foreach_add_`` is a loop over tensors, the step counts of a parameter group (equal when
     all its parameters were always updated together, as in SAC) are counted in one tensor during the call and
@@ -364,7 +371,7 @@ class _Critic:
 # SB3's default networks (Linear + ReLU MLPs) run with a hand-written backward pass into buffers kept between calls:
 # the same matrix products and ReLU masks as autograd's (AddmmBackward0, ReluBackward0), but no new [batch, hidden]
 # tensor per operation and only the gradients that are used. The small parts (losses, squashed Gaussian) keep autograd.
-_THRESHOLD_BACKWARD: Any = th.ops.aten.threshold_backward.grad_input if FAST_PATH_ENABLED else None
+_THRESHOLD_BACKWARD: Any = getattr(th.ops.aten.threshold_backward, "grad_input", None)
 _WORKSPACES: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], th.Tensor]] = weakref.WeakKeyDictionary()
 
 
@@ -696,6 +703,80 @@ class _ManualNets:
             self.trunk.backward(latent_grad, obs, param_grads=True, input_grad=False)  # type: ignore[arg-type]
 
 
+# ---------------------------------------------------------------------------------------------- private kernels
+# A private kernel may change its signature (or its meaning) in another torch release without being removed: each is
+# tried once per device type, called as the fast path calls it, on tiny tensors, before the fast path is used.
+_KERNEL_ERRORS: dict[str, str | None] = {}  # device type -> None (all the kernels passed their trial) or what failed
+_FALLBACK_WARNED = False
+
+
+def _trial_fused_adam(device: th.device, decoupled_weight_decay: bool) -> None:
+    param = th.zeros(2, device=device)
+    optimizer = th.optim.Adam([param], lr=0.5)
+    optimizer.param_groups[0]["decoupled_weight_decay"] = decoupled_weight_decay  # -> th._fused_adamw_
+    adam_step = _AdamStep(optimizer)
+    adam_step.step((th.ones(2, device=device),))
+    adam_step.finish()
+    if not th.allclose(param.cpu(), th.full((2,), -0.5)):  # Adam's first step: -lr * sign(grad)
+        raise RuntimeError(f"unexpected result {param.tolist()} (expected [-0.5, -0.5])")
+
+
+def _trial_threshold_backward(device: th.device) -> None:
+    if _THRESHOLD_BACKWARD is None:
+        raise AttributeError("torch.ops.aten.threshold_backward has no grad_input overload")
+    out = th.empty(3, device=device)
+    grad, result = th.tensor([1.0, 2.0, 3.0], device=device), th.tensor([0.0, 1.0, 0.0], device=device)
+    _THRESHOLD_BACKWARD(grad, result, 0, grad_input=out)
+    if out.tolist() != [0.0, 2.0, 0.0]:
+        raise RuntimeError(f"unexpected result {out.tolist()} (expected [0.0, 2.0, 0.0])")
+
+
+_KERNEL_TRIALS: tuple[tuple[str, Callable[[th.device], None]], ...] = (
+    ("torch._fused_adam_", lambda device: _trial_fused_adam(device, False)),
+    ("torch._fused_adamw_", lambda device: _trial_fused_adam(device, True)),
+    ("torch.ops.aten.threshold_backward.grad_input", _trial_threshold_backward),
+)
+
+
+def kernel_error(device: th.device | str = "cpu") -> str | None:
+    """
+    Whether the private torch kernels of the fast path work on ``device``'s type: each is called once (per device
+    type, at first use) as the fast path calls it, on tiny tensors.
+
+    :return: None if they all did as expected, else which kernel failed and how
+    """
+    device_type = th.device(device).type
+    if device_type not in _KERNEL_ERRORS:
+        error = None
+        for name, trial in _KERNEL_TRIALS:
+            try:
+                with th.no_grad():
+                    trial(th.device(device_type))
+            except Exception as exc:  # any failure of a private kernel: fall back, do not crash training
+                error = f"{name} failed its trial call ({type(exc).__name__}: {exc})"
+                break
+        _KERNEL_ERRORS[device_type] = error
+    return _KERNEL_ERRORS[device_type]
+
+
+def fast_path_available(device: th.device | str = "cpu") -> bool:
+    """
+    Whether :meth:`PMAC.train <sb3_pmac.pmac.PMAC.train>` should use :func:`sac_updates`: ``FAST_PATH_ENABLED`` and
+    the private kernels pass their trial call (:func:`kernel_error`). When a kernel fails, warns once (which kernel,
+    and that SB3's ``SAC.train`` is used) and returns False from then on.
+    """
+    global _FALLBACK_WARNED
+    if not FAST_PATH_ENABLED:
+        return False
+    error = kernel_error(device)
+    if error is None:
+        return True
+    if not _FALLBACK_WARNED:
+        _FALLBACK_WARNED = True
+        warnings.warn(f"Fast SAC updates unavailable: {error}; SB3's SAC.train is used instead", UserWarning, stacklevel=2)
+    return False
+
+
 # ---------------------------------------------------------------------------------------------- the updates
 def sac_updates(
     algo: SAC,
@@ -719,7 +800,11 @@ def sac_updates(
     :param manual_backward: hand-written backward passes for Linear/ReLU networks (SB3's default ``MlpPolicy``);
         ``None``: whenever the networks allow it, ``False``: autograd throughout, ``True``: required
     :return: the mean losses and entropy coefficient over the updates, as Python floats (one sync)
+    :raises RuntimeError: when a private torch kernel of the fast path fails its trial call (:func:`kernel_error`)
     """
+    error = kernel_error(algo.device)
+    if error is not None:
+        raise RuntimeError(f"sac_updates needs torch's private kernels: {error}. Use reference_sac_train (SAC.train)")
     if not isinstance(batches, ReplayBufferSamples):
         if gradient_steps is None:
             raise ValueError("gradient_steps is needed when batches is a callable")

@@ -1,6 +1,7 @@
 """The fast SAC update path (sb3_pmac.sac_update) against SB3's own SAC.train, and in PMAC.learn."""
 
 import copy
+import re
 import warnings
 
 import gymnasium as gym
@@ -224,3 +225,69 @@ def test_pmac_learn_logs_the_sac_keys(fast, monkeypatch):
     model.policy.load_state_dict(clone)
     action, _ = model.predict(np.zeros(3, np.float32), deterministic=True)
     assert action.shape == (1,)
+
+
+# ---------------------------------------------------------------------------------------------- private kernels
+def test_the_private_kernels_pass_their_trial_call(monkeypatch):
+    monkeypatch.setattr(sac_update, "_KERNEL_ERRORS", {})  # run the trials again
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert sac_update.kernel_error("cpu") is None
+        assert sac_update.fast_path_available("cpu")
+        monkeypatch.setattr(sac_update, "FAST_PATH_ENABLED", False)  # the user's switch: off without a warning
+        assert not sac_update.fast_path_available("cpu")
+
+
+def _raise_type_error(*args, **kwargs):
+    raise TypeError("got an unexpected keyword argument (a new signature)")
+
+
+BROKEN_KERNELS = {  # (module, attribute, replacement)
+    "torch._fused_adam_": (th, "_fused_adam_", _raise_type_error),
+    "torch._fused_adamw_": (th, "_fused_adamw_", _raise_type_error),
+    "torch.ops.aten.threshold_backward.grad_input": (sac_update, "_THRESHOLD_BACKWARD", _raise_type_error),
+    "torch._fused_adam_ (does nothing)": (th, "_fused_adam_", lambda *args, **kwargs: None),
+}
+
+
+@pytest.fixture(params=list(BROKEN_KERNELS))
+def broken_kernel(request, monkeypatch) -> str:
+    """A private kernel that fails (a new signature) or does something else; the trials not yet run, no warning yet."""
+    module, attribute, replacement = BROKEN_KERNELS[request.param]
+    monkeypatch.setattr(module, attribute, replacement)
+    monkeypatch.setattr(sac_update, "_KERNEL_ERRORS", {})
+    monkeypatch.setattr(sac_update, "_FALLBACK_WARNED", False)
+    return request.param.split(" ")[0]
+
+
+def test_a_failing_kernel_turns_the_fast_path_off_with_one_warning(broken_kernel):
+    with pytest.warns(UserWarning, match=re.escape(broken_kernel) + ".*SB3's SAC.train is used"):
+        assert not sac_update.fast_path_available("cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # warned once
+        assert not sac_update.fast_path_available("cpu")
+    # called directly, the fast path refuses clearly
+    with pytest.raises(RuntimeError, match="sac_updates needs torch's private kernels: " + re.escape(broken_kernel)):
+        sac_updates(make_sac(), random_batches(1))
+
+
+def test_pmac_falls_back_to_sb3_when_a_kernel_fails(broken_kernel, monkeypatch):
+    reference_calls = []
+    original = sac_update.reference_sac_train
+
+    def reference(*args, **kwargs):
+        reference_calls.append(args[1])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(sac_update, "reference_sac_train", reference)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # no termination function for Pendulum
+        model = PMAC("MlpPolicy", "Pendulum-v1", seed=0, **TINY)
+    model.set_logger(configure(None, []))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.learn(120)
+    fallback = [w for w in caught if "Fast SAC updates unavailable" in str(w.message)]
+    assert len(fallback) == 1 and broken_kernel in str(fallback[0].message)
+    assert fallback[0].category is UserWarning
+    assert reference_calls == [2] * 20 and model._n_updates == 2 * 20
