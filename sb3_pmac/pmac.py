@@ -62,34 +62,12 @@ def bounded_train_size(steps_per_version: int, adaptation_rate: float, stored: i
 
 class PMAC(SAC):
     """
-    Policy-adaptation Model-based Actor-Critic (PMAC): MBPO whose model data and rollout start states are drawn per
-    policy version with the weights of Algorithm 1, tilted towards the current policy.
+    Policy-adaptation Model-based Actor-Critic (PMAC): MBPO whose model-training data and rollout start states are
+    drawn per policy version with the weights of Algorithm 1, tilted towards the current policy.
 
-    Algorithm 2 of the paper, as implemented by :meth:`train` (called after every environment step once the
-    ``learning_starts`` random warm-up steps are collected):
-
-    * every ``model_train_freq`` environment steps (an *interaction epoch*, :meth:`_model_step`):
-
-      1. start a new policy version and update the policy mixture :math:`w^k` with Algorithm 1
-         (:meth:`PolicyMixture.add_policy <sb3_pmac.policy_mixture.PolicyMixture.add_policy>`);
-      2. draw the model's training data from the real buffer :math:`\\mathbb{D}_e` according to :math:`w^k`;
-      3. train the probabilistic ensemble :math:`\\hat T_\\theta` (Eq. 5);
-      4. draw ``rollout_batch_size`` start states according to :math:`w^k` and roll out the current actor in the
-         model for the scheduled horizon :math:`H`, adding the transitions to the model buffer :math:`\\mathbb{D}_m`;
-
-    * every environment step: ``gradient_steps`` SAC updates (Eq. 6) on batches mixing a ``real_ratio`` share of
-      real transitions with model transitions.
-
-    With ``adapt_model_training=False`` and ``adapt_rollout_starts=False`` every transition is equally likely
-    instead (MBPO, see :class:`MBPO`); one switch alone gives the paper's ablations (Appendix C.1).
-
-    ``mixture="tv"`` replaces Algorithm 1 by the weighting of the authors' public code for the final version of the
-    paper (PDML): at each model step, every version with data is weighted by the inverse of an upper bound of the
-    total-variation distance between the policy that collected it and the current policy, and the newest chunk of
-    data gets the share ``max_rate`` (see :class:`~sb3_pmac.tv_mixture.TVPolicyMixture`). For this the real buffer
-    also stores the actor's Gaussian parameters with every transition (:meth:`_measure_tv_distances`).
-
-    Paper: https://arxiv.org/abs/2207.12141 (Table 2 gives the defaults below).
+    Paper: https://arxiv.org/abs/2207.12141 (defaults: Table 2). Algorithm 2 is :meth:`train` and
+    :meth:`_model_step`; the docs' algorithm page maps the paper to the code and describes the PDML variant
+    (``mixture="tv"``).
 
     :param policy: The policy model to use (``MlpPolicy``), or an environment id as shorthand:
         ``PMAC("Hopper-v4")`` is ``PMAC("MlpPolicy", "Hopper-v4")``
@@ -422,7 +400,15 @@ class PMAC(SAC):
         self.logger.record("time/sac_s", self._timings["sac"])
 
     def _model_step(self) -> None:
-        """Algorithm 2, lines 2-4 and 7-10: new policy version, model training, model rollouts."""
+        """
+        Algorithm 2, lines 2-4 and 7-10, once per interaction epoch of ``model_train_freq`` env steps:
+
+        1. a new policy version (the policy about to collect the next epoch) and Algorithm 1's weights :math:`w^k`;
+        2. the model's training data drawn from the real buffer :math:`\\mathbb{D}_e` per :math:`w^k` (uniformly for
+           MBPO) and the ensemble :math:`\\hat T_\\theta` trained on it (Eq. 5, :meth:`train_dynamics_model`);
+        3. ``rollout_batch_size`` start states drawn per :math:`w^k`, the current actor rolled out in the model for the
+           scheduled horizon :math:`H` into the model buffer :math:`\\mathbb{D}_m` (:meth:`rollout`).
+        """
         assert self.policy_mixture is not None
         # Line 2: Algorithm 1 (the policy about to collect the next interaction epoch becomes a new version)
         version = self.policy_mixture.add_policy()
