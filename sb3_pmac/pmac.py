@@ -24,7 +24,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from stable_baselines3.sac import SAC
 from stable_baselines3.sac.policies import SACPolicy
 
-from sb3_pmac import sac_update
+from sb3_pmac import fast_sac
 from sb3_pmac.buffers import MixedReplaySampler, ModelReplayBuffer, PolicyVersionedReplayBuffer
 from sb3_pmac.checks import check_positive
 from sb3_pmac.dynamics import ModelTrainer, ModelTrainingInfo, ProbabilisticEnsemble
@@ -57,7 +57,7 @@ def bounded_train_size(steps_per_version: int, adaptation_rate: float, stored: i
     """
     if adaptation_rate >= 1.0:
         return stored
-    return math.ceil(steps_per_version * (1.0 + adaptation_rate) / (1.0 - adaptation_rate))
+    return math.ceil(round(steps_per_version * (1.0 + adaptation_rate) / (1.0 - adaptation_rate), 6))
 
 
 class PMAC(SAC):
@@ -368,8 +368,8 @@ class PMAC(SAC):
         on batches of ``real_ratio`` real and ``1 - real_ratio`` model transitions.
 
         The SAC updates are those of SB3's ``SAC.train`` (same losses, same order of optimizer steps), run by
-        :func:`sb3_pmac.sac_update.sac_updates` on batches drawn all at once; set
-        ``sb3_pmac.sac_update.FAST_PATH_ENABLED = False`` to run SB3's ``SAC.train`` itself.
+        :func:`sb3_pmac.fast_sac.train` on batches drawn all at once; set
+        ``sb3_pmac.fast_sac.kernels.FAST_PATH_ENABLED = False`` to run SB3's ``SAC.train`` itself.
         """
         if self.replay_buffer.size() * self.replay_buffer.n_envs < self.batch_size:
             # e.g. learn(reset_num_timesteps=False) after load() without load_replay_buffer(): refill first
@@ -379,23 +379,7 @@ class PMAC(SAC):
             self._next_model_step = self.num_timesteps + self.model_train_freq
         start = time.perf_counter()
         sampler = MixedReplaySampler(self.replay_buffer, self.model_buffer, self.real_ratio)
-        if not sac_update.fast_path_available(self.device):
-            sac_update.reference_sac_train(self, gradient_steps, batch_size, replay_buffer=sampler)
-        elif gradient_steps > 0:
-            self.policy.set_training_mode(True)
-            optimizers = [self.actor.optimizer, self.critic.optimizer]
-            if self.ent_coef_optimizer is not None:
-                optimizers.append(self.ent_coef_optimizer)
-            self._update_learning_rate(optimizers)
-            batches = sac_update.sample_batches(sampler, gradient_steps, batch_size, env=self._vec_normalize_env)
-            stats = sac_update.sac_updates(self, batches)
-            self._n_updates += gradient_steps
-            self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
-            self.logger.record("train/ent_coef", stats.ent_coef)
-            self.logger.record("train/actor_loss", stats.actor_loss)
-            self.logger.record("train/critic_loss", stats.critic_loss)
-            if stats.ent_coef_loss is not None:
-                self.logger.record("train/ent_coef_loss", stats.ent_coef_loss)
+        fast_sac.train(self, gradient_steps, batch_size, sampler)
         self._timings["sac"] += time.perf_counter() - start
         self.logger.record("time/sac_s", self._timings["sac"])
 
