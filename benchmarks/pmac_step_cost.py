@@ -1,146 +1,208 @@
 """
-Seconds per 1000 env steps of PMAC at the Hopper defaults, split into env stepping, SAC updates, model training and
-rollouts, next to SB3's SAC at the same 20 updates per env step, measured in the same run.
+PMAC's cost per env step over a whole run: seconds per 1000 env steps at several points ``t`` of a run, split into
+env stepping, SAC updates, model training and rollouts, next to SB3's SAC at the same 20 updates per env step measured
+in the same call; the measured curve is integrated into projected hours for whole runs.
 
-PMAC("Hopper-v4") with the Table 2 values (20 gradient steps per env step, model_train_freq 250,
-rollout_batch_size 100_000, 7x4x200 ensemble). Both agents first fill their real buffer with ``--warmup`` random
-transitions (``learning_starts=warmup``) and then run ``--steps`` measured steps (``learn(warmup + steps)``); only
-the measured window is timed. PMAC's parts come from its cumulative ``_timings`` dict read before/after the window;
-SAC's update time from wrapping ``model.train``; env time = wall - the other parts.
+    python benchmarks/collect_run_data.py --env Hopper-v4 --timesteps 52000 --out runs/hopper_sac_52k.npz
+    python benchmarks/pmac_step_cost.py --data runs/hopper_sac_52k.npz --at 5000 25000 50000 100000 --threads 2
 
-Model training and rollouts are normalised per model step (one every ``model_train_freq`` env steps), so a window that
-is not a multiple of 250 steps still gives a per-1000-step figure. The model cost grows during a real run (the real
-buffer grows, and the rollout horizon follows the preset schedule), so the 100k-step projection is a lower bound
-for PMAC.
+At each ``t``, a ``PMAC("Hopper-v4")`` with the Table 2 values (20 gradient steps per env step, model every 250
+steps, rollout batch 100k, 7 x 4x200 ensemble, the default bounded model training) gets a real buffer holding ``t``
+transitions of a real run (``--data``, reused cyclically past its end; without ``--data``: random transitions of the
+env), tagged with policy versions as PMAC tags them (the 5000 warm-up steps, then one version per 250 steps), its
+mixture advanced to match, and ``num_timesteps = t``, so that the horizon schedule (epochs counted after the warm-up)
+and the mixture are those of step ``t`` of a real run. ``--prime-rounds`` model steps (untimed) warm the ensemble
+up, then ``--steps`` env steps of ``learn`` are timed. PMAC's parts come from its cumulative ``_timings``; env time
+= wall - the other parts. Model training and rollouts are normalised per model step (one every 250 env steps).
 
-Usage: ``python benchmarks/pmac_step_cost.py [--steps 500] [--warmup 5000] [--threads N] [--model-max-epochs E]``
-(``--smoke`` for a quick check: rollout_batch_size 1000, max 2 model epochs; not the paper settings).
+SB3's SAC (same networks, 20 updates per env step) is timed on ``--steps`` steps after its warm-up; its cost does
+not depend on ``t``. The projection integrates the piecewise-linear curve through the measured points (constant
+beyond the last one) from ``learning_starts`` to the run's end, plus the warm-up's env steps.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+import warnings
 
 import gymnasium as gym
+import numpy as np
 import torch as th
 from machine import cpu_model
 from stable_baselines3 import SAC
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import configure
 
 from sb3_pmac import PMAC
 
+PARTS = (("env stepping", "env"), ("SAC updates", "sac"), ("model training", "model_train"), ("rollouts", "rollout"))
+
 
 class WindowStart(BaseCallback):
-    """Records the wall time (and PMAC timings) when the warm-up ends, i.e. at env step ``warmup``."""
+    """Records the wall time (and a snapshot) at the first step at or after ``start``."""
 
-    def __init__(self, warmup: int, snapshot) -> None:
+    def __init__(self, start: int, snapshot) -> None:
         super().__init__()
-        self.warmup = warmup
+        self.start_step = start
         self.snapshot = snapshot
         self.start: float | None = None
         self.state = None
 
     def _on_step(self) -> bool:
-        if self.start is None and self.num_timesteps >= self.warmup:
+        if self.start is None and self.num_timesteps >= self.start_step:
             self.state = self.snapshot()
             self.start = time.perf_counter()
         return True
 
 
-def measure_pmac(args: argparse.Namespace) -> dict[str, float]:
-    trainer_kwargs = {} if args.model_max_epochs is None else {"max_epochs": args.model_max_epochs}
-    kwargs = dict(learning_starts=args.warmup, model_trainer_kwargs=trainer_kwargs, seed=args.seed, device=args.device)
-    if args.smoke:
-        kwargs["rollout_batch_size"] = 1000
-    model = PMAC("Hopper-v4", **kwargs)
+def run_transitions(args: argparse.Namespace, n: int) -> dict[str, np.ndarray]:
+    """``n`` transitions in collection order: the run data (cyclically) or random env transitions."""
+    if args.data:
+        with np.load(args.data, allow_pickle=False) as data:
+            columns = {key: data[key] for key in ("observations", "actions", "rewards", "next_observations", "dones")}
+        index = np.arange(n) % len(columns["observations"])
+        return {key: value[index] for key, value in columns.items()}
+    env = gym.make(args.env)
+    obs, _ = env.reset(seed=args.seed)
+    rows: dict[str, list] = {key: [] for key in ("observations", "actions", "rewards", "next_observations", "dones")}
+    for _ in range(n):
+        action = env.action_space.sample()
+        next_obs, reward, terminated, truncated, _ = env.step(action)
+        for key, value in zip(rows, (obs, action, reward, next_obs, float(terminated)), strict=True):
+            rows[key].append(value)
+        obs = env.reset()[0] if terminated or truncated else next_obs
+    return {key: np.asarray(value, dtype=np.float32) for key, value in rows.items()}
+
+
+def fill_like_a_run(model: PMAC, data: dict[str, np.ndarray], t: int) -> None:
+    """The real buffer and the policy mixture of step ``t`` of a run (warm-up, then one version per 250 steps)."""
+    buffer, mixture = model.replay_buffer, model.policy_mixture
+    assert mixture is not None
+    low, high = model.action_space.low, model.action_space.high
+    for i in range(t):
+        if i >= model.learning_starts and (i - model.learning_starts) % model.model_train_freq == 0:
+            buffer.set_policy_version(mixture.add_policy())
+            mixture.drop_versions_before(buffer.oldest_version)
+        action = np.clip(data["actions"][i], low, high)
+        scaled = 2.0 * (action - low) / (high - low) - 1.0
+        buffer.add(data["observations"][i][None], data["next_observations"][i][None], scaled[None],
+                   data["rewards"][i : i + 1], data["dones"][i : i + 1], [{}])  # fmt: skip
+    model.num_timesteps = t
+    model._next_model_step = t
+
+
+def measure_pmac(args: argparse.Namespace, t: int, data: dict[str, np.ndarray]) -> dict[str, float]:
+    model = PMAC(args.env, seed=args.seed, device=args.device, buffer_size=max(t + args.steps, 1000))
+    model.set_logger(configure(None, []))
+    fill_like_a_run(model, data, t)
+    for _ in range(args.prime_rounds):
+        model._model_step()  # untimed: the ensemble learns the data as it would have over the run
+    model._next_model_step = t
 
     def snapshot():
         return dict(model._timings), model._n_model_steps
 
-    cb = WindowStart(args.warmup, snapshot)
-    model.learn(args.warmup + args.steps, callback=cb)
-    end = time.perf_counter()
-    t1, n1 = snapshot()
-    t0, n0 = cb.state
-    wall = end - cb.start
+    window = WindowStart(t, snapshot)
+    model.learn(args.steps, callback=window, reset_num_timesteps=False)
+    wall = time.perf_counter() - window.start  # type: ignore[operator]
+    (t1, n1), (t0, n0) = snapshot(), window.state  # type: ignore[misc]
+    spent = {key: t1[key] - t0[key] for key in t1}
     n_model = n1 - n0
-    d = {k: t1[k] - t0[k] for k in t1}
     per_step = 1000.0 / args.steps
-    per_model = (1000.0 / model.model_train_freq / n_model) if n_model else 0.0
+    per_model = 1000.0 / model.model_train_freq / n_model if n_model else 0.0
     return {
-        "env": (wall - sum(d.values())) * per_step,
-        "sac": d["sac"] * per_step,
-        "model_train": d["model_train"] * per_model,
-        "rollout": d["rollout"] * per_model,
+        "env": (wall - sum(spent.values())) * per_step,
+        "sac": spent["sac"] * per_step,
+        "model_train": spent["model_train"] * per_model,
+        "rollout": spent["rollout"] * per_model,
+        "horizon": model.current_rollout_horizon(),
         "n_model_steps": n_model,
-        "rollout_batch_size": model.rollout_batch_size,
+        "model_grad_steps": float(model._last_model_info.grad_steps) if model._last_model_info else 0.0,
+        "model_rows": float(model.model_training_rows()),
+        "learning_starts": model.learning_starts,
     }
 
 
 def measure_sac(args: argparse.Namespace) -> dict[str, float]:
-    model = SAC(
-        "MlpPolicy",
-        gym.make("Hopper-v4"),
-        learning_starts=args.warmup,
-        gradient_steps=20,
-        train_freq=1,
-        seed=args.seed,
-        device=args.device,
-    )
+    warmup = 1000
+    model = SAC("MlpPolicy", gym.make(args.env), learning_starts=warmup, gradient_steps=20, seed=args.seed, device=args.device)
     train_time = [0.0]
-    orig_train = model.train
+    original_train = model.train
 
     def timed_train(*a, **kw):
         start = time.perf_counter()
-        orig_train(*a, **kw)
+        original_train(*a, **kw)
         train_time[0] += time.perf_counter() - start
 
     model.train = timed_train  # type: ignore[method-assign]
-    cb = WindowStart(args.warmup, lambda: train_time[0])
-    model.learn(args.warmup + args.steps, callback=cb)
-    end = time.perf_counter()
-    wall = end - cb.start
-    sac = train_time[0] - cb.state
+    window = WindowStart(warmup, lambda: train_time[0])
+    model.learn(warmup + args.steps, callback=window)
+    wall = time.perf_counter() - window.start  # type: ignore[operator]
+    sac = train_time[0] - window.state  # type: ignore[operator]
     per_step = 1000.0 / args.steps
     return {"env": (wall - sac) * per_step, "sac": sac * per_step, "model_train": 0.0, "rollout": 0.0}
 
 
+def projected_hours(points: list[tuple[int, float]], total: int, learning_starts: int, warmup_cost: float) -> float:
+    """Integral of the seconds-per-1000-steps curve from ``learning_starts`` to ``total``, in hours."""
+    ts, costs = np.array([p[0] for p in points], dtype=float), np.array([p[1] for p in points], dtype=float)
+    grid = np.linspace(learning_starts, total, 2001)
+    seconds = np.trapezoid(np.interp(grid, ts, costs), grid) / 1000.0
+    return (seconds + learning_starts * warmup_cost / 1000.0) / 3600.0
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=500, help="measured env steps after the warm-up")
-    parser.add_argument("--warmup", type=int, default=5000, help="random warm-up steps (learning_starts)")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--env", default="Hopper-v4")
+    parser.add_argument("--data", default=None, help="run data (.npz from collect_run_data.py); default: random")
+    parser.add_argument("--at", type=int, nargs="+", default=[5000, 25000, 50000, 100000])
+    parser.add_argument("--steps", type=int, default=500, help="timed env steps at each t (a multiple of 250)")
+    parser.add_argument("--prime-rounds", type=int, default=3, help="untimed model steps before each window")
+    parser.add_argument("--project", type=int, nargs="+", default=[100_000, 125_000], help="run lengths to project")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
-    parser.add_argument("--model-max-epochs", type=int, default=None, help="model_trainer_kwargs max_epochs")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--smoke", action="store_true", help="quick check: rollout_batch_size 1000, max 2 model epochs")
     args = parser.parse_args()
-    if args.smoke and args.model_max_epochs is None:
-        args.model_max_epochs = 2
     if args.threads is not None:
         th.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    gym.logger.min_level = 40
 
-    print(f"CPU: {cpu_model()}  torch threads: {th.get_num_threads()}  CUDA: {th.cuda.is_available()}")
-    print(
-        f"warmup {args.warmup}, measured steps {args.steps}, model max_epochs {args.model_max_epochs}"
-        f"{'  [SMOKE: not paper settings]' if args.smoke else ''}"
-    )
-    pmac = measure_pmac(args)
+    print(f"CPU: {cpu_model()}  torch threads: {th.get_num_threads()}  CUDA: {th.cuda.is_available()}  env {args.env}")
+    data = run_transitions(args, max(args.at))
     sac = measure_sac(args)
-    print(f"PMAC: {pmac['n_model_steps']} model steps in the window, rollout_batch_size {pmac['rollout_batch_size']}")
-    if pmac["n_model_steps"] < 2:
-        print("WARNING: fewer than 2 model steps in the measured window; increase --steps")
+    sac_total = sum(sac[key] for _, key in PARTS)
+    rows = []
+    for t in args.at:
+        start = time.perf_counter()
+        pmac = measure_pmac(args, t, data)
+        total = sum(pmac[key] for _, key in PARTS)
+        rows.append((t, pmac, total))
+        print(f"t={t}: {total:.1f} s / 1000 steps (horizon {pmac['horizon']}, {pmac['n_model_steps']} model steps, "
+              f"{time.perf_counter() - start:.0f} s)", flush=True)  # fmt: skip
 
-    rows = [("env stepping", "env"), ("SAC updates", "sac"), ("model training", "model_train"), ("rollouts", "rollout")]
-    print(f"\n{'seconds / 1000 env steps':<26}{'PMAC':>10}{'SB3 SAC':>10}")
-    for name, key in rows:
-        print(f"{name:<26}{pmac[key]:>10.2f}{sac[key]:>10.2f}")
-    total_p = sum(pmac[k] for _, k in rows)
-    total_s = sum(sac[k] for _, k in rows)
-    print(f"{'total':<26}{total_p:>10.2f}{total_s:>10.2f}")
-    print(f"\nratio PMAC / SAC: {total_p / total_s:.2f}")
-    print(f"projected hours for 100k steps: PMAC {total_p * 100 / 3600:.2f} h, SAC {total_s * 100 / 3600:.2f} h")
+    header = f"{'seconds / 1000 env steps':<26}" + "".join(f"{'t=' + str(t):>10}" for t, _, _ in rows) + f"{'SB3 SAC':>10}"
+    print("\n" + header)
+    for name, key in PARTS:
+        print(f"{name:<26}" + "".join(f"{p[key]:>10.1f}" for _, p, _ in rows) + f"{sac[key]:>10.1f}")
+    print(f"{'total':<26}" + "".join(f"{total:>10.1f}" for _, _, total in rows) + f"{sac_total:>10.1f}")
+    print(
+        f"{'model + rollouts share':<26}" + "".join(f"{(p['model_train'] + p['rollout']) / tot:>10.0%}" for _, p, tot in rows)
+    )
+    print(f"{'ratio SB3 SAC / PMAC':<26}" + "".join(f"{sac_total / total:>10.2f}" for _, _, total in rows))
+    print(f"{'rollout horizon':<26}" + "".join(f"{p['horizon']:>10}" for _, p, _ in rows))
+    print(
+        f"{'model rows / grad steps':<26}"
+        + "".join(f"{p['model_rows']:>5.0f}/{p['model_grad_steps']:<4.0f}" for _, p, _ in rows)
+    )
+    print(f"cost at t={rows[-1][0]} / cost at t={rows[0][0]}: {rows[-1][2] / rows[0][2]:.2f}")
+    learning_starts = int(rows[0][1]["learning_starts"])
+    points = [(t, total) for t, _, total in rows]
+    for total_steps in args.project:
+        hours = projected_hours(points, total_steps, learning_starts, rows[0][1]["env"])
+        sac_hours = (total_steps - learning_starts) * sac_total / 1000 / 3600 + learning_starts * sac["env"] / 1000 / 3600
+        print(f"projected {args.env} {total_steps}: PMAC {hours:.2f} h, SB3 SAC (20 updates/step) {sac_hours:.2f} h")
 
 
 if __name__ == "__main__":
