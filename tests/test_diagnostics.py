@@ -21,6 +21,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 from sb3_pmac import MBPO, PMAC
 from sb3_pmac.diagnostics import (
+    DiagnosticsConfig,
     ModelDiagnosticsCallback,
     append_csv_row,
     csv_columns,
@@ -28,6 +29,7 @@ from sb3_pmac.diagnostics import (
     evaluate_model,
     main,
     mixture_statistics,
+    model_diagnostics,
 )
 from sb3_pmac.policy_mixture import PolicyMixture
 from sb3_pmac.termination import NeverTerminate
@@ -145,6 +147,23 @@ def test_csv_columns():
     assert csv_columns(1, newest_k=(2,))[-2:] == ["mixture_newest_2_share", "compounding_obs_mse_h1"]
 
 
+def test_schema_reads_without_torch():
+    """The CSV schema (which sb3_pmac.plot reads the files with) loads on its own: no torch, no sb3_pmac package."""
+    import sb3_pmac.diagnostics.schema as schema
+
+    # `import sb3_pmac.diagnostics.schema` runs sb3_pmac/__init__.py (torch): load the file alone instead
+    code = textwrap.dedent(f"""
+        import importlib.util, sys
+        spec = importlib.util.spec_from_file_location("standalone_schema", {schema.__file__!r})
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+        assert module.csv_columns(2)[-1] == "compounding_obs_mse_h2"
+        assert "torch" not in sys.modules and "sb3_pmac" not in sys.modules, sorted(sys.modules)
+    """)
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
 def test_perfect_model_has_zero_error(toy_agent):
     toy_agent.dynamics_model = ToyModel()
     row = evaluate_model(toy_agent, ToyEnv(), horizon=10, **SMALL)
@@ -216,6 +235,21 @@ def test_evaluation_is_reproducible_and_leaves_training_state_alone(toy_agent):
     # another seed: other transitions (the errors of this biased model do not depend on them)
     other = evaluate_model(toy_agent, ToyEnv(), horizon=3, **{**SMALL, "seed": 2})
     assert other["local_obs_mse"] == pytest.approx(first["local_obs_mse"], rel=1e-4)
+
+
+def test_config_and_keyword_arguments_are_the_same(toy_agent):
+    toy_agent.dynamics_model = ToyModel(obs_biases=(0.05,))
+    row = evaluate_model(toy_agent, ToyEnv(), horizon=3, **SMALL)
+    config = DiagnosticsConfig(horizon=3, **SMALL)
+    assert evaluate_model(toy_agent, ToyEnv(), config) == row
+    assert evaluate_model(toy_agent, ToyEnv(), DiagnosticsConfig(horizon=5, **SMALL), horizon=3) == row  # keywords win
+    assert model_diagnostics is evaluate_model  # the former name, a plain alias
+    callback = ModelDiagnosticsCallback(ToyEnv(), 50, config, n_local=7)
+    assert callback.config == DiagnosticsConfig(horizon=3, **{**SMALL, "n_local": 7}) and callback.horizon == 3
+    with pytest.raises(TypeError):
+        evaluate_model(toy_agent, ToyEnv(), n_locals=10)
+    with pytest.raises(TypeError, match="DiagnosticsConfig"):
+        evaluate_model(toy_agent, ToyEnv(), 100)  # type: ignore[arg-type]
 
 
 def test_bad_arguments(toy_agent):

@@ -1,0 +1,79 @@
+"""
+``python -m sb3_pmac.diagnostics``: the diagnostics of saved agents (:func:`~sb3_pmac.diagnostics.evaluate_checkpoints`)
+as a table per agent and rows appended to a CSV file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from collections.abc import Sequence
+
+from sb3_pmac.diagnostics.checkpoints import ALGOS, evaluate_checkpoints
+from sb3_pmac.diagnostics.metrics import DiagnosticsConfig
+
+EXAMPLES = """examples:
+  python -m sb3_pmac.diagnostics run/agent_50000.zip --env Hopper-v4 --buffer run/final_buffer.pkl --upto 50000 \\
+      --horizon 10 --csv diagnostics.csv --seed 0
+  python -m sb3_pmac.diagnostics run/agent_*.zip --env Hopper-v4 --buffer run/final_buffer.pkl --csv diagnostics.csv
+"""
+
+
+def _parse_upto(value: str) -> int | str:
+    if value == "auto":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--upto must be an int or 'auto', got {value!r}") from None
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Command line of ``python -m sb3_pmac.diagnostics``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m sb3_pmac.diagnostics",
+        description="Model diagnostics (local/global/compounding error, policy-mixture statistics) of saved agents.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    defaults = DiagnosticsConfig()  # one option per field, named after it (main builds the config from them)
+    parser.add_argument("agents", nargs="+", metavar="AGENT_ZIP", help="saved agent(s); several: checkpoints of one run")
+    parser.add_argument("--env", required=True, help="environment id (evaluated on make_preset_env(ENV))")
+    parser.add_argument("--buffer", default=None, help="replay buffer file (global error and mixture statistics)")
+    parser.add_argument(
+        "--upto",
+        type=_parse_upto,
+        default=None,
+        help="only buffer positions < UPTO; 'auto': each agent's own step count (default: 'auto' with several agents, "
+        "else the whole buffer)",
+    )
+    parser.add_argument("--horizon", type=int, default=None, help="compounding steps (default: max of the schedule)")
+    parser.add_argument("--csv", default=None, help="CSV file the rows are appended to")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--algo", choices=sorted(ALGOS), default=None, help="class to load with (default: as saved)")
+    parser.add_argument("--n-local", type=int, default=defaults.n_local)
+    parser.add_argument("--n-global", type=int, default=defaults.n_global)
+    parser.add_argument("--n-trajectories", type=int, default=defaults.n_trajectories)
+    parser.add_argument("--newest-k", type=int, nargs="+", default=list(defaults.newest_k))
+    parser.add_argument("--model-prediction", choices=["mean", "sample"], default=defaults.model_prediction)
+    parser.add_argument("--device", default="auto")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> list[dict[str, float]]:
+    """
+    ``python -m sb3_pmac.diagnostics AGENT_ZIP [AGENT_ZIP ...] --env ENV_ID [--buffer BUFFER_PKL] [--upto N|auto]
+    [--horizon H] [--csv out.csv] [--seed S] [--algo pmac|mbpo]``: print the diagnostics of each agent as a table
+    and append them to the CSV.
+
+    :param argv: command-line arguments (default: ``sys.argv[1:]``)
+    :return: the rows
+    """
+    args = parse_args(argv)
+    upto = args.upto
+    if upto is None and len(args.agents) > 1:
+        upto = "auto"
+    config = DiagnosticsConfig(**{field.name: getattr(args, field.name) for field in dataclasses.fields(DiagnosticsConfig)})
+    return evaluate_checkpoints(
+        args.agents, args.env, args.buffer, args.csv, config, upto=upto, algo=args.algo, device=args.device, verbose=1
+    )

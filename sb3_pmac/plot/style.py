@@ -1,0 +1,30 @@
+"""What the learning-curve and diagnostics figures share: matplotlib without a display, algorithm names and colours."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+#: Display names of known algorithms (others are shown as named)
+DEFAULT_LABELS = {"pmac": "PMAC", "mbpo": "MBPO", "sac": "SAC", "td3": "TD3", "ppo": "PPO", "tqc": "TQC"}
+
+
+def pyplot() -> Any:
+    """``matplotlib.pyplot``, with the Agg backend (no display needed) unless pyplot was imported before."""
+    import matplotlib
+
+    if "matplotlib.pyplot" not in sys.modules:
+        matplotlib.use("Agg")  # no display: choose the backend before pyplot is first imported
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def display_name(algo: str, labels: dict[str, str] | None = None) -> str:
+    """The legend name of ``algo``: its label, else :data:`DEFAULT_LABELS`, else ``algo``."""
+    return (labels or {}).get(algo.lower()) or DEFAULT_LABELS.get(algo.lower(), algo)
+
+
+def algo_color(index: int) -> str:
+    """The colour of the ``index``-th algorithm of a figure (matplotlib's default cycle)."""
+    return f"C{index % 10}"
