@@ -14,7 +14,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from sb3_pmac.rollouts import HorizonSchedule
+from sb3_pmac.horizon import HorizonSchedule
 
 
 class TruncateObservation(gym.ObservationWrapper):
@@ -42,13 +42,13 @@ class EnvPreset:
     """
     Defaults for one task.
 
-    :param rollout_horizon: horizon schedule ``(a, b, x, y)`` or fixed horizon (Table 1, read as MBPO's)
+    :param horizon_schedule: PMAC's ``rollout_horizon``: ``(a, b, x, y)`` or a fixed horizon (Table 1, read as MBPO's)
     :param env_kwargs: keyword arguments for ``gym.make`` per major version (``"v4"``, ``"v5"``)
     :param truncate_observation: observation size to keep with :class:`TruncateObservation` per version
     :param total_timesteps: the paper's training budget (Figure 2)
     """
 
-    rollout_horizon: HorizonSchedule
+    horizon_schedule: HorizonSchedule
     env_kwargs: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     truncate_observation: dict[str, int] = dataclasses.field(default_factory=dict)
     total_timesteps: int = 100_000
@@ -64,21 +64,21 @@ HUMANOID_V5_TRUNCATED = {
 #: Presets by environment name (without version). Horizons: Hopper 1 -> 15 over epochs 20 -> 100, Ant 1 -> 25 over
 #: 20 -> 100, Humanoid 1 -> 25 over 20 -> 300, the others 1 (MBPO's schedules, which the paper's Table 1 reuses).
 ENV_PRESETS: dict[str, EnvPreset] = {
-    "Hopper": EnvPreset(rollout_horizon=(20, 100, 1, 15), total_timesteps=125_000),
-    "Walker2d": EnvPreset(rollout_horizon=1, total_timesteps=300_000),
-    "HalfCheetah": EnvPreset(rollout_horizon=1, total_timesteps=400_000),
+    "Hopper": EnvPreset(horizon_schedule=(20, 100, 1, 15), total_timesteps=125_000),
+    "Walker2d": EnvPreset(horizon_schedule=1, total_timesteps=300_000),
+    "HalfCheetah": EnvPreset(horizon_schedule=1, total_timesteps=400_000),
     "Ant": EnvPreset(
-        rollout_horizon=(20, 100, 1, 25),
+        horizon_schedule=(20, 100, 1, 25),
         env_kwargs={"v5": {"include_cfrc_ext_in_observation": False}},  # Ant-v4 is already 27-dim
         total_timesteps=300_000,
     ),
     "Humanoid": EnvPreset(
-        rollout_horizon=(20, 300, 1, 25),
+        horizon_schedule=(20, 300, 1, 25),
         env_kwargs={"v5": HUMANOID_V5_TRUNCATED},
         truncate_observation={"v4": 45},
         total_timesteps=300_000,
     ),
-    "Pusher": EnvPreset(rollout_horizon=1, total_timesteps=125_000),
+    "Pusher": EnvPreset(horizon_schedule=1, total_timesteps=125_000),
 }
 
 

@@ -29,16 +29,10 @@ from sb3_pmac.buffers import MixedReplaySampler, ModelReplayBuffer, PolicyVersio
 from sb3_pmac.checks import check_positive
 from sb3_pmac.dynamics import ModelTrainer, ModelTrainingInfo, ProbabilisticEnsemble
 from sb3_pmac.env_presets import get_preset, make_preset_env
+from sb3_pmac.horizon import HorizonSchedule, epoch_at, horizon_at, model_buffer_capacity, validate_horizon_schedule
 from sb3_pmac.policy_mixture import PolicyMixture, check_adaptation_rate
 from sb3_pmac.random_state import get_global_rng_states, set_global_rng_states
-from sb3_pmac.rollouts import (
-    HorizonSchedule,
-    RolloutInfo,
-    model_buffer_capacity,
-    rollout_horizon,
-    rollout_model,
-    validate_horizon_schedule,
-)
+from sb3_pmac.rollouts import RolloutInfo, rollout_model
 from sb3_pmac.termination import TerminationFn, get_termination_fn
 from sb3_pmac.tv_mixture import UNIFORM_ACTION_LOG_STD, TVPolicyMixture, actor_gaussian, check_max_rate, measure_tv_distances
 
@@ -210,7 +204,7 @@ class PMAC(SAC):
             raise ValueError(f"replay_buffer_class must subclass PolicyVersionedReplayBuffer, got {replay_buffer_class}")
 
         if rollout_horizon is None:
-            rollout_horizon = preset.rollout_horizon if preset is not None else 1
+            rollout_horizon = preset.horizon_schedule if preset is not None else 1
         self.rollout_horizon = validate_horizon_schedule(rollout_horizon)
         check_positive(
             model_train_freq=model_train_freq,
@@ -451,6 +445,11 @@ class PMAC(SAC):
         assert self.policy_mixture is not None
         return self.policy_mixture if adapt else self._uniform_mixture
 
+    @property
+    def n_model_steps(self) -> int:
+        """Model steps (interaction epochs: new version, model training, rollouts) run so far."""
+        return self._n_model_steps
+
     def model_training_rows(self) -> int:
         """Number of real transitions in the next model training set (see ``model_training``)."""
         stored = self.replay_buffer.size() * self.replay_buffer.n_envs
@@ -478,8 +477,7 @@ class PMAC(SAC):
         The horizon of the schedule at the current epoch. As in MBPO's code, epochs count from the end of the random
         warm-up: ``(num_timesteps - learning_starts) / epoch_length``.
         """
-        epoch = max(0, self.num_timesteps - self.learning_starts) / self.epoch_length
-        return rollout_horizon(epoch, self.rollout_horizon)
+        return horizon_at(epoch_at(self.num_timesteps, self.learning_starts, self.epoch_length), self.rollout_horizon)
 
     def rollout(self) -> RolloutInfo:
         """Roll the current actor in the learned model from start states drawn per the mixture (Algorithm 2, l. 7-10)."""

@@ -31,7 +31,7 @@ optuna = pytest.importorskip("optuna", reason="optuna not installed (pip install
 
 from sb3_pmac import MBPO, PMAC  # noqa: E402
 from sb3_pmac.env_presets import ENV_PRESETS  # noqa: E402
-from sb3_pmac.rollouts import validate_horizon_schedule  # noqa: E402
+from sb3_pmac.horizon import validate_horizon_schedule  # noqa: E402
 from sb3_pmac.zoo import hyperparams_dir, hyperparams_path, main, with_default_conf  # noqa: E402
 from sb3_pmac.zoo_optuna import HORIZON_CHOICES, convert_pmac_params, parse_horizon_choice  # noqa: E402
 
@@ -512,7 +512,7 @@ def test_yaml_entry_builds_through_rl_zoo3(yaml_entries, algo, env_id):
     assert zoo_model["adapt_model_training"] is zoo_model["adapt_rollout_starts"] is (algo == "pmac")
     name = env_id.split("-")[0]
     if name in ENV_PRESETS:
-        horizon = ENV_PRESETS[name].rollout_horizon
+        horizon = ENV_PRESETS[name].horizon_schedule
         assert zoo_model["rollout_horizon"] == (horizon if isinstance(horizon, int) else list(horizon))
         assert entry["n_timesteps"] == ENV_PRESETS[name].total_timesteps
         assert zoo_model["obs_shape"] == [{"Ant": 27, "Humanoid": 45}.get(name, preset["obs_shape"][0])]

@@ -144,7 +144,7 @@ class ModelDiagnosticsCallback(BaseCallback):
         if bucket > self._last_bucket:
             self._last_bucket = bucket
             # PMAC has no public count of its model steps yet: the model is trained from the first one on
-            if self.agent._n_model_steps > 0:
+            if self.agent.n_model_steps > 0:
                 self.evaluate()
 
     @property

@@ -33,10 +33,10 @@ from sb3_pmac.diagnostics.transitions import (
     collect_stream,
     trajectory_starts,
 )
+from sb3_pmac.horizon import max_horizon
 from sb3_pmac.pmac import PMAC
 from sb3_pmac.policy_mixture import PolicyMixture
 from sb3_pmac.random_state import preserved_rng_states
-from sb3_pmac.rollouts import max_rollout_horizon
 
 ModelPrediction = Literal["mean", "sample"]
 _PREDICT_CHUNK = 8192
@@ -90,7 +90,7 @@ class DiagnosticsConfig:
         """This config, with ``horizon=None`` replaced by the largest horizon of ``agent``'s rollout schedule."""
         if self.horizon is not None:
             return self
-        return dataclasses.replace(self, horizon=max_rollout_horizon(agent.rollout_horizon))
+        return dataclasses.replace(self, horizon=max_horizon(agent.rollout_horizon))
 
 
 @contextlib.contextmanager

@@ -1,0 +1,83 @@
+"""
+The rollout horizon schedule :math:`H` of Algorithm 2 (paper Appendix D.1, MBPO's schedules) and MBPO's model-buffer
+capacity rule, which grows with :math:`H`.
+"""
+
+import math
+
+#: A horizon schedule: a fixed horizon, or ``(a, b, x, y)``: horizon ``x`` until epoch ``a``, growing linearly to
+#: ``y`` at epoch ``b`` (paper Appendix D.1, MBPO). One epoch is ``epoch_length`` (1000) environment steps.
+HorizonSchedule = int | tuple[int, int, int, int]
+
+
+def epoch_at(num_timesteps: int, learning_starts: int, epoch_length: int) -> float:
+    """
+    The epoch of the schedule at ``num_timesteps``: as in MBPO's code (and the authors'), epochs count from the end of
+    the random warm-up, ``(num_timesteps - learning_starts) / epoch_length`` (0 during the warm-up).
+    """
+    return max(0, num_timesteps - learning_starts) / epoch_length
+
+
+def validate_horizon_schedule(schedule: HorizonSchedule) -> HorizonSchedule:
+    """
+    Check a horizon schedule and return it in canonical form (an ``int`` or a tuple of 4 ints).
+
+    :param schedule: a positive int, or ``(a, b, x, y)`` with ``0 <= a < b`` and horizons ``x, y >= 1``
+    :raises ValueError: for anything else
+    """
+    if isinstance(schedule, bool):
+        raise ValueError(f"Malformed rollout horizon schedule {schedule!r}")
+    if isinstance(schedule, int):
+        if schedule < 1:
+            raise ValueError(f"A fixed rollout horizon must be >= 1, got {schedule}")
+        return schedule
+    try:
+        values = tuple(schedule)  # type: ignore[arg-type]
+    except TypeError:
+        raise ValueError(f"Malformed rollout horizon schedule {schedule!r}: expected an int or [a, b, x, y]") from None
+    if len(values) != 4 or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        raise ValueError(f"Malformed rollout horizon schedule {schedule!r}: expected 4 ints [a, b, x, y]")
+    start_epoch, end_epoch, start_horizon, end_horizon = values
+    if not 0 <= start_epoch < end_epoch:
+        raise ValueError(f"Rollout horizon schedule {schedule!r}: epochs must satisfy 0 <= a < b")
+    if start_horizon < 1 or end_horizon < 1:
+        raise ValueError(f"Rollout horizon schedule {schedule!r}: horizons must be >= 1")
+    return (start_epoch, end_epoch, start_horizon, end_horizon)
+
+
+def horizon_at(epoch: float, schedule: HorizonSchedule) -> int:
+    """
+    The rollout horizon at ``epoch``: :math:`h = \\min(\\max(x + \\frac{e-a}{b-a}(y-x), x), y)` (rounded down).
+
+    Note: Table 1 of the paper prints the schedules as ``[x, y, a, b]`` (e.g. Hopper ``[1, 15, 20, 100]``); the
+    formula, and MBPO, read them as ``[a, b, x, y]``. Here ``(20, 100, 1, 15)`` means horizon 1 until epoch 20,
+    then linearly up to 15 at epoch 100.
+
+    :param epoch: training epoch (:func:`epoch_at`)
+    :param schedule: fixed horizon or ``(a, b, x, y)``
+    """
+    schedule = validate_horizon_schedule(schedule)
+    if isinstance(schedule, int):
+        return schedule
+    start_epoch, end_epoch, start_horizon, end_horizon = schedule
+    value = start_horizon + (epoch - start_epoch) / (end_epoch - start_epoch) * (end_horizon - start_horizon)
+    low, high = min(start_horizon, end_horizon), max(start_horizon, end_horizon)
+    return math.floor(min(max(value, low), high))
+
+
+def max_horizon(schedule: HorizonSchedule) -> int:
+    """Largest horizon the schedule ever reaches."""
+    schedule = validate_horizon_schedule(schedule)
+    return schedule if isinstance(schedule, int) else max(schedule[2], schedule[3])
+
+
+def model_buffer_capacity(rollout_batch_size: int, horizon: int, rollouts_per_epoch: int, retain_epochs: int) -> int:
+    """
+    MBPO's model buffer size: rollout batch x horizon x rollouts per epoch x retained epochs.
+
+    :param rollout_batch_size: start states per rollout
+    :param horizon: current rollout horizon
+    :param rollouts_per_epoch: rollouts per 1000 environment steps (1000 / ``model_train_freq``)
+    :param retain_epochs: how many epochs of model data to keep
+    """
+    return int(rollout_batch_size * horizon * rollouts_per_epoch * retain_epochs)

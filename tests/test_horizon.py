@@ -1,0 +1,52 @@
+"""The horizon schedule of Algorithm 2 (Appendix D.1, MBPO's) and MBPO's model-buffer capacity rule."""
+
+import pytest
+
+from sb3_pmac.horizon import epoch_at, horizon_at, max_horizon, model_buffer_capacity, validate_horizon_schedule
+
+
+@pytest.mark.parametrize(
+    "schedule, epoch, expected",
+    [
+        ((20, 100, 1, 15), 0, 1),  # Hopper: 1 until epoch 20 ...
+        ((20, 100, 1, 15), 20, 1),
+        ((20, 100, 1, 15), 60, 8),  # 1 + 40/80 * 14 = 8
+        ((20, 100, 1, 15), 99.9, 14),
+        ((20, 100, 1, 15), 100, 15),  # ... 15 from epoch 100 on
+        ((20, 100, 1, 15), 500, 15),
+        ((20, 100, 1, 25), 40, 7),  # Ant: 1 + 20/80 * 24 = 7
+        ((20, 300, 1, 25), 160, 13),  # Humanoid: 1 + 140/280 * 24 = 13
+        ((20, 300, 1, 25), 300, 25),
+        (1, 250, 1),  # Walker2d, HalfCheetah, Pusher
+        (5, 0, 5),
+    ],
+)
+def test_horizon_schedule(schedule, epoch, expected):
+    assert horizon_at(epoch, schedule) == expected
+
+
+def test_schedule_is_monotone_and_bounded():
+    values = [horizon_at(e / 10, (20, 100, 1, 15)) for e in range(0, 1500)]
+    assert values == sorted(values) and min(values) == 1 and max(values) == 15
+    assert max_horizon((20, 300, 1, 25)) == 25 and max_horizon(3) == 3
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    [0, -1, True, 1.5, "15", (1, 15, 20), (100, 20, 1, 15), (20, 20, 1, 15), (20, 100, 0, 15), (20, 100, 1.0, 15), None],
+)
+def test_malformed_schedule(schedule):
+    with pytest.raises(ValueError):
+        validate_horizon_schedule(schedule)
+
+
+def test_model_buffer_capacity_mbpo():
+    # MBPO Hopper: 100k rollouts x horizon x 4 rollouts per epoch x 1 retained epoch
+    assert model_buffer_capacity(100_000, 1, 4, 1) == 400_000
+    assert model_buffer_capacity(100_000, 15, 4, 1) == 6_000_000
+
+
+def test_epochs_count_from_the_end_of_the_warm_up():
+    # MBPO's code: epoch = (steps - warm-up) / 1000; Hopper's horizon reaches 2 at epoch 20 + 80/14 = 25.71
+    assert epoch_at(4000, 5000, 1000) == 0 and epoch_at(5000, 5000, 1000) == 0 and epoch_at(65_000, 5000, 1000) == 60
+    assert [horizon_at(epoch_at(t, 5000, 1000), (20, 100, 1, 15)) for t in (25_000, 30_700, 30_800, 105_000)] == [1, 1, 2, 15]
