@@ -1,13 +1,14 @@
 """
-SAC updates per second: SB3's ``SAC.train`` against PMAC's update path (:func:`sb3_pmac.sac_update.sac_updates`).
+SAC updates per second: SB3's ``SAC.train`` against PMAC's update path (:func:`sb3_pmac.fast_sac.train`).
 
 Same run, same sizes: 256x256 actor and twin critics, batch 256, Hopper-like obs 11 / action 3, replay buffer
 pre-filled with random transitions, ``gradient_steps`` (20, PMAC's default) updates per call as PMAC makes them.
 The two agents run in alternating calls (so that load from other processes hits both alike) after a warm-up:
 
 * ``SB3 SAC.train``: ``model.train(gradient_steps, batch_size)`` (a sample per update, SB3's networks and optimizers);
-* ``fast``: ``sample_batches`` (one draw for the call) + ``sac_updates`` (see its module);
-* ``fast (autograd)``: the same with ``manual_backward=False`` (autograd instead of the hand-written backward).
+* ``fast``: ``fast_sac.train(model, gradient_steps, batch_size)`` (one draw for the call, ``sac_updates``, the logs);
+* ``fast (autograd)``: ``sample_batches`` + ``sac_updates(..., manual_backward=False)`` (autograd instead of the
+  hand-written backward).
 
 Usage: ``python benchmarks/sac_updates.py [--threads N] [--updates 2000] [--device cpu|cuda|all]``
 """
@@ -25,7 +26,8 @@ from machine import cpu_model
 from stable_baselines3 import SAC
 from stable_baselines3.common.logger import configure
 
-from sb3_pmac.sac_update import sac_updates, sample_batches
+from sb3_pmac import fast_sac
+from sb3_pmac.fast_sac import sac_updates, sample_batches
 
 
 class BoxEnv(gym.Env):
@@ -71,7 +73,7 @@ def run_device(args: argparse.Namespace, device: str) -> list[tuple[str, float]]
     sb3, fast, fast_autograd = (make_agent(args, device) for _ in range(3))
     paths = {
         "SB3 SAC.train": lambda: sb3.train(steps, batch),
-        "fast": lambda: sac_updates(fast, sample_batches(fast.replay_buffer, steps, batch)),
+        "fast": lambda: fast_sac.train(fast, steps, batch),
         "fast (autograd)": lambda: sac_updates(
             fast_autograd, sample_batches(fast_autograd.replay_buffer, steps, batch), manual_backward=False
         ),

@@ -424,7 +424,8 @@ class MixedReplaySampler:
     SAC batches of PMAC: a ``real_ratio`` share of real transitions (uniform over the real buffer) and the rest from
     the model buffer, concatenated (paper §4 "Policy Learning", mixture weight :math:`\\rho`).
 
-    It has the ``sample(batch_size, env)`` method of a replay buffer, so SB3's ``SAC.train`` can draw from it.
+    It has the ``sample(batch_size, env)`` method of a replay buffer, so SB3's ``SAC.train`` can draw from it, and
+    :meth:`sample_stacked` draws the batches of several updates at once (the fast SAC path).
     When the model buffer is empty every sample is real. Model transitions are stored with raw observations and are
     normalized here like the real ones when the env is a ``VecNormalize``.
 
@@ -448,19 +449,32 @@ class MixedReplaySampler:
         return n_real, batch_size - n_real
 
     def sample(self, batch_size: int, env: VecNormalize | None = None) -> ReplayBufferSamples:
+        """One batch: its ``n_real`` real samples first, then its ``n_model`` model samples (:meth:`split`)."""
+        return ReplayBufferSamples(*(None if t is None else t[0] for t in self.sample_stacked(1, batch_size, env)))  # type: ignore[arg-type]
+
+    def sample_stacked(self, gradient_steps: int, batch_size: int, env: VecNormalize | None = None) -> ReplayBufferSamples:
+        """
+        The batches of ``gradient_steps`` SAC updates in one draw, stacked ``[gradient_steps, batch_size, ...]``:
+        every sample drawn uniformly with replacement, independently, as ``gradient_steps`` calls of :meth:`sample`
+        would draw it; every batch holds its ``n_real`` real samples first, then its ``n_model`` model samples.
+        """
         n_real, n_model = self.split(batch_size)
+
+        def stacked(samples: ReplayBufferSamples) -> ReplayBufferSamples:
+            return ReplayBufferSamples(*(None if t is None else t.reshape(gradient_steps, -1, *t.shape[1:]) for t in samples))  # type: ignore[arg-type]
+
         parts = []
         if n_real > 0:
-            parts.append(self.real_buffer.sample(n_real, env=env))
+            parts.append(stacked(self.real_buffer.sample(gradient_steps * n_real, env=env)))
         if n_model > 0:
-            model = self.model_buffer.sample(n_model)
+            model = self.model_buffer.sample(gradient_steps * n_model)
             if env is not None:
                 model = self._normalize(model, env)
-            parts.append(model)
+            parts.append(stacked(model))
         if len(parts) == 1:
             return parts[0]
         columns = ("observations", "actions", "next_observations", "dones", "rewards")
-        return ReplayBufferSamples(*(th.cat([getattr(part, name) for part in parts]) for name in columns))
+        return ReplayBufferSamples(*(th.cat([getattr(part, name) for part in parts], dim=1) for name in columns))
 
     @staticmethod
     def _normalize(samples: ReplayBufferSamples, env: VecNormalize) -> ReplayBufferSamples:

@@ -1,8 +1,8 @@
 """
-The gradients of the fast SAC updates (sb3_pmac.sac_update) against autograd's on SB3's own ``SAC.train``.
+The gradients of the fast SAC updates (sb3_pmac.fast_sac) against autograd's on SB3's own ``SAC.train``.
 
 Comparing parameters after Adam steps hides the scale of a gradient (Adam's step is nearly ``lr * sign(grad)``), so
-these tests compare the gradients themselves. Every gradient of the fast path is handed to ``_AdamStep.step``, every
+these tests compare the gradients themselves. Every gradient of the fast path is handed to ``AdamStep.step``, every
 gradient of SB3's ``SAC.train`` is in ``param.grad`` when its optimizers' ``step`` runs: both are recorded, for the
 same updates from the same state, batches and action noise (SB3's order in each update: entropy coefficient, critics,
 actor with the critics just updated), and compared tensor by tensor.
@@ -20,7 +20,7 @@ Tolerances (float32, as SB3 runs; measured on a 2-core x86 CPU, torch 2.13, SB3 
   with Adam it is invisible (Adam's step does not scale with the gradient), hence the gradient comparisons.
 
 A wrong gradient is caught: ``test_gradient_check_catches_a_one_percent_error`` scales each gradient tensor of the
-hand-written path in turn by 1.01 (through the ``_AdamStep.step`` wrapper) and asserts that the gradient check fails
+hand-written path in turn by 1.01 (through the ``AdamStep.step`` wrapper) and asserts that the gradient check fails
 (its relative error is then 1e-2). The same sweep against the plain-SGD trajectory is
 ``test_sgd_trajectory_catches_a_one_percent_error`` (slow: ``python -m pytest -m slow tests/test_sac_gradients.py``).
 Run both after every change to the update path.
@@ -43,8 +43,7 @@ from stable_baselines3 import SAC
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
 
-from sb3_pmac import sac_update
-from sb3_pmac.sac_update import reference_sac_train, sac_updates, stack_batches
+from sb3_pmac.fast_sac import kernels, reference_sac_train, sac_updates, stack_batches
 
 GRAD_RTOL = 1e-5
 TRAJECTORY_RTOL = 1e-4
@@ -162,13 +161,13 @@ def sb3_gradients(model: SAC, batches: ReplayBufferSamples, n_steps: int, noise_
 @contextlib.contextmanager
 def fast_path_gradients(model: SAC, mutation: tuple[str, str, float] | None = None) -> Iterator[Record]:
     """
-    Record the gradients the fast path hands to ``_AdamStep.step`` for ``model``'s optimizers; ``mutation``
+    Record the gradients the fast path hands to ``AdamStep.step`` for ``model``'s optimizers; ``mutation``
     ``(kind, parameter name, factor)`` scales that one gradient tensor at every step before it is used (and recorded).
     """
     record: Record = []
     kinds = {id(optimizer): kind for kind, optimizer in optimizers(model).items()}
     names = parameter_names(model)
-    original = sac_update._AdamStep.step
+    original = kernels.AdamStep.step
 
     def step(self, grads):
         kind = kinds.get(id(self.optimizer))
@@ -180,7 +179,7 @@ def fast_path_gradients(model: SAC, mutation: tuple[str, str, float] | None = No
         return original(self, grads)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(sac_update._AdamStep, "step", step)
+        patch.setattr(kernels.AdamStep, "step", step)
         yield record
 
 

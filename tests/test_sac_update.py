@@ -1,4 +1,4 @@
-"""The fast SAC update path (sb3_pmac.sac_update) against SB3's own SAC.train, and in PMAC.learn."""
+"""The fast SAC update path (sb3_pmac.fast_sac) against SB3's own SAC.train, and in PMAC.learn."""
 
 import copy
 import re
@@ -14,9 +14,9 @@ from stable_baselines3 import SAC
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
 
-from sb3_pmac import PMAC, sac_update
+from sb3_pmac import PMAC, fast_sac
 from sb3_pmac.buffers import MixedReplaySampler, ModelReplayBuffer
-from sb3_pmac.sac_update import reference_sac_train, sac_updates, sample_batches, stack_batches
+from sb3_pmac.fast_sac import kernels, reference_sac_train, sac_updates, sample_batches, stack_batches, training
 
 OBS_DIM, ACT_DIM, BATCH = 11, 3, 64
 
@@ -178,11 +178,29 @@ def test_fused_adam_is_set_on_the_existing_optimizers():
     assert all(float(s["step"]) == 6 for s in model.critic.optimizer.state.values())
 
 
+def fill(buffer, n: int = 50) -> None:
+    for _ in range(n):
+        buffer.add(np.zeros((1, OBS_DIM)), np.zeros((1, OBS_DIM)), np.zeros((1, ACT_DIM)), np.zeros(1), np.zeros(1), [{}])
+
+
+def test_train_entry_point_does_what_sac_train_does():
+    model = make_sac()
+    fill(model.replay_buffer)
+    model._current_progress_remaining = 0.5
+    stats = fast_sac.train(model, 3, BATCH)
+    assert stats is not None and stats.n_updates == 3 and model._n_updates == 3
+    logged = model.logger.name_to_value
+    assert logged["train/n_updates"] == 3 and logged["train/learning_rate"] == 3e-4
+    assert logged["train/actor_loss"] == stats.actor_loss and logged["train/critic_loss"] == stats.critic_loss
+    assert logged["train/ent_coef"] == stats.ent_coef and logged["train/ent_coef_loss"] == stats.ent_coef_loss
+    assert model.policy.training
+    assert fast_sac.train(model, 0, BATCH) is None and model._n_updates == 3
+
+
 # ---------------------------------------------------------------------------------------------- batches
 def test_sample_batches_keeps_the_real_model_split():
     real = make_sac().replay_buffer
-    for _ in range(50):
-        real.add(np.zeros((1, OBS_DIM)), np.zeros((1, OBS_DIM)), np.zeros((1, ACT_DIM)), np.zeros(1), np.zeros(1), [{}])
+    fill(real)
     model_buffer = ModelReplayBuffer(100, OBS_DIM, ACT_DIM)
     n = 80
     model_buffer.add(th.ones(n, OBS_DIM), th.ones(n, ACT_DIM), th.full((n,), 7.0), th.ones(n, OBS_DIM), th.zeros(n))
@@ -193,6 +211,8 @@ def test_sample_batches_keeps_the_real_model_split():
     assert (batches.rewards[:, :10] == 0).all() and (batches.rewards[:, 10:] == 7).all()
     plain = sample_batches(real, 3, 16)
     assert plain.actions.shape == (3, 16, ACT_DIM)
+    one = sampler.sample(40)  # one batch: the same split
+    assert one.observations.shape == (40, OBS_DIM) and (one.rewards[:10] == 0).all() and (one.rewards[10:] == 7).all()
 
 
 # ---------------------------------------------------------------------------------------------- in PMAC
@@ -201,7 +221,7 @@ TINY = {**TINY_PMAC_KWARGS, "gradient_steps": 2}
 
 @pytest.mark.parametrize("fast", [True, False], ids=["fast", "sb3"])
 def test_pmac_learn_logs_the_sac_keys(fast, monkeypatch):
-    monkeypatch.setattr(sac_update, "FAST_PATH_ENABLED", fast)
+    monkeypatch.setattr(kernels, "FAST_PATH_ENABLED", fast)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # no termination function for Pendulum
         model = PMAC("MlpPolicy", "Pendulum-v1", seed=0, **TINY)
@@ -229,13 +249,13 @@ def test_pmac_learn_logs_the_sac_keys(fast, monkeypatch):
 
 # ---------------------------------------------------------------------------------------------- private kernels
 def test_the_private_kernels_pass_their_trial_call(monkeypatch):
-    monkeypatch.setattr(sac_update, "_KERNEL_ERRORS", {})  # run the trials again
+    monkeypatch.setattr(kernels, "_KERNEL_ERRORS", {})  # run the trials again
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert sac_update.kernel_error("cpu") is None
-        assert sac_update.fast_path_available("cpu")
-        monkeypatch.setattr(sac_update, "FAST_PATH_ENABLED", False)  # the user's switch: off without a warning
-        assert not sac_update.fast_path_available("cpu")
+        assert fast_sac.kernel_error("cpu") is None
+        assert fast_sac.fast_path_available("cpu")
+        monkeypatch.setattr(kernels, "FAST_PATH_ENABLED", False)  # the user's switch: off without a warning
+        assert not fast_sac.fast_path_available("cpu")
 
 
 def _raise_type_error(*args, **kwargs):
@@ -245,7 +265,7 @@ def _raise_type_error(*args, **kwargs):
 BROKEN_KERNELS = {  # (module, attribute, replacement)
     "torch._fused_adam_": (th, "_fused_adam_", _raise_type_error),
     "torch._fused_adamw_": (th, "_fused_adamw_", _raise_type_error),
-    "torch.ops.aten.threshold_backward.grad_input": (sac_update, "_THRESHOLD_BACKWARD", _raise_type_error),
+    "torch.ops.aten.threshold_backward.grad_input": (kernels, "THRESHOLD_BACKWARD", _raise_type_error),
     "torch._fused_adam_ (does nothing)": (th, "_fused_adam_", lambda *args, **kwargs: None),
 }
 
@@ -255,17 +275,17 @@ def broken_kernel(request, monkeypatch) -> str:
     """A private kernel that fails (a new signature) or does something else; the trials not yet run, no warning yet."""
     module, attribute, replacement = BROKEN_KERNELS[request.param]
     monkeypatch.setattr(module, attribute, replacement)
-    monkeypatch.setattr(sac_update, "_KERNEL_ERRORS", {})
-    monkeypatch.setattr(sac_update, "_FALLBACK_WARNED", False)
+    monkeypatch.setattr(kernels, "_KERNEL_ERRORS", {})
+    monkeypatch.setattr(kernels, "_FALLBACK_WARNED", False)
     return request.param.split(" ")[0]
 
 
 def test_a_failing_kernel_turns_the_fast_path_off_with_one_warning(broken_kernel):
     with pytest.warns(UserWarning, match=re.escape(broken_kernel) + ".*SB3's SAC.train is used"):
-        assert not sac_update.fast_path_available("cpu")
+        assert not fast_sac.fast_path_available("cpu")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # warned once
-        assert not sac_update.fast_path_available("cpu")
+        assert not fast_sac.fast_path_available("cpu")
     # called directly, the fast path refuses clearly
     with pytest.raises(RuntimeError, match="sac_updates needs torch's private kernels: " + re.escape(broken_kernel)):
         sac_updates(make_sac(), random_batches(1))
@@ -273,13 +293,13 @@ def test_a_failing_kernel_turns_the_fast_path_off_with_one_warning(broken_kernel
 
 def test_pmac_falls_back_to_sb3_when_a_kernel_fails(broken_kernel, monkeypatch):
     reference_calls = []
-    original = sac_update.reference_sac_train
+    original = training.reference_sac_train
 
     def reference(*args, **kwargs):
         reference_calls.append(args[1])
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(sac_update, "reference_sac_train", reference)
+    monkeypatch.setattr(training, "reference_sac_train", reference)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # no termination function for Pendulum
         model = PMAC("MlpPolicy", "Pendulum-v1", seed=0, **TINY)

@@ -1,0 +1,209 @@
+"""
+SAC's networks as the updates run them: the squashed Gaussian of SB3's actor without distribution objects, the actor
+and critics for the autograd path (:class:`ActorSampler`, :class:`Critic`) and for the hand-written one
+(:class:`ManualNets`, on :class:`~sb3_pmac.fast_sac.mlp.ReluMLPs`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, cast
+
+import torch as th
+import torch.nn.functional as F
+from gymnasium import spaces
+from stable_baselines3.common.distributions import SquashedDiagGaussianDistribution
+from stable_baselines3.common.policies import ContinuousCritic
+from stable_baselines3.common.torch_layers import FlattenExtractor
+from stable_baselines3.sac.policies import LOG_STD_MAX, LOG_STD_MIN, Actor
+from torch import nn
+
+from sb3_pmac.fast_sac.mlp import Layers, ReluMLPs, Workspace, relu_mlp_layers
+
+if TYPE_CHECKING:
+    from stable_baselines3 import SAC
+
+_LOG_SQRT_2PI = math.log(math.sqrt(2 * math.pi))  # as in torch.distributions.Normal.log_prob
+
+
+def squashed_gaussian_sample(mean: th.Tensor, log_std: th.Tensor, epsilon: float) -> tuple[th.Tensor, th.Tensor]:
+    """
+    SB3's ``Actor.action_log_prob`` from the actor's outputs (``log_std`` before clamping): the same operations as
+    ``SquashedDiagGaussianDistribution.log_prob_from_params`` with ``torch.distributions.Normal`` (same noise draw,
+    same values and gradients), without building the distribution objects and validating their arguments.
+
+    :return: actions ``tanh(mean + noise * std)`` and their log-probabilities ``[batch, 1]``
+    """
+    log_std = th.clamp(log_std, LOG_STD_MIN, LOG_STD_MAX)
+    # DiagGaussianDistribution: std = ones_like(mean) * exp(log_std) (the same values and gradients as exp)
+    std = log_std.exp()
+    # Normal.rsample: the same draw as torch.distributions' _standard_normal
+    gaussian = mean + th.empty_like(mean).normal_() * std
+    actions = th.tanh(gaussian)
+    # Normal.log_prob, summed over the action dimensions, then the tanh correction
+    log_prob = (-((gaussian - mean) ** 2) / (2 * std**2) - std.log() - _LOG_SQRT_2PI).sum(dim=1)
+    log_prob = log_prob - th.sum(th.log(1 - actions**2 + epsilon), dim=1)
+    return actions, log_prob.reshape(-1, 1)
+
+
+def _flat_features(module: nn.Module) -> bool:
+    """Whether the features of ``module`` are its (float, flat) Box observations themselves."""
+    return (
+        type(module.features_extractor) is FlattenExtractor
+        and isinstance(module.observation_space, spaces.Box)
+        and (len(module.observation_space.shape) == 1)
+    )
+
+
+def _squashed_gaussian_actor(actor: Actor) -> bool:
+    """Whether ``actor`` is SB3's squashed Gaussian actor on its flat observations (no gSDE)."""
+    return not actor.use_sde and type(actor.action_dist) is SquashedDiagGaussianDistribution and _flat_features(actor)
+
+
+# ---------------------------------------------------------------------------------------------- autograd path
+class ActorSampler:
+    """``actor.action_log_prob`` (squashed Gaussian, reparametrized) without the distribution objects."""
+
+    def __init__(self, actor: Actor) -> None:
+        self.actor = actor
+        self.fast = _squashed_gaussian_actor(actor)
+        if self.fast:
+            self.epsilon = actor.action_dist.epsilon
+
+    def __call__(self, obs: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """:return: actions and their log-probabilities ``[batch, 1]``, computed as SB3 computes them."""
+        if not self.fast:
+            actions, log_prob = self.actor.action_log_prob(obs)
+            return actions, log_prob.reshape(-1, 1)
+        latent = self.actor.latent_pi(obs.float())
+        log_std = cast(nn.Linear, self.actor.log_std)(latent)  # (gSDE's log_std, a parameter: not the fast case)
+        return squashed_gaussian_sample(self.actor.mu(latent), log_std, self.epsilon)
+
+
+class Critic:
+    """``ContinuousCritic.forward`` with its input ``cat([features, actions])`` built once for several calls."""
+
+    def __init__(self, critic: nn.Module) -> None:
+        self.critic = critic
+        self.fast = isinstance(critic, ContinuousCritic) and _flat_features(critic)
+
+    def inputs(self, obs: th.Tensor, actions: th.Tensor) -> th.Tensor | tuple[th.Tensor, th.Tensor]:
+        """The critic's input ``cat([features, actions])`` (or ``(obs, actions)`` for the module call)."""
+        if self.fast:
+            return th.cat([obs.float(), actions], dim=-1)
+        return obs, actions
+
+    def __call__(self, inputs: th.Tensor | tuple[th.Tensor, th.Tensor]) -> list[th.Tensor]:
+        if not self.fast:
+            return list(self.critic(*inputs))
+        return [q_net(inputs) for q_net in cast(ContinuousCritic, self.critic).q_networks]
+
+
+# ---------------------------------------------------------------------------------------------- hand-written path
+class ManualNets:
+    """
+    The actor as a :class:`~sb3_pmac.fast_sac.mlp.ReluMLPs` trunk (``n = 1``) with two linear heads, the critics and
+    their targets as stacked ``ReluMLPs`` (:meth:`build` returns None when the networks are not of that form).
+    """
+
+    @staticmethod
+    def build(algo: SAC, batch_size: int, device: th.device, dtype: th.dtype) -> ManualNets | None:
+        actor, critic, critic_target = algo.actor, algo.critic, algo.critic_target
+        if not (
+            _squashed_gaussian_actor(actor)
+            and type(actor.mu) is nn.Linear
+            and type(actor.log_std) is nn.Linear
+            and isinstance(critic, ContinuousCritic)
+            and isinstance(critic_target, ContinuousCritic)
+            and _flat_features(critic)
+            and _flat_features(critic_target)
+            and len(critic.q_networks) == len(critic_target.q_networks) > 0
+        ):
+            return None
+        trunk = relu_mlp_layers(actor.latent_pi) if len(actor.latent_pi) > 0 else []
+        q_layers = [relu_mlp_layers(q) for q in critic.q_networks]
+        target_layers = [relu_mlp_layers(q) for q in critic_target.q_networks]
+        if trunk is None or any(layers is None or len(layers) == 0 for layers in q_layers + target_layers):
+            return None
+        if not ReluMLPs.stackable(q_layers + target_layers):  # type: ignore[arg-type]
+            return None
+        if trunk and not trunk[-1][1]:
+            return None  # SB3's latent_pi ends with its activation
+        params = [p for module in (actor, critic, critic_target) for p in module.parameters()]
+        if any(p.device != device or p.dtype != dtype for p in params):
+            return None
+        return ManualNets(algo, trunk, q_layers, target_layers, batch_size, device, dtype)  # type: ignore[arg-type]
+
+    def __init__(
+        self,
+        algo: SAC,
+        trunk: Layers,
+        q_layers: list[Layers],
+        target_layers: list[Layers],
+        batch_size: int,
+        device: th.device,
+        dtype: th.dtype,
+    ) -> None:
+        ws = Workspace(algo, device, dtype)
+        actor = algo.actor
+        # the trunk runs on the observations (slot 0, backpropagated) and on the next observations (slot 1)
+        self.trunk = ReluMLPs([trunk], ws, "actor", batch_size, slots=2) if trunk else None
+        self.critics = ReluMLPs(q_layers, ws, "critics", batch_size)
+        self.targets = ReluMLPs(target_layers, ws, "critic_targets", batch_size)
+        # Polyak update on the flat tensors when they hold exactly the parameters SB3's polyak_update pairs up
+        sb3_pairs: dict[th.Tensor, th.Tensor] = dict(
+            zip(algo.critic.parameters(), algo.critic_target.parameters(), strict=True)
+        )
+        self.flat_polyak = len(sb3_pairs) == len(self.critics.params) and all(
+            sb3_pairs.get(param) is target
+            for (param, _), (target, _) in zip(self.critics.params, self.targets.params, strict=True)
+        )
+        self.heads = (cast(nn.Linear, actor.mu), cast(nn.Linear, actor.log_std))
+        self.epsilon = actor.action_dist.epsilon
+        latent_dim = self.heads[0].weight.shape[1]
+        self.latent_grads = (
+            ws.get(("latent_grad", 0), batch_size, latent_dim),
+            ws.get(("latent_grad", 1), batch_size, latent_dim),
+        )
+        q_input_dim = q_layers[0][0][0].weight.shape[1]
+        self.q_input = ws.get(("q_input",), batch_size, q_input_dim)
+        self.critic_grads = self.critics.grads
+        self.actor_grads: dict[th.Tensor, th.Tensor] = dict(self.trunk.grads) if self.trunk else {}
+        for head in self.heads:
+            self.actor_grads[head.weight] = ws.get(("head_gw", id(head)), *head.weight.shape)
+            if head.bias is not None:
+                self.actor_grads[head.bias] = ws.get(("head_gb", id(head)), head.bias.shape[0])
+        self._mlps = [mlp for mlp in (self.trunk, self.critics, self.targets) if mlp is not None]
+
+    def covers(self, actor_params: list[th.Tensor], critic_params: list[th.Tensor]) -> bool:
+        """Whether every parameter of the optimizers gets its gradient here."""
+        return all(p in self.actor_grads for p in actor_params) and all(p in self.critic_grads for p in critic_params)
+
+    def attach(self) -> None:
+        """The parameters of the networks become views into their flat tensors (:meth:`ReluMLPs.attach`)."""
+        for mlp in self._mlps:
+            mlp.attach()
+
+    def release(self) -> None:
+        for mlp in self._mlps:
+            mlp.release()
+
+    def actor_outputs(self, obs: th.Tensor, slot: int) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+        """``(latent, mean, log_std before clamping)`` (no autograd), the trunk's activations in ``slot``."""
+        latent = self.trunk.forward(obs, slot)[0] if self.trunk is not None else obs
+        mu, log_std = self.heads
+        return latent, F.linear(latent, mu.weight, mu.bias), F.linear(latent, log_std.weight, log_std.bias)
+
+    def actor_backward(self, latent: th.Tensor, obs: th.Tensor, mean_grad: th.Tensor, log_std_grad: th.Tensor) -> None:
+        """Gradients of the actor's parameters from those of its two heads' outputs (into :attr:`actor_grads`)."""
+        latent_grad = None
+        for head, grad, buffer in zip(self.heads, (mean_grad, log_std_grad), self.latent_grads, strict=True):
+            th.mm(grad.t(), latent, out=self.actor_grads[head.weight])
+            if head.bias is not None:
+                th.sum(grad, dim=0, out=self.actor_grads[head.bias])
+            if self.trunk is not None:
+                head_latent_grad = th.mm(grad, head.weight, out=buffer)
+                # autograd sums the two heads' gradients of the latent (a + b: the same in either order)
+                latent_grad = head_latent_grad if latent_grad is None else latent_grad.add_(head_latent_grad)
+        if self.trunk is not None:
+            self.trunk.backward(latent_grad.unsqueeze(0), obs, param_grads=True, input_grad=False)  # type: ignore[union-attr]
