@@ -4,7 +4,8 @@ import os
 
 from sb3_pmac.buffers import MixedReplaySampler, ModelReplayBuffer, PolicyVersionedReplayBuffer
 from sb3_pmac.dynamics import ModelTrainer, ProbabilisticEnsemble
-from sb3_pmac.pmac import MBPO, PMAC
+from sb3_pmac.mbpo import MBPO
+from sb3_pmac.pmac import PMAC
 from sb3_pmac.policy_mixture import PolicyMixture
 from sb3_pmac.termination import get_termination_fn, register_termination_fn
 

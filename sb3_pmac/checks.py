@@ -1,6 +1,16 @@
-"""Argument checks shared by the algorithm and its diagnostics."""
+"""Argument checks of PMAC and its diagnostics: every check once, with a message that says what to do."""
 
+import warnings
+from typing import Any
+
+import gymnasium as gym
 import numpy as np
+from gymnasium import spaces
+from stable_baselines3.common.vec_env import VecEnv
+
+from sb3_pmac.buffers import PolicyVersionedReplayBuffer
+from sb3_pmac.policy_mixture import check_adaptation_rate
+from sb3_pmac.tv_mixture import check_max_rate
 
 
 def check_positive(**values: int | None) -> None:
@@ -12,3 +22,75 @@ def check_positive(**values: int | None) -> None:
     for name, value in values.items():
         if value is not None and (not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0):
             raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+def check_pmac_arguments(
+    optimize_memory_usage: bool,
+    replay_buffer_class: Any,
+    learning_starts: int,
+    gradient_steps: int,
+    real_ratio: float,
+    adaptation_rate: float,
+    mixture: str,
+    max_rate: float,
+    model_training: str,
+    **positive: int | None,
+) -> None:
+    """The constructor arguments of :class:`~sb3_pmac.pmac.PMAC` that SB3's ``SAC`` does not check itself."""
+    if optimize_memory_usage:
+        raise ValueError("PMAC does not support optimize_memory_usage=True (the versioned buffer stores next_obs)")
+    if replay_buffer_class is not None and not issubclass(replay_buffer_class, PolicyVersionedReplayBuffer):
+        raise ValueError(f"replay_buffer_class must subclass PolicyVersionedReplayBuffer, got {replay_buffer_class}")
+    check_positive(**positive)
+    if learning_starts < 0:
+        raise ValueError(f"learning_starts must be >= 0, got {learning_starts}")
+    if not isinstance(gradient_steps, int) or (gradient_steps <= 0 and gradient_steps != -1):
+        raise ValueError(f"gradient_steps must be a positive int (or -1), got {gradient_steps!r}")
+    n_elites, ensemble_size = positive.get("n_elites"), positive.get("ensemble_size")
+    if n_elites is not None and ensemble_size is not None and n_elites > ensemble_size:
+        raise ValueError(f"n_elites ({n_elites}) cannot exceed ensemble_size ({ensemble_size})")
+    if not 0.0 <= real_ratio <= 1.0:
+        raise ValueError(f"real_ratio must be in [0, 1], got {real_ratio}")
+    check_adaptation_rate(adaptation_rate)
+    check_mixture(mixture, max_rate)
+    check_model_training(model_training, positive.get("model_train_size"))
+
+
+def check_mixture(mixture: str, max_rate: float) -> None:
+    """PMAC's ``mixture`` (and ``max_rate`` of the TV mixture)."""
+    if mixture not in ("exponential", "tv"):
+        raise ValueError(
+            f"mixture must be 'exponential' (Algorithm 1) or 'tv' (PDML's inverse TV distance), got {mixture!r}; "
+            "for MBPO's uniform data use MBPO or adapt_model_training=adapt_rollout_starts=False"
+        )
+    check_max_rate(max_rate)
+
+
+def check_model_training(model_training: str, model_train_size: int | None) -> None:
+    """PMAC's ``model_training`` mode and ``model_train_size``."""
+    if model_training not in ("bounded", "full"):
+        raise ValueError(f"model_training must be 'bounded' or 'full', got {model_training!r}")
+    if model_training == "full" and model_train_size is not None:
+        raise ValueError("model_train_size sets the bounded training set: it cannot be used with model_training='full'")
+
+
+def check_spaces(env: gym.Env | VecEnv) -> None:
+    """PMAC models flat continuous states and actions: reject everything else with a clear message."""
+    action_space, observation_space = env.action_space, env.observation_space
+    if not isinstance(action_space, spaces.Box):
+        raise ValueError(
+            f"PMAC needs a continuous (Box) action space, got {type(action_space).__name__}: "
+            "discrete and multi-discrete actions are not supported"
+        )
+    if isinstance(observation_space, spaces.Dict) or not isinstance(observation_space, spaces.Box):
+        raise ValueError(
+            f"PMAC needs a flat Box observation space, got {observation_space}: Dict, Tuple and discrete observations "
+            "are not supported (the dynamics model predicts a vector state); flatten them with a wrapper"
+        )
+    if len(observation_space.shape) != 1 or np.issubdtype(observation_space.dtype, np.integer):
+        raise ValueError(
+            f"PMAC needs a 1-D float observation space, got shape {observation_space.shape} and dtype "
+            f"{observation_space.dtype}: image observations are not supported"
+        )
+    if not np.all(np.isfinite(action_space.low)) or not np.all(np.isfinite(action_space.high)):
+        warnings.warn("The action space is unbounded: SAC squashes actions to [-1, 1] and rescales to the bounds")

@@ -3,38 +3,34 @@ PMAC: Policy-adaptation Model-based Actor-Critic (Wang, Wongkamjan and Huang, 20
 """
 
 import io
-import json
 import math
 import pathlib
 import time
-import warnings
-import zipfile
 from typing import Any, ClassVar, TypeVar
 
-import gymnasium as gym
 import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.policies import BasePolicy
-from stable_baselines3.common.save_util import load_from_pkl, open_path, save_to_pkl
+from stable_baselines3.common.save_util import load_from_pkl, save_to_pkl
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
-from stable_baselines3.common.vec_env import VecEnv
 from stable_baselines3.sac import SAC
 from stable_baselines3.sac.policies import SACPolicy
 
 from sb3_pmac import fast_sac
 from sb3_pmac.buffers import MixedReplaySampler, ModelReplayBuffer, PolicyVersionedReplayBuffer
-from sb3_pmac.checks import check_positive
+from sb3_pmac.checks import check_pmac_arguments, check_spaces
+from sb3_pmac.compat import legacy_defaults
 from sb3_pmac.dynamics import ModelTrainer, ModelTrainingInfo, ProbabilisticEnsemble
 from sb3_pmac.env_presets import get_preset, make_preset_env
 from sb3_pmac.horizon import HorizonSchedule, epoch_at, horizon_at, model_buffer_capacity, validate_horizon_schedule
-from sb3_pmac.policy_mixture import PolicyMixture, check_adaptation_rate
+from sb3_pmac.policy_mixture import PolicyMixture
 from sb3_pmac.random_state import get_global_rng_states, set_global_rng_states
 from sb3_pmac.rollouts import RolloutInfo, rollout_model
 from sb3_pmac.termination import TerminationFn, get_termination_fn
-from sb3_pmac.tv_mixture import UNIFORM_ACTION_LOG_STD, TVPolicyMixture, actor_gaussian, check_max_rate, measure_tv_distances
+from sb3_pmac.tv_mixture import UNIFORM_ACTION_LOG_STD, TVPolicyMixture, actor_gaussian, measure_tv_distances
 
 SelfPMAC = TypeVar("SelfPMAC", bound="PMAC")
 
@@ -195,18 +191,20 @@ class PMAC(SAC):
         if env_id is not None:
             env = make_preset_env(env_id)
         if env is not None:
-            _check_spaces(env)  # type: ignore[arg-type]
-        if optimize_memory_usage:
-            raise ValueError("PMAC does not support optimize_memory_usage=True (the versioned buffer stores next_obs)")
-        if replay_buffer_class is None:
-            replay_buffer_class = PolicyVersionedReplayBuffer
-        elif not issubclass(replay_buffer_class, PolicyVersionedReplayBuffer):
-            raise ValueError(f"replay_buffer_class must subclass PolicyVersionedReplayBuffer, got {replay_buffer_class}")
-
+            check_spaces(env)  # type: ignore[arg-type]
         if rollout_horizon is None:
             rollout_horizon = preset.horizon_schedule if preset is not None else 1
         self.rollout_horizon = validate_horizon_schedule(rollout_horizon)
-        check_positive(
+        check_pmac_arguments(
+            optimize_memory_usage=optimize_memory_usage,
+            replay_buffer_class=replay_buffer_class,
+            learning_starts=learning_starts,
+            gradient_steps=gradient_steps,
+            real_ratio=real_ratio,
+            adaptation_rate=adaptation_rate,
+            mixture=mixture,
+            max_rate=max_rate,
+            model_training=model_training,
             model_train_freq=model_train_freq,
             rollout_batch_size=rollout_batch_size,
             epoch_length=epoch_length,
@@ -218,17 +216,7 @@ class PMAC(SAC):
             model_buffer_size=model_buffer_size,
             model_train_size=model_train_size,
         )
-        if learning_starts < 0:
-            raise ValueError(f"learning_starts must be >= 0, got {learning_starts}")
-        if not isinstance(gradient_steps, int) or (gradient_steps <= 0 and gradient_steps != -1):
-            raise ValueError(f"gradient_steps must be a positive int (or -1), got {gradient_steps!r}")
-        if n_elites > ensemble_size:
-            raise ValueError(f"n_elites ({n_elites}) cannot exceed ensemble_size ({ensemble_size})")
-        if not 0.0 <= real_ratio <= 1.0:
-            raise ValueError(f"real_ratio must be in [0, 1], got {real_ratio}")
-        check_adaptation_rate(adaptation_rate)
-        _check_mixture(mixture, max_rate)
-        _check_model_training(model_training, model_train_size)
+        replay_buffer_class = replay_buffer_class or PolicyVersionedReplayBuffer
         if mixture == "tv":
             # the distances need the collecting policy's Gaussian parameters of every real transition
             replay_buffer_kwargs = {**(replay_buffer_kwargs or {}), "store_policy_params": True}
@@ -598,7 +586,7 @@ class PMAC(SAC):
         See ``BaseAlgorithm.load`` for the parameters.
         """
         kwargs.setdefault("_lazy_buffers", True)
-        for key, value in _legacy_defaults(path).items():
+        for key, value in legacy_defaults(path).items():
             kwargs.setdefault(key, value)
         model = super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
         if model._rng_states is not None:
@@ -640,83 +628,3 @@ class PMAC(SAC):
         set_global_rng_states(states)
         self.action_space.np_random.bit_generator.state = states["action_space"]
         self.model_trainer.rng.bit_generator.state = states["model_trainer"]
-
-
-class MBPO(PMAC):
-    """
-    Model-Based Policy Optimization (Janner et al., 2019): :class:`PMAC` with uniform data selection (every real
-    transition equally likely for model training and rollout starts), the baseline PMAC improves on.
-    All parameters are those of :class:`PMAC`; ``adapt_model_training`` and ``adapt_rollout_starts`` default to False.
-    """
-
-    _adapt_by_default: ClassVar[bool] = False
-
-    def learn(
-        self,
-        total_timesteps: int,
-        callback: MaybeCallback = None,
-        log_interval: int = 4,
-        tb_log_name: str = "MBPO",
-        reset_num_timesteps: bool = True,
-        progress_bar: bool = False,
-    ) -> "MBPO":
-        return super().learn(total_timesteps, callback, log_interval, tb_log_name, reset_num_timesteps, progress_bar)
-
-
-#: Attributes added after the first release, with the value that keeps an agent saved without them on its behaviour.
-_LEGACY_DEFAULTS: dict[str, Any] = {"model_training": "full"}
-
-
-def _legacy_defaults(path: str | pathlib.Path | io.BufferedIOBase) -> dict[str, Any]:
-    """The :data:`_LEGACY_DEFAULTS` missing from a saved agent's data (read without loading its tensors)."""
-    file = open_path(path, "r", verbose=0, suffix="zip")
-    position = file.tell()
-    try:
-        with zipfile.ZipFile(file) as archive:
-            saved = json.loads(archive.read("data"))
-    except (KeyError, ValueError, zipfile.BadZipFile):
-        return {}  # SB3's load reports what is wrong with the file
-    finally:
-        if isinstance(path, io.BufferedIOBase):
-            file.seek(position)
-        else:
-            file.close()
-    return {key: value for key, value in _LEGACY_DEFAULTS.items() if key not in saved}
-
-
-def _check_mixture(mixture: str, max_rate: float) -> None:
-    if mixture not in ("exponential", "tv"):
-        raise ValueError(
-            f"mixture must be 'exponential' (Algorithm 1) or 'tv' (PDML's inverse TV distance), got {mixture!r}; "
-            "for MBPO's uniform data use MBPO or adapt_model_training=adapt_rollout_starts=False"
-        )
-    check_max_rate(max_rate)
-
-
-def _check_model_training(model_training: str, model_train_size: int | None) -> None:
-    if model_training not in ("bounded", "full"):
-        raise ValueError(f"model_training must be 'bounded' or 'full', got {model_training!r}")
-    if model_training == "full" and model_train_size is not None:
-        raise ValueError("model_train_size sets the bounded training set: it cannot be used with model_training='full'")
-
-
-def _check_spaces(env: gym.Env | VecEnv) -> None:
-    """PMAC models flat continuous states and actions: reject everything else with a clear message."""
-    action_space, observation_space = env.action_space, env.observation_space
-    if not isinstance(action_space, spaces.Box):
-        raise ValueError(
-            f"PMAC needs a continuous (Box) action space, got {type(action_space).__name__}: "
-            "discrete and multi-discrete actions are not supported"
-        )
-    if isinstance(observation_space, spaces.Dict) or not isinstance(observation_space, spaces.Box):
-        raise ValueError(
-            f"PMAC needs a flat Box observation space, got {observation_space}: Dict, Tuple and discrete observations "
-            "are not supported (the dynamics model predicts a vector state); flatten them with a wrapper"
-        )
-    if len(observation_space.shape) != 1 or np.issubdtype(observation_space.dtype, np.integer):
-        raise ValueError(
-            f"PMAC needs a 1-D float observation space, got shape {observation_space.shape} and dtype "
-            f"{observation_space.dtype}: image observations are not supported"
-        )
-    if not np.all(np.isfinite(action_space.low)) or not np.all(np.isfinite(action_space.high)):
-        warnings.warn("The action space is unbounded: SAC squashes actions to [-1, 1] and rescales to the bounds")

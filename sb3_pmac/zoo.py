@@ -73,7 +73,8 @@ def register() -> None:
     from rl_zoo3 import hyperparams_opt
     from rl_zoo3.utils import ALGOS
 
-    from sb3_pmac.pmac import MBPO, PMAC
+    from sb3_pmac.mbpo import MBPO
+    from sb3_pmac.pmac import PMAC
     from sb3_pmac.zoo_optuna import convert_pmac_params, sample_mbpo_params, sample_pmac_params
 
     ALGOS["pmac"] = PMAC

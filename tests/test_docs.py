@@ -47,7 +47,7 @@ def test_docs_build(tmp_path: Path) -> None:
 
     for name in (
         "sb3_pmac.pmac.PMAC",
-        "sb3_pmac.pmac.MBPO",
+        "sb3_pmac.mbpo.MBPO",
         "sb3_pmac.policy_mixture.PolicyMixture",
         "sb3_pmac.buffers.PolicyVersionedReplayBuffer",
         "sb3_pmac.dynamics.ensemble.ProbabilisticEnsemble",

@@ -17,7 +17,8 @@ from sb3_pmac.buffers import PolicyVersionedReplayBuffer
 from sb3_pmac.diagnostics.metrics import DiagnosticsConfig, evaluate_model
 from sb3_pmac.diagnostics.schema import append_csv_row, format_row
 from sb3_pmac.env_presets import make_preset_env
-from sb3_pmac.pmac import MBPO, PMAC
+from sb3_pmac.mbpo import MBPO
+from sb3_pmac.pmac import PMAC
 
 #: The classes a saved agent can be loaded with, by name
 ALGOS: dict[str, type[PMAC]] = {"pmac": PMAC, "mbpo": MBPO}

@@ -1,0 +1,28 @@
+"""MBPO (Janner et al., 2019): PMAC with uniform data selection, the baseline of the paper and of its ablations."""
+
+from typing import ClassVar
+
+from stable_baselines3.common.type_aliases import MaybeCallback
+
+from sb3_pmac.pmac import PMAC
+
+
+class MBPO(PMAC):
+    """
+    Model-Based Policy Optimization (Janner et al., 2019): :class:`PMAC` with uniform data selection (every real
+    transition equally likely for model training and rollout starts), the baseline PMAC improves on.
+    All parameters are those of :class:`PMAC`; ``adapt_model_training`` and ``adapt_rollout_starts`` default to False.
+    """
+
+    _adapt_by_default: ClassVar[bool] = False
+
+    def learn(
+        self,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 4,
+        tb_log_name: str = "MBPO",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> "MBPO":
+        return super().learn(total_timesteps, callback, log_interval, tb_log_name, reset_num_timesteps, progress_bar)
