@@ -24,8 +24,16 @@ def check_positive(**values: int | None) -> None:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
+class UnsupportedSpaceError(ValueError, AssertionError):
+    """
+    A space PMAC cannot model. Also an ``AssertionError``, which SB3 raises for spaces outside an algorithm's
+    ``supported_action_spaces``, so code that catches either keeps working.
+    """
+
+
 def check_pmac_arguments(
     optimize_memory_usage: bool,
+    n_steps: int,
     replay_buffer_class: Any,
     learning_starts: int,
     gradient_steps: int,
@@ -39,6 +47,11 @@ def check_pmac_arguments(
     """The constructor arguments of :class:`~sb3_pmac.pmac.PMAC` that SB3's ``SAC`` does not check itself."""
     if optimize_memory_usage:
         raise ValueError("PMAC does not support optimize_memory_usage=True (the versioned buffer stores next_obs)")
+    if n_steps != 1:
+        raise ValueError(
+            f"PMAC does not support n-step returns (n_steps={n_steps!r}): its SAC batches are mostly model transitions, "
+            "which are one-step; use n_steps=1"
+        )
     if replay_buffer_class is not None and not issubclass(replay_buffer_class, PolicyVersionedReplayBuffer):
         raise ValueError(f"replay_buffer_class must subclass PolicyVersionedReplayBuffer, got {replay_buffer_class}")
     check_positive(**positive)
@@ -78,19 +91,24 @@ def check_spaces(env: gym.Env | VecEnv) -> None:
     """PMAC models flat continuous states and actions: reject everything else with a clear message."""
     action_space, observation_space = env.action_space, env.observation_space
     if not isinstance(action_space, spaces.Box):
-        raise ValueError(
+        raise UnsupportedSpaceError(
             f"PMAC needs a continuous (Box) action space, got {type(action_space).__name__}: "
             "discrete and multi-discrete actions are not supported"
         )
     if isinstance(observation_space, spaces.Dict) or not isinstance(observation_space, spaces.Box):
-        raise ValueError(
+        raise UnsupportedSpaceError(
             f"PMAC needs a flat Box observation space, got {observation_space}: Dict, Tuple and discrete observations "
             "are not supported (the dynamics model predicts a vector state); flatten them with a wrapper"
         )
-    if len(observation_space.shape) != 1 or np.issubdtype(observation_space.dtype, np.integer):
-        raise ValueError(
-            f"PMAC needs a 1-D float observation space, got shape {observation_space.shape} and dtype "
-            f"{observation_space.dtype}: image observations are not supported"
+    if len(observation_space.shape) != 1:
+        raise UnsupportedSpaceError(
+            f"PMAC needs a 1-D observation space, got shape {observation_space.shape}: image and other "
+            "multi-dimensional observations are not supported; flatten them with a wrapper"
+        )
+    if np.issubdtype(observation_space.dtype, np.integer):
+        raise UnsupportedSpaceError(
+            f"PMAC needs float observations, got dtype {observation_space.dtype}: the dynamics model predicts "
+            "continuous states; cast them with a wrapper (e.g. gymnasium.wrappers.DtypeObservation(env, np.float32))"
         )
     if not np.all(np.isfinite(action_space.low)) or not np.all(np.isfinite(action_space.high)):
         warnings.warn("The action space is unbounded: SAC squashes actions to [-1, 1] and rescales to the bounds")

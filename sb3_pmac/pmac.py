@@ -75,6 +75,7 @@ class PMAC(SAC):
     :param replay_buffer_class: Replay buffer class; must be a :class:`PolicyVersionedReplayBuffer` (default)
     :param replay_buffer_kwargs: Keyword arguments to pass to the replay buffer on creation.
     :param optimize_memory_usage: Not supported by PMAC (raises ``ValueError``)
+    :param n_steps: n-step returns of SB3's SAC; only 1 is supported (model rollouts produce one-step transitions)
     :param ent_coef: Entropy regularization coefficient (``"auto"`` to learn it)
     :param target_update_interval: update the target network every ``target_update_interval`` gradient steps
     :param target_entropy: target entropy when learning ``ent_coef`` (``ent_coef = 'auto'``)
@@ -150,6 +151,7 @@ class PMAC(SAC):
         replay_buffer_class: type[ReplayBuffer] | None = None,
         replay_buffer_kwargs: dict[str, Any] | None = None,
         optimize_memory_usage: bool = False,
+        n_steps: int = 1,
         ent_coef: str | float = "auto",
         target_update_interval: int = 1,
         target_entropy: str | float = "auto",
@@ -197,6 +199,7 @@ class PMAC(SAC):
         self.rollout_horizon = validate_horizon_schedule(rollout_horizon)
         check_pmac_arguments(
             optimize_memory_usage=optimize_memory_usage,
+            n_steps=n_steps,
             replay_buffer_class=replay_buffer_class,
             learning_starts=learning_starts,
             gradient_steps=gradient_steps,
