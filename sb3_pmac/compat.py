@@ -9,7 +9,10 @@ from typing import Any
 from stable_baselines3.common.save_util import open_path
 
 #: Attributes added after the first release, with the value that keeps an agent saved without them on its behaviour.
-LEGACY_DEFAULTS: dict[str, Any] = {"model_training": "full"}
+LEGACY_DEFAULTS: dict[str, Any] = {
+    "model_training": "full",  # bounded model training came later
+    "_user_termination_fn": True,  # whether the saved termination function was the user's is unknown: keep it
+}
 
 
 def legacy_defaults(path: str | pathlib.Path | io.BufferedIOBase) -> dict[str, Any]:

@@ -25,6 +25,9 @@ class TruncateObservation(gym.ObservationWrapper):
     :param size: number of leading observation entries to keep
     """
 
+    #: the kept entries are the leading ones of the raw observation: termination rules read them unchanged
+    keeps_termination_inputs = True
+
     def __init__(self, env: gym.Env, size: int) -> None:
         super().__init__(env)
         space = env.observation_space

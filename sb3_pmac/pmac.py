@@ -272,6 +272,7 @@ class PMAC(SAC):
         self.model_training = model_training
         self.model_train_size = model_train_size
         self.termination_fn = termination_fn
+        self._user_termination_fn = termination_fn is not None  # else derived from the env, again on set_env / load
 
         # Algorithm 1 state, saved with the agent
         self.policy_mixture: PolicyMixture | None = None
@@ -541,6 +542,12 @@ class PMAC(SAC):
             progress_bar=progress_bar,
         )
 
+    def set_env(self, env: GymEnv, force_reset: bool = True) -> None:
+        """SB3's ``set_env``; the termination function is derived from the new env unless one was passed."""
+        super().set_env(env, force_reset)
+        if not self._user_termination_fn:
+            self.termination_fn = get_termination_fn(self.env)  # type: ignore[arg-type]
+
     def _excluded_save_params(self) -> list[str]:
         return [
             *super()._excluded_save_params(),
@@ -592,6 +599,8 @@ class PMAC(SAC):
         for key, value in legacy_defaults(path).items():
             kwargs.setdefault(key, value)
         model = super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
+        if env is not None and not model._user_termination_fn:
+            model.termination_fn = get_termination_fn(model.env)  # type: ignore[arg-type]  # the new env's settings
         if model._rng_states is not None:
             model._set_rng_states(model._rng_states)
             model._rng_states = None

@@ -433,19 +433,48 @@ def _unknown(name: str, warn: bool) -> NeverTerminate:
     return NeverTerminate()
 
 
-def _env_name(env: gym.Env, spec: Any = None) -> str | None:
-    """Base name from the env spec id, else from the env class name (``HopperEnv`` -> ``Hopper``)."""
+def _env_names(env: gym.Env, spec: Any = None) -> list[str]:
+    """
+    Names to look the env up by: the base name of its spec id, else its class name as it is and without an ``Env``
+    suffix (``HopperEnv`` -> ``Hopper``), so that an env made without ``gym.make`` is found under either.
+    """
     for candidate in (spec, getattr(env, "spec", None), getattr(env.unwrapped, "spec", None)):
         if candidate is not None and getattr(candidate, "id", None):
-            return env_base_name(candidate.id)
+            return [env_base_name(candidate.id)]
     cls_name = type(env.unwrapped).__name__
-    return cls_name[: -len("Env")] if cls_name.endswith("Env") and len(cls_name) > 3 else None
+    names = [cls_name]
+    if cls_name.endswith("Env") and len(cls_name) > 3:
+        names.append(cls_name[: -len("Env")])
+    return names
+
+
+def observation_wrappers(env: gym.Env) -> list[str]:
+    """
+    The observation wrappers between ``env`` and its unwrapped env that change what a termination rule reads (a
+    termination function reads the unwrapped env's raw observations; wrappers marked ``keeps_termination_inputs``,
+    like the presets' truncation, are left out).
+    """
+    found = []
+    while isinstance(env, gym.Wrapper):
+        if isinstance(env, gym.ObservationWrapper) and not getattr(env, "keeps_termination_inputs", False):
+            found.append(type(env).__name__)
+        env = env.env
+    return found
 
 
 def _from_gym_env(env: gym.Env, warn: bool, spec: Any = None) -> TerminationFn:
-    name = _env_name(env, spec)
-    if name is None or name not in _REGISTRY:
-        return _unknown(name or type(env.unwrapped).__name__, warn)
+    names = _env_names(env, spec)
+    name = next((name for name in names if name in _REGISTRY), None)
+    if name is None:
+        return _unknown(names[0], warn)
+    wrappers = observation_wrappers(env)
+    if wrappers:
+        raise ValueError(
+            f"The {name} env is wrapped in observation wrappers ({', '.join(wrappers)}): its termination rule reads raw "
+            "observations, so model rollouts would terminate on transformed ones. Pass termination_fn=... that works "
+            "on the wrapped observations (e.g. sb3_pmac.termination.NeverTerminate()), or normalize with "
+            "VecNormalize, whose raw observations PMAC keeps for the model."
+        )
     return _REGISTRY[name](env.unwrapped)
 
 

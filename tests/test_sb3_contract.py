@@ -51,3 +51,67 @@ def test_n_steps_default_accepted_and_n_step_returns_refused():
     assert model.n_steps == 1
     with pytest.raises(ValueError, match="n-step"):
         PMAC("MlpPolicy", SpacesEnv(BOX_OBS, BOX_ACT), n_steps=3, buffer_size=100)
+
+
+# ---------------------------------------------------------------------------------------------- termination rules
+def test_observation_wrappers_refused_unless_a_termination_fn_is_given():
+    from gymnasium.wrappers import NormalizeObservation
+
+    from sb3_pmac.termination import NeverTerminate
+
+    wrapped = NormalizeObservation(gym.make("Hopper-v5"))
+    with pytest.raises(ValueError, match="NormalizeObservation"):
+        PMAC("MlpPolicy", wrapped, buffer_size=100)
+    model = PMAC("MlpPolicy", wrapped, buffer_size=100, termination_fn=NeverTerminate())
+    assert isinstance(model.termination_fn, NeverTerminate)
+    # the presets' truncation keeps the leading raw entries: allowed (Humanoid's rule reads the height, entry 0)
+    assert type(PMAC("Humanoid-v4", buffer_size=100).termination_fn).__name__ == "HumanoidTermination"
+
+
+def test_load_and_set_env_derive_the_rule_of_the_new_env(tmp_path):
+    from sb3_pmac.termination import NeverTerminate
+
+    model = PMAC("MlpPolicy", gym.make("Hopper-v5"), buffer_size=100, learning_starts=10)
+    assert model.termination_fn.terminate_when_unhealthy and model.termination_fn.healthy_z_range[0] == 0.7
+    model.save(tmp_path / "hopper")
+    relaxed = gym.make("Hopper-v5", terminate_when_unhealthy=False, healthy_z_range=(0.5, float("inf")))
+    loaded = PMAC.load(tmp_path / "hopper", env=relaxed)
+    assert not loaded.termination_fn.terminate_when_unhealthy and loaded.termination_fn.healthy_z_range[0] == 0.5
+    loaded.set_env(gym.make("Hopper-v5"))
+    assert loaded.termination_fn.terminate_when_unhealthy and loaded.termination_fn.healthy_z_range[0] == 0.7
+    # a rule the user passed is kept
+    mine = PMAC("MlpPolicy", gym.make("Hopper-v5"), buffer_size=100, termination_fn=NeverTerminate())
+    mine.save(tmp_path / "mine")
+    assert isinstance(PMAC.load(tmp_path / "mine", env=relaxed).termination_fn, NeverTerminate)
+    mine.set_env(relaxed)
+    assert isinstance(mine.termination_fn, NeverTerminate)
+
+
+class IdentityEnvBox(gym.Env):
+    """An env made without gym.make, whose class name does not end with 'Env'."""
+
+    observation_space = spaces.Box(-1, 1, (3,), np.float32)
+    action_space = spaces.Box(-1, 1, (2,), np.float32)
+
+    def reset(self, seed=None, options=None):
+        return np.zeros(3, np.float32), {}
+
+    def step(self, action):
+        return np.zeros(3, np.float32), 0.0, False, False, {}
+
+
+class AlwaysDone:
+    def __call__(self, obs, action, next_obs):
+        import torch as th
+
+        return th.ones(len(next_obs), dtype=th.bool)
+
+
+def test_registered_rule_found_for_an_env_made_without_gym_make():
+    from sb3_pmac.termination import _REGISTRY, register_termination_fn
+
+    register_termination_fn("IdentityEnvBox", lambda env: AlwaysDone())
+    try:
+        assert isinstance(PMAC("MlpPolicy", IdentityEnvBox(), buffer_size=100).termination_fn, AlwaysDone)
+    finally:
+        del _REGISTRY["IdentityEnvBox"]
