@@ -56,6 +56,11 @@ class EnvPreset:
     truncate_observation: dict[str, int] = dataclasses.field(default_factory=dict)
     total_timesteps: int = 100_000
 
+    def truncated_size(self, env_id: str) -> int | None:
+        """The observation size kept by MBPO's truncation for this id's version, or None."""
+        _, version = split_env_id(env_id)
+        return self.truncate_observation.get(version) if version is not None else None
+
 
 HUMANOID_V5_TRUNCATED = {
     "include_cinert_in_observation": False,
@@ -121,3 +126,12 @@ def make_preset_env(env_id: str, env_kwargs: dict[str, Any] | None = None, **mak
     if preset is not None and version is not None and version in preset.truncate_observation:
         env = TruncateObservation(env, preset.truncate_observation[version])
     return env
+
+
+def env_spec_id(env: Any) -> str | None:
+    """The spec id of a gymnasium env (possibly wrapped) or of a VecEnv's first env, if it has one."""
+    try:
+        spec = env.get_attr("spec", indices=[0])[0] if hasattr(env, "get_attr") else getattr(env, "spec", None)
+    except (AttributeError, IndexError):
+        return None
+    return getattr(spec, "id", None)

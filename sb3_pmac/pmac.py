@@ -8,6 +8,7 @@ import pathlib
 import time
 from typing import Any, ClassVar, TypeVar
 
+import gymnasium as gym
 import numpy as np
 import torch as th
 from gymnasium import spaces
@@ -24,7 +25,7 @@ from sb3_pmac.buffers import MixedReplaySampler, ModelReplayBuffer, PolicyVersio
 from sb3_pmac.checks import check_pmac_arguments, check_spaces
 from sb3_pmac.compat import legacy_defaults
 from sb3_pmac.dynamics import ModelTrainer, ModelTrainingInfo, ProbabilisticEnsemble
-from sb3_pmac.env_presets import get_preset, make_preset_env
+from sb3_pmac.env_presets import env_spec_id, get_preset, make_preset_env
 from sb3_pmac.horizon import HorizonSchedule, epoch_at, horizon_at, model_buffer_capacity, validate_horizon_schedule
 from sb3_pmac.policy_mixture import PolicyMixture
 from sb3_pmac.random_state import get_global_rng_states, set_global_rng_states
@@ -120,6 +121,9 @@ class PMAC(SAC):
         ``model_train_freq * (1 + alpha) / (1 - alpha)`` (4750 at the defaults), capped at the buffer's size
     :param termination_fn: ``(obs, action, next_obs) -> done`` for model rollouts; ``None``: looked up from the env
         (see :mod:`sb3_pmac.termination`)
+    :param use_presets: apply the paper's preset of the env's task when its id is known (given as a string, or the
+        spec id of the env passed): the horizon schedule (unless ``rollout_horizon`` is given) and, for an id given as
+        a string, MBPO's truncated Ant/Humanoid observations; ``verbose=1`` prints what was applied
     :param stats_window_size: Window size for the rollout logging
     :param tensorboard_log: the log location for tensorboard (if None, no logging)
     :param policy_kwargs: additional arguments to be passed to the policy on creation
@@ -177,6 +181,7 @@ class PMAC(SAC):
         model_training: str = "bounded",
         model_train_size: int | None = None,
         termination_fn: TerminationFn | None = None,
+        use_presets: bool = True,
         stats_window_size: int = 100,
         tensorboard_log: str | None = None,
         policy_kwargs: dict[str, Any] | None = None,
@@ -189,13 +194,22 @@ class PMAC(SAC):
         if env is None and isinstance(policy, str) and policy not in self.policy_aliases:
             policy, env = "MlpPolicy", policy
         env_id = env if isinstance(env, str) else None
-        preset = get_preset(env_id) if env_id is not None else None
+        known_id = env_id if env_id is not None else env_spec_id(env)
+        preset = get_preset(known_id) if known_id is not None and use_presets else None
         if env_id is not None:
-            env = make_preset_env(env_id)
+            env = make_preset_env(env_id) if use_presets else gym.make(env_id)
         if env is not None:
             check_spaces(env)  # type: ignore[arg-type]
+        applied = []
         if rollout_horizon is None:
             rollout_horizon = preset.horizon_schedule if preset is not None else 1
+            if preset is not None:
+                applied.append(f"rollout_horizon={rollout_horizon}")
+        if preset is not None and env_id is not None and preset.truncated_size(env_id) is not None:
+            applied.append(f"observations truncated to {preset.truncated_size(env_id)} entries (MBPO's)")
+        if verbose >= 1 and preset is not None:
+            summary = ", ".join(applied) or "none"
+            print(f"{type(self).__name__}: presets of {known_id} applied: {summary} (use_presets=False to turn off)")
         self.rollout_horizon = validate_horizon_schedule(rollout_horizon)
         check_pmac_arguments(
             optimize_memory_usage=optimize_memory_usage,

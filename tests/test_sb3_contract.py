@@ -115,3 +115,21 @@ def test_registered_rule_found_for_an_env_made_without_gym_make():
         assert isinstance(PMAC("MlpPolicy", IdentityEnvBox(), buffer_size=100).termination_fn, AlwaysDone)
     finally:
         del _REGISTRY["IdentityEnvBox"]
+
+
+# ---------------------------------------------------------------------------------------------- presets
+def test_presets_apply_to_an_env_built_from_a_known_id_and_can_be_turned_off(capsys):
+    from stable_baselines3.common.env_util import make_vec_env
+
+    assert PMAC("MlpPolicy", gym.make("Hopper-v5"), buffer_size=100).rollout_horizon == (20, 100, 1, 15)
+    assert PMAC("MlpPolicy", make_vec_env("Hopper-v5", n_envs=2), buffer_size=100).rollout_horizon == (20, 100, 1, 15)
+    assert PMAC("MlpPolicy", gym.make("Hopper-v5"), buffer_size=100, rollout_horizon=3).rollout_horizon == 3
+    assert PMAC("MlpPolicy", gym.make("Hopper-v5"), buffer_size=100, use_presets=False).rollout_horizon == 1
+    plain = PMAC("Humanoid-v4", buffer_size=100, use_presets=False)
+    assert plain.rollout_horizon == 1 and plain.observation_space.shape == (376,)  # no MBPO truncation either
+    capsys.readouterr()
+    PMAC("Humanoid-v4", buffer_size=100, verbose=1)
+    printed = capsys.readouterr().out
+    assert "rollout_horizon=(20, 300, 1, 25)" in printed and "truncated to 45" in printed
+    PMAC("MlpPolicy", gym.make("Hopper-v5"), buffer_size=100, verbose=1)
+    assert "presets of Hopper-v5 applied: rollout_horizon=(20, 100, 1, 15)" in capsys.readouterr().out
