@@ -11,11 +11,13 @@ Each run writes ``<out>/<env>/<algo>/seed_<seed>/``:
   episodes on a separate env every ``--eval-freq`` steps); this is what ``python -m sb3_pmac.plot curves`` reads;
 * ``monitor.csv`` (training episodes, SB3 Monitor format) and ``progress.csv`` (SB3 logger, ``time/`` split included);
 * ``agent_<timesteps>.zip`` at every evaluation (``--keep-checkpoints``) for offline diagnostics;
-* ``run.json``: the settings, so that a resumed run refuses other settings.
+* ``run.json``: the settings and the code's commit, so that a resumed run refuses other settings.
 
 ``--max-seconds S`` stops after the first evaluation past ``S`` seconds, saving the agent and its replay buffer; the
 next call with the same arguments resumes exactly there (exit code 3 means "not finished yet"). This is how runs
-longer than one 10-minute command are made on a borrowed machine.
+longer than one 10-minute command are made on a borrowed machine. The agent and buffer of a pause are written under
+new names and only then made current (``resume.json`` is replaced atomically), so a run killed while saving resumes
+from the previous pause; ``progress.csv`` keeps the rows of every call.
 
 ``--settings reduced`` (default) shrinks the per-step cost for CPU budgets and is labelled as such in ``run.json``:
 fewer SAC updates per env step (``--gradient-steps``), a shorter warm-up, at most ``--model-max-epochs`` epochs per
@@ -29,6 +31,7 @@ import argparse
 import csv
 import json
 import os
+import subprocess
 import sys
 import time
 import warnings
@@ -39,7 +42,7 @@ import gymnasium as gym
 import torch as th
 from stable_baselines3 import SAC
 from stable_baselines3.common.evaluation import evaluate_policy
-from stable_baselines3.common.logger import configure
+from stable_baselines3.common.logger import KVWriter, Logger
 from stable_baselines3.common.monitor import Monitor
 
 from sb3_pmac import MBPO, PMAC
@@ -94,6 +97,47 @@ def settings_record(args: argparse.Namespace) -> dict[str, Any]:
     return {key: getattr(args, key) for key in keys}
 
 
+def code_commit() -> str:
+    """The commit of the code that runs (``+dirty`` when the working tree has changes), or "unknown"."""
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True,
+                               text=True, check=True)  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+class AppendingCSV(KVWriter):
+    """SB3 logger output that appends one row per dump to a CSV kept across calls (the header grows with new keys)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def write(self, key_values: dict[str, Any], key_excluded: dict[str, Any], step: int = 0) -> None:
+        row = {key: value for key, value in key_values.items() if "csv" not in (key_excluded.get(key) or ())}
+        rows, columns = [], []
+        if self.path.exists():
+            with open(self.path, newline="") as file:
+                reader = csv.DictReader(file)
+                columns, rows = list(reader.fieldnames or []), list(reader)
+        columns += [key for key in row if key not in columns]
+        rows.append({key: "" if value is None else value for key, value in row.items()})
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with open(tmp, "w", newline="") as file:
+            writer = csv.DictWriter(file, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(tmp, self.path)
+
+
 def run(args: argparse.Namespace) -> int:
     th.set_num_threads(args.threads)
     gym.logger.min_level = 40
@@ -102,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
     run_dir.mkdir(parents=True, exist_ok=True)
     settings = settings_record(args)
     settings_file = run_dir / "run.json"
-    resume_file, buffer_file = run_dir / "resume.zip", run_dir / "resume_buffer.pkl"
+    pointer_file = run_dir / "resume.json"
     if settings_file.exists():
         previous = json.loads(settings_file.read_text())
         previous_settings = {key: previous.get(key) for key in settings}
@@ -113,18 +157,21 @@ def run(args: argparse.Namespace) -> int:
             return 0
 
     algo_class = ALGOS[args.algo]
-    train_env = Monitor(make_preset_env(args.env), str(run_dir / "monitor.csv"), override_existing=not resume_file.exists())
-    if resume_file.exists():
-        model = algo_class.load(resume_file, env=train_env, device=args.device)
-        model.load_replay_buffer(buffer_file)
+    resume = json.loads(pointer_file.read_text()) if pointer_file.exists() else None
+    train_env = Monitor(make_preset_env(args.env), str(run_dir / "monitor.csv"), override_existing=resume is None)
+    if resume is not None:
+        load_kwargs = {"restore_random_state": True} if issubclass(algo_class, PMAC) else {}
+        model = algo_class.load(run_dir / resume["agent"], env=train_env, device=args.device, **load_kwargs)
+        model.load_replay_buffer(run_dir / resume["buffer"])
         print(f"Resuming {run_dir} at step {model.num_timesteps}")
     else:
         kwargs = agent_kwargs(args)
         model = algo_class("MlpPolicy", train_env, seed=args.seed, device=args.device, **kwargs)
-        settings_file.write_text(json.dumps({**settings, "agent_kwargs": kwargs, "finished": False}, indent=1))
+        record = {**settings, "agent_kwargs": kwargs, "commit": code_commit(), "finished": False}
+        write_atomically(settings_file, json.dumps(record, indent=1))
         with open(run_dir / "evaluations.csv", "w", newline="") as file:
             csv.writer(file).writerow(["timesteps", "mean_return", "std_return", "wall_s"])
-    model.set_logger(configure(str(run_dir), ["csv"]))
+    model.set_logger(Logger(folder=str(run_dir), output_formats=[AppendingCSV(run_dir / "progress.csv")]))
     eval_env = Monitor(make_preset_env(args.env))
     wall = _previous_wall(run_dir)
     start = time.perf_counter()
@@ -147,22 +194,32 @@ def run(args: argparse.Namespace) -> int:
             and time.perf_counter() - start > args.max_seconds
             and (model.num_timesteps < args.timesteps)
         ):
-            model.save(resume_file)
-            model.save_replay_buffer(buffer_file)
+            pause = {"agent": f"resume_{model.num_timesteps}.zip", "buffer": f"resume_{model.num_timesteps}_buffer.pkl"}
+            model.save(run_dir / pause["agent"])
+            model.save_replay_buffer(run_dir / pause["buffer"])
+            write_atomically(pointer_file, json.dumps(pause))  # the new pair becomes current only now
+            _remove_other_pauses(run_dir, keep=pause)
             print(f"Paused at step {model.num_timesteps}; run the same command again to resume")
             return NOT_FINISHED
 
     model.save(run_dir / "final_agent")
     model.save_replay_buffer(run_dir / "final_buffer.pkl")
-    for path in (resume_file, buffer_file):
-        if path.exists():
-            os.remove(path)
+    if pointer_file.exists():
+        os.remove(pointer_file)
+    _remove_other_pauses(run_dir, keep=None)
     record = json.loads(settings_file.read_text())
-    record.update(finished=True, wall_s=round(wall + time.perf_counter() - start, 1))
+    record.update(finished=True, wall_s=round(wall + time.perf_counter() - start, 1), final_commit=code_commit())
     if hasattr(model, "_timings"):
         record["time_split_s"] = {key: round(value, 1) for key, value in model._timings.items()}
-    settings_file.write_text(json.dumps(record, indent=1))
+    write_atomically(settings_file, json.dumps(record, indent=1))
     return 0
+
+
+def _remove_other_pauses(run_dir: Path, keep: dict[str, str] | None) -> None:
+    keep_names = set(keep.values()) if keep else set()
+    for path in [*run_dir.glob("resume_*.zip"), *run_dir.glob("resume_*_buffer.pkl")]:
+        if path.name not in keep_names:
+            os.remove(path)
 
 
 def _previous_wall(run_dir: Path) -> float:

@@ -602,12 +602,15 @@ class PMAC(SAC):
         custom_objects: dict[str, Any] | None = None,
         print_system_info: bool = False,
         force_reset: bool = True,
+        restore_random_state: bool = False,
         **kwargs: Any,
     ) -> SelfPMAC:
         """
-        Load an agent. The replay buffer is only allocated when ``learn`` is called (cheap evaluation); random number
-        generator states are restored so that ``learn(..., reset_num_timesteps=False)`` continues the run.
-        See ``BaseAlgorithm.load`` for the parameters.
+        Load an agent (see ``BaseAlgorithm.load`` for the parameters). The replay buffer is only allocated when
+        ``learn`` is called (cheap evaluation). The agent's own generators (the warm-up action sampler, the model
+        trainer's) continue where they were saved; the process-wide numpy, python and torch generators are left alone
+        unless ``restore_random_state=True``, which also restores them to their state at ``save`` so that
+        ``learn(..., reset_num_timesteps=False)`` continues the run exactly (as an uninterrupted run would).
         """
         kwargs.setdefault("_lazy_buffers", True)
         for key, value in legacy_defaults(path).items():
@@ -616,7 +619,7 @@ class PMAC(SAC):
         if env is not None and not model._user_termination_fn:
             model.termination_fn = get_termination_fn(model.env)  # type: ignore[arg-type]  # the new env's settings
         if model._rng_states is not None:
-            model._set_rng_states(model._rng_states)
+            model._set_rng_states(model._rng_states, restore_global=restore_random_state)
             model._rng_states = None
         return model
 
@@ -650,7 +653,8 @@ class PMAC(SAC):
             "model_trainer": self.model_trainer.rng.bit_generator.state,
         }
 
-    def _set_rng_states(self, states: dict[str, Any]) -> None:
-        set_global_rng_states(states)
+    def _set_rng_states(self, states: dict[str, Any], restore_global: bool) -> None:
+        if restore_global:
+            set_global_rng_states(states)
         self.action_space.np_random.bit_generator.state = states["action_space"]
         self.model_trainer.rng.bit_generator.state = states["model_trainer"]

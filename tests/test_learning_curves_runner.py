@@ -32,8 +32,13 @@ def test_pause_resume_and_finish(runner, tmp_path: Path) -> None:
     run_dir = tmp_path / "InvertedPendulum-v5" / "pmac" / "seed_0"
     # --max-seconds 0: every call stops after its first evaluation, saving agent and buffer
     assert runner.run(tiny_args(runner, tmp_path, "--max-seconds", "0")) == runner.NOT_FINISHED
-    assert (run_dir / "resume.zip").exists() and (run_dir / "resume_buffer.pkl").exists()
+    pause = json.loads((run_dir / "resume.json").read_text())
+    assert pause == {"agent": "resume_100.zip", "buffer": "resume_100_buffer.pkl"}
+    assert (run_dir / pause["agent"]).exists() and (run_dir / pause["buffer"]).exists()
     assert runner.run(tiny_args(runner, tmp_path, "--max-seconds", "0")) == runner.NOT_FINISHED
+    assert not (run_dir / "resume_100.zip").exists() and (run_dir / "resume_200.zip").exists()  # the older pair goes
+    # a kill while the next pause is written (new files, pointer not yet replaced) resumes from the last complete one
+    (run_dir / "resume_300.zip").write_bytes(b"half-written")
     assert runner.run(tiny_args(runner, tmp_path, "--max-seconds", "0")) == 0  # the last chunk finishes the run
 
     with open(run_dir / "evaluations.csv") as file:
@@ -44,7 +49,13 @@ def test_pause_resume_and_finish(runner, tmp_path: Path) -> None:
     record = json.loads((run_dir / "run.json").read_text())
     assert record["finished"] and record["algo"] == "pmac" and record["agent_kwargs"]["gradient_steps"] == 1
     assert set(record["time_split_s"]) == {"model_train", "rollout", "sac"}
-    assert not (run_dir / "resume.zip").exists() and (run_dir / "final_agent.zip").exists()
+    assert not list(run_dir.glob("resume*")) and (run_dir / "final_agent.zip").exists()
+    assert len(record["commit"]) >= 7  # the code's commit (or "unknown" outside a git checkout)
+    # progress.csv keeps one row per evaluation across the three calls
+    with open(run_dir / "progress.csv") as file:
+        progress = list(csv.DictReader(file))
+    assert [int(float(row["time/total_timesteps"])) for row in progress] == [100, 200, 300]
+    assert progress[-1]["train/actor_loss"] != ""
 
     from sb3_pmac import PMAC
 
