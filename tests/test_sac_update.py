@@ -266,6 +266,7 @@ BROKEN_KERNELS = {  # (module, attribute, replacement)
     "torch._fused_adam_": (th, "_fused_adam_", _raise_type_error),
     "torch._fused_adamw_": (th, "_fused_adamw_", _raise_type_error),
     "torch.ops.aten.threshold_backward.grad_input": (kernels, "THRESHOLD_BACKWARD", _raise_type_error),
+    "torch.ops.aten.tanh_backward": (kernels, "TANH_BACKWARD", _raise_type_error),
     "torch._fused_adam_ (does nothing)": (th, "_fused_adam_", lambda *args, **kwargs: None),
 }
 

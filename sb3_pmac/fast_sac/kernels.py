@@ -13,12 +13,14 @@ import torch as th
 
 #: Whether :func:`~sb3_pmac.fast_sac.train` (hence :meth:`PMAC.train <sb3_pmac.pmac.PMAC.train>`) uses the fast
 #: path (else SB3's ``SAC.train``): set ``sb3_pmac.fast_sac.kernels.FAST_PATH_ENABLED = False`` to turn it off.
-#: The fast path uses private torch kernels (fused Adam, ``threshold_backward``); without them, or when they fail
+#: The fast path uses private torch kernels (fused Adam, ``threshold_backward``, ``tanh_backward``); when they fail
 #: their trial call (another torch release, another signature), SB3's ``SAC.train`` is used (:func:`fast_path_available`).
 FAST_PATH_ENABLED = hasattr(th, "_fused_adam_") and hasattr(th.ops.aten.threshold_backward, "grad_input")
 
 #: ``threshold_backward(grad, result, 0, grad_input=out)``: ReLU's backward (autograd's ``ReluBackward0``) into ``out``
 THRESHOLD_BACKWARD: Any = getattr(th.ops.aten.threshold_backward, "grad_input", None)
+#: ``tanh_backward(grad, result)``: tanh's backward (autograd's ``TanhBackward0``; ``1 - result**2`` in one rounding)
+TANH_BACKWARD: Any = getattr(th.ops.aten, "tanh_backward", None)
 
 
 # ---------------------------------------------------------------------------------------------- Adam
@@ -173,10 +175,19 @@ def _trial_threshold_backward(device: th.device) -> None:
         raise RuntimeError(f"unexpected result {out.tolist()} (expected [0.0, 2.0, 0.0])")
 
 
+def _trial_tanh_backward(device: th.device) -> None:
+    if TANH_BACKWARD is None:
+        raise AttributeError("torch.ops.aten has no tanh_backward")
+    result = TANH_BACKWARD(th.tensor([1.0, 2.0], device=device), th.tensor([0.5, 0.0], device=device))
+    if result.tolist() != [0.75, 2.0]:
+        raise RuntimeError(f"unexpected result {result.tolist()} (expected [0.75, 2.0])")
+
+
 _KERNEL_TRIALS: tuple[tuple[str, Callable[[th.device], None]], ...] = (
     ("torch._fused_adam_", lambda device: _trial_fused_adam(device, False)),
     ("torch._fused_adamw_", lambda device: _trial_fused_adam(device, True)),
     ("torch.ops.aten.threshold_backward.grad_input", _trial_threshold_backward),
+    ("torch.ops.aten.tanh_backward", _trial_tanh_backward),
 )
 
 

@@ -58,8 +58,8 @@ class ReluMLPs:
     While :meth:`attach` is in effect, the networks' own parameters *are* views into that flat tensor
     (``param.data``): there is no second copy that could diverge, optimizers and modules see every change, and a
     Polyak update of all parameters is one operation on the flat tensors. :meth:`release` gives the parameters their
-    own tensors back (with the values reached). ``slots`` sets of activation buffers let passes on other inputs run
-    in between a forward pass and its backward pass.
+    own tensors back (with the values reached). A backward pass may take the first rows of the batch only (the
+    actor runs on the observations and the next observations at once, and backpropagates the former).
     """
 
     @staticmethod
@@ -74,9 +74,13 @@ class ReluMLPs:
             for layers in nets
         )
 
-    def __init__(self, nets: list[Layers], workspace: Workspace, name: str, batch_size: int, slots: int = 1) -> None:
+    def __init__(
+        self, nets: list[Layers], workspace: Workspace, name: str, batch_size: int, buffers: str | None = None
+    ) -> None:
+        """:param buffers: the name of the activation and gradient buffers (default ``name``), to share them"""
         ws, n = workspace, len(nets)
-        self.n = n
+        buffers = buffers or name
+        self.n, self.batch_size = n, batch_size
         self.relus = [relu for _, relu in nets[0]]
         shapes = [tuple(linear.weight.shape) for linear, _ in nets[0]]
         has_bias = [linear.bias is not None for linear, _ in nets[0]]
@@ -111,15 +115,14 @@ class ReluMLPs:
                     self.grads[linear.bias] = self.bias_grads[layer][k]  # type: ignore[index]
         self.weights_t = [weight.transpose(1, 2) for weight in self.weights]
         self.biases_unsqueezed = [None if bias is None else bias.unsqueeze(1) for bias in self.biases]
-        self.outputs = [
-            [ws.get((name, "out", slot, i), n, batch_size, out) for i, (out, _) in enumerate(shapes)] for slot in range(slots)
-        ]
-        self.input_grads = [ws.get((name, "gin", i), n, batch_size, inp) for i, (_, inp) in enumerate(shapes)]
-        self.top_grad = ws.get((name, "gtop"), n, batch_size, shapes[-1][0])
+        self.outputs = [ws.get((buffers, "out", i), n, batch_size, out) for i, (out, _) in enumerate(shapes)]
+        self.input_grads = [ws.get((buffers, "gin", i), n, batch_size, inp) for i, (_, inp) in enumerate(shapes)]
+        self.top_grad = ws.get((buffers, "gtop"), n, batch_size, shapes[-1][0])
         self.weight_grads_t = [
-            ws.get((name, "gwt", i), n, inp, out) if inp < out else None for i, (out, inp) in enumerate(shapes)
+            ws.get((buffers, "gwt", i), n, inp, out) if inp < out else None for i, (out, inp) in enumerate(shapes)
         ]
         self._own_tensors: list[tuple[th.Tensor, th.Tensor]] | None = None
+        self._rows: dict[int, tuple[list[th.Tensor], ...]] = {}
 
     def attach(self) -> None:
         """Make the parameters views into the flat tensor (their values copied in)."""
@@ -143,15 +146,13 @@ class ReluMLPs:
         """``[batch, in]`` shared by the ``n`` networks -> ``[n, batch, in]`` (a view); ``[n, batch, in]`` unchanged."""
         return x.unsqueeze(0).expand(self.n, *x.shape) if x.dim() == 2 else x
 
-    def forward(self, x: th.Tensor, slot: int = 0) -> th.Tensor:
+    def forward(self, x: th.Tensor) -> th.Tensor:
         """
         :param x: the input, ``[batch, in]`` (shared by the networks) or ``[n, batch, in]``
-        :return: the ``n`` outputs ``[n, batch, out]`` (a buffer of ``slot``, valid until its next forward)
+        :return: the ``n`` outputs ``[n, batch, out]`` (a buffer, valid until the next forward)
         """
         h = self._stacked(x)
-        for weight_t, bias, relu, out in zip(
-            self.weights_t, self.biases_unsqueezed, self.relus, self.outputs[slot], strict=True
-        ):
+        for weight_t, bias, relu, out in zip(self.weights_t, self.biases_unsqueezed, self.relus, self.outputs, strict=True):
             if bias is not None:
                 th.baddbmm(bias, h, weight_t, out=out)
             else:
@@ -161,18 +162,21 @@ class ReluMLPs:
             h = out
         return h
 
-    def backward(self, grad: th.Tensor, x: th.Tensor, param_grads: bool, input_grad: bool, slot: int = 0) -> th.Tensor | None:
+    def backward(self, grad: th.Tensor, x: th.Tensor, param_grads: bool, input_grad: bool) -> th.Tensor | None:
         """
-        Backpropagate ``grad`` ``[n, batch, out]`` (w.r.t. the outputs of the last :meth:`forward` of ``slot``, on
-        ``x``); parameter gradients into :attr:`grads`.
+        Backpropagate ``grad`` ``[n, rows, out]`` (w.r.t. the first ``rows`` outputs of the last :meth:`forward`,
+        whose input began with ``x``, ``[rows, in]``); parameter gradients into :attr:`grads`.
 
-        :return: the ``n`` gradients w.r.t. ``x``, ``[n, batch, in]`` (a buffer), if ``input_grad``
+        :return: the ``n`` gradients w.r.t. ``x``, ``[n, rows, in]`` (a buffer), if ``input_grad``
         """
+        rows = grad.shape[1]
+        if rows not in self._rows:  # views of the buffers' first rows
+            self._rows[rows] = tuple([t[:, :rows] for t in ts] for ts in (self.outputs, self.input_grads, [self.top_grad]))
+        outputs, input_grads, (top_grad,) = self._rows[rows]
         owned = False
-        outputs = self.outputs[slot]
         for i in range(len(self.weights) - 1, -1, -1):
             if self.relus[i]:  # ReluBackward0: threshold_backward(grad, result, 0)
-                grad = kernels.THRESHOLD_BACKWARD(grad, outputs[i], 0, grad_input=grad if owned else self.top_grad)
+                grad = kernels.THRESHOLD_BACKWARD(grad, outputs[i], 0, grad_input=grad if owned else top_grad)
             if param_grads:  # as AddmmBackward0: grad.t() @ input, and the bias gets the grad summed over the batch
                 layer_input = self._stacked(x) if i == 0 else outputs[i - 1]
                 weight_grad_t = self.weight_grads_t[i]
@@ -186,8 +190,8 @@ class ReluMLPs:
             if i == 0 and not input_grad:
                 return None
             if self.weights[i].shape[1] == 1:  # an outer product: the same single products, elementwise
-                grad = th.mul(grad, self.weights[i], out=self.input_grads[i])
+                grad = th.mul(grad, self.weights[i], out=input_grads[i])
             else:
-                grad = th.bmm(grad, self.weights[i], out=self.input_grads[i])
+                grad = th.bmm(grad, self.weights[i], out=input_grads[i])
             owned = True
         return grad

@@ -18,6 +18,7 @@ from stable_baselines3.common.torch_layers import FlattenExtractor
 from stable_baselines3.sac.policies import LOG_STD_MAX, LOG_STD_MIN, Actor
 from torch import nn
 
+from sb3_pmac.fast_sac import kernels
 from sb3_pmac.fast_sac.mlp import Layers, ReluMLPs, Workspace, relu_mlp_layers
 
 if TYPE_CHECKING:
@@ -100,6 +101,65 @@ class Critic:
 
 
 # ---------------------------------------------------------------------------------------------- hand-written path
+class SquashedGaussian:
+    """
+    :func:`squashed_gaussian_sample` without autograd: :meth:`sample` makes the same operations (the same noise draw,
+    the same values) and :meth:`backward` the operations autograd's backward pass makes on them (its formulas, and its
+    order of summation where a tensor gets gradients from several operations), for a loss of the actions and of the
+    log-probabilities (the same gradient for every sample, as in SAC's losses).
+    """
+
+    def __init__(self, epsilon: float) -> None:
+        self.epsilon = epsilon
+        self.saved: tuple[th.Tensor, ...] = ()
+
+    def sample(self, mean: th.Tensor, log_std: th.Tensor, rows: int) -> tuple[th.Tensor, th.Tensor]:
+        """
+        Samples of several batches of ``rows`` rows at once (the actor's outputs on the observations and on the next
+        observations), their noise drawn batch after batch as separate samples would draw it; :meth:`backward` is for
+        the first batch (what it needs is kept until the next ``sample``).
+
+        :return: actions ``tanh(mean + noise * std)`` and their log-probabilities ``[n_rows, 1]``
+        """
+        log_std_clamped = th.clamp(log_std, LOG_STD_MIN, LOG_STD_MAX)
+        std = log_std_clamped.exp()
+        noise = th.empty_like(mean)
+        for start in range(0, noise.shape[0], rows):
+            noise[start : start + rows].normal_()
+        gaussian = mean + noise * std
+        actions = th.tanh(gaussian)
+        diff = gaussian - mean
+        denominator = 2 * std**2
+        density = (diff**2).neg_().div_(denominator)  # -((gaussian - mean) ** 2) / (2 * std**2)
+        log_prob = (density - std.log()).sub_(_LOG_SQRT_2PI).sum(dim=1)
+        squash = (1 - actions**2).add_(self.epsilon)
+        log_prob = log_prob.sub_(th.sum(th.log(squash), dim=1)).reshape(-1, 1)
+        passes = log_std_clamped[:rows] == log_std[:rows]  # clamp's backward: it passes where min <= log_std <= max
+        self.saved = (*(t[:rows] for t in (noise, std, actions, diff, denominator, density, squash)), passes)
+        return actions, log_prob
+
+    def backward(self, log_prob_grad: th.Tensor, actions_grad: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """
+        :param log_prob_grad: the gradient of the loss w.r.t. each log-probability (a scalar tensor)
+        :param actions_grad: the gradient of the loss w.r.t. the actions, ``[rows, action_dim]``
+        :return: the gradients w.r.t. ``mean`` and ``log_std`` of the first batch of the last :meth:`sample`
+        """
+        noise, std, actions, diff, denominator, density, squash, passes = self.saved
+        grad = log_prob_grad.expand_as(actions)
+        # -sum(log(1 - actions**2 + eps)): LogBackward0, RsubBackward1, PowBackward0; then TanhBackward0
+        gaussian_grad = kernels.TANH_BACKWARD(actions_grad + (grad / squash) * (2 * actions), actions)
+        # -((gaussian - mean) ** 2) / (2 * std**2): DivBackward0 (self), NegBackward0, PowBackward0
+        diff_grad = (grad / denominator).neg_() * (2 * diff)
+        gaussian_grad = diff_grad + gaussian_grad
+        mean_grad = gaussian_grad + diff_grad.neg_()  # AddBackward0 + SubBackward0
+        # std: 2 * std**2 (DivBackward0's other, MulBackward0, PowBackward0), std.log(), noise * std, summed so
+        neg_grad = grad.neg()
+        std_grad = (neg_grad * (density / denominator)).mul_(2) * (2 * std)
+        std_grad = std_grad.add_(neg_grad / std).add_(gaussian_grad * noise)
+        log_std_grad = th.where(passes, std_grad.mul_(std), 0.0)  # ExpBackward0, ClampBackward1
+        return mean_grad, log_std_grad
+
+
 class ManualNets:
     """
     The actor as a :class:`~sb3_pmac.fast_sac.mlp.ReluMLPs` trunk (``n = 1``) with two linear heads, the critics and
@@ -125,7 +185,7 @@ class ManualNets:
         target_layers = [relu_mlp_layers(q) for q in critic_target.q_networks]
         if trunk is None or any(layers is None or len(layers) == 0 for layers in q_layers + target_layers):
             return None
-        if not ReluMLPs.stackable(q_layers + target_layers):  # type: ignore[arg-type]
+        if not ReluMLPs.stackable(q_layers + target_layers):  # type: ignore[operator]
             return None
         if trunk and not trunk[-1][1]:
             return None  # SB3's latent_pi ends with its activation
@@ -146,10 +206,11 @@ class ManualNets:
     ) -> None:
         ws = Workspace(algo, device, dtype)
         actor = algo.actor
-        # the trunk runs on the observations (slot 0, backpropagated) and on the next observations (slot 1)
-        self.trunk = ReluMLPs([trunk], ws, "actor", batch_size, slots=2) if trunk else None
+        # the actor runs on the observations and the next observations at once: [2 * batch, ...]
+        self.trunk = ReluMLPs([trunk], ws, "actor", 2 * batch_size) if trunk else None
         self.critics = ReluMLPs(q_layers, ws, "critics", batch_size)
-        self.targets = ReluMLPs(target_layers, ws, "critic_targets", batch_size)
+        # the targets' activations are used up before the critics run: the same buffers (in cache)
+        self.targets = ReluMLPs(target_layers, ws, "critic_targets", batch_size, buffers="critics")
         # Polyak update on the flat tensors when they hold exactly the parameters SB3's polyak_update pairs up
         sb3_pairs: dict[th.Tensor, th.Tensor] = dict(
             zip(algo.critic.parameters(), algo.critic_target.parameters(), strict=True)
@@ -159,14 +220,15 @@ class ManualNets:
             for (param, _), (target, _) in zip(self.critics.params, self.targets.params, strict=True)
         )
         self.heads = (cast(nn.Linear, actor.mu), cast(nn.Linear, actor.log_std))
-        self.epsilon = actor.action_dist.epsilon
+        self.gaussian = SquashedGaussian(actor.action_dist.epsilon)
         latent_dim = self.heads[0].weight.shape[1]
-        self.latent_grads = (
-            ws.get(("latent_grad", 0), batch_size, latent_dim),
-            ws.get(("latent_grad", 1), batch_size, latent_dim),
-        )
+        # [1, batch, latent] (the trunk's gradient) and the second head's part
+        self.latent_grad = ws.get(("latent_grad", 0), 1, batch_size, latent_dim)
+        self.head_latent_grad = ws.get(("latent_grad", 1), batch_size, latent_dim)
         q_input_dim = q_layers[0][0][0].weight.shape[1]
         self.q_input = ws.get(("q_input",), batch_size, q_input_dim)
+        self.q_input_stacked = self.q_input.unsqueeze(0).expand(len(q_layers), batch_size, q_input_dim)
+        self.q_grad = ws.get(("q_grad",), len(q_layers), batch_size, 1)
         self.critic_grads = self.critics.grads
         self.actor_grads: dict[th.Tensor, th.Tensor] = dict(self.trunk.grads) if self.trunk else {}
         for head in self.heads:
@@ -188,22 +250,29 @@ class ManualNets:
         for mlp in self._mlps:
             mlp.release()
 
-    def actor_outputs(self, obs: th.Tensor, slot: int) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
-        """``(latent, mean, log_std before clamping)`` (no autograd), the trunk's activations in ``slot``."""
-        latent = self.trunk.forward(obs, slot)[0] if self.trunk is not None else obs
+    def actor_outputs(self, observations: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+        """
+        ``(latent, mean, log_std before clamping)`` (no autograd) of observations ``[1, 2 * batch, obs_dim]`` (the
+        observations and the next observations).
+        """
+        latent = self.trunk.forward(observations)[0] if self.trunk is not None else observations[0]
         mu, log_std = self.heads
         return latent, F.linear(latent, mu.weight, mu.bias), F.linear(latent, log_std.weight, log_std.bias)
 
-    def actor_backward(self, latent: th.Tensor, obs: th.Tensor, mean_grad: th.Tensor, log_std_grad: th.Tensor) -> None:
-        """Gradients of the actor's parameters from those of its two heads' outputs (into :attr:`actor_grads`)."""
-        latent_grad = None
-        for head, grad, buffer in zip(self.heads, (mean_grad, log_std_grad), self.latent_grads, strict=True):
-            th.mm(grad.t(), latent, out=self.actor_grads[head.weight])
+    def actor_backward(self, latent: th.Tensor, obs: th.Tensor, log_prob_grad: th.Tensor, actions_grad: th.Tensor) -> None:
+        """
+        Gradients of the actor's parameters (into :attr:`actor_grads`) for the actions of the first batch of the last
+        ``gaussian.sample``, on the observations ``obs`` ``[1, batch, obs_dim]`` (the first rows of the last
+        :meth:`actor_outputs`, whose ``latent`` they were).
+        """
+        mean_grad, log_std_grad = self.gaussian.backward(log_prob_grad, actions_grad)
+        (mu, log_std), grads = self.heads, self.actor_grads
+        for head, grad in ((mu, mean_grad), (log_std, log_std_grad)):
+            th.mm(grad.t(), latent, out=grads[head.weight])
             if head.bias is not None:
-                th.sum(grad, dim=0, out=self.actor_grads[head.bias])
-            if self.trunk is not None:
-                head_latent_grad = th.mm(grad, head.weight, out=buffer)
-                # autograd sums the two heads' gradients of the latent (a + b: the same in either order)
-                latent_grad = head_latent_grad if latent_grad is None else latent_grad.add_(head_latent_grad)
+                th.sum(grad, dim=0, out=grads[head.bias])
         if self.trunk is not None:
-            self.trunk.backward(latent_grad.unsqueeze(0), obs, param_grads=True, input_grad=False)  # type: ignore[union-attr]
+            # autograd sums the two heads' gradients of the latent (a + b: the same in either order)
+            th.mm(mean_grad, mu.weight, out=self.latent_grad[0])
+            self.latent_grad[0].add_(th.mm(log_std_grad, log_std.weight, out=self.head_latent_grad))
+            self.trunk.backward(self.latent_grad, obs, param_grads=True, input_grad=False)

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
 
 from sb3_pmac.fast_sac.kernels import AdamStep, kernel_error
-from sb3_pmac.fast_sac.networks import ActorSampler, Critic, ManualNets, squashed_gaussian_sample
+from sb3_pmac.fast_sac.networks import ActorSampler, Critic, ManualNets
 
 if TYPE_CHECKING:
     from stable_baselines3 import SAC
@@ -77,6 +77,8 @@ def sac_updates(
     n_steps = batches.observations.shape[0] if gradient_steps is None else int(gradient_steps)
     if n_steps <= 0 or batches.observations.shape[0] < n_steps:
         raise ValueError(f"Need batches for {n_steps} > 0 updates, got {batches.observations.shape[0]}")
+    if batches.observations.shape[0] > n_steps:
+        batches = ReplayBufferSamples(*(None if t is None else t[:n_steps] for t in batches))  # type: ignore[arg-type]
     return _Updates(algo, batches, manual_backward).run(n_steps)
 
 
@@ -121,7 +123,7 @@ class _Updates:
                 self.nets.attach()
                 try:
                     with th.no_grad():
-                        self._run_manual(n_steps, self.nets)
+                        self._run_manual(self.nets)
                 finally:
                     self.nets.release()
             else:
@@ -145,13 +147,13 @@ class _Updates:
         if not self.learn_ent_coef:
             ent_coef = algo.ent_coef_tensor
         else:
-            log_ent_coef = cast(th.Tensor, algo.log_ent_coef)
-            ent_coef = th.exp(log_ent_coef.detach())
-            with th.no_grad():
-                # ent_coef_loss = -(log_ent_coef * (log_prob + target_entropy).detach()).mean(), and its gradient
-                entropy_error = log_prob.detach() + self.target_entropy
-                self.stats[3].append(-(log_ent_coef * entropy_error).mean())
-                ent_coef_grad = (entropy_error * (-1.0 / entropy_error.numel())).sum(dim=0)
+            log_ent_coef = cast(th.Tensor, algo.log_ent_coef).detach()
+            ent_coef = th.exp(log_ent_coef)
+            # ent_coef_loss = -(log_ent_coef * (log_prob + target_entropy).detach()).mean(): its gradient (as autograd
+            # computes it), and the loss as log_ent_coef * gradient
+            entropy_error = log_prob.detach() + self.target_entropy
+            ent_coef_grad = (entropy_error * (-1.0 / entropy_error.numel())).sum(dim=0)
+            self.stats[3].append(th.mul(log_ent_coef, ent_coef_grad).reshape(()))
             self.ent_coef_adam.step((ent_coef_grad,))
         self.stats[2].append(ent_coef.detach().reshape(()))
         return ent_coef
@@ -206,58 +208,62 @@ class _Updates:
             self.stats[0].append(actor_loss.detach())
             self._polyak(step)
 
-    def _run_manual(self, n_steps: int, nets: ManualNets) -> None:
-        """The updates with the hand-written backward passes of :class:`ManualNets` (runs under ``no_grad``)."""
+    def _run_manual(self, nets: ManualNets) -> None:
+        """
+        The updates with the hand-written passes of :class:`ManualNets` (runs under ``no_grad``). The losses'
+        gradients are written out as autograd computes them: ``MseLossBackward0`` (``(q - target) / batch``), the
+        minimum's ``MinBackward0`` (``-1 / batch`` scattered to the smaller Q-value), ``MeanBackward0``.
+        """
         batches = self.batches
         obs_all, next_obs_all, rewards_all = batches.observations.float(), batches.next_observations.float(), batches.rewards
-        obs_dim = obs_all.shape[-1]
+        n_steps, batch_size, obs_dim = obs_all.shape
+        n_critics = len(nets.critics.weights[0])
         q_inputs_all = th.cat([obs_all, batches.actions], dim=-1)  # the critics' input cat([obs, actions]), all updates
-        critic_params, actor_params = self.critic_adam.params, self.actor_adam.params
-        critic_grads, actor_grads = nets.critic_grads, nets.actor_grads
-        q_input, epsilon = nets.q_input, nets.epsilon
-        for step in range(n_steps):
-            obs, next_obs = obs_all[step], next_obs_all[step]
-            latent, mean, log_std = nets.actor_outputs(obs, slot=0)
-            with th.enable_grad():
-                mean.requires_grad_()
-                log_std.requires_grad_()
-                actions_pi, log_prob = squashed_gaussian_sample(mean, log_std, epsilon)
+        actor_inputs_all = th.cat([obs_all, next_obs_all], dim=1)  # the actor runs on both at once: [2 * batch, obs]
+        critic_grads = tuple(nets.critic_grads[p] for p in self.critic_adam.params)
+        actor_grads = tuple(nets.actor_grads[p] for p in self.actor_adam.params)
+        q_input, q_input_stacked, q_grad, gaussian = nets.q_input, nets.q_input_stacked, nets.q_grad, nets.gaussian
+        steps = zip(  # per update, the networks' inputs as they take them: [n_networks, rows, ...]
+            obs_all.unsqueeze(1).unbind(0),
+            next_obs_all.unbind(0),
+            actor_inputs_all.unsqueeze(1).unbind(0),
+            q_inputs_all.unsqueeze(1).expand(n_steps, n_critics, *q_inputs_all.shape[1:]).unbind(0),
+            rewards_all.unbind(0),
+            self.not_done_discounts.unbind(0),
+            strict=True,
+        )
+        for step, (obs, next_obs, actor_inputs, q_inputs, rewards, not_done_discounts) in enumerate(steps):
+            # The actor on the observations and the next observations, their noise drawn in SB3's order
+            latent, mean, log_std = nets.actor_outputs(actor_inputs)
+            actions, log_prob = gaussian.sample(mean, log_std, rows=batch_size)
+            actions_pi, log_prob, next_actions, next_log_prob = (
+                actions[:batch_size],
+                log_prob[:batch_size],
+                actions[batch_size:],
+                log_prob[batch_size:],
+            )
             ent_coef = self._ent_coef(log_prob)
 
-            # Target Q-values
-            _, next_mean, next_log_std = nets.actor_outputs(next_obs, slot=1)
-            next_actions, next_log_prob = squashed_gaussian_sample(next_mean, next_log_std, epsilon)
+            # Target Q-values: SB3's th.min(th.cat(critic_target(...), dim=1), dim=1, keepdim=True)[0], [batch, 1]
             th.cat([next_obs, next_actions], dim=1, out=q_input)
-            # SB3: th.cat(critic_target(...), dim=1): [batch, n_critics]
-            next_q = th.min(nets.targets.forward(q_input)[..., 0].t(), dim=1, keepdim=True)[0]
+            next_q = th.min(nets.targets.forward(q_input_stacked), dim=0)[0]
             next_q = next_q - ent_coef * next_log_prob
-            target_q = rewards_all[step] + self.not_done_discounts[step] * next_q
+            target_q = rewards + not_done_discounts * next_q
 
-            # Critic loss and step
-            q_inputs = q_inputs_all[step]
-            current_q = nets.critics.forward(q_inputs).detach().requires_grad_()  # [n_critics, batch, 1]
-            with th.enable_grad():
-                critic_loss = cast(th.Tensor, 0.5 * sum(F.mse_loss(q, target_q) for q in current_q.unbind(0)))
-                (q_grad,) = th.autograd.grad(critic_loss, (current_q,))
-            nets.critics.backward(q_grad, q_inputs, param_grads=True, input_grad=False)
-            self.critic_adam.step(tuple(critic_grads[p] for p in critic_params))
-            self.stats[1].append(critic_loss.detach())
+            # Critic loss 0.5 * sum of the critics' mean squared errors, its gradient (q - target) / batch, step
+            error = nets.critics.forward(q_inputs) - target_q  # [n_critics, batch, 1]
+            self.stats[1].append(th.dot(error.view(-1), error.view(-1)) * (0.5 / batch_size))
+            nets.critics.backward(error.mul_(1 / batch_size), q_inputs, param_grads=True, input_grad=False)
+            self.critic_adam.step(critic_grads)
 
-            # Actor loss (with the critics just updated) and step
-            th.cat([obs, actions_pi.detach()], dim=1, out=q_input)
-            q_pi = nets.critics.forward(q_input).detach().requires_grad_()
-            with th.enable_grad():
-                min_q_pi = th.min(q_pi[..., 0].t(), dim=1, keepdim=True)[0]
-                actor_loss = (ent_coef * log_prob - min_q_pi).mean()
-                (q_grad,) = th.autograd.grad(actor_loss, (q_pi,), retain_graph=True)
+            # Actor loss (with the critics just updated): mean(ent_coef * log_prob - min_q), its gradient, step
+            th.cat([obs[0], actions_pi], dim=1, out=q_input)
+            min_q, argmin = th.min(nets.critics.forward(q_input_stacked), dim=0)
+            self.stats[0].append((ent_coef * log_prob - min_q).mean())
+            q_grad.zero_().scatter_(0, argmin.unsqueeze(0), -1 / batch_size)
             # d actor_loss / d actions through the critics: their input gradients' action columns, summed
-            input_grads = nets.critics.backward(q_grad, q_input, param_grads=False, input_grad=True)
+            input_grads = nets.critics.backward(q_grad, q_input_stacked, param_grads=False, input_grad=True)
             actions_grad = input_grads[:, :, obs_dim:].sum(dim=0)  # type: ignore[index]
-            with th.enable_grad():
-                mean_grad, log_std_grad = th.autograd.grad(
-                    (actor_loss, actions_pi), (mean, log_std), grad_outputs=(th.ones_like(actor_loss), actions_grad)
-                )
-            nets.actor_backward(latent, obs, mean_grad, log_std_grad)
-            self.actor_adam.step(tuple(actor_grads[p] for p in actor_params))
-            self.stats[0].append(actor_loss.detach())
+            nets.actor_backward(latent[:batch_size], obs, ent_coef * (1 / batch_size), actions_grad)
+            self.actor_adam.step(actor_grads)
             self._polyak(step)
