@@ -3,14 +3,11 @@ import warnings
 import gymnasium as gym
 import numpy as np
 import pytest
-import torch as th
 from conftest import TINY_PMAC_KWARGS
 from gymnasium import spaces
 from gymnasium.envs.classic_control.pendulum import PendulumEnv
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.logger import configure
-from stable_baselines3.common.vec_env import VecNormalize
 
 from sb3_pmac import MBPO, PMAC
 from sb3_pmac.termination import HopperTermination, NeverTerminate
@@ -314,107 +311,7 @@ def test_logger_keys(tmp_path):
     assert "train/model_holdout_loss" in header and "rollout/model_horizon" in header
 
 
-# ---------------------------------------------------------------------------------------------- envs
-def test_vec_env_and_vecnormalize():
-    venv = VecNormalize(make_vec_env("Pendulum-v1", n_envs=2, seed=0), gamma=0.99)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        model = PMAC("MlpPolicy", venv, **TINY, seed=0)
-    model.learn(400)
-    versions, counts = model.replay_buffer.version_counts()
-    assert counts.sum() == 400 and versions[0] == 0
-    # the replay buffer stores raw observations: Pendulum's angular velocity reaches beyond normalized ranges
-    stored = model.replay_buffer.observations[: model.replay_buffer.size()].reshape(-1, 3)
-    assert np.abs(stored[:, :2]).max() <= 1.0 + 1e-6 and np.abs(stored[:, 2]).max() > 1.0
-    assert model.model_buffer.size() > 0
-
-
-def test_seed_reproducible():
-    params = []
-    for _ in range(2):
-        model = pendulum(seed=7)
-        model.learn(250)
-        params.append(th.nn.utils.parameters_to_vector(model.policy.parameters()).detach().clone())
-    th.testing.assert_close(params[0], params[1], rtol=0, atol=0)
-
-
-# ---------------------------------------------------------------------------------------------- save / load
-def test_save_load_predict_and_dynamics(tmp_path):
-    model = pendulum(seed=4)
-    model.learn(250)
-    obs = np.random.RandomState(0).uniform(-1, 1, (20, 3)).astype(np.float32)
-    actions = np.random.RandomState(1).uniform(-1, 1, (20, 1)).astype(np.float32)
-    action_before, _ = model.predict(obs, deterministic=True)
-    inputs = th.as_tensor(np.concatenate([obs, actions], 1))
-    mean_before, logvar_before = model.dynamics_model(inputs)
-    model.save(tmp_path / "pmac")
-
-    loaded = PMAC.load(tmp_path / "pmac", device="cpu")
-    assert loaded.replay_buffer.buffer_size == 1  # no 10^6 buffer for evaluation
-    action_after, _ = loaded.predict(obs, deterministic=True)
-    np.testing.assert_array_equal(action_before, action_after)
-    mean_after, logvar_after = loaded.dynamics_model(inputs)
-    th.testing.assert_close(mean_before, mean_after)
-    th.testing.assert_close(logvar_before, logvar_after)
-    th.testing.assert_close(loaded.dynamics_model.elite_indices, model.dynamics_model.elite_indices)
-    np.testing.assert_allclose(loaded.policy_mixture.weights, model.policy_mixture.weights)
-    assert loaded.policy_mixture.current_version == model.policy_mixture.current_version
-    saved_state = model.model_trainer.optimizer.state_dict()["state"]
-    loaded_state = loaded.model_trainer.optimizer.state_dict()["state"]
-    assert saved_state.keys() == loaded_state.keys()
-    for key, value in saved_state[0].items():
-        th.testing.assert_close(loaded_state[0][key], value)
-    assert loaded.rollout_horizon == model.rollout_horizon and loaded.real_ratio == model.real_ratio
-    # MBPO loads as MBPO
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        mbpo = MBPO("MlpPolicy", "Pendulum-v1", **TINY)
-    mbpo.save(tmp_path / "mbpo")
-    assert not MBPO.load(tmp_path / "mbpo").adapt_model_training
-
-
-def test_replay_buffer_roundtrip_keeps_versions(tmp_path):
-    model = pendulum(seed=5)
-    model.learn(300)
-    model.save_replay_buffer(tmp_path / "buffer")
-    model.save(tmp_path / "agent")
-    loaded = PMAC.load(tmp_path / "agent", env=model.get_env())
-    loaded.load_replay_buffer(tmp_path / "buffer")
-    for a, b in zip(model.replay_buffer.version_counts(), loaded.replay_buffer.version_counts(), strict=True):
-        np.testing.assert_array_equal(a, b)
-    np.testing.assert_array_equal(model.replay_buffer.policy_versions, loaded.replay_buffer.policy_versions)
-    assert loaded.model_buffer.size() == model.model_buffer.size()
-    th.testing.assert_close(loaded.model_buffer.observations, model.model_buffer.observations)
-
-
-def test_resume_equals_uninterrupted_run(tmp_path):
-    def new_model():
-        return pendulum(seed=11)
-
-    # uninterrupted: 300 steps, then 200 more
-    straight = new_model()
-    straight.learn(300)
-    straight.learn(200, reset_num_timesteps=False)
-
-    # interrupted: 300 steps, save everything, load, 200 more on the same env
-    first = new_model()
-    first.learn(300)
-    first.save(tmp_path / "agent")
-    first.save_replay_buffer(tmp_path / "buffer")
-    env = first.get_env()
-    del first
-    resumed = PMAC.load(tmp_path / "agent", env=env, force_reset=False, device="cpu")
-    resumed.load_replay_buffer(tmp_path / "buffer")
-    resumed.learn(200, reset_num_timesteps=False)
-
-    assert resumed.num_timesteps == straight.num_timesteps == 500
-    assert resumed.policy_mixture.current_version == straight.policy_mixture.current_version
-    for name in ["policy", "dynamics_model"]:
-        a = th.nn.utils.parameters_to_vector(getattr(straight, name).parameters())
-        b = th.nn.utils.parameters_to_vector(getattr(resumed, name).parameters())
-        th.testing.assert_close(a, b, rtol=0, atol=0)
-
-
+# ---------------------------------------------------------------------------------------------- progress bar
 def test_progress_bar_and_env_reset_warning(tmp_path):
     model = pendulum(seed=6, learning_starts=50)
     model.learn(120, progress_bar=True)
@@ -484,15 +381,3 @@ def test_tensorboard_log_names(tmp_path):
     runs = sorted(path.name for path in tmp_path.iterdir())
     assert runs == ["MBPO_1", "PMAC_1"]
     assert any(path.name.startswith("events.out.tfevents") for path in (tmp_path / "PMAC_1").iterdir())
-
-
-def test_continue_after_load_without_replay_buffer(tmp_path):
-    model = pendulum(seed=8)
-    model.learn(200)
-    model.save(tmp_path / "agent")
-    loaded = PMAC.load(tmp_path / "agent", env=model.get_env())
-    version = loaded.policy_mixture.current_version
-    loaded.learn(100, reset_num_timesteps=False)  # empty buffer: collect a batch first, no second warm-up
-    assert loaded.num_timesteps == 300
-    assert loaded.replay_buffer.buffer_size == 10_000 and loaded.replay_buffer.size() == 100
-    assert loaded.policy_mixture.current_version > version  # model steps resumed once data was there
