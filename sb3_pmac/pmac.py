@@ -28,7 +28,7 @@ from sb3_pmac.dynamics import ModelTrainer, ModelTrainingInfo, ProbabilisticEnse
 from sb3_pmac.env_presets import env_spec_id, get_preset, make_preset_env
 from sb3_pmac.horizon import HorizonSchedule, epoch_at, horizon_at, model_buffer_capacity, validate_horizon_schedule
 from sb3_pmac.policy_mixture import PolicyMixture
-from sb3_pmac.random_state import get_global_rng_states, set_global_rng_states
+from sb3_pmac.random_state import get_global_rng_states, preserved_rng_states, set_global_rng_states
 from sb3_pmac.rollouts import RolloutInfo, rollout_model
 from sb3_pmac.termination import TerminationFn, get_termination_fn
 from sb3_pmac.tv_mixture import UNIFORM_ACTION_LOG_STD, TVPolicyMixture, actor_gaussian, measure_tv_distances
@@ -608,14 +608,17 @@ class PMAC(SAC):
         """
         Load an agent (see ``BaseAlgorithm.load`` for the parameters). The replay buffer is only allocated when
         ``learn`` is called (cheap evaluation). The agent's own generators (the warm-up action sampler, the model
-        trainer's) continue where they were saved; the process-wide numpy, python and torch generators are left alone
-        unless ``restore_random_state=True``, which also restores them to their state at ``save`` so that
-        ``learn(..., reset_num_timesteps=False)`` continues the run exactly (as an uninterrupted run would).
+        trainer's) continue where they were saved. The process-wide numpy, python and torch generators are left alone
+        (SB3's own ``load`` re-seeds them with the agent's seed), unless ``restore_random_state=True``: then they are
+        restored to their state at ``save``, so that ``learn(..., reset_num_timesteps=False)`` continues the run
+        exactly as an uninterrupted run would.
         """
         kwargs.setdefault("_lazy_buffers", True)
         for key, value in legacy_defaults(path).items():
             kwargs.setdefault(key, value)
-        model = super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
+        with preserved_rng_states(device if device != "auto" else "cpu"):
+            # SB3's load re-seeds the global generators with the agent's seed (in _setup_model): undone here
+            model = super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
         if env is not None and not model._user_termination_fn:
             model.termination_fn = get_termination_fn(model.env)  # type: ignore[arg-type]  # the new env's settings
         if model._rng_states is not None:

@@ -133,3 +133,29 @@ def test_presets_apply_to_an_env_built_from_a_known_id_and_can_be_turned_off(cap
     assert "rollout_horizon=(20, 300, 1, 25)" in printed and "truncated to 45" in printed
     PMAC("MlpPolicy", gym.make("Hopper-v5"), buffer_size=100, verbose=1)
     assert "presets of Hopper-v5 applied: rollout_horizon=(20, 100, 1, 15)" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------------------------- random state
+def test_load_leaves_the_global_random_generators_alone_unless_asked(tmp_path):
+    import random
+
+    import torch as th
+
+    model = PMAC("MlpPolicy", SpacesEnv(BOX_OBS, BOX_ACT), buffer_size=100, learning_starts=10, seed=0)
+    model.save(tmp_path / "agent")
+
+    def draws():
+        return np.random.rand(), random.random(), float(th.rand(1))
+
+    for seed in (1, 2):
+        np.random.seed(seed), random.seed(seed), th.manual_seed(seed)
+        expected = draws()
+        np.random.seed(seed), random.seed(seed), th.manual_seed(seed)
+        PMAC.load(tmp_path / "agent")
+        assert draws() == expected  # a user who seeds and then loads gets their own seed's draws
+    np.random.seed(5), random.seed(5), th.manual_seed(5)
+    PMAC.load(tmp_path / "agent", restore_random_state=True)  # exact resume: the states at save()
+    after_opt_in = draws()
+    np.random.seed(6), random.seed(6), th.manual_seed(6)
+    PMAC.load(tmp_path / "agent", restore_random_state=True)
+    assert draws() == after_opt_in

@@ -239,7 +239,7 @@ class ModelTrainer:
             member_rows = np.broadcast_to(np.arange(n_train), (self.model.ensemble_size, n_train))
         order = th.as_tensor(rng.permuted(member_rows, axis=1), device=inputs.device)
         n_rows = order.shape[1]
-        losses = []
+        losses: list[th.Tensor] = []
         for start in range(0, n_rows, self.batch_size):
             if max_steps is not None and len(losses) >= max_steps:
                 break
