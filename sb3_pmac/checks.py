@@ -57,8 +57,8 @@ def check_pmac_arguments(
     check_positive(**positive)
     if learning_starts < 0:
         raise ValueError(f"learning_starts must be >= 0, got {learning_starts}")
-    if not isinstance(gradient_steps, int) or (gradient_steps <= 0 and gradient_steps != -1):
-        raise ValueError(f"gradient_steps must be a positive int (or -1), got {gradient_steps!r}")
+    if isinstance(gradient_steps, bool) or not isinstance(gradient_steps, int) or gradient_steps < -1:
+        raise ValueError(f"gradient_steps must be an int >= 0 (or -1), got {gradient_steps!r}")
     n_elites, ensemble_size = positive.get("n_elites"), positive.get("ensemble_size")
     if n_elites is not None and ensemble_size is not None and n_elites > ensemble_size:
         raise ValueError(f"n_elites ({n_elites}) cannot exceed ensemble_size ({ensemble_size})")

@@ -71,7 +71,8 @@ class PMAC(SAC):
     :param tau: the soft update coefficient ("Polyak update", between 0 and 1)
     :param gamma: the discount factor
     :param train_freq: Update the agent every ``train_freq`` steps (``(n, "step")`` or ``(n, "episode")``)
-    :param gradient_steps: SAC updates per ``train_freq`` (20 per environment step in the paper)
+    :param gradient_steps: SAC updates per ``train_freq`` (20 per environment step in the paper); 0 collects
+        without training (no model steps either), -1 makes as many updates as environment steps collected
     :param action_noise: the action noise type (None by default)
     :param replay_buffer_class: Replay buffer class; must be a :class:`PolicyVersionedReplayBuffer` (default)
     :param replay_buffer_kwargs: Keyword arguments to pass to the replay buffer on creation.
@@ -371,8 +372,7 @@ class PMAC(SAC):
         :func:`sb3_pmac.fast_sac.train` on batches drawn all at once; set
         ``sb3_pmac.fast_sac.kernels.FAST_PATH_ENABLED = False`` to run SB3's ``SAC.train`` itself.
         """
-        if self.replay_buffer.size() * self.replay_buffer.n_envs < self.batch_size:
-            # e.g. learn(reset_num_timesteps=False) after load() without load_replay_buffer(): refill first
+        if self.replay_buffer.size() == 0:  # SB3 samples with replacement: any stored transition is enough
             return
         if self.num_timesteps >= self._next_model_step:
             self._model_step()

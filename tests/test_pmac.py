@@ -113,7 +113,7 @@ def test_mbpo_is_uniform():
         (dict(rollout_horizon=(1, 15, 20)), "horizon"),
         (dict(rollout_horizon=0), "horizon"),
         (dict(optimize_memory_usage=True), "optimize_memory_usage"),
-        (dict(gradient_steps=0), "gradient_steps"),
+        (dict(gradient_steps=-2), "gradient_steps"),
     ],
 )
 def test_bad_hyperparameters(kwargs, match):

@@ -159,3 +159,30 @@ def test_load_leaves_the_global_random_generators_alone_unless_asked(tmp_path):
     np.random.seed(6), random.seed(6), th.manual_seed(6)
     PMAC.load(tmp_path / "agent", restore_random_state=True)
     assert draws() == after_opt_in
+
+
+# ---------------------------------------------------------------------------------------------- training schedule
+def test_training_starts_at_learning_starts_even_with_a_large_batch():
+    import warnings
+
+    from conftest import TINY_PMAC_KWARGS
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        # batch_size 64 > the 40 transitions stored at learning_starts, and > buffer_size: SB3 samples with replacement
+        model = PMAC("MlpPolicy", "Pendulum-v1", **{**TINY_PMAC_KWARGS, "learning_starts": 40, "batch_size": 64,
+                                                     "buffer_size": 50, "model_train_freq": 20})  # fmt: skip
+    model.learn(60)
+    assert model._n_updates == 60 - 40 and model.n_model_steps == 1  # SAC.train runs from step 41 on
+
+
+def test_gradient_steps_zero_collects_without_training():
+    import warnings
+
+    from conftest import TINY_PMAC_KWARGS
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model = PMAC("MlpPolicy", "Pendulum-v1", **{**TINY_PMAC_KWARGS, "gradient_steps": 0, "learning_starts": 10})
+    model.learn(60)
+    assert model.replay_buffer.size() == 60 and model._n_updates == 0 and model.n_model_steps == 0
