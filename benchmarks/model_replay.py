@@ -184,8 +184,12 @@ def replay(data: RunData, configs: list[Config], args: argparse.Namespace, end: 
     return rows_out
 
 
+def _median_at(run: dict[int, dict[str, float | str]], key: str, steps: list[int]) -> float:
+    return float(np.median([float(run[t][key]) for t in steps]))
+
+
 def summary(rows: list[dict[str, float | str]], configs: list[Config]) -> None:
-    by_config = {c.name: {int(r["t"]): r for r in rows if r["config"] == c.name} for c in configs}
+    by_config = {c.name: {int(float(r["t"])): r for r in rows if r["config"] == c.name} for c in configs}
     references = {c.selection: c.name for c in configs if c.is_reference}
     print(f"{'config':>18} {'rows':>6} {'steps':>6} {'rounds':>6} {'epochs':>7} {'grad steps':>10} {'s/round':>8} "
           f"{'med local':>10} {'med global':>10} {'local vs ref':>12} {'global vs ref':>13}")  # fmt: skip
@@ -200,8 +204,9 @@ def summary(rows: list[dict[str, float | str]], configs: list[Config]) -> None:
             common = sorted(set(mine) & set(by_config[reference]))
             if common:
                 ref = by_config[reference]
-                ratio_local = np.median([mine[t]["local"] for t in common]) / np.median([ref[t]["local"] for t in common])
-                ratio_global = np.median([mine[t]["global"] for t in common]) / np.median([ref[t]["global"] for t in common])
+
+                ratio_local = _median_at(mine, "local", common) / _median_at(ref, "local", common)
+                ratio_global = _median_at(mine, "global", common) / _median_at(ref, "global", common)
         print(f"{config.name:>18} {config.rows:>6} {config.steps!s:>6} {len(mine):>6} {values['epochs'].mean():>7.1f} "
               f"{values['grad_steps'].mean():>10.0f} {values['seconds'].mean():>8.2f} {np.median(values['local']):>10.4f} "
               f"{np.median(values['global']):>10.4f} {ratio_local:>12.3f} {ratio_global:>13.3f}")  # fmt: skip
@@ -221,14 +226,22 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--csv", default=None, help="write one row per (round, configuration)")
-    parser.add_argument("--summary-only", action="store_true", help="only print the summary of an existing --csv")
+    parser.add_argument(
+        "--summary",
+        nargs="+",
+        default=None,
+        metavar="CSV",
+        help="only print the summary of existing CSVs (configurations compared at common steps)",
+    )
     args = parser.parse_args()
     th.set_num_threads(args.threads)
     configs = [parse_config(text) for text in args.configs]
 
-    if args.summary_only:
-        with open(args.csv) as file:
-            rows: list[dict[str, float | str]] = list(csv.DictReader(file))
+    if args.summary:
+        rows: list[dict[str, float | str]] = []
+        for path in args.summary:
+            with open(path) as file:
+                rows += list(csv.DictReader(file))
         summary(rows, [c for c in configs if any(r["config"] == c.name for r in rows)])
         return
     data = RunData.from_npz(args.data)

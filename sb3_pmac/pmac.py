@@ -37,7 +37,7 @@ SelfPMAC = TypeVar("SelfPMAC", bound="PMAC")
 
 #: Gradient steps per model training with ``model_training="bounded"`` (chosen with ``benchmarks/model_replay.py``,
 #: see ``docs/results.md``).
-DEFAULT_MODEL_GRAD_STEPS = 300
+DEFAULT_MODEL_GRAD_STEPS = 400
 
 
 def bounded_train_size(steps_per_version: int, adaptation_rate: float, stored: int) -> int:

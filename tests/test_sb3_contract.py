@@ -186,3 +186,13 @@ def test_gradient_steps_zero_collects_without_training():
         model = PMAC("MlpPolicy", "Pendulum-v1", **{**TINY_PMAC_KWARGS, "gradient_steps": 0, "learning_starts": 10})
     model.learn(60)
     assert model.replay_buffer.size() == 60 and model._n_updates == 0 and model.n_model_steps == 0
+
+
+def test_bounded_model_training_defaults():
+    from sb3_pmac.pmac import DEFAULT_MODEL_GRAD_STEPS, bounded_train_size
+
+    model = PMAC("Hopper-v4", buffer_size=1000)
+    assert model.model_training == "bounded" and model.model_trainer.max_grad_steps == DEFAULT_MODEL_GRAD_STEPS == 400
+    assert model.model_trainer.max_epochs is None  # early stopping and the step budget only
+    # the mixture's effective support: 250 steps per version x (1 + 0.9) / (1 - 0.9) = 19 versions
+    assert bounded_train_size(250, 0.9, 10**6) == 4750 and bounded_train_size(250, 1.0, 12_345) == 12_345
