@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +51,7 @@ from machine import cpu_model
 
 from sb3_pmac.buffers import draw_rows_per_version
 from sb3_pmac.dynamics import ModelTrainer, ProbabilisticEnsemble
+from sb3_pmac.pmac import bounded_train_size
 from sb3_pmac.policy_mixture import PolicyMixture
 
 KEYS = ("epochs", "grad_steps", "seconds", "local", "global", "n_rows", "distinct")
@@ -115,7 +115,7 @@ def n_rows_of(config: Config, t: int, version_length: int, alpha: float) -> int:
     if config.rows == "full":
         return t
     if config.rows == "auto":
-        return min(t, math.ceil(version_length * (1 + alpha) / (1 - alpha)))
+        return min(t, bounded_train_size(version_length, alpha, t))
     return int(config.rows)
 
 
