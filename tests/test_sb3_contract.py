@@ -108,7 +108,8 @@ class AlwaysDone:
 
 
 def test_registered_rule_found_for_an_env_made_without_gym_make():
-    from sb3_pmac.termination import _REGISTRY, register_termination_fn
+    from sb3_pmac.termination import register_termination_fn
+    from sb3_pmac.termination.registry import _REGISTRY
 
     register_termination_fn("IdentityEnvBox", lambda env: AlwaysDone())
     try:

@@ -292,7 +292,7 @@ class _LimitTermination:
 
 
 def test_register_user_function(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(termination, "_REGISTRY", dict(termination._REGISTRY))
+    monkeypatch.setattr(termination.registry, "_REGISTRY", dict(termination.registry._REGISTRY))
     env_id = "PmacTestCountingEnv-v0"
     if env_id not in gym.registry:
         gym.register(env_id, entry_point=_CountingEnv)
