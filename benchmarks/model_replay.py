@@ -145,9 +145,6 @@ def replay(data: RunData, configs: list[Config], args: argparse.Namespace, end: 
             probabilities = {}
             for mode in {config.selection for config in configs}:
                 mixture = PolicyMixture(args.alpha, mode=mode)  # type: ignore[arg-type]
-                if mode == "exponential":
-                    for _ in range(int(held.max()) + 1):
-                        mixture.add_policy()
                 probabilities[mode] = mixture.probabilities(held, counts)
             line = []
             for config in configs:

@@ -10,7 +10,7 @@ At each ``t``, a ``PMAC("Hopper-v4")`` with the Table 2 values (20 gradient step
 steps, rollout batch 100k, 7 x 4x200 ensemble, the default bounded model training) gets a real buffer holding ``t``
 transitions of a real run (``--data``, reused cyclically past its end; without ``--data``: random transitions of the
 env), tagged with policy versions as PMAC tags them (the 5000 warm-up steps, then one version per 250 steps), its
-mixture advanced to match, and ``num_timesteps = t``, so that the horizon schedule (epochs counted after the warm-up)
+policy version advanced to match, and ``num_timesteps = t``, so that the horizon schedule (epochs counted after the warm-up)
 and the mixture are those of step ``t`` of a real run. ``--prime-rounds`` model steps (untimed) warm the ensemble
 up, then ``--steps`` env steps of ``learn`` are timed. PMAC's parts come from its cumulative ``_timings``; env time
 = wall - the other parts. Model training and rollouts are normalised per model step (one every 250 env steps).
@@ -76,14 +76,12 @@ def run_transitions(args: argparse.Namespace, n: int) -> dict[str, np.ndarray]:
 
 
 def fill_like_a_run(model: PMAC, data: dict[str, np.ndarray], t: int) -> None:
-    """The real buffer and the policy mixture of step ``t`` of a run (warm-up, then one version per 250 steps)."""
-    buffer, mixture = model.replay_buffer, model.policy_mixture
-    assert mixture is not None
+    """The real buffer and policy version of step ``t`` of a run (warm-up, then one version per 250 steps)."""
+    buffer = model.replay_buffer
     low, high = model.action_space.low, model.action_space.high
     for i in range(t):
         if i >= model.learning_starts and (i - model.learning_starts) % model.model_train_freq == 0:
-            buffer.set_policy_version(mixture.add_policy())
-            mixture.drop_versions_before(buffer.oldest_version)
+            model.policy_version = buffer.start_new_version()
         action = np.clip(data["actions"][i], low, high)
         scaled = 2.0 * (action - low) / (high - low) - 1.0
         buffer.add(data["observations"][i][None], data["next_observations"][i][None], scaled[None],

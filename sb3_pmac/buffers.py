@@ -34,9 +34,10 @@ class PolicyVersionedReplayBuffer(ReplayBuffer):
     """
     Replay buffer that stores the policy version of every transition (the real sample buffer of PMAC).
 
-    Call :meth:`set_policy_version` when a new interaction epoch starts; every transition added afterwards is tagged
-    with that version. Works with ``n_envs > 1`` (all environments of one step share the version) and with
-    wrap-around: versions whose transitions have all been overwritten disappear from :meth:`version_counts`.
+    The buffer owns the policy versions (ids counted from 0): call :meth:`start_new_version` when a new interaction
+    epoch starts; every transition added afterwards is tagged with that version. Works with ``n_envs > 1`` (all
+    environments of one step share the version) and with wrap-around: versions whose transitions have all been
+    overwritten disappear from :meth:`version_counts`.
 
     :param buffer_size: Max number of transitions in the buffer
     :param observation_space: Observation space
@@ -96,9 +97,19 @@ class PolicyVersionedReplayBuffer(ReplayBuffer):
         self._pending_policy_params: tuple[np.ndarray, np.ndarray] | None = None
 
     # ------------------------------------------------------------------ writing
+    def start_new_version(self) -> int:
+        """
+        Start a new policy version (a new interaction epoch starts): the transitions added from now on are tagged
+        with ``current_version + 1``.
+
+        :return: the id of the new version
+        """
+        self.current_version += 1
+        return self.current_version
+
     def set_policy_version(self, version: int) -> None:
         """
-        Tag the transitions added from now on with ``version`` (a new interaction epoch starts).
+        Tag the transitions added from now on with ``version`` (e.g. a new buffer continuing a saved agent's versions).
 
         :param version: the new policy version (must not be older than the current one)
         """

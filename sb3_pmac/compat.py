@@ -2,6 +2,7 @@
 
 import io
 import json
+import math
 import pathlib
 import zipfile
 from typing import Any
@@ -30,3 +31,40 @@ def legacy_defaults(path: str | pathlib.Path | io.BufferedIOBase) -> dict[str, A
         else:
             file.close()
     return {key: value for key, value in LEGACY_DEFAULTS.items() if key not in saved}
+
+
+#: Fields of the policy mixtures pickled by earlier releases, which kept their own list of versions with their weights
+#: (the versions are the replay buffer's now, and the weights follow from the ids).
+LEGACY_MIXTURE_FIELDS = ("_versions", "_stored", "_start", "_end", "_offset", "_next_version")
+
+
+def upgrade_mixture_state(state: dict[str, Any]) -> dict[str, Any]:
+    """
+    The pickled state of a :class:`~sb3_pmac.policy_mixture.PolicyMixture` or
+    :class:`~sb3_pmac.tv_mixture.TVPolicyMixture` in the current form; a state of an earlier release loses its version
+    list, keeps its current version for :func:`legacy_policy_version`, and (TV mixture) its measured distances.
+    """
+    if "_next_version" not in state:
+        return state
+    upgraded = {key: value for key, value in state.items() if key not in LEGACY_MIXTURE_FIELDS}
+    upgraded["_legacy_current_version"] = int(state["_next_version"]) - 1
+    if state.get("mode") == "tv":  # the TV mixture stored each held version's distance (NaN: not measured)
+        held = slice(int(state["_start"]), int(state["_end"]))
+        upgraded["_distances"] = measured_distances(state["_versions"][held], state["_stored"][held])
+    return upgraded
+
+
+def measured_distances(versions: Any, distances: Any) -> dict[int, float]:
+    """``{version: distance}`` of the versions whose distance is not NaN (earlier releases' TV mixture states)."""
+    return {int(v): float(d) for v, d in zip(versions, distances, strict=True) if not math.isnan(d)}
+
+
+def legacy_policy_version(mixture: Any) -> int:
+    """
+    The current policy version of an agent saved by an earlier release, which did not save it itself: its policy
+    mixture counted the versions (``ValueError`` if the mixture was not pickled by such a release).
+    """
+    version = mixture.__dict__.pop("_legacy_current_version", None)
+    if version is None:
+        raise ValueError("The saved agent holds neither a policy version nor a policy mixture of an earlier release")
+    return int(version)

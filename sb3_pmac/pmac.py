@@ -23,7 +23,7 @@ from stable_baselines3.sac.policies import SACPolicy
 from sb3_pmac import fast_sac
 from sb3_pmac.buffers import MixedReplaySampler, ModelReplayBuffer, PolicyVersionedReplayBuffer
 from sb3_pmac.checks import check_pmac_arguments, check_spaces
-from sb3_pmac.compat import legacy_defaults
+from sb3_pmac.compat import legacy_defaults, legacy_policy_version
 from sb3_pmac.dynamics import ModelTrainer, ModelTrainingInfo, ProbabilisticEnsemble
 from sb3_pmac.env_presets import env_spec_id, get_preset, make_preset_env
 from sb3_pmac.horizon import HorizonSchedule, epoch_at, horizon_at, model_buffer_capacity, validate_horizon_schedule
@@ -289,8 +289,10 @@ class PMAC(SAC):
         self.termination_fn = termination_fn
         self._user_termination_fn = termination_fn is not None  # else derived from the env, again on set_env / load
 
-        # Algorithm 1 state, saved with the agent
+        # Algorithm 1 state, saved with the agent: the mixture's settings and the current policy version (the replay
+        # buffer owns the versions but is not saved with the agent; -1: not set yet, or an agent of an earlier release)
         self.policy_mixture: PolicyMixture | None = None
+        self.policy_version = -1
         self._next_model_step = 0  # num_timesteps at which the next interaction epoch starts
         self._n_model_steps = 0
         self._timings = {"model_train": 0.0, "rollout": 0.0, "sac": 0.0}
@@ -337,8 +339,10 @@ class PMAC(SAC):
                 self.policy_mixture = TVPolicyMixture(self.max_rate)
             else:
                 self.policy_mixture = PolicyMixture(self.adaptation_rate)
-            self.policy_mixture.add_policy()  # version 0: the warm-up policy
-        self.replay_buffer.set_policy_version(max(self.replay_buffer.current_version, self.policy_mixture.current_version))
+            self.policy_version = 0  # version 0: the warm-up policy
+        elif self.policy_version < 0:  # saved by an earlier release: its mixture counted the versions
+            self.policy_version = legacy_policy_version(self.policy_mixture)
+        self.replay_buffer.set_policy_version(max(self.replay_buffer.current_version, self.policy_version))
         if self.termination_fn is None and self.env is not None:
             self.termination_fn = get_termination_fn(self.env)
 
@@ -356,7 +360,7 @@ class PMAC(SAC):
     def _setup_learn(self, total_timesteps: int, callback: MaybeCallback = None, *args: Any, **kwargs: Any):  # type: ignore[override]
         if not self._buffers_allocated:
             self.replay_buffer = self._make_replay_buffer(self.buffer_size)
-            self.replay_buffer.set_policy_version(self.policy_mixture.current_version)  # type: ignore[union-attr]
+            self.replay_buffer.set_policy_version(self.policy_version)
             self._buffers_allocated = True
         if self.termination_fn is None:
             self.termination_fn = get_termination_fn(self.env)  # type: ignore[arg-type]
@@ -394,10 +398,9 @@ class PMAC(SAC):
            scheduled horizon :math:`H` into the model buffer :math:`\\mathbb{D}_m` (:meth:`rollout`).
         """
         assert self.policy_mixture is not None
-        # Line 2: Algorithm 1 (the policy about to collect the next interaction epoch becomes a new version)
-        version = self.policy_mixture.add_policy()
-        self.replay_buffer.set_policy_version(version)
-        self.policy_mixture.drop_versions_before(self.replay_buffer.oldest_version)
+        # Line 2: Algorithm 1 (the policy about to collect the next interaction epoch becomes a new version; the
+        # mixture's weights follow from the version ids of the buffer's data)
+        self.policy_version = self.replay_buffer.start_new_version()
         self._n_model_steps += 1
 
         # Lines 3-4: training data drawn according to w^k, maximum likelihood (Eq. 5)
@@ -518,15 +521,17 @@ class PMAC(SAC):
             self.logger.record("train/model_grad_steps", model_info.grad_steps)
             self.logger.record("train/model_train_rows", model_info.n_train + model_info.n_holdout)
             self.logger.record("train/n_elites", len(model_info.elite_indices))
-        self.logger.record("train/policy_version", self.policy_mixture.current_version)
-        self.logger.record("train/mixture_effective_policies", self.policy_mixture.effective_number_of_policies())
+        # Algorithm 1's weights over the versions from the oldest with data to the current one (which has none yet)
+        versions = np.arange(self.replay_buffer.oldest_version, self.policy_version + 1)
+        self.logger.record("train/policy_version", self.policy_version)
+        self.logger.record("train/mixture_effective_policies", self.policy_mixture.effective_number_of_policies(versions))
         if self._last_tv_distances is not None and len(self._last_tv_distances) > 0:
             # mixture="tv": distances of the versions with data to the current policy, and the newest chunk's share
             self.logger.record("train/mixture_tv_mean", float(np.mean(self._last_tv_distances)))
             self.logger.record("train/mixture_tv_min", float(np.min(self._last_tv_distances)))
             self.logger.record("train/mixture_tv_max", float(np.max(self._last_tv_distances)))
             # (the newest chunk never weighs less than an older version: its share is the largest weight)
-            self.logger.record("train/mixture_newest_share", float(self.policy_mixture.weights.max(initial=0.0)))
+            self.logger.record("train/mixture_newest_share", float(self.policy_mixture.weights(versions).max(initial=0.0)))
         if rollout_info is not None:
             self.logger.record("rollout/model_horizon", rollout_info.horizon)
             self.logger.record("rollout/model_rollout_length", rollout_info.mean_length)
@@ -644,6 +649,9 @@ class PMAC(SAC):
             raise ValueError("mixture='tv' needs the collecting policy's parameters, which this buffer file does not hold")
         model_state = buffer.__dict__.pop("model_buffer_state", None)
         buffer.device = self.device
+        # the agent's policy version and the buffer's: the newer one goes on (they are equal when saved together)
+        self.policy_version = max(self.policy_version, buffer.current_version)
+        buffer.set_policy_version(self.policy_version)
         self.replay_buffer = buffer
         self._buffers_allocated = True
         if model_state is not None:

@@ -17,7 +17,9 @@ these weights, and uniformly among that policy's transitions (see :mod:`sb3_pmac
 version's probability is proportional to the number of its transitions still in the replay buffer (with equal
 counts this is the paper's Eq. 2, :math:`w_i = 1/k`).
 
-Weights are kept in log space, so nothing underflows or turns into NaN after millions of versions.
+The weights are computed from the version ids in this closed form (the replay buffer owns the versions:
+:meth:`~sb3_pmac.buffers.PolicyVersionedReplayBuffer.start_new_version`), in log space and from id differences, so
+nothing underflows or turns into NaN after millions of versions.
 
 The inverse-TV weighting of the authors' later code (PDML) is in :mod:`sb3_pmac.tv_mixture`.
 """
@@ -26,6 +28,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from sb3_pmac.compat import upgrade_mixture_state
+
 MixtureMode = Literal["exponential", "uniform", "tv"]
 
 
@@ -33,10 +37,16 @@ class PolicyMixture:
     """
     Weights over the historical policy versions :math:`\\Pi^k` (paper: policy mixture distribution :math:`w^k`).
 
+    The mixture holds no versions: the replay buffer does (:class:`~sb3_pmac.buffers.PolicyVersionedReplayBuffer`,
+    one id per interaction epoch, counted from 0), and the weights of any set of version ids are computed from the
+    ids in closed form, in log space: after ``k`` applications of Algorithm 1 the weight of version ``i`` is
+    :math:`(1-\\alpha)\\,\\alpha^{k-i}` (:math:`\\alpha^k` for the first version, ``i = 0``), and ``k`` cancels
+    when the weights are normalised over the versions considered.
+
     :param adaptation_rate: The policy-adaptation rate :math:`\\alpha` in (0, 1] (paper default 0.9).
-        Each call to :meth:`add_policy` multiplies the old weights by ``adaptation_rate``; the newest policy always
-        holds the share ``1 - adaptation_rate``. ``adaptation_rate=1`` is the limit of the closed form
-        :math:`\\alpha^{k-i}`: every *policy* gets the same weight (Eq. 4 itself would give new policies weight 0).
+        Each new version multiplies the old weights by ``adaptation_rate``; the newest policy always holds the share
+        ``1 - adaptation_rate``. ``adaptation_rate=1`` is the limit of the closed form :math:`\\alpha^{k-i}`: every
+        *policy* gets the same weight (Eq. 4 itself would give new policies weight 0).
     :param mode: ``"exponential"`` (Algorithm 1, PMAC) or ``"uniform"`` (MBPO: uniform over transitions).
     """
 
@@ -47,100 +57,45 @@ class PolicyMixture:
             raise ValueError(f"Unknown policy mixture mode {mode!r}, expected 'exponential' or 'uniform'{hint}")
         self.adaptation_rate = float(adaptation_rate)
         self.mode: MixtureMode = mode
-        # Versions held are _versions[_start:_end] (increasing ids, matching the replay buffer's policy versions).
-        # log w_i = _stored[i] + _offset: decaying every weight by alpha is one update of _offset, so adding a policy
-        # is O(1) (amortised, the arrays double when full) even with 10^5 versions held.
-        self._versions = np.zeros(16, dtype=np.int64)
-        self._stored = np.zeros(16, dtype=np.float64)
-        self._start = 0
-        self._end = 0
-        self._offset = 0.0
-        self._next_version = 0
 
-    # ------------------------------------------------------------------ Algorithm 1
-    def add_policy(self) -> int:
+    # ------------------------------------------------------------------ Algorithm 1 in closed form
+    def _unnormalized_log_weights(self, versions: np.ndarray, counts: np.ndarray | None) -> np.ndarray:
+        """Log-weights of ``versions`` up to a common constant (exact for any ids: only id differences are used)."""
+        if self.mode == "uniform":
+            counts = np.ones(len(versions)) if counts is None else np.asarray(counts, dtype=np.float64).reshape(-1)
+            if len(counts) != len(versions):
+                raise ValueError(f"Got {len(versions)} versions but {len(counts)} counts")
+            if np.any(counts < 0) or counts.sum() <= 0:
+                raise ValueError("counts must be non-negative with a positive sum")
+            with np.errstate(divide="ignore"):
+                return np.log(counts)
+        if self.adaptation_rate == 1.0:
+            return np.zeros(len(versions))  # limit alpha -> 1 of alpha^(k-i): every policy weighs the same
+        # w_i = (1 - alpha) alpha^(k-i) for i >= 1 and w_0 = alpha^k: divided by (1 - alpha) alpha^(k-newest),
+        # log w_i = (newest - i) log(alpha), minus log(1 - alpha) for the first version (it started with weight 1).
+        log_w = (versions.max() - versions).astype(np.float64) * np.log(self.adaptation_rate)
+        log_w[versions == 0] -= np.log1p(-self.adaptation_rate)
+        return log_w
+
+    def log_weights(self, versions: np.ndarray, counts: np.ndarray | None = None) -> np.ndarray:
         """
-        Algorithm 1: decay the weights of all historical policies by :math:`\\alpha` and add the current policy with
-        the weight of Eq. 4. The total weight stays one (the first policy starts with weight 1).
+        Log of the Algorithm 1 weights :math:`w_i` of ``versions``, normalised over them (exact even where
+        :math:`w_i` underflows in float64).
 
-        :return: the id of the new policy version
+        :param versions: version ids (non-negative, in any order)
+        :param counts: number of transitions of each version (uniform mode only: the weights are proportional to it;
+            all equal when not given)
+        :return: log-weights, same order as ``versions`` (they sum to one once exponentiated)
         """
-        version = self._next_version
-        self._next_version += 1
-        n_held = self._end - self._start
-        if n_held == 0:
-            self._offset = 0.0
-            new_stored = 0.0  # the weights are initialised to sum up to one
-        elif self.adaptation_rate == 1.0:
-            # Limit alpha -> 1 of w_i ~ alpha^(k-i): every policy weighs the same, 1 / (n + 1) after the addition.
-            new_stored = float(self._stored[self._end - 1])
-            self._offset += np.log(n_held / (n_held + 1))
-        else:
-            # Lines 2-4: w_i <- alpha * w_i for every historical policy (the total drops from 1 to alpha).
-            self._offset += np.log(self.adaptation_rate)
-            # Eq. (4): w_new = (1 - alpha) * sum_i(w_i) / alpha = 1 - alpha, so that the total is one again.
-            new_stored = float(np.log1p(-self.adaptation_rate)) - self._offset
-        self._append(version, new_stored)
-        return version
+        versions = as_versions(versions)
+        if len(versions) == 0:
+            return np.zeros(0)
+        log_w = self._unnormalized_log_weights(versions, counts)
+        return log_w - logsumexp(log_w)
 
-    def _append(self, version: int, stored: float) -> None:
-        if self._end == len(self._versions):
-            n_held = self._end - self._start
-            capacity = max(16, 2 * n_held)
-            versions, log_stored = np.zeros(capacity, dtype=np.int64), np.zeros(capacity, dtype=np.float64)
-            versions[:n_held] = self._versions[self._start : self._end]
-            log_stored[:n_held] = self._stored[self._start : self._end]
-            self._versions, self._stored, self._start, self._end = versions, log_stored, 0, n_held
-        self._versions[self._end] = version
-        self._stored[self._end] = stored
-        self._end += 1
-
-    # ------------------------------------------------------------------ bookkeeping
-    def drop_versions_before(self, version: int) -> int:
-        """
-        Forget the versions older than ``version`` (their data was overwritten in the replay buffer)
-        and renormalise the remaining weights so that they sum to one again.
-
-        :param version: oldest version to keep
-        :return: number of versions dropped
-        """
-        held = self._versions[self._start : self._end]
-        n_dropped = int(np.searchsorted(held, version, side="left"))
-        if n_dropped > 0:
-            self._start += n_dropped
-            self._renormalize()
-        return n_dropped
-
-    def _renormalize(self) -> None:
-        if self._end > self._start:
-            self._offset = -logsumexp(self._stored[self._start : self._end])
-            if not np.isfinite(self._offset):
-                raise FloatingPointError("policy mixture weights are no longer finite")
-
-    @property
-    def versions(self) -> np.ndarray:
-        """Ids of the policy versions held, oldest first."""
-        return self._versions[self._start : self._end].copy()
-
-    @property
-    def current_version(self) -> int:
-        """Id of the newest policy version (-1 before the first :meth:`add_policy`)."""
-        return self._next_version - 1
-
-    @property
-    def n_policies(self) -> int:
-        """Number of policy versions held."""
-        return self._end - self._start
-
-    @property
-    def log_weights(self) -> np.ndarray:
-        """Log of the Algorithm 1 weights :math:`w_i` (exact even where :math:`w_i` underflows in float64)."""
-        return self._stored[self._start : self._end] + self._offset
-
-    @property
-    def weights(self) -> np.ndarray:
-        """The Algorithm 1 weights :math:`w_i` of the versions held (they sum to one)."""
-        return np.exp(self.log_weights)
+    def weights(self, versions: np.ndarray, counts: np.ndarray | None = None) -> np.ndarray:
+        """The weights :math:`w_i` of ``versions``, normalised over them (see :meth:`log_weights`)."""
+        return np.exp(self.log_weights(versions, counts))
 
     def probabilities(self, versions: np.ndarray, counts: np.ndarray | None = None) -> np.ndarray:
         """
@@ -150,67 +105,51 @@ class PolicyMixture:
         drop out); each version's probability does not depend on how many transitions it holds.
         Uniform mode (MBPO): proportional to ``counts``, so that every transition is equally likely.
 
-        :param versions: version ids (must be held by the mixture in exponential mode)
+        :param versions: version ids
         :param counts: number of transitions of each version (required in uniform mode)
         :return: probabilities summing to one, same order as ``versions``
         """
-        versions = np.asarray(versions, dtype=np.int64)
+        versions = as_versions(versions)
         if len(versions) == 0:
             raise ValueError("No policy version with data to sample from")
-        if self.mode == "uniform":
-            if counts is None:
-                counts = np.ones(len(versions))
-            counts = np.asarray(counts, dtype=np.float64)
-            if np.any(counts < 0) or counts.sum() <= 0:
-                raise ValueError("counts must be non-negative with a positive sum")
-            return counts / counts.sum()
-        log_w = self._stored[self._start : self._end][self._positions(versions)]
+        log_w = self._unnormalized_log_weights(versions, counts)
         probs = np.exp(log_w - log_w.max())
         return probs / probs.sum()
 
-    def _positions(self, versions: np.ndarray) -> np.ndarray:
-        """Positions of ``versions`` among the versions held (``KeyError`` if one is not held)."""
-        held = self._versions[self._start : self._end]
-        positions = np.searchsorted(held, versions)
-        if len(held) == 0 or np.any(positions >= len(held)) or np.any(held[np.minimum(positions, len(held) - 1)] != versions):
-            raise KeyError(f"Versions {versions} are not all held by the mixture (held: {held})")
-        return positions
-
-    def effective_number_of_policies(self) -> float:
-        """Inverse Simpson index :math:`1 / \\sum_i w_i^2`: how many versions the mixture effectively spans."""
-        if self.n_policies == 0:
-            return 0.0
-        log_w = self.log_weights
-        w = np.exp(log_w - logsumexp(log_w))
-        return float(1.0 / np.sum(w**2))
+    def effective_number_of_policies(self, versions: np.ndarray, counts: np.ndarray | None = None) -> float:
+        """
+        Inverse Simpson index :math:`1 / \\sum_i w_i^2` of the weights of ``versions`` (see :meth:`weights`): how
+        many versions the mixture effectively spans (0 without versions).
+        """
+        weights = self.weights(versions, counts)
+        return float(1.0 / np.sum(weights**2)) if len(weights) > 0 else 0.0
 
     # ------------------------------------------------------------------ persistence
     def state_dict(self) -> dict[str, Any]:
         """State to save with the agent."""
-        return {
-            "adaptation_rate": self.adaptation_rate,
-            "mode": self.mode,
-            "versions": self.versions,
-            "log_weights": self.log_weights,
-            "next_version": self._next_version,
-        }
+        return {"adaptation_rate": self.adaptation_rate, "mode": self.mode}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a state produced by :meth:`state_dict`."""
+        """Restore a state produced by :meth:`state_dict` (the version lists of earlier releases are ignored)."""
         if state["mode"] not in ("exponential", "uniform"):
             raise ValueError(f"Not a PolicyMixture state (mode {state['mode']!r}): load it into a TVPolicyMixture")
         self.adaptation_rate = float(state["adaptation_rate"])
         self.mode = state["mode"]
-        self._versions = np.asarray(state["versions"], dtype=np.int64).copy()
-        self._stored = np.asarray(state["log_weights"], dtype=np.float64).copy()
-        self._start, self._end, self._offset = 0, len(self._versions), 0.0
-        self._next_version = int(state["next_version"])
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Mixtures pickled by earlier releases kept their own version list (now the replay buffer's)
+        self.__dict__.update(upgrade_mixture_state(state))
 
     def __repr__(self) -> str:
-        return (
-            f"PolicyMixture(adaptation_rate={self.adaptation_rate}, mode={self.mode!r}, n_policies={self.n_policies}, "
-            f"current_version={self.current_version})"
-        )
+        return f"PolicyMixture(adaptation_rate={self.adaptation_rate}, mode={self.mode!r})"
+
+
+def as_versions(versions: np.ndarray) -> np.ndarray:
+    """``versions`` as a 1-d int64 array of non-negative ids (``ValueError`` otherwise)."""
+    versions = np.asarray(versions, dtype=np.int64).reshape(-1)
+    if np.any(versions < 0):
+        raise ValueError(f"Policy versions are non-negative ids, got {versions}")
+    return versions
 
 
 def check_adaptation_rate(adaptation_rate: float) -> None:

@@ -14,7 +14,8 @@ from typing import Any, Protocol
 import numpy as np
 import torch as th
 
-from sb3_pmac.policy_mixture import PolicyMixture, logsumexp
+from sb3_pmac.compat import measured_distances
+from sb3_pmac.policy_mixture import PolicyMixture, as_versions, logsumexp
 
 #: Pre-tanh log standard deviation that stands for SAC's random warm-up actions in the TV variant. An action drawn
 #: uniformly from [-1, 1] is :math:`\tanh(u)` with :math:`u` logistic of scale 1/2 (density
@@ -58,9 +59,11 @@ class TVPolicyMixture(PolicyMixture):
     model's data (:math:`1/\\xi` of the newest chunk is usually the largest) nor weigh less than any older chunk.
 
     "Newest" is the newest of the versions passed to :meth:`probabilities`, i.e. of those that still have data. When
-    PMAC's model step calls :meth:`add_policy`, the new version (the one about to collect the next interaction epoch)
-    has no data yet and gets no draws, so the newest version with data is the one before it. With a single version
-    with data it gets every draw.
+    PMAC's model step starts a new version (the one about to collect the next interaction epoch), it has no data yet
+    and gets no draws, so the newest version with data is the one before it. With a single version with data it gets
+    every draw.
+
+    The mixture keeps only the distances last measured, by version id (the versions are the replay buffer's).
 
     :param max_rate: share :math:`r` of the newest chunk of data, in [0, 1) (0.02 in the authors' code)
     :param eps: :math:`\\epsilon` added to the distances before inverting them (> 0): versions at distance 0 get the
@@ -75,32 +78,18 @@ class TVPolicyMixture(PolicyMixture):
         self.mode = "tv"
         self.max_rate = float(max_rate)
         self.eps = float(eps)
-        # In this class _stored[i] holds the measured distance xi_i of each held version (NaN: not measured)
-        # and _offset stays 0.
-
-    def add_policy(self) -> int:
-        """
-        Register a new policy version (the one about to collect data), with no distance measured yet.
-
-        :return: the id of the new policy version
-        """
-        version = self._next_version
-        self._next_version += 1
-        self._append(version, np.nan)
-        return version
-
-    def _renormalize(self) -> None:
-        pass  # weights are normalised when they are used
+        self._distances: dict[int, float] = {}  # measured distance xi_i of each version id
 
     def set_distances(self, versions: np.ndarray, distances: np.ndarray) -> None:
         """
-        Set the measured distances :math:`\\xi_i` to the current policy; versions not listed become unmeasured.
+        Set the measured distances :math:`\\xi_i` to the current policy; they replace those measured before (the
+        versions not listed become unmeasured).
 
-        :param versions: held version ids (the versions that have data)
+        :param versions: version ids (the versions that have data)
         :param distances: non-negative distance of each version (an upper bound of the TV distance, in [0, 1] when it
             comes from :func:`gaussian_tv_upper_bound`)
         """
-        versions = np.asarray(versions, dtype=np.int64).reshape(-1)
+        versions = as_versions(versions)
         distances = np.asarray(distances, dtype=np.float64).reshape(-1)
         if len(versions) != len(distances):
             raise ValueError(f"Got {len(versions)} versions but {len(distances)} distances")
@@ -108,15 +97,16 @@ class TVPolicyMixture(PolicyMixture):
             raise ValueError(f"Versions must not repeat, got {versions}")
         if not np.all(np.isfinite(distances)) or np.any(distances < 0):
             raise ValueError(f"Distances must be finite and non-negative, got {distances}")
-        positions = self._positions(versions)
-        held = self._stored[self._start : self._end]
-        held[:] = np.nan
-        held[positions] = distances
+        self._distances = dict(zip(versions.tolist(), distances.tolist(), strict=True))
+
+    def distances(self, versions: np.ndarray) -> np.ndarray:
+        """The measured distance of each of ``versions``, same order (NaN where none is measured)."""
+        return np.array([self._distances.get(v, np.nan) for v in as_versions(versions).tolist()], dtype=np.float64)
 
     @property
-    def distances(self) -> np.ndarray:
-        """The measured distance of each held version, oldest first (NaN where none is measured)."""
-        return self._stored[self._start : self._end].copy()
+    def measured_versions(self) -> np.ndarray:
+        """Ids of the versions with a measured distance, oldest first."""
+        return np.array(sorted(self._distances), dtype=np.int64)
 
     def _log_mixture(self, distances: np.ndarray, newest: int) -> np.ndarray:
         """Normalised log-weights of versions with the given distances; ``newest`` indexes the newest one."""
@@ -139,60 +129,55 @@ class TVPolicyMixture(PolicyMixture):
         The newest of ``versions`` gets the ``max_rate`` rule, the others weigh the inverse of their distance (see
         the class description); ``counts`` is not used.
 
-        :param versions: held version ids; all but the newest must have a measured distance
+        :param versions: version ids; all but the newest must have a measured distance
         :param counts: ignored (the weights are per version)
         :return: probabilities summing to one, same order as ``versions``
         """
-        versions = np.asarray(versions, dtype=np.int64)
+        versions = as_versions(versions)
         if len(versions) == 0:
             raise ValueError("No policy version with data to sample from")
-        distances = self._stored[self._start : self._end][self._positions(versions)]
+        distances = self.distances(versions)
         newest = int(np.argmax(versions))
         missing = np.isnan(distances) & (np.arange(len(versions)) != newest)
         if np.any(missing):
             raise KeyError(f"No distance measured for versions {versions[missing]} (call set_distances first)")
         return np.exp(self._log_mixture(distances, newest))
 
-    @property
-    def log_weights(self) -> np.ndarray:
+    def log_weights(self, versions: np.ndarray, counts: np.ndarray | None = None) -> np.ndarray:
         """
-        Log-weights of the held versions as last measured: the mixture over the versions with a measured distance
-        (the newest of them gets the ``max_rate`` rule), ``-inf`` for the others; uniform before any measurement.
+        Log-weights of ``versions`` as last measured: the mixture over those with a measured distance (the newest of
+        them gets the ``max_rate`` rule), ``-inf`` for the others; uniform when none is measured. ``counts`` is not
+        used.
         """
-        distances = self._stored[self._start : self._end]
+        distances = self.distances(versions)
         measured = ~np.isnan(distances)
         if not np.any(measured):
             return np.full(len(distances), -math.log(len(distances)) if len(distances) else 0.0)
         log_w = np.full(len(distances), -np.inf)
-        log_w[measured] = self._log_mixture(distances[measured], int(np.sum(measured)) - 1)
+        log_w[measured] = self._log_mixture(distances[measured], int(np.argmax(as_versions(versions)[measured])))
         return log_w
 
     # ------------------------------------------------------------------ persistence
     def state_dict(self) -> dict[str, Any]:
         """State to save with the agent."""
+        versions = self.measured_versions
         return {
             "mode": self.mode,
             "max_rate": self.max_rate,
             "eps": self.eps,
-            "versions": self.versions,
-            "distances": self.distances,
-            "next_version": self._next_version,
+            "versions": versions,
+            "distances": self.distances(versions),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a state produced by :meth:`state_dict`."""
+        """Restore a state produced by :meth:`state_dict` (or by an earlier release: unmeasured versions are NaN)."""
         if state.get("mode") != "tv":
             raise ValueError(f"Not a TVPolicyMixture state (mode {state.get('mode')!r})")
         self.max_rate, self.eps = float(state["max_rate"]), float(state["eps"])
-        self._versions = np.asarray(state["versions"], dtype=np.int64).copy()
-        self._stored = np.asarray(state["distances"], dtype=np.float64).copy()
-        self._start, self._end, self._offset = 0, len(self._versions), 0.0
-        self._next_version = int(state["next_version"])
+        self._distances = measured_distances(as_versions(state["versions"]), np.asarray(state["distances"], dtype=np.float64))
 
     def __repr__(self) -> str:
-        return (
-            f"TVPolicyMixture(max_rate={self.max_rate}, n_policies={self.n_policies}, current_version={self.current_version})"
-        )
+        return f"TVPolicyMixture(max_rate={self.max_rate}, eps={self.eps}, n_measured={len(self._distances)})"
 
 
 def gaussian_tv_upper_bound(mean_p: th.Tensor, log_std_p: th.Tensor, mean_q: th.Tensor, log_std_q: th.Tensor) -> th.Tensor:

@@ -11,12 +11,14 @@ OBS_SPACE = spaces.Box(-np.inf, np.inf, (3,), np.float32)
 ACTION_SPACE = spaces.Box(-1, 1, (2,), np.float32)
 
 
-def fill(buffer: PolicyVersionedReplayBuffer, mixture: PolicyMixture, steps_per_version: list[int]) -> None:
-    """Add transitions whose observation encodes (version, step) so that samples can be traced back."""
+def fill(buffer: PolicyVersionedReplayBuffer, steps_per_version: list[int]) -> None:
+    """
+    Add one version per entry (a new one each, the first of a fresh buffer being version 0), with transitions whose
+    observation encodes (version, step) so that samples can be traced back.
+    """
     n_envs = buffer.n_envs
     for steps in steps_per_version:
-        version = mixture.add_policy()
-        buffer.set_policy_version(version)
+        version = buffer.start_new_version() if buffer.n_written > 0 else buffer.current_version
         for step in range(steps):
             obs = np.tile(np.array([version, step, 0], dtype=np.float32), (n_envs, 1))
             obs[:, 2] = np.arange(n_envs)
@@ -28,14 +30,17 @@ def make_buffer(size: int, n_envs: int = 1) -> PolicyVersionedReplayBuffer:
 
 
 def test_versions_tagged_and_counted():
-    buffer, mixture = make_buffer(1000), PolicyMixture(0.9)
-    fill(buffer, mixture, [100, 50, 25])
+    buffer = make_buffer(1000)
+    fill(buffer, [100, 50, 25])
     versions, counts = buffer.version_counts()
     np.testing.assert_array_equal(versions, [0, 1, 2])
     np.testing.assert_array_equal(counts, [100, 50, 25])
     np.testing.assert_array_equal(buffer.policy_versions[:175], np.repeat([0, 1, 2], [100, 50, 25]))
     with pytest.raises(ValueError, match="must not decrease"):
         buffer.set_policy_version(1)
+    # the buffer owns the versions: a new one is the next id, with no data until transitions are added
+    assert buffer.start_new_version() == buffer.current_version == 3
+    assert buffer.version_counts()[0].tolist() == [0, 1, 2]
 
 
 @pytest.mark.parametrize("mode", ["exponential", "uniform"])
@@ -43,20 +48,21 @@ def test_mixture_sampling_frequencies(mode):
     """10^5 draws: per-version frequencies match the mixture (chi-square), uniform within each version."""
     buffer, mixture = make_buffer(20_000), PolicyMixture(0.7, mode=mode)
     steps = [2000, 250, 250, 100, 250, 250]
-    fill(buffer, mixture, steps)
+    fill(buffer, steps)
     np.random.seed(0)
     samples = buffer.sample_by_mixture(100_000, mixture)
     obs = samples.observations.numpy()
     drawn_versions = obs[:, 0].astype(int)
     observed = np.bincount(drawn_versions, minlength=len(steps))
+    algorithm_1 = PolicyMixture(0.7).weights(np.arange(len(steps)))
     if mode == "exponential":
-        expected_probs = mixture.weights  # every version has data: probabilities are the Algorithm 1 weights
+        expected_probs = algorithm_1  # every version has data: probabilities are the Algorithm 1 weights
     else:
         expected_probs = np.array(steps) / sum(steps)
     _, p_value = stats.chisquare(observed, expected_probs * len(drawn_versions))
     assert p_value > 1e-3, (observed, expected_probs)
     # a clearly wrong distribution is rejected by the same test (the test can fail)
-    wrong = np.array(steps) / sum(steps) if mode == "exponential" else mixture.weights
+    wrong = np.array(steps) / sum(steps) if mode == "exponential" else algorithm_1
     assert stats.chisquare(observed, wrong * len(drawn_versions))[1] < 1e-6
     # uniform within the first version: its steps are equally likely
     steps_v0 = obs[drawn_versions == 0, 1].astype(int)
@@ -69,9 +75,9 @@ def test_mixture_sampling_frequencies(mode):
 def test_empty_current_version_drops_out():
     """The version started at a model training has no data yet: the others renormalise."""
     buffer, mixture = make_buffer(1000), PolicyMixture(0.5)
-    fill(buffer, mixture, [100, 100])
-    new_version = mixture.add_policy()
-    buffer.set_policy_version(new_version)
+    fill(buffer, [100, 100])
+    new_version = buffer.start_new_version()
+    assert new_version == buffer.current_version == 2
     np.random.seed(1)
     drawn = buffer.sample_by_mixture(20_000, mixture).observations[:, 0].numpy().astype(int)
     assert new_version not in drawn
@@ -81,16 +87,15 @@ def test_empty_current_version_drops_out():
 
 def test_wraparound_drops_old_versions():
     buffer, mixture = make_buffer(300), PolicyMixture(0.9)
-    fill(buffer, mixture, [200, 100, 200])  # 500 transitions into 300 slots: version 0 fully overwritten
+    fill(buffer, [200, 100, 200])  # 500 transitions into 300 slots: version 0 fully overwritten
     versions, counts = buffer.version_counts()
     np.testing.assert_array_equal(versions, [1, 2])
     np.testing.assert_array_equal(counts, [100, 200])
-    fill(buffer, mixture, [50])  # overwrites 50 more: version 1 keeps its 50 newest
+    fill(buffer, [50])  # overwrites 50 more: version 1 keeps its 50 newest
     versions, counts = buffer.version_counts()
     np.testing.assert_array_equal(versions, [1, 2, 3])
     np.testing.assert_array_equal(counts, [50, 200, 50])
     assert buffer.oldest_version == 1
-    assert mixture.drop_versions_before(buffer.oldest_version) == 1
     np.random.seed(2)
     obs = buffer.sample_by_mixture(10_000, mixture).observations.numpy()
     drawn = obs[:, 0].astype(int)
@@ -103,22 +108,21 @@ def test_wraparound_drops_old_versions():
 
 def test_n_envs():
     buffer, mixture = make_buffer(4000, n_envs=4), PolicyMixture(0.9)
-    fill(buffer, mixture, [300, 200, 100])  # positions; 4 transitions each
+    fill(buffer, [300, 200, 100])  # positions; 4 transitions each
     _, counts = buffer.version_counts()
     np.testing.assert_array_equal(counts, [1200, 800, 400])
     np.random.seed(3)
     obs = buffer.sample_by_mixture(40_000, mixture).observations.numpy()
     env_ids = obs[:, 2].astype(int)
     np.testing.assert_allclose(np.bincount(env_ids, minlength=4) / len(env_ids), 0.25, atol=0.01)
-    np.testing.assert_allclose(np.bincount(obs[:, 0].astype(int), minlength=3) / len(obs), mixture.weights, atol=0.01)
+    weights = mixture.weights(np.arange(3))
+    np.testing.assert_allclose(np.bincount(obs[:, 0].astype(int), minlength=3) / len(obs), weights, atol=0.01)
 
 
 def test_sampling_cost_does_not_scan_buffer():
     """Per-call work depends on the batch and the number of versions, not on the buffer size."""
     buffer = make_buffer(1_000_000)
     mixture = PolicyMixture(0.9)
-    version = mixture.add_policy()
-    buffer.set_policy_version(version)
     # Fake a full buffer cheaply: write the bookkeeping as add() would over 10^6 positions.
     buffer._segment_versions, buffer._segment_starts, buffer._segment_ends = [0], [0], [1_000_000]
     buffer._n_written, buffer.full = 1_000_000, True
@@ -181,7 +185,7 @@ def test_model_buffer_ring_and_resize():
 def test_select_indices_by_mixture_is_stratified_and_without_replacement(mode, n_envs):
     np.random.seed(3)
     buffer, mixture = make_buffer(1000, n_envs=n_envs), PolicyMixture(0.6, mode=mode)
-    fill(buffer, mixture, [300, 40, 100, 7, 60])
+    fill(buffer, [300, 40, 100, 7, 60])
     versions, counts = buffer.version_counts()
     probs = mixture.probabilities(versions, counts)
     for n_rows in (100, 333, 2000):
@@ -203,7 +207,7 @@ def test_select_indices_by_mixture_is_stratified_and_without_replacement(mode, n
 def test_select_indices_by_mixture_expectation_and_exact_uniform():
     np.random.seed(0)
     buffer, mixture = make_buffer(1000), PolicyMixture(0.5)
-    fill(buffer, mixture, [50, 50, 50, 50])
+    fill(buffer, [50, 50, 50, 50])
     versions, _ = buffer.version_counts()
     # Expected draws per version are exact (systematic rounding): mean over repetitions ~ n * p
     totals = np.zeros(len(versions))

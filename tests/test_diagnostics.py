@@ -33,6 +33,7 @@ from sb3_pmac.diagnostics import (
 )
 from sb3_pmac.policy_mixture import PolicyMixture
 from sb3_pmac.termination import NeverTerminate
+from sb3_pmac.tv_mixture import TVPolicyMixture
 
 GAIN, DRIFT = 0.1, 0.2
 TOY_ID = "DiagnosticsToy-v0"
@@ -295,7 +296,7 @@ def test_model_trained_on_old_data_has_larger_local_than_global_error():
     rng = np.random.default_rng(0)
     old_env, new_env = ToyEnv(**env_kwargs), ToyEnv(**env_kwargs)
     add_transitions(agent, old_env, 800, lambda obs: rng.uniform(-1.0, -0.5, 2).astype(np.float32))
-    agent.replay_buffer.set_policy_version(agent.policy_mixture.add_policy())
+    agent.policy_version = agent.replay_buffer.start_new_version()
     # the current policy: tanh(N(2, 0.05^2)) ~ 0.96
     with th.no_grad():
         for layer, bias in ((agent.actor.mu, 2.0), (agent.actor.log_std, -3.0)):
@@ -319,10 +320,9 @@ def fill_versions(agent: PMAC, counts) -> None:
     env = ToyEnv()
     for version, count in enumerate(counts):
         if version > 0:
-            assert agent.policy_mixture.add_policy() == version
-        agent.replay_buffer.set_policy_version(version)
+            assert agent.replay_buffer.start_new_version() == version
         add_transitions(agent, env, count, lambda obs: np.zeros(2, dtype=np.float32))
-    agent.replay_buffer.set_policy_version(agent.policy_mixture.add_policy())
+    agent.policy_version = agent.replay_buffer.start_new_version()
 
 
 COUNTS = [30, 10, 20, 5, 40, 15, 25]
@@ -357,10 +357,10 @@ def test_mixture_statistics_function():
     effective, shares = mixture_statistics(mixture, np.array([3, 1, 2]), np.array([10, 10, 20]), newest_k=(1, 2))
     assert effective == pytest.approx(1 / (0.25**2 + 0.25**2 + 0.5**2))
     assert shares == {1: pytest.approx(10 / 40), 2: pytest.approx(30 / 40)}  # version 3 is the newest
-    exponential = PolicyMixture(0.5)
-    exponential.add_policy()
+    tv = TVPolicyMixture()
+    tv.set_distances(np.array([0]), np.array([0.1]))  # no distance for version 5: not from the same model step
     with pytest.raises(ValueError, match="same run"):
-        mixture_statistics(exponential, np.array([0, 7]), np.array([1, 1]))
+        mixture_statistics(tv, np.array([0, 5, 7]), np.array([1, 1, 1]))
 
 
 def test_policy_sees_normalized_observations():
@@ -447,7 +447,7 @@ def test_callback_does_not_change_training(callback_runs):
         assert first.keys() == second.keys()
         for name in first:
             assert th.equal(first[name], second[name]), f"{module}.{name}"
-    assert plain.policy_mixture.current_version == agent.policy_mixture.current_version
+    assert plain.policy_version == agent.policy_version == agent.replay_buffer.current_version
 
 
 def test_callback_rows_csv_and_logger(callback_runs):
@@ -461,9 +461,11 @@ def test_callback_rows_csv_and_logger(callback_runs):
         assert row["local_obs_mse"] > 0 and row["global_obs_mse"] > 0
     # the rollout horizon grows from 1 to 2, the columns do not
     assert agent.current_rollout_horizon() == 2
-    # every version held by the mixture has data at step 300 (no model step since): Algorithm 1's own statistic
+    # every version from the oldest with data to the current one has data at step 300 (no model step since):
+    # Algorithm 1's own statistic over them
+    versions = np.arange(agent.replay_buffer.oldest_version, agent.policy_version + 1)
     assert diagnostics.history[-1]["mixture_effective_versions"] == pytest.approx(
-        agent.policy_mixture.effective_number_of_policies()
+        agent.policy_mixture.effective_number_of_policies(versions)
     )
     default = ModelDiagnosticsCallback(ToyEnv())
     default.init_callback(agent)

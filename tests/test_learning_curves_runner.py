@@ -61,7 +61,7 @@ def test_pause_resume_and_finish(runner, tmp_path: Path) -> None:
 
     agent = PMAC.load(run_dir / "final_agent.zip")
     assert agent.num_timesteps == 300
-    assert agent.policy_mixture is not None and agent.policy_mixture.current_version >= 1  # model steps ran
+    assert agent.policy_mixture is not None and agent.policy_version >= 1  # model steps ran
     # a finished run is not run again, and other settings are refused
     assert runner.run(tiny_args(runner, tmp_path)) == 0
     with pytest.raises(SystemExit, match="other settings"):

@@ -151,13 +151,65 @@ def test_mixture_advances_once_per_interaction_epoch():
     model.learn(300)
     # model steps at 101, 151, 201, 251 (train() runs once more than learning_starts transitions are stored)
     assert model._n_model_steps == 4
-    assert model.policy_mixture.current_version == 4
+    assert model.policy_version == model.replay_buffer.current_version == 4
     versions, counts = model.replay_buffer.version_counts()
     np.testing.assert_array_equal(versions, [0, 1, 2, 3, 4])
     np.testing.assert_array_equal(counts, [101, 50, 50, 50, 49])
-    np.testing.assert_allclose(model.policy_mixture.weights[-1], 0.1)
+    np.testing.assert_allclose(model.policy_mixture.weights(versions)[-1], 0.1)
     # MBPO's buffer is versioned the same way (for diagnostics) but samples uniformly
     assert model.model_buffer.size() > 0 and model.model_buffer.capacity == 200 * 1 * 20 * 1
+
+
+class IterativeAlgorithm1:
+    """The reference: Algorithm 1 as earlier releases ran it, one list of weights updated at every model step."""
+
+    def __init__(self, alpha):
+        self.alpha, self.versions, self.weights = alpha, [0], [1.0]  # the first policy starts with weight 1
+
+    def add_policy(self):
+        self.weights = [self.alpha * w for w in self.weights]  # lines 2-4
+        self.weights.append((1 - self.alpha) * sum(self.weights) / self.alpha)  # Eq. (4)
+        self.versions.append(self.versions[-1] + 1)
+
+    def drop_versions_before(self, version):
+        keep = [i for i, v in enumerate(self.versions) if v >= version]
+        total = sum(self.weights[i] for i in keep)
+        self.versions, self.weights = [self.versions[i] for i in keep], [self.weights[i] / total for i in keep]
+
+    def probabilities(self, versions):
+        weights = np.array([self.weights[self.versions.index(v)] for v in versions])
+        return weights / weights.sum()
+
+    def effective_number_of_policies(self):
+        weights = np.array(self.weights) / sum(self.weights)
+        return 1 / np.sum(weights**2)
+
+
+@pytest.mark.parametrize("alpha", [0.5, 0.9])
+def test_probabilities_match_the_iterative_algorithm_1(alpha):
+    """At every model step (the buffer wraps around: old versions drop out), the same as the old iteration."""
+    model = pendulum(adaptation_rate=alpha, buffer_size=180, seed=0)
+    reference, checked = IterativeAlgorithm1(alpha), []
+    model_step = model._model_step
+
+    def checked_model_step():
+        reference.add_policy()
+        model_step()
+        buffer = model.replay_buffer
+        reference.drop_versions_before(buffer.oldest_version)
+        assert reference.versions[-1] == model.policy_version == buffer.current_version
+        versions, counts = buffer.version_counts()
+        expected = reference.probabilities(versions)
+        np.testing.assert_allclose(model.policy_mixture.probabilities(versions, counts), expected, rtol=1e-12)
+        held = np.arange(buffer.oldest_version, model.policy_version + 1)
+        np.testing.assert_array_equal(held, reference.versions)
+        effective = model.policy_mixture.effective_number_of_policies(held)
+        assert effective == pytest.approx(reference.effective_number_of_policies(), rel=1e-12)
+        checked.append(versions)
+
+    model._model_step = checked_model_step
+    model.learn(350)
+    assert len(checked) == 5 and checked[-1][0] > 0  # model steps at 101, ..., 301; version 0 overwritten
 
 
 def versions_of(model, batch_inds):

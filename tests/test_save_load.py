@@ -21,9 +21,11 @@ import pytest
 import torch as th
 from conftest import TINY_PMAC_KWARGS
 from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.save_util import load_from_pkl
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from sb3_pmac import MBPO, PMAC
+from sb3_pmac.compat import LEGACY_MIXTURE_FIELDS
 from sb3_pmac.tv_mixture import TVPolicyMixture
 
 #: id -> (class, extra keyword arguments)
@@ -85,6 +87,11 @@ def assert_same(actual: Any, expected: Any, where: str = "") -> None:
         assert actual == expected, where
 
 
+def held_versions(model: PMAC) -> np.ndarray:
+    """The versions from the oldest with data to the current one (which has none yet after a model step)."""
+    return np.arange(model.replay_buffer.oldest_version, model.policy_version + 1)
+
+
 def snapshot(model: PMAC, observations: np.ndarray, inputs: th.Tensor) -> dict[str, Any]:
     """Everything the tests compare, copied (the run goes on afterwards)."""
     buffer = model.replay_buffer
@@ -103,7 +110,9 @@ def snapshot(model: PMAC, observations: np.ndarray, inputs: th.Tensor) -> dict[s
         "model_optimizer": copy.deepcopy(model.model_trainer.optimizer.state_dict()),
         "mixture_type": type(model.policy_mixture),
         "mixture": copy.deepcopy(model.policy_mixture.state_dict()),
-        "mixture_weights": model.policy_mixture.weights.copy(),
+        "policy_version": model.policy_version,
+        "held_versions": held_versions(model),
+        "mixture_weights": model.policy_mixture.weights(held_versions(model)),
         "settings": {key: getattr(model, key) for key in expected_settings("pmac")},
         "schedule": (model.rollout_horizon, model.real_ratio),
         "model_training_rows": model.model_training_rows(),
@@ -191,14 +200,15 @@ def test_save_load_predict_dynamics_and_state(variant, saved_runs):
     optimizer_state = loaded.model_trainer.optimizer.state_dict()
     assert len(saved["model_optimizer"]["state"]) > 0  # Adam moments exist: the model was trained
     assert_same(optimizer_state, saved["model_optimizer"], "model optimizer")
-    # the policy mixture: versions, weights (tv: measured distances) and the next version number
+    # the policy mixture (tv: measured distances), its weights, and the current policy version
     assert type(loaded.policy_mixture) is saved["mixture_type"]
     assert (saved["mixture_type"] is TVPolicyMixture) == (variant == "pmac_tv")
-    assert loaded.policy_mixture.current_version == 2  # model steps at 101 and 151
+    assert loaded.policy_version == saved["policy_version"] == 2  # model steps at 101 and 151
     assert_same(loaded.policy_mixture.state_dict(), saved["mixture"], "mixture")
-    np.testing.assert_array_equal(loaded.policy_mixture.weights, saved["mixture_weights"])
+    np.testing.assert_array_equal(saved["held_versions"], [0, 1, 2])
+    np.testing.assert_array_equal(loaded.policy_mixture.weights(saved["held_versions"]), saved["mixture_weights"])
     if variant == "pmac_tv":
-        assert np.isfinite(loaded.policy_mixture.distances[:-1]).all()
+        assert np.isfinite(loaded.policy_mixture.distances(saved["held_versions"][:-1])).all()
     # which mixture the data is drawn with (MBPO: uniform for both)
     for adapt in (loaded.adapt_model_training, loaded.adapt_rollout_starts):
         assert (loaded.data_mixture(adapt) is loaded.policy_mixture) == (variant != "mbpo")
@@ -248,26 +258,27 @@ def test_resume_equals_uninterrupted_run(variant, saved_runs):
     resumed.learn(STEPS_AFTER_SAVE, reset_num_timesteps=False)
     now = snapshot(resumed, run.observations, run.inputs)
     assert now["num_timesteps"] == straight["num_timesteps"] == STEPS_BEFORE_SAVE + STEPS_AFTER_SAVE
-    assert resumed.policy_mixture.current_version == 4  # model steps at 201 and 251 happened after the resume
-    for key in ("policy", "dynamics_model", "log_ent_coef", "elites", "model_optimizer", "mixture", "version_counts",
+    assert resumed.policy_version == 4  # model steps at 201 and 251 happened after the resume
+    for key in ("policy", "dynamics_model", "log_ent_coef", "elites", "model_optimizer", "mixture", "policy_version",
+                "held_versions", "mixture_weights", "version_counts",
                 "policy_versions", "observations", "policy_means", "policy_log_stds", "model_buffer",
                 "actions"):  # fmt: skip
         assert_same(now[key], straight[key], key)
     assert not th.equal(straight["policy"], run.at_save["policy"])  # the steps after the save did train
     if variant == "pmac_tv":  # the model steps after the resume measured the distances again
-        assert np.isfinite(resumed.policy_mixture.distances[:-1]).all()
+        assert np.isfinite(resumed.policy_mixture.distances(held_versions(resumed)[:-1])).all()
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_continue_after_load_without_replay_buffer(variant, saved_runs):
     run = saved_runs(variant)
     loaded = load(variant, run, env=run.fresh_env())
-    version = loaded.policy_mixture.current_version
+    version = loaded.policy_version
     loaded.learn(50, reset_num_timesteps=False)  # empty buffer: collect a batch (32) first, no second warm-up
     assert loaded.num_timesteps == STEPS_BEFORE_SAVE + 50
     buffer = loaded.replay_buffer
     assert buffer.buffer_size == TINY_PMAC_KWARGS["buffer_size"] and buffer.size() == buffer.n_written == 50
-    assert loaded.policy_mixture.current_version > version  # model steps resumed once data was there
+    assert loaded.policy_version == buffer.current_version > version  # model steps resumed once data was there
     versions, counts = buffer.version_counts()
     assert versions[0] == version and counts.sum() == 50  # new data continues the loaded version numbering
     assert loaded.model_buffer.size() > 0
@@ -281,7 +292,7 @@ def test_seed_reproducible(variant, saved_runs):
     model = make_model(variant, seed=SEED)
     model.learn(STEPS_BEFORE_SAVE)
     now = snapshot(model, np.zeros((1, 3), np.float32), th.zeros(1, 4))
-    for key in ("policy", "dynamics_model", "log_ent_coef", "model_optimizer", "mixture", "observations",
+    for key in ("policy", "dynamics_model", "log_ent_coef", "model_optimizer", "mixture", "policy_version", "observations",
                 "policy_means", "policy_log_stds", "model_buffer"):  # fmt: skip
         assert_same(now[key], saved[key], key)
 
@@ -308,7 +319,7 @@ def test_vec_env_and_vecnormalize(variant):
     assert_same(stochastic_rollout_actions(model, raw), on_normalized, "rollout_policy")
     assert not th.allclose(on_normalized, on_raw)
     if variant == "pmac_tv":  # distances measured on normalized states, every transition with its Gaussian
-        assert np.isfinite(model.policy_mixture.distances[:-1]).all()
+        assert np.isfinite(model.policy_mixture.distances(held_versions(model)[:-1])).all()
         assert np.isfinite(buffer.policy_means[: buffer.size()]).all()
 
 
@@ -317,9 +328,27 @@ def test_learn_with_gsde(variant):
     model = make_model(variant, seed=5, use_sde=True)
     model.learn(160)
     assert model.actor.use_sde and model.num_timesteps == 160
-    assert model.policy_mixture.current_version == 2  # model steps at 101 and 151
+    assert model.policy_version == 2  # model steps at 101 and 151
     assert model.model_buffer.size() > 0 and th.isfinite(model.model_buffer.state_dict()["observations"]).all()
     if variant == "pmac_tv":
         log_stds = model.replay_buffer.policy_log_stds[101:160, 0, 0]
         assert np.isfinite(log_stds).all() and np.ptp(log_stds) > 0  # gSDE: the std depends on the state
-        assert np.isfinite(model.policy_mixture.distances[:-1]).all()
+        assert np.isfinite(model.policy_mixture.distances(held_versions(model)[:-1])).all()
+
+
+# ---------------------------------------------------------------------------------------------- earlier releases
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_agent_of_an_earlier_release_keeps_its_policy_version(variant):
+    """Their policy mixtures counted the versions (the agent did not save one): the version is taken from there."""
+    data = pathlib.Path(__file__).parent / "data"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = VARIANTS[variant][0].load(data / f"legacy_{variant}.zip", device="cpu")
+        buffer = load_from_pkl(data / f"legacy_{variant}_buffer.pkl")
+    assert model.policy_version == buffer.current_version >= 2  # saved together
+    assert not {*LEGACY_MIXTURE_FIELDS, "_legacy_current_version"} & set(vars(model.policy_mixture))
+    assert isinstance(model.policy_mixture, TVPolicyMixture) == (variant == "pmac_tv")
+    if variant == "pmac_tv":  # the distances measured at the last model step survive
+        measured = model.policy_mixture.measured_versions
+        assert 0 < len(measured) and measured.max() < model.policy_version
+        assert np.isfinite(model.policy_mixture.distances(measured)).all()

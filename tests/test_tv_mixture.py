@@ -19,10 +19,8 @@ from sb3_pmac.tv_mixture import UNIFORM_ACTION_LOG_STD, TVPolicyMixture, actor_g
 
 
 def tv_mixture(distances, max_rate=0.02, eps=1e-6) -> TVPolicyMixture:
-    """A mixture holding len(distances) + 1 versions; every version but the last has its distance measured."""
+    """A mixture with the distances of versions 0..len(distances)-1 measured (version len(distances) has none)."""
     mixture = TVPolicyMixture(max_rate=max_rate, eps=eps)
-    for _ in range(len(distances) + 1):
-        mixture.add_policy()
     mixture.set_distances(np.arange(len(distances)), distances)
     return mixture
 
@@ -63,8 +61,8 @@ def test_newest_is_the_newest_version_with_data():
     np.testing.assert_allclose(mixture.probabilities(np.array([2])), [1.0])
     np.testing.assert_allclose(mixture.probabilities(np.arange(4), counts=np.array([1, 1000, 5, 7])), probs)
     # weights: the mixture as last measured (version 4, unmeasured, weighs 0), which is what the model step draws
-    np.testing.assert_allclose(mixture.weights, np.append(probs, 0.0), rtol=1e-12)
-    assert mixture.effective_number_of_policies() == pytest.approx(1 / np.sum(probs**2))
+    np.testing.assert_allclose(mixture.weights(np.arange(5)), np.append(probs, 0.0), rtol=1e-12)
+    assert mixture.effective_number_of_policies(np.arange(5)) == pytest.approx(1 / np.sum(probs**2))
 
 
 def test_identical_policies_get_equal_weights():
@@ -91,39 +89,46 @@ def test_weights_decrease_with_distance():
 def test_log_space_many_versions_and_tiny_distances():
     distances = np.geomspace(1e-300, 1.0, 100_000)
     mixture = tv_mixture(distances, eps=1e-300)
-    probs = mixture.probabilities(mixture.versions[:-1])
+    probs = mixture.probabilities(np.arange(100_000))
     assert np.all(np.isfinite(probs)) and probs.sum() == pytest.approx(1.0)
     assert np.all(np.diff(probs[:-1]) <= 0) and probs[-1] == pytest.approx(0.02)
-    assert np.all(np.isfinite(mixture.log_weights[:-1])) and mixture.log_weights[-1] == -np.inf
+    log_weights = mixture.log_weights(np.arange(100_001))
+    assert np.all(np.isfinite(log_weights[:-1])) and log_weights[-1] == -np.inf
     # 1 / eps overflows float64 here (eps is subnormal): the weights are computed in log space
     probs = tv_mixture([0.0, 0.0, 1.0], eps=1e-320).probabilities(np.arange(4))
     np.testing.assert_allclose(probs, [1 / 3, 1 / 3, 0.0, 1 / 3], atol=1e-300)
 
 
-def test_set_distances_replaces_drop_and_state_roundtrip():
+def test_set_distances_replaces_and_state_roundtrip():
     mixture = tv_mixture([0.3, 0.2, 0.1, 0.4, 0.5])
     mixture.set_distances(np.array([2, 3, 4]), np.array([0.1, 0.2, 0.3]))  # versions 0 and 1 become unmeasured
-    assert np.isnan(mixture.distances[:2]).all() and np.isnan(mixture.distances[-1])
+    distances = mixture.distances(np.arange(6))
+    assert np.isnan(distances[:2]).all() and np.isnan(distances[-1])
+    np.testing.assert_array_equal(distances[2:5], [0.1, 0.2, 0.3])
+    np.testing.assert_array_equal(mixture.measured_versions, [2, 3, 4])
     with pytest.raises(KeyError, match="No distance"):
         mixture.probabilities(np.arange(5))
-    assert mixture.drop_versions_before(2) == 2
-    np.testing.assert_array_equal(mixture.versions, [2, 3, 4, 5])
     probs = mixture.probabilities(np.array([2, 3, 4]))
+    # weights as last measured: the unmeasured versions weigh 0
+    np.testing.assert_allclose(mixture.weights(np.arange(6)), [0.0, 0.0, *probs, 0.0], rtol=1e-12)
     clone = TVPolicyMixture()
     clone.load_state_dict(mixture.state_dict())
-    assert clone.max_rate == mixture.max_rate and clone.current_version == 5
+    assert clone.max_rate == mixture.max_rate
+    np.testing.assert_array_equal(clone.measured_versions, [2, 3, 4])
     np.testing.assert_allclose(clone.probabilities(np.array([2, 3, 4])), probs)
     pickled = pickle.loads(pickle.dumps(mixture))
-    np.testing.assert_allclose(pickled.weights, mixture.weights)
-    assert clone.add_policy() == mixture.add_policy() == 6
+    np.testing.assert_allclose(pickled.weights(np.arange(6)), mixture.weights(np.arange(6)))
+    # a state dict of an earlier release (held versions, NaN where none was measured) loads the measured ones
+    old_state = {**mixture.state_dict(), "versions": np.arange(1, 6), "distances": [np.nan, 0.1, 0.2, 0.3, np.nan]}
+    clone.load_state_dict({**old_state, "next_version": 6})
+    np.testing.assert_array_equal(clone.measured_versions, [2, 3, 4])
+    np.testing.assert_allclose(clone.probabilities(np.array([2, 3, 4])), probs)
     with pytest.raises(ValueError, match="TVPolicyMixture"):
         PolicyMixture().load_state_dict(mixture.state_dict())
     with pytest.raises(ValueError, match="Not a TVPolicyMixture"):
         TVPolicyMixture().load_state_dict(PolicyMixture().state_dict())
     # before any measurement every version weighs the same
-    fresh = TVPolicyMixture()
-    fresh.add_policy(), fresh.add_policy()
-    np.testing.assert_allclose(fresh.weights, [0.5, 0.5])
+    np.testing.assert_allclose(TVPolicyMixture().weights(np.array([0, 1])), [0.5, 0.5])
 
 
 @pytest.mark.parametrize(
@@ -133,8 +138,8 @@ def test_set_distances_replaces_drop_and_state_roundtrip():
         (lambda m: m.set_distances(np.array([0, 0]), np.array([0.1, 0.2])), ValueError),
         (lambda m: m.set_distances(np.array([0]), np.array([-0.1])), ValueError),
         (lambda m: m.set_distances(np.array([0]), np.array([np.nan])), ValueError),
-        (lambda m: m.set_distances(np.array([9]), np.array([0.1])), KeyError),
-        (lambda m: m.probabilities(np.array([9])), KeyError),
+        (lambda m: m.set_distances(np.array([-1]), np.array([0.1])), ValueError),
+        (lambda m: m.probabilities(np.array([9, 10])), KeyError),
         (lambda m: m.probabilities(np.array([], dtype=np.int64)), ValueError),
     ],
 )
@@ -279,10 +284,11 @@ def test_pmac_tv_construction(trained):
     model, keys = trained
     assert isinstance(model.policy_mixture, TVPolicyMixture) and model.policy_mixture.max_rate == 0.02
     assert model.mixture == "tv" and model.replay_buffer.store_policy_params
-    assert model._n_model_steps == 6 and model.policy_mixture.current_version == 6
+    assert model._n_model_steps == 6 and model.policy_version == 6
     # distances were measured at the last model step for the versions that had data (0..5), not for version 6
-    distances = model.policy_mixture.distances
+    distances = model.policy_mixture.distances(np.arange(7))
     assert np.all((distances[:-1] >= 0) & (distances[:-1] <= 1)) and np.isnan(distances[-1])
+    np.testing.assert_array_equal(model.policy_mixture.measured_versions, np.arange(6))
     assert {"train/mixture_tv_mean", "train/mixture_tv_min", "train/mixture_tv_max", "train/mixture_newest_share"} <= keys
     # the warm-up transitions are recorded as the uniform stand-in, the others with the actor's parameters
     np.testing.assert_array_equal(model.replay_buffer.policy_log_stds[:100], np.float32(UNIFORM_ACTION_LOG_STD))
@@ -340,7 +346,8 @@ def test_pmac_tv_far_version_gets_less_weight(trained):
     model, _ = trained
     buffer = model.replay_buffer
     saved = buffer.policy_means.copy(), buffer.policy_log_stds.copy()
-    saved_distances = model.policy_mixture.distances
+    saved_versions = model.policy_mixture.measured_versions
+    saved_distances = model.policy_mixture.distances(saved_versions)
     try:
         versions, starts, lengths = buffer.version_ranges()
         # version 2 collected by the current actor itself (distance 0), version 3 by a policy far away (distance ~1)
@@ -355,8 +362,7 @@ def test_pmac_tv_far_version_gets_less_weight(trained):
         assert probs[2] == probs[:-1].max() and probs[3] == probs.min()
     finally:
         buffer.policy_means[:], buffer.policy_log_stds[:] = saved
-        measured = ~np.isnan(saved_distances)
-        model.policy_mixture.set_distances(model.policy_mixture.versions[measured], saved_distances[measured])
+        model.policy_mixture.set_distances(saved_versions, saved_distances)
 
 
 def test_pmac_tv_ablation_switches():
@@ -368,12 +374,14 @@ def test_pmac_tv_ablation_switches():
     versions, counts = model.replay_buffer.version_counts()
     np.testing.assert_allclose(uniform.probabilities(versions, counts), counts / counts.sum())
     assert model.data_mixture(model.adapt_rollout_starts) is model.policy_mixture
-    assert np.all(np.isfinite(model.policy_mixture.distances[:-1]))
+    np.testing.assert_array_equal(model.policy_mixture.measured_versions, [0, 1])  # those with data at step 151
+    assert np.all(np.isfinite(model.policy_mixture.distances(np.array([0, 1]))))
     assert np.isfinite(model.replay_buffer.policy_means[: model.replay_buffer.size()]).all()
     # both switches off (MBPO's data): no distances are measured
     off = pendulum(seed=4, adapt_model_training=False, adapt_rollout_starts=False)
     off.learn(160)
-    assert off._last_tv_distances is None and np.isnan(off.policy_mixture.distances).all()
+    assert off._last_tv_distances is None and len(off.policy_mixture.measured_versions) == 0
+    assert np.isnan(off.policy_mixture.distances(np.arange(off.policy_version + 1))).all()
 
 
 @pytest.mark.parametrize(

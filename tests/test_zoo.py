@@ -191,7 +191,7 @@ def test_train_saves_loadable_agent(pendulum_runs):
     assert model.model_trainer.max_epochs == 5 and model.dynamics_model.hidden_sizes == [64, 64]
     assert model.adaptation_rate == 0.9 and model.rollout_horizon == 1
     # model steps at 100 and 200 steps: warm-up policy version 0, then 1 and 2
-    assert model.policy_mixture.current_version == 2
+    assert model.policy_version == 2
     obs = np.array([1.0, 0.0, 0.0], dtype=np.float32)
     action, _ = model.predict(obs, deterministic=True)
     assert action.shape == (1,) and -2.0 <= action[0] <= 2.0
