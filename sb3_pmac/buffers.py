@@ -470,18 +470,14 @@ class MixedReplaySampler:
         would draw it; every batch holds its ``n_real`` real samples first, then its ``n_model`` model samples.
         """
         n_real, n_model = self.split(batch_size)
-
-        def stacked(samples: ReplayBufferSamples) -> ReplayBufferSamples:
-            return ReplayBufferSamples(*(None if t is None else t.reshape(gradient_steps, -1, *t.shape[1:]) for t in samples))  # type: ignore[arg-type]
-
         parts = []
         if n_real > 0:
-            parts.append(stacked(self.real_buffer.sample(gradient_steps * n_real, env=env)))
+            parts.append(stack_batches(self.real_buffer.sample(gradient_steps * n_real, env=env), gradient_steps))
         if n_model > 0:
             model = self.model_buffer.sample(gradient_steps * n_model)
             if env is not None:
                 model = self._normalize(model, env)
-            parts.append(stacked(model))
+            parts.append(stack_batches(model, gradient_steps))
         if len(parts) == 1:
             return parts[0]
         columns = ("observations", "actions", "next_observations", "dones", "rewards")
@@ -500,6 +496,13 @@ class MixedReplaySampler:
             next_observations=normalize_obs(samples.next_observations),
             rewards=rewards,
         )
+
+
+def stack_batches(samples: ReplayBufferSamples, gradient_steps: int) -> ReplayBufferSamples:
+    """View ``gradient_steps * batch_size`` samples as ``gradient_steps`` batches: ``[gradient_steps, batch_size, ...]``."""
+    return ReplayBufferSamples(
+        *(None if t is None else t.reshape(gradient_steps, t.shape[0] // gradient_steps, *t.shape[1:]) for t in samples)  # type: ignore[arg-type]
+    )
 
 
 def draw_rows_per_version(probabilities: np.ndarray, counts: np.ndarray, n_rows: int) -> tuple[np.ndarray, np.ndarray]:

@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
 
+from sb3_pmac.buffers import stack_batches
 from sb3_pmac.fast_sac.kernels import fast_path_available
-from sb3_pmac.fast_sac.updates import SACUpdateStats, sac_updates, stack_batches
+from sb3_pmac.fast_sac.updates import SACUpdateStats, sac_updates
 
 if TYPE_CHECKING:
     from stable_baselines3 import SAC

@@ -14,6 +14,7 @@ import torch as th
 import torch.nn.functional as F
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
 
+from sb3_pmac.buffers import stack_batches
 from sb3_pmac.fast_sac.kernels import AdamStep, kernel_error
 from sb3_pmac.fast_sac.networks import ActorSampler, Critic, ManualNets
 
@@ -32,13 +33,6 @@ class SACUpdateStats:
     ent_coef: float
     ent_coef_loss: float | None
     n_updates: int
-
-
-def stack_batches(samples: ReplayBufferSamples, gradient_steps: int) -> ReplayBufferSamples:
-    """View ``gradient_steps * batch_size`` samples as ``gradient_steps`` batches: ``[gradient_steps, batch_size, ...]``."""
-    return ReplayBufferSamples(
-        *(None if t is None else t.reshape(gradient_steps, t.shape[0] // gradient_steps, *t.shape[1:]) for t in samples)  # type: ignore[arg-type]
-    )
 
 
 def sac_updates(
