@@ -17,6 +17,7 @@ from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.save_util import load_from_pkl, save_to_pkl
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+from stable_baselines3.common.utils import get_device
 from stable_baselines3.sac import SAC
 from stable_baselines3.sac.policies import SACPolicy
 
@@ -564,6 +565,10 @@ class PMAC(SAC):
     def set_env(self, env: GymEnv, force_reset: bool = True) -> None:
         """SB3's ``set_env``; the termination function is derived from the new env unless one was passed."""
         super().set_env(env, force_reset)
+        self._derive_termination_fn()
+
+    def _derive_termination_fn(self) -> None:
+        """The termination function of the current env, unless the user passed one."""
         if not self._user_termination_fn:
             self.termination_fn = get_termination_fn(self.env)  # type: ignore[arg-type]
 
@@ -621,11 +626,11 @@ class PMAC(SAC):
         kwargs.setdefault("_lazy_buffers", True)
         for key, value in legacy_defaults(path).items():
             kwargs.setdefault(key, value)
-        with preserved_rng_states(device if device != "auto" else "cpu"):
+        with preserved_rng_states(get_device(device)):
             # SB3's load re-seeds the global generators with the agent's seed (in _setup_model): undone here
             model = super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
-        if env is not None and not model._user_termination_fn:
-            model.termination_fn = get_termination_fn(model.env)  # type: ignore[arg-type]  # the new env's settings
+        if env is not None:
+            model._derive_termination_fn()  # the new env's settings
         if model._rng_states is not None:
             model._set_rng_states(model._rng_states, restore_global=restore_random_state)
             model._rng_states = None
