@@ -44,7 +44,7 @@ def fill_real(size: int):
 def fill_model(size: int):
     import torch as th
 
-    from sb3_pmac.buffers import ModelReplayBuffer
+    from sb3_pmac.model_buffer import ModelReplayBuffer
 
     buf = ModelReplayBuffer(size, OBS_DIM, ACTION_DIM, "cpu")
     for start in range(0, size, CHUNK):

@@ -51,8 +51,7 @@ from machine import cpu_model
 
 from sb3_pmac.buffers import draw_rows_per_version
 from sb3_pmac.dynamics import ModelTrainer, ProbabilisticEnsemble
-from sb3_pmac.pmac import bounded_train_size
-from sb3_pmac.policy_mixture import PolicyMixture
+from sb3_pmac.policy_mixture import PolicyMixture, bounded_train_size
 
 KEYS = ("epochs", "grad_steps", "seconds", "local", "global", "n_rows", "distinct")
 LOCAL_WINDOW = 250

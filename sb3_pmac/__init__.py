@@ -2,9 +2,11 @@
 
 import os
 
-from sb3_pmac.buffers import MixedReplaySampler, ModelReplayBuffer, PolicyVersionedReplayBuffer
+from sb3_pmac.buffers import PolicyVersionedReplayBuffer
 from sb3_pmac.dynamics import ModelTrainer, ProbabilisticEnsemble
 from sb3_pmac.mbpo import MBPO
+from sb3_pmac.mixed_sampler import MixedReplaySampler
+from sb3_pmac.model_buffer import ModelReplayBuffer
 from sb3_pmac.pmac import PMAC
 from sb3_pmac.policy_mixture import PolicyMixture
 from sb3_pmac.termination import get_termination_fn, register_termination_fn

@@ -1,12 +1,11 @@
 """
-Replay buffers of PMAC.
+The versioned real replay buffer of PMAC.
 
-* :class:`PolicyVersionedReplayBuffer` is the real sample buffer :math:`\\mathbb{D}_e`: SB3's ``ReplayBuffer`` that also
-  remembers which *policy version* collected each transition, and can draw samples **per policy, then uniformly
-  within that policy's transitions** with the weights of a :class:`~sb3_pmac.policy_mixture.PolicyMixture`
-  (Algorithm 2, lines 3 and 8). Its ordinary :meth:`sample` stays uniform, for SAC's real share of each batch.
-* :class:`ModelReplayBuffer` is the model sample buffer :math:`\\mathbb{D}_m`: a fixed-capacity ring buffer of torch
-  tensors (on the algorithm's device) filled in bulk by model rollouts.
+:class:`PolicyVersionedReplayBuffer` is the real sample buffer :math:`\\mathbb{D}_e`: SB3's ``ReplayBuffer`` that also
+remembers which *policy version* collected each transition, and can draw samples **per policy, then uniformly within
+that policy's transitions** with the weights of a :class:`~sb3_pmac.policy_mixture.PolicyMixture` (Algorithm 2, lines 3
+and 8). Its ordinary :meth:`sample` stays uniform, for SAC's real share of each batch. The model buffer
+:math:`\\mathbb{D}_m` is :mod:`sb3_pmac.model_buffer`, the mixed SAC batches :mod:`sb3_pmac.mixed_sampler`.
 
 With ``store_policy_params=True`` (PMAC's ``mixture="tv"``) the real buffer also keeps, for every transition, the
 Gaussian parameters of the policy that collected it (pre-squash mean and log standard deviation of the actor for that
@@ -289,222 +288,6 @@ class PolicyVersionedReplayBuffer(ReplayBuffer):
         return ReplayBufferSamples(*tuple(map(self.to_torch, data)))
 
 
-class ModelReplayBuffer:
-    """
-    Model sample buffer :math:`\\mathbb{D}_m`: a ring buffer of torch tensors filled with model rollouts.
-
-    Stored on ``device`` so that on CUDA rollouts and SAC batches never leave the GPU. :meth:`sample` returns
-    SB3's ``ReplayBufferSamples`` (``rewards`` and ``dones`` of shape ``[batch, 1]``), ready to be concatenated
-    with real samples.
-
-    :param capacity: maximum number of transitions (oldest are overwritten first)
-    :param obs_dim: observation size
-    :param action_dim: action size
-    :param device: PyTorch device
-    """
-
-    def __init__(self, capacity: int, obs_dim: int, action_dim: int, device: th.device | str = "cpu") -> None:
-        if capacity <= 0:
-            raise ValueError(f"capacity must be positive, got {capacity}")
-        self.capacity = int(capacity)
-        self.obs_dim = int(obs_dim)
-        self.action_dim = int(action_dim)
-        self.device = th.device(device)
-        self._allocate(self.capacity)
-        self.pos = 0
-        self.full = False
-
-    def _allocate(self, capacity: int) -> None:
-        kwargs: dict[str, Any] = {"device": self.device, "dtype": th.float32}
-        self.observations = th.zeros((capacity, self.obs_dim), **kwargs)
-        self.actions = th.zeros((capacity, self.action_dim), **kwargs)
-        self.next_observations = th.zeros((capacity, self.obs_dim), **kwargs)
-        self.rewards = th.zeros((capacity,), **kwargs)
-        self.dones = th.zeros((capacity,), **kwargs)
-
-    def size(self) -> int:
-        """Number of transitions stored."""
-        return self.capacity if self.full else self.pos
-
-    def reset(self) -> None:
-        """Forget all transitions (keeps the memory)."""
-        self.pos = 0
-        self.full = False
-
-    def add(
-        self,
-        observations: th.Tensor,
-        actions: th.Tensor,
-        rewards: th.Tensor,
-        next_observations: th.Tensor,
-        dones: th.Tensor,
-    ) -> None:
-        """
-        Append a batch of transitions (any batch size; only the newest ``capacity`` are kept).
-
-        :param observations: ``[N, obs_dim]``
-        :param actions: ``[N, action_dim]``
-        :param rewards: ``[N]``
-        :param next_observations: ``[N, obs_dim]``
-        :param dones: ``[N]`` (1.0 where the model rollout terminated)
-        """
-        n = observations.shape[0]
-        if n == 0:
-            return
-        columns = (observations, actions, rewards.reshape(-1), next_observations, dones.reshape(-1).float())
-        if n >= self.capacity:
-            columns = tuple(column[n - self.capacity :] for column in columns)  # type: ignore[assignment]
-            n = self.capacity
-        indices = (th.arange(n, device=self.device) + self.pos) % self.capacity
-        for storage, column in zip(self._storages(), columns, strict=True):
-            storage[indices] = column.to(device=self.device, dtype=th.float32)
-        self.full = self.full or self.pos + n >= self.capacity
-        self.pos = (self.pos + n) % self.capacity
-
-    _COLUMNS = ("observations", "actions", "rewards", "next_observations", "dones")
-
-    def _storages(self) -> tuple[th.Tensor, ...]:
-        return tuple(getattr(self, name) for name in self._COLUMNS)
-
-    def _ordered(self) -> tuple[th.Tensor, ...]:
-        """Stored transitions, oldest first."""
-        if not self.full:
-            return tuple(storage[: self.pos] for storage in self._storages())
-        order = (th.arange(self.capacity, device=self.device) + self.pos) % self.capacity
-        return tuple(storage[order] for storage in self._storages())
-
-    def resize(self, capacity: int) -> None:
-        """
-        Change the capacity, keeping the newest transitions (MBPO grows the model buffer with the rollout horizon).
-
-        :param capacity: new maximum number of transitions
-        """
-        if capacity <= 0:
-            raise ValueError(f"capacity must be positive, got {capacity}")
-        if capacity == self.capacity:
-            return
-        kept = self._ordered()
-        self.capacity = int(capacity)
-        self._allocate(self.capacity)
-        self.pos, self.full = 0, False
-        self.add(kept[0], kept[1], kept[2], kept[3], kept[4])
-
-    def sample(self, batch_size: int, generator: th.Generator | None = None) -> ReplayBufferSamples:
-        """
-        Uniform sample (with replacement) of stored transitions.
-
-        :param batch_size: number of transitions
-        :param generator: optional torch random generator (on the buffer's device)
-        """
-        size = self.size()
-        if size == 0:
-            raise ValueError("Cannot sample from an empty model buffer")
-        indices = th.randint(0, size, (batch_size,), device=self.device, generator=generator)
-        return self.get_transitions(indices)
-
-    def get_transitions(self, indices: th.Tensor) -> ReplayBufferSamples:
-        """The transitions at ``indices`` as ``ReplayBufferSamples``."""
-        return ReplayBufferSamples(
-            observations=self.observations[indices],
-            actions=self.actions[indices],
-            next_observations=self.next_observations[indices],
-            dones=self.dones[indices].unsqueeze(1),
-            rewards=self.rewards[indices].unsqueeze(1),
-        )
-
-    def state_dict(self) -> dict[str, Any]:
-        """The stored transitions in storage order, the write position and the capacity (CPU tensors)."""
-        size = self.size()
-        state: dict[str, Any] = {"capacity": self.capacity, "pos": self.pos, "full": self.full}
-        for name in self._COLUMNS:
-            state[name] = getattr(self, name)[:size].cpu().clone()
-        return state
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a state produced by :meth:`state_dict` (same storage layout, so sampling continues identically)."""
-        self.capacity = int(state["capacity"])
-        self._allocate(self.capacity)
-        for name in self._COLUMNS:
-            column = state[name]
-            getattr(self, name)[: len(column)] = column.to(self.device)
-        self.pos, self.full = int(state["pos"]), bool(state["full"])
-
-
-class MixedReplaySampler:
-    """
-    SAC batches of PMAC: a ``real_ratio`` share of real transitions (uniform over the real buffer) and the rest from
-    the model buffer, concatenated (paper §4 "Policy Learning", mixture weight :math:`\\rho`).
-
-    It has the ``sample(batch_size, env)`` method of a replay buffer, so SB3's ``SAC.train`` can draw from it, and
-    :meth:`sample_stacked` draws the batches of several updates at once (the fast SAC path).
-    When the model buffer is empty every sample is real. Model transitions are stored with raw observations and are
-    normalized here like the real ones when the env is a ``VecNormalize``.
-
-    :param real_buffer: the real replay buffer
-    :param model_buffer: the model replay buffer
-    :param real_ratio: share of real transitions per batch, in [0, 1]
-    """
-
-    def __init__(self, real_buffer: ReplayBuffer, model_buffer: ModelReplayBuffer, real_ratio: float) -> None:
-        if not 0.0 <= real_ratio <= 1.0:
-            raise ValueError(f"real_ratio must be in [0, 1], got {real_ratio}")
-        self.real_buffer = real_buffer
-        self.model_buffer = model_buffer
-        self.real_ratio = real_ratio
-
-    def split(self, batch_size: int) -> tuple[int, int]:
-        """Number of real and model samples in a batch (MBPO rounds the real share down)."""
-        if self.model_buffer.size() == 0:
-            return batch_size, 0
-        n_real = int(batch_size * self.real_ratio)
-        return n_real, batch_size - n_real
-
-    def sample(self, batch_size: int, env: VecNormalize | None = None) -> ReplayBufferSamples:
-        """One batch: its ``n_real`` real samples first, then its ``n_model`` model samples (:meth:`split`)."""
-        return ReplayBufferSamples(*(None if t is None else t[0] for t in self.sample_stacked(1, batch_size, env)))  # type: ignore[arg-type]
-
-    def sample_stacked(self, gradient_steps: int, batch_size: int, env: VecNormalize | None = None) -> ReplayBufferSamples:
-        """
-        The batches of ``gradient_steps`` SAC updates in one draw, stacked ``[gradient_steps, batch_size, ...]``:
-        every sample drawn uniformly with replacement, independently, as ``gradient_steps`` calls of :meth:`sample`
-        would draw it; every batch holds its ``n_real`` real samples first, then its ``n_model`` model samples.
-        """
-        n_real, n_model = self.split(batch_size)
-        parts = []
-        if n_real > 0:
-            parts.append(stack_batches(self.real_buffer.sample(gradient_steps * n_real, env=env), gradient_steps))
-        if n_model > 0:
-            model = self.model_buffer.sample(gradient_steps * n_model)
-            if env is not None:
-                model = self._normalize(model, env)
-            parts.append(stack_batches(model, gradient_steps))
-        if len(parts) == 1:
-            return parts[0]
-        columns = ("observations", "actions", "next_observations", "dones", "rewards")
-        return ReplayBufferSamples(*(th.cat([getattr(part, name) for part in parts], dim=1) for name in columns))
-
-    @staticmethod
-    def _normalize(samples: ReplayBufferSamples, env: VecNormalize) -> ReplayBufferSamples:
-        device = samples.observations.device
-
-        def normalize_obs(obs: th.Tensor) -> th.Tensor:
-            return th.as_tensor(env.normalize_obs(obs.cpu().numpy()), device=device, dtype=th.float32)
-
-        rewards = th.as_tensor(env.normalize_reward(samples.rewards.cpu().numpy()), device=device, dtype=th.float32)
-        return samples._replace(
-            observations=normalize_obs(samples.observations),
-            next_observations=normalize_obs(samples.next_observations),
-            rewards=rewards,
-        )
-
-
-def stack_batches(samples: ReplayBufferSamples, gradient_steps: int) -> ReplayBufferSamples:
-    """View ``gradient_steps * batch_size`` samples as ``gradient_steps`` batches: ``[gradient_steps, batch_size, ...]``."""
-    return ReplayBufferSamples(
-        *(None if t is None else t.reshape(gradient_steps, t.shape[0] // gradient_steps, *t.shape[1:]) for t in samples)  # type: ignore[arg-type]
-    )
-
-
 def draw_rows_per_version(probabilities: np.ndarray, counts: np.ndarray, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
     """
     ``n_rows`` draws per version, without replacement where the weights allow (see
@@ -540,3 +323,8 @@ def _systematic_counts(expected: np.ndarray, total: int) -> np.ndarray:
     bounds = np.floor(cumulative + np.random.random()).astype(np.int64)
     bounds[-1] = total
     return np.diff(bounds, prepend=0)
+
+
+# Import paths of earlier releases (the classes moved to their own modules)
+from sb3_pmac.mixed_sampler import MixedReplaySampler, stack_batches  # noqa: E402, F401
+from sb3_pmac.model_buffer import ModelReplayBuffer  # noqa: E402, F401

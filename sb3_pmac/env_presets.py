@@ -135,3 +135,36 @@ def env_spec_id(env: Any) -> str | None:
     except (AttributeError, IndexError):
         return None
     return getattr(spec, "id", None)
+
+
+def apply_presets(
+    algo_name: str, env: Any, rollout_horizon: HorizonSchedule | None, use_presets: bool, verbose: int
+) -> tuple[Any, str | None, HorizonSchedule]:
+    """
+    The env and horizon schedule PMAC's constructor uses: an env id is made with its preset (:func:`make_preset_env`)
+    when ``use_presets``, and the rollout horizon defaults to the preset's schedule of the env's task (id given as a
+    string or the spec id of the env passed), else 1. With ``verbose >= 1`` it prints what was applied.
+
+    :param algo_name: the algorithm's name, for the message
+    :param env: an env id, an env, or None
+    :param rollout_horizon: the user's horizon schedule (``None``: the preset's)
+    :param use_presets: apply the task's preset when its id is known
+    :param verbose: 1 or more prints the presets applied
+    :return: the env (made when an id was given), the id given as a string (else None) and the horizon schedule
+    """
+    env_id = env if isinstance(env, str) else None
+    known_id = env_id if env_id is not None else env_spec_id(env)
+    preset = get_preset(known_id) if known_id is not None and use_presets else None
+    if env_id is not None:
+        env = make_preset_env(env_id) if use_presets else gym.make(env_id)
+    applied = []
+    if rollout_horizon is None:
+        rollout_horizon = preset.horizon_schedule if preset is not None else 1
+        if preset is not None:
+            applied.append(f"rollout_horizon={rollout_horizon}")
+    if preset is not None and env_id is not None and preset.truncated_size(env_id) is not None:
+        applied.append(f"observations truncated to {preset.truncated_size(env_id)} entries (MBPO's)")
+    if verbose >= 1 and preset is not None:
+        summary = ", ".join(applied) or "none"
+        print(f"{algo_name}: presets of {known_id} applied: {summary} (use_presets=False to turn off)")
+    return env, env_id, rollout_horizon

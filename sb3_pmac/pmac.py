@@ -3,63 +3,47 @@ PMAC: Policy-adaptation Model-based Actor-Critic (Wang, Wongkamjan and Huang, 20
 """
 
 import io
-import math
 import pathlib
 import time
 from typing import Any, ClassVar, TypeVar
 
-import gymnasium as gym
 import numpy as np
 import torch as th
-from gymnasium import spaces
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.policies import BasePolicy
-from stable_baselines3.common.save_util import load_from_pkl, save_to_pkl
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 from stable_baselines3.common.utils import get_device
 from stable_baselines3.sac import SAC
 from stable_baselines3.sac.policies import SACPolicy
 
 from sb3_pmac import fast_sac
-from sb3_pmac.buffers import MixedReplaySampler, ModelReplayBuffer, PolicyVersionedReplayBuffer
+from sb3_pmac.buffer_files import load_buffers, save_buffers
+from sb3_pmac.buffers import PolicyVersionedReplayBuffer
 from sb3_pmac.checks import check_pmac_arguments, check_spaces
 from sb3_pmac.compat import legacy_defaults, legacy_policy_version
-from sb3_pmac.dynamics import ModelTrainer, ModelTrainingInfo, ProbabilisticEnsemble
-from sb3_pmac.env_presets import env_spec_id, get_preset, make_preset_env
-from sb3_pmac.horizon import HorizonSchedule, epoch_at, horizon_at, model_buffer_capacity, validate_horizon_schedule
+from sb3_pmac.dynamics import ModelTrainingInfo
+from sb3_pmac.env_presets import apply_presets
+from sb3_pmac.horizon import HorizonSchedule, validate_horizon_schedule
+from sb3_pmac.mixed_sampler import MixedReplaySampler
+from sb3_pmac.model_step import ModelStepSAC
 from sb3_pmac.policy_mixture import PolicyMixture
 from sb3_pmac.random_state import get_global_rng_states, preserved_rng_states, set_global_rng_states
-from sb3_pmac.rollouts import RolloutInfo, rollout_model
+from sb3_pmac.rollouts import RolloutInfo
 from sb3_pmac.termination import TerminationFn, get_termination_fn
-from sb3_pmac.tv_mixture import UNIFORM_ACTION_LOG_STD, TVPolicyMixture, actor_gaussian, measure_tv_distances
+from sb3_pmac.tv_mixture import UNIFORM_ACTION_LOG_STD, TVPolicyMixture, actor_gaussian
 
 SelfPMAC = TypeVar("SelfPMAC", bound="PMAC")
 
-#: Gradient steps per model training with ``model_training="bounded"`` (chosen with ``benchmarks/model_replay.py``,
-#: see ``docs/results.md``).
-DEFAULT_MODEL_GRAD_STEPS = 400
 
-
-def bounded_train_size(steps_per_version: int, adaptation_rate: float, stored: int) -> int:
-    """
-    The bounded training set: the effective support of Algorithm 1's mixture in transitions, i.e. the effective
-    number of policies :math:`(1 + \\alpha) / (1 - \\alpha)` (inverse Simpson index of :math:`w_i \\propto
-    \\alpha^{k-i}`) times the transitions per version; ``stored`` when ``alpha = 1`` (every policy weighs the same).
-    """
-    if adaptation_rate >= 1.0:
-        return stored
-    return math.ceil(round(steps_per_version * (1.0 + adaptation_rate) / (1.0 - adaptation_rate), 6))
-
-
-class PMAC(SAC):
+class PMAC(ModelStepSAC):
     """
     Policy-adaptation Model-based Actor-Critic (PMAC): MBPO whose model-training data and rollout start states are
     drawn per policy version with the weights of Algorithm 1, tilted towards the current policy.
 
-    Paper: https://arxiv.org/abs/2207.12141 (defaults: Table 2). Algorithm 2 is :meth:`train` and
-    :meth:`_model_step`; the docs' algorithm page maps the paper to the code and describes the PDML variant
-    (``mixture="tv"``).
+    Paper: https://arxiv.org/abs/2207.12141 (defaults: Table 2). Algorithm 2 is :meth:`train` and the model step
+    :meth:`~sb3_pmac.model_step.ModelStepSAC._model_step`; the docs' algorithm page maps the paper to the code and
+    describes the PDML variant (``mixture="tv"``).
 
     :param policy: The policy model to use (``MlpPolicy``), or an environment id as shorthand:
         ``PMAC("Hopper-v4")`` is ``PMAC("MlpPolicy", "Hopper-v4")``
@@ -139,8 +123,6 @@ class PMAC(SAC):
     #: Whether the policy mixture is Algorithm 1 (PMAC) by default; ``MBPO`` turns both switches off.
     _adapt_by_default: ClassVar[bool] = True
 
-    replay_buffer: PolicyVersionedReplayBuffer  # type: ignore[assignment]
-
     def __init__(
         self,
         policy: str | type[SACPolicy],
@@ -195,23 +177,9 @@ class PMAC(SAC):
         # Shorthand PMAC("Hopper-v4"): the first argument is an env id
         if env is None and isinstance(policy, str) and policy not in self.policy_aliases:
             policy, env = "MlpPolicy", policy
-        env_id = env if isinstance(env, str) else None
-        known_id = env_id if env_id is not None else env_spec_id(env)
-        preset = get_preset(known_id) if known_id is not None and use_presets else None
-        if env_id is not None:
-            env = make_preset_env(env_id) if use_presets else gym.make(env_id)
+        env, env_id, rollout_horizon = apply_presets(type(self).__name__, env, rollout_horizon, use_presets, verbose)
         if env is not None:
             check_spaces(env)  # type: ignore[arg-type]
-        applied = []
-        if rollout_horizon is None:
-            rollout_horizon = preset.horizon_schedule if preset is not None else 1
-            if preset is not None:
-                applied.append(f"rollout_horizon={rollout_horizon}")
-        if preset is not None and env_id is not None and preset.truncated_size(env_id) is not None:
-            applied.append(f"observations truncated to {preset.truncated_size(env_id)} entries (MBPO's)")
-        if verbose >= 1 and preset is not None:
-            summary = ", ".join(applied) or "none"
-            print(f"{type(self).__name__}: presets of {known_id} applied: {summary} (use_presets=False to turn off)")
         self.rollout_horizon = validate_horizon_schedule(rollout_horizon)
         check_pmac_arguments(
             optimize_memory_usage=optimize_memory_usage,
@@ -314,26 +282,7 @@ class PMAC(SAC):
             self.replay_buffer = self._make_replay_buffer(buffer_size=1)
         super()._setup_model()
         self._buffers_allocated = not lazy
-        assert isinstance(self.observation_space, spaces.Box) and isinstance(self.action_space, spaces.Box)
-        obs_dim = int(np.prod(self.observation_space.shape))
-        action_dim = int(np.prod(self.action_space.shape))
-
-        self.dynamics_model = ProbabilisticEnsemble(
-            obs_dim,
-            action_dim,
-            ensemble_size=self.ensemble_size,
-            n_elites=self.n_elites,
-            device=self.device,
-            **self.dynamics_kwargs,
-        )
-        if self.model_training == "bounded":
-            trainer_defaults: dict[str, Any] = {"max_grad_steps": DEFAULT_MODEL_GRAD_STEPS, "max_epochs": None}
-        else:
-            trainer_defaults = {"max_epochs": None}  # MBPO: until early stopping
-        trainer_kwargs = {"seed": self.seed, **trainer_defaults, **self.model_trainer_kwargs}
-        self.model_trainer = ModelTrainer(self.dynamics_model, **trainer_kwargs)
-        # Allocated at the first rollout, when the horizon (hence MBPO's capacity) is known
-        self.model_buffer = ModelReplayBuffer(1, obs_dim, action_dim, device=self.device)
+        self._setup_dynamics_model()
         self._uniform_mixture = PolicyMixture(mode="uniform")
         if self.policy_mixture is None:
             if self.mixture == "tv":
@@ -388,52 +337,6 @@ class PMAC(SAC):
         self._timings["sac"] += time.perf_counter() - start
         self.logger.record("time/sac_s", self._timings["sac"])
 
-    def _model_step(self) -> None:
-        """
-        Algorithm 2, lines 2-4 and 7-10, once per interaction epoch of ``model_train_freq`` env steps:
-
-        1. a new policy version (the policy about to collect the next epoch) and Algorithm 1's weights :math:`w^k`;
-        2. the model's training data drawn from the real buffer :math:`\\mathbb{D}_e` per :math:`w^k` (uniformly for
-           MBPO) and the ensemble :math:`\\hat T_\\theta` trained on it (Eq. 5, :meth:`train_dynamics_model`);
-        3. ``rollout_batch_size`` start states drawn per :math:`w^k`, the current actor rolled out in the model for the
-           scheduled horizon :math:`H` into the model buffer :math:`\\mathbb{D}_m` (:meth:`rollout`).
-        """
-        assert self.policy_mixture is not None
-        # Line 2: Algorithm 1 (the policy about to collect the next interaction epoch becomes a new version; the
-        # mixture's weights follow from the version ids of the buffer's data)
-        self.policy_version = self.replay_buffer.start_new_version()
-        self._n_model_steps += 1
-
-        # Lines 3-4: training data drawn according to w^k, maximum likelihood (Eq. 5)
-        start = time.perf_counter()
-        if isinstance(self.policy_mixture, TVPolicyMixture) and (self.adapt_model_training or self.adapt_rollout_starts):
-            # PDML: w^k from the distances between each version's policy and the current one
-            versions, self._last_tv_distances = self._measure_tv_distances()
-            self.policy_mixture.set_distances(versions, self._last_tv_distances)
-        self._last_model_info = self.train_dynamics_model()
-        self._timings["model_train"] += time.perf_counter() - start
-
-        # Lines 7-10: rollouts from start states drawn according to w^k
-        start = time.perf_counter()
-        self._last_rollout_info = self.rollout()
-        self._timings["rollout"] += time.perf_counter() - start
-        self._log_model_step()
-
-    #: ``mixture="tv"``: number of states drawn (uniformly, with replacement) from each version's data to average its
-    #: distance to the current policy (:func:`~sb3_pmac.tv_mixture.measure_tv_distances`); set it on the instance to change it.
-    tv_states_per_version: int = 64
-
-    def _measure_tv_distances(self) -> tuple[np.ndarray, np.ndarray]:
-        """``mixture="tv"``: per-version distance to the current policy (:func:`~sb3_pmac.tv_mixture.measure_tv_distances`)."""
-        normalize = self._vec_normalize_env.normalize_obs if self._vec_normalize_env is not None else None
-        return measure_tv_distances(
-            self.replay_buffer,
-            lambda obs: actor_gaussian(self.actor, obs),
-            int(self.tv_states_per_version),
-            normalize_obs=normalize,  # type: ignore[arg-type]
-            device=self.device,
-        )
-
     def _sample_action(
         self, learning_starts: int, action_noise: ActionNoise | None = None, n_envs: int = 1
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -449,97 +352,6 @@ class PMAC(SAC):
                     mean, log_std = actor_gaussian(self.actor, obs_tensor)  # type: ignore[arg-type]
                 self.replay_buffer.set_policy_params(mean.cpu().numpy(), log_std.cpu().numpy())
         return action, buffer_action
-
-    def data_mixture(self, adapt: bool) -> PolicyMixture:
-        """The mixture data is drawn with: the policy mixture if ``adapt`` (PMAC), else uniform over transitions (MBPO)."""
-        assert self.policy_mixture is not None
-        return self.policy_mixture if adapt else self._uniform_mixture
-
-    @property
-    def n_model_steps(self) -> int:
-        """Model steps (interaction epochs: new version, model training, rollouts) run so far."""
-        return self._n_model_steps
-
-    def model_training_rows(self) -> int:
-        """Number of real transitions in the next model training set (see ``model_training``)."""
-        stored = self.replay_buffer.size() * self.replay_buffer.n_envs
-        if self.model_training == "full":
-            return stored
-        if self.model_train_size is not None:
-            return int(self.model_train_size)
-        return min(stored, bounded_train_size(self.model_train_freq * self.n_envs, self.adaptation_rate, stored))
-
-    def train_dynamics_model(self) -> ModelTrainingInfo:
-        """Train the ensemble on transitions drawn from the real buffer per the policy mixture (Algorithm 2, l. 3-4)."""
-        mixture = self.data_mixture(self.adapt_model_training)
-        batch_inds, env_inds = self.replay_buffer.select_indices_by_mixture(self.model_training_rows(), mixture)
-        data = self.replay_buffer.get_transitions(batch_inds, env_inds)  # raw (unnormalized) observations
-        return self.model_trainer.train(
-            data.observations,
-            data.actions,
-            data.rewards,
-            data.next_observations,
-            sample_ids=batch_inds * self.replay_buffer.n_envs + env_inds,
-        )
-
-    def current_rollout_horizon(self) -> int:
-        """
-        The horizon of the schedule at the current epoch. As in MBPO's code, epochs count from the end of the random
-        warm-up: ``(num_timesteps - learning_starts) / epoch_length``.
-        """
-        return horizon_at(epoch_at(self.num_timesteps, self.learning_starts, self.epoch_length), self.rollout_horizon)
-
-    def rollout(self) -> RolloutInfo:
-        """Roll the current actor in the learned model from start states drawn per the mixture (Algorithm 2, l. 7-10)."""
-        horizon = self.current_rollout_horizon()
-        capacity = self.model_buffer_size
-        if capacity is None:
-            rollouts_per_epoch = max(1, self.epoch_length // self.model_train_freq)
-            capacity = model_buffer_capacity(self.rollout_batch_size, horizon, rollouts_per_epoch, self.model_retain_epochs)
-        self.model_buffer.resize(capacity)
-        mixture = self.data_mixture(self.adapt_rollout_starts)
-        starts = self.replay_buffer.sample_by_mixture(self.rollout_batch_size, mixture).observations
-        assert self.termination_fn is not None
-        info = rollout_model(self.dynamics_model, self.rollout_policy, self.termination_fn, starts, horizon, self.model_buffer)
-        self._nan_predictions_dropped += info.nan_predictions_dropped
-        return info
-
-    def rollout_policy(self, observations: th.Tensor) -> th.Tensor:
-        """The current actor, stochastic, on raw observations (normalized first when the env is a VecNormalize)."""
-        if self._vec_normalize_env is not None:
-            normalized = self._vec_normalize_env.normalize_obs(observations.cpu().numpy())
-            observations = th.as_tensor(normalized, device=self.device)
-        return self.actor(observations, deterministic=False)
-
-    def _log_model_step(self) -> None:
-        assert self.policy_mixture is not None
-        model_info, rollout_info = self._last_model_info, self._last_rollout_info
-        if model_info is not None:
-            self.logger.record("train/model_loss", model_info.train_loss)
-            self.logger.record("train/model_holdout_loss", model_info.holdout_mse)
-            self.logger.record("train/model_holdout_nll", model_info.holdout_nll)
-            self.logger.record("train/model_epochs", model_info.epochs)
-            self.logger.record("train/model_grad_steps", model_info.grad_steps)
-            self.logger.record("train/model_train_rows", model_info.n_train + model_info.n_holdout)
-            self.logger.record("train/n_elites", len(model_info.elite_indices))
-        # Algorithm 1's weights over the versions from the oldest with data to the current one (which has none yet)
-        versions = np.arange(self.replay_buffer.oldest_version, self.policy_version + 1)
-        self.logger.record("train/policy_version", self.policy_version)
-        self.logger.record("train/mixture_effective_policies", self.policy_mixture.effective_number_of_policies(versions))
-        if self._last_tv_distances is not None and len(self._last_tv_distances) > 0:
-            # mixture="tv": distances of the versions with data to the current policy, and the newest chunk's share
-            self.logger.record("train/mixture_tv_mean", float(np.mean(self._last_tv_distances)))
-            self.logger.record("train/mixture_tv_min", float(np.min(self._last_tv_distances)))
-            self.logger.record("train/mixture_tv_max", float(np.max(self._last_tv_distances)))
-            # (the newest chunk never weighs less than an older version: its share is the largest weight)
-            self.logger.record("train/mixture_newest_share", float(self.policy_mixture.weights(versions).max(initial=0.0)))
-        if rollout_info is not None:
-            self.logger.record("rollout/model_horizon", rollout_info.horizon)
-            self.logger.record("rollout/model_rollout_length", rollout_info.mean_length)
-        self.logger.record("rollout/model_buffer_size", self.model_buffer.size())
-        self.logger.record("rollout/nan_predictions_dropped", self._nan_predictions_dropped)
-        self.logger.record("time/model_train_s", self._timings["model_train"])
-        self.logger.record("time/rollout_s", self._timings["rollout"])
 
     # ------------------------------------------------------------------ SB3 API
     def learn(
@@ -637,22 +449,15 @@ class PMAC(SAC):
         return model
 
     def save_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase) -> None:
-        """Save the real replay buffer (with policy versions) and the model buffer in one pickle file."""
+        """Save the real replay buffer (with policy versions) and the model buffer in one file."""
         assert self.replay_buffer is not None, "The replay buffer is not defined"
-        self.replay_buffer.model_buffer_state = self.model_buffer.state_dict()  # type: ignore[attr-defined]
-        try:
-            save_to_pkl(path, self.replay_buffer, self.verbose)
-        finally:
-            del self.replay_buffer.model_buffer_state  # type: ignore[attr-defined]
+        save_buffers(path, self.replay_buffer, self.model_buffer, self.verbose)
 
     def load_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase, truncate_last_traj: bool = True) -> None:
         """Load a buffer file written by :meth:`save_replay_buffer` (policy versions and model buffer included)."""
-        buffer = load_from_pkl(path, self.verbose)
-        if not isinstance(buffer, PolicyVersionedReplayBuffer):
-            raise TypeError(f"PMAC needs a PolicyVersionedReplayBuffer, the file holds {type(buffer).__name__}")
+        buffer, model_state = load_buffers(path, self.verbose)
         if self.mixture == "tv" and not buffer.store_policy_params:
             raise ValueError("mixture='tv' needs the collecting policy's parameters, which this buffer file does not hold")
-        model_state = buffer.__dict__.pop("model_buffer_state", None)
         buffer.device = self.device
         # the agent's policy version and the buffer's: the newer one goes on (they are equal when saved together)
         self.policy_version = max(self.policy_version, buffer.current_version)

@@ -24,6 +24,7 @@ nothing underflows or turns into NaN after millions of versions.
 The inverse-TV weighting of the authors' later code (PDML) is in :mod:`sb3_pmac.tv_mixture`.
 """
 
+import math
 from typing import Any, Literal
 
 import numpy as np
@@ -142,6 +143,18 @@ class PolicyMixture:
 
     def __repr__(self) -> str:
         return f"PolicyMixture(adaptation_rate={self.adaptation_rate}, mode={self.mode!r})"
+
+
+def bounded_train_size(steps_per_version: int, adaptation_rate: float, stored: int) -> int:
+    """
+    The bounded model-training set of PMAC's ``model_training="bounded"``: the effective support of Algorithm 1's
+    mixture in transitions, i.e. the effective number of policies :math:`(1 + \\alpha) / (1 - \\alpha)` (inverse
+    Simpson index of :math:`w_i \\propto \\alpha^{k-i}`) times the transitions per version; ``stored`` when
+    ``alpha = 1`` (every policy weighs the same).
+    """
+    if adaptation_rate >= 1.0:
+        return stored
+    return math.ceil(round(steps_per_version * (1.0 + adaptation_rate) / (1.0 - adaptation_rate), 6))
 
 
 def as_versions(versions: np.ndarray) -> np.ndarray:

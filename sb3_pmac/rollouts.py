@@ -13,7 +13,7 @@ from typing import Protocol
 
 import torch as th
 
-from sb3_pmac.buffers import ModelReplayBuffer
+from sb3_pmac.model_buffer import ModelReplayBuffer
 from sb3_pmac.termination import TerminationFn
 
 PolicyFn = Callable[[th.Tensor], th.Tensor]

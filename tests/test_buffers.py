@@ -4,7 +4,8 @@ import torch as th
 from gymnasium import spaces
 from scipy import stats
 
-from sb3_pmac.buffers import ModelReplayBuffer, PolicyVersionedReplayBuffer
+from sb3_pmac.buffers import PolicyVersionedReplayBuffer
+from sb3_pmac.model_buffer import ModelReplayBuffer
 from sb3_pmac.policy_mixture import PolicyMixture
 
 OBS_SPACE = spaces.Box(-np.inf, np.inf, (3,), np.float32)

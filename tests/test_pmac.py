@@ -318,7 +318,7 @@ def test_full_model_training_is_exact_mbpo():
 def test_sac_batches_mix_real_and_model_data():
     model = pendulum(seed=2, batch_size=100, real_ratio=0.25)
     model.learn(200)
-    from sb3_pmac.buffers import MixedReplaySampler
+    from sb3_pmac.mixed_sampler import MixedReplaySampler
 
     sampler = MixedReplaySampler(model.replay_buffer, model.model_buffer, model.real_ratio)
     assert sampler.split(100) == (25, 75)

@@ -1,7 +1,7 @@
 import pytest
 import torch as th
 
-from sb3_pmac.buffers import ModelReplayBuffer
+from sb3_pmac.model_buffer import ModelReplayBuffer
 from sb3_pmac.rollouts import rollout_model
 
 

@@ -15,8 +15,9 @@ from stable_baselines3.common.logger import configure
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
 
 from sb3_pmac import PMAC, fast_sac
-from sb3_pmac.buffers import MixedReplaySampler, ModelReplayBuffer
 from sb3_pmac.fast_sac import kernels, reference_sac_train, sac_updates, sample_batches, stack_batches, training
+from sb3_pmac.mixed_sampler import MixedReplaySampler
+from sb3_pmac.model_buffer import ModelReplayBuffer
 
 OBS_DIM, ACT_DIM, BATCH = 11, 3, 64
 

@@ -190,7 +190,8 @@ def test_gradient_steps_zero_collects_without_training():
 
 
 def test_bounded_model_training_defaults():
-    from sb3_pmac.pmac import DEFAULT_MODEL_GRAD_STEPS, bounded_train_size
+    from sb3_pmac.dynamics.model_trainer import DEFAULT_MODEL_GRAD_STEPS
+    from sb3_pmac.policy_mixture import bounded_train_size
 
     model = PMAC("Hopper-v4", buffer_size=1000)
     assert model.model_training == "bounded" and model.model_trainer.max_grad_steps == DEFAULT_MODEL_GRAD_STEPS == 400

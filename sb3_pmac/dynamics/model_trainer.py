@@ -12,6 +12,10 @@ from sb3_pmac.dynamics.ensemble import ProbabilisticEnsemble
 
 ArrayLike = np.ndarray | th.Tensor
 
+#: Gradient steps per model training of PMAC's ``model_training="bounded"`` (``max_grad_steps``; chosen with
+#: ``benchmarks/model_replay.py``, see ``docs/results.md``).
+DEFAULT_MODEL_GRAD_STEPS = 400
+
 
 @dataclass
 class ModelTrainingInfo:

@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
 
-from sb3_pmac.buffers import stack_batches
 from sb3_pmac.fast_sac.kernels import fast_path_available
 from sb3_pmac.fast_sac.updates import SACUpdateStats, sac_updates
+from sb3_pmac.mixed_sampler import stack_batches
 
 if TYPE_CHECKING:
     from stable_baselines3 import SAC
@@ -24,7 +24,7 @@ def sample_batches(sampler: Any, gradient_steps: int, batch_size: int, env: Any 
     sample drawn as ``gradient_steps`` calls of ``sampler.sample(batch_size, env)`` would draw it (i.i.d. uniform).
 
     :param sampler: a replay buffer, or a sampler with its own ``sample_stacked(gradient_steps, batch_size, env)``
-        (:meth:`MixedReplaySampler.sample_stacked <sb3_pmac.buffers.MixedReplaySampler.sample_stacked>`)
+        (:meth:`MixedReplaySampler.sample_stacked <sb3_pmac.mixed_sampler.MixedReplaySampler.sample_stacked>`)
     :param env: the ``VecNormalize`` to normalize with, if any
     """
     if hasattr(sampler, "sample_stacked"):

@@ -14,9 +14,9 @@ import torch as th
 import torch.nn.functional as F
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
 
-from sb3_pmac.buffers import stack_batches
 from sb3_pmac.fast_sac.kernels import AdamStep, kernel_error
 from sb3_pmac.fast_sac.networks import ActorSampler, Critic, ManualNets
+from sb3_pmac.mixed_sampler import stack_batches
 
 if TYPE_CHECKING:
     from stable_baselines3 import SAC

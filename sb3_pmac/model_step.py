@@ -1,0 +1,225 @@
+"""
+Algorithm 2's model step, once per interaction epoch of ``model_train_freq`` environment steps: a new policy version,
+the dynamics model trained on real data drawn per the policy mixture (lines 2-4, Eq. 5), and model rollouts from start
+states drawn per the same mixture into the model buffer (lines 7-10).
+
+:class:`ModelStepSAC` is SB3's ``SAC`` with these methods; it has no constructor of its own and is not meant to be
+used alone: :class:`~sb3_pmac.pmac.PMAC` (and so :class:`~sb3_pmac.mbpo.MBPO`) builds the attributes annotated below
+and calls :meth:`~ModelStepSAC._model_step` from its ``train``.
+"""
+
+import time
+from typing import Any
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.sac import SAC
+
+from sb3_pmac.buffers import PolicyVersionedReplayBuffer
+from sb3_pmac.dynamics import ModelTrainer, ModelTrainingInfo, ProbabilisticEnsemble
+from sb3_pmac.dynamics.model_trainer import DEFAULT_MODEL_GRAD_STEPS
+from sb3_pmac.horizon import HorizonSchedule, epoch_at, horizon_at, model_buffer_capacity
+from sb3_pmac.model_buffer import ModelReplayBuffer
+from sb3_pmac.policy_mixture import PolicyMixture, bounded_train_size
+from sb3_pmac.rollouts import RolloutInfo, rollout_model
+from sb3_pmac.termination import TerminationFn
+from sb3_pmac.tv_mixture import TVPolicyMixture, actor_gaussian, measure_tv_distances
+
+
+class ModelStepSAC(SAC):
+    """
+    SAC with Algorithm 2's model step (:meth:`_model_step`): the part of PMAC that trains the dynamics model and fills
+    the model buffer. See :class:`~sb3_pmac.pmac.PMAC` for the parameters.
+    """
+
+    # Built by PMAC's constructor and ``_setup_model``
+    replay_buffer: PolicyVersionedReplayBuffer  # type: ignore[assignment]
+    policy_mixture: PolicyMixture | None
+    policy_version: int
+    adaptation_rate: float
+    adapt_model_training: bool
+    adapt_rollout_starts: bool
+    model_train_freq: int
+    model_training: str
+    ensemble_size: int
+    n_elites: int
+    dynamics_kwargs: dict[str, Any]
+    model_trainer_kwargs: dict[str, Any]
+    model_train_size: int | None
+    rollout_batch_size: int
+    rollout_horizon: HorizonSchedule
+    epoch_length: int
+    model_retain_epochs: int
+    model_buffer_size: int | None
+    termination_fn: TerminationFn | None
+    dynamics_model: ProbabilisticEnsemble
+    model_trainer: ModelTrainer
+    model_buffer: ModelReplayBuffer
+    _uniform_mixture: PolicyMixture
+    _n_model_steps: int
+    _timings: dict[str, float]
+    _last_model_info: ModelTrainingInfo | None
+    _last_rollout_info: RolloutInfo | None
+    _last_tv_distances: np.ndarray | None
+    _nan_predictions_dropped: int
+
+    def _setup_dynamics_model(self) -> None:
+        """Build the ensemble :math:`\\hat T_\\theta`, its trainer (the budget of ``model_training``) and the model buffer."""
+        assert isinstance(self.observation_space, spaces.Box) and isinstance(self.action_space, spaces.Box)
+        obs_dim = int(np.prod(self.observation_space.shape))
+        action_dim = int(np.prod(self.action_space.shape))
+
+        self.dynamics_model = ProbabilisticEnsemble(
+            obs_dim,
+            action_dim,
+            ensemble_size=self.ensemble_size,
+            n_elites=self.n_elites,
+            device=self.device,
+            **self.dynamics_kwargs,
+        )
+        if self.model_training == "bounded":
+            trainer_defaults: dict[str, Any] = {"max_grad_steps": DEFAULT_MODEL_GRAD_STEPS, "max_epochs": None}
+        else:
+            trainer_defaults = {"max_epochs": None}  # MBPO: until early stopping
+        trainer_kwargs = {"seed": self.seed, **trainer_defaults, **self.model_trainer_kwargs}
+        self.model_trainer = ModelTrainer(self.dynamics_model, **trainer_kwargs)
+        # Allocated at the first rollout, when the horizon (hence MBPO's capacity) is known
+        self.model_buffer = ModelReplayBuffer(1, obs_dim, action_dim, device=self.device)
+
+    def _model_step(self) -> None:
+        """
+        Algorithm 2, lines 2-4 and 7-10, once per interaction epoch of ``model_train_freq`` env steps:
+
+        1. a new policy version (the policy about to collect the next epoch) and Algorithm 1's weights :math:`w^k`;
+        2. the model's training data drawn from the real buffer :math:`\\mathbb{D}_e` per :math:`w^k` (uniformly for
+           MBPO) and the ensemble :math:`\\hat T_\\theta` trained on it (Eq. 5, :meth:`train_dynamics_model`);
+        3. ``rollout_batch_size`` start states drawn per :math:`w^k`, the current actor rolled out in the model for the
+           scheduled horizon :math:`H` into the model buffer :math:`\\mathbb{D}_m` (:meth:`rollout`).
+        """
+        assert self.policy_mixture is not None
+        # Line 2: Algorithm 1 (the policy about to collect the next interaction epoch becomes a new version; the
+        # mixture's weights follow from the version ids of the buffer's data)
+        self.policy_version = self.replay_buffer.start_new_version()
+        self._n_model_steps += 1
+
+        # Lines 3-4: training data drawn according to w^k, maximum likelihood (Eq. 5)
+        start = time.perf_counter()
+        if isinstance(self.policy_mixture, TVPolicyMixture) and (self.adapt_model_training or self.adapt_rollout_starts):
+            # PDML: w^k from the distances between each version's policy and the current one
+            versions, self._last_tv_distances = self._measure_tv_distances()
+            self.policy_mixture.set_distances(versions, self._last_tv_distances)
+        self._last_model_info = self.train_dynamics_model()
+        self._timings["model_train"] += time.perf_counter() - start
+
+        # Lines 7-10: rollouts from start states drawn according to w^k
+        start = time.perf_counter()
+        self._last_rollout_info = self.rollout()
+        self._timings["rollout"] += time.perf_counter() - start
+        self._log_model_step()
+
+    #: ``mixture="tv"``: number of states drawn (uniformly, with replacement) from each version's data to average its
+    #: distance to the current policy (:func:`~sb3_pmac.tv_mixture.measure_tv_distances`); set it on the instance to change it.
+    tv_states_per_version: int = 64
+
+    def _measure_tv_distances(self) -> tuple[np.ndarray, np.ndarray]:
+        """``mixture="tv"``: per-version distance to the current policy (:func:`~sb3_pmac.tv_mixture.measure_tv_distances`)."""
+        normalize = self._vec_normalize_env.normalize_obs if self._vec_normalize_env is not None else None
+        return measure_tv_distances(
+            self.replay_buffer,
+            lambda obs: actor_gaussian(self.actor, obs),
+            int(self.tv_states_per_version),
+            normalize_obs=normalize,  # type: ignore[arg-type]
+            device=self.device,
+        )
+
+    def data_mixture(self, adapt: bool) -> PolicyMixture:
+        """The mixture data is drawn with: the policy mixture if ``adapt`` (PMAC), else uniform over transitions (MBPO)."""
+        assert self.policy_mixture is not None
+        return self.policy_mixture if adapt else self._uniform_mixture
+
+    @property
+    def n_model_steps(self) -> int:
+        """Model steps (interaction epochs: new version, model training, rollouts) run so far."""
+        return self._n_model_steps
+
+    def model_training_rows(self) -> int:
+        """Number of real transitions in the next model training set (see ``model_training``)."""
+        stored = self.replay_buffer.size() * self.replay_buffer.n_envs
+        if self.model_training == "full":
+            return stored
+        if self.model_train_size is not None:
+            return int(self.model_train_size)
+        return min(stored, bounded_train_size(self.model_train_freq * self.n_envs, self.adaptation_rate, stored))
+
+    def train_dynamics_model(self) -> ModelTrainingInfo:
+        """Train the ensemble on transitions drawn from the real buffer per the policy mixture (Algorithm 2, l. 3-4)."""
+        mixture = self.data_mixture(self.adapt_model_training)
+        batch_inds, env_inds = self.replay_buffer.select_indices_by_mixture(self.model_training_rows(), mixture)
+        data = self.replay_buffer.get_transitions(batch_inds, env_inds)  # raw (unnormalized) observations
+        return self.model_trainer.train(
+            data.observations,
+            data.actions,
+            data.rewards,
+            data.next_observations,
+            sample_ids=batch_inds * self.replay_buffer.n_envs + env_inds,
+        )
+
+    def current_rollout_horizon(self) -> int:
+        """
+        The horizon of the schedule at the current epoch. As in MBPO's code, epochs count from the end of the random
+        warm-up: ``(num_timesteps - learning_starts) / epoch_length``.
+        """
+        return horizon_at(epoch_at(self.num_timesteps, self.learning_starts, self.epoch_length), self.rollout_horizon)
+
+    def rollout(self) -> RolloutInfo:
+        """Roll the current actor in the learned model from start states drawn per the mixture (Algorithm 2, l. 7-10)."""
+        horizon = self.current_rollout_horizon()
+        capacity = self.model_buffer_size
+        if capacity is None:
+            rollouts_per_epoch = max(1, self.epoch_length // self.model_train_freq)
+            capacity = model_buffer_capacity(self.rollout_batch_size, horizon, rollouts_per_epoch, self.model_retain_epochs)
+        self.model_buffer.resize(capacity)
+        mixture = self.data_mixture(self.adapt_rollout_starts)
+        starts = self.replay_buffer.sample_by_mixture(self.rollout_batch_size, mixture).observations
+        assert self.termination_fn is not None
+        info = rollout_model(self.dynamics_model, self.rollout_policy, self.termination_fn, starts, horizon, self.model_buffer)
+        self._nan_predictions_dropped += info.nan_predictions_dropped
+        return info
+
+    def rollout_policy(self, observations: th.Tensor) -> th.Tensor:
+        """The current actor, stochastic, on raw observations (normalized first when the env is a VecNormalize)."""
+        if self._vec_normalize_env is not None:
+            normalized = self._vec_normalize_env.normalize_obs(observations.cpu().numpy())
+            observations = th.as_tensor(normalized, device=self.device)
+        return self.actor(observations, deterministic=False)
+
+    def _log_model_step(self) -> None:
+        assert self.policy_mixture is not None
+        model_info, rollout_info = self._last_model_info, self._last_rollout_info
+        if model_info is not None:
+            self.logger.record("train/model_loss", model_info.train_loss)
+            self.logger.record("train/model_holdout_loss", model_info.holdout_mse)
+            self.logger.record("train/model_holdout_nll", model_info.holdout_nll)
+            self.logger.record("train/model_epochs", model_info.epochs)
+            self.logger.record("train/model_grad_steps", model_info.grad_steps)
+            self.logger.record("train/model_train_rows", model_info.n_train + model_info.n_holdout)
+            self.logger.record("train/n_elites", len(model_info.elite_indices))
+        # Algorithm 1's weights over the versions from the oldest with data to the current one (which has none yet)
+        versions = np.arange(self.replay_buffer.oldest_version, self.policy_version + 1)
+        self.logger.record("train/policy_version", self.policy_version)
+        self.logger.record("train/mixture_effective_policies", self.policy_mixture.effective_number_of_policies(versions))
+        if self._last_tv_distances is not None and len(self._last_tv_distances) > 0:
+            # mixture="tv": distances of the versions with data to the current policy, and the newest chunk's share
+            self.logger.record("train/mixture_tv_mean", float(np.mean(self._last_tv_distances)))
+            self.logger.record("train/mixture_tv_min", float(np.min(self._last_tv_distances)))
+            self.logger.record("train/mixture_tv_max", float(np.max(self._last_tv_distances)))
+            # (the newest chunk never weighs less than an older version: its share is the largest weight)
+            self.logger.record("train/mixture_newest_share", float(self.policy_mixture.weights(versions).max(initial=0.0)))
+        if rollout_info is not None:
+            self.logger.record("rollout/model_horizon", rollout_info.horizon)
+            self.logger.record("rollout/model_rollout_length", rollout_info.mean_length)
+        self.logger.record("rollout/model_buffer_size", self.model_buffer.size())
+        self.logger.record("rollout/nan_predictions_dropped", self._nan_predictions_dropped)
+        self.logger.record("time/model_train_s", self._timings["model_train"])
+        self.logger.record("time/rollout_s", self._timings["rollout"])
