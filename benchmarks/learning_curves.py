@@ -21,8 +21,13 @@ from the previous pause; ``progress.csv`` keeps the rows of every call.
 
 ``--settings reduced`` (default) shrinks the per-step cost for CPU budgets and is labelled as such in ``run.json``:
 fewer SAC updates per env step (``--gradient-steps``), a shorter warm-up, at most ``--model-max-epochs`` epochs per
-model training. ``--settings paper`` keeps Table 2's values. SAC uses the same network sizes, warm-up and updates per
-env step as PMAC/MBPO (same update-to-data ratio), without a model.
+model training. ``--settings paper`` keeps Table 2's values and the SAC of the paper's base code (mbpo_pytorch: a fixed
+entropy coefficient 0.2); ``sac`` then uses the same network sizes, warm-up and updates per env step as PMAC/MBPO
+(same update-to-data ratio) without a model. ``sac_zoo`` is SB3's SAC with the installed rl-zoo3's hyperparameters for
+the env (Hopper-v4: SB3's defaults, 1 update per step, 10000 warm-up steps), the usual SB3 reference.
+
+``--diagnostics-freq N`` (PMAC/MBPO) appends :class:`~sb3_pmac.diagnostics.ModelDiagnosticsCallback` rows (local,
+global and compounding model error up to ``--diagnostics-horizon``) to ``diagnostics.csv`` every ``N`` steps.
 """
 
 from __future__ import annotations
@@ -48,10 +53,13 @@ from stable_baselines3.common.monitor import Monitor
 from sb3_pmac import MBPO, PMAC
 from sb3_pmac.env_presets import make_preset_env
 
-ALGOS: dict[str, type[SAC]] = {"pmac": PMAC, "pmac_tv": PMAC, "mbpo": MBPO, "sac": SAC}
+ALGOS: dict[str, type[SAC]] = {"pmac": PMAC, "pmac_tv": PMAC, "mbpo": MBPO, "sac": SAC, "sac_zoo": SAC}
 #: Constructor arguments that define an algorithm variant (``pmac_tv``: PDML's inverse-TV mixture)
 VARIANT_KWARGS: dict[str, dict[str, Any]] = {"pmac_tv": {"mixture": "tv"}}
 NOT_FINISHED = 3
+#: ``--settings paper``: the SAC of the paper's base code (mbpo_pytorch: fixed entropy coefficient 0.2, no entropy
+#: tuning; its learning rate 3e-4, tau 0.005, gamma 0.99, target update every step, 256x256 are SB3's defaults too)
+PAPER_SAC_KWARGS: dict[str, Any] = {"ent_coef": 0.2}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -73,10 +81,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--max-seconds", type=float, default=None, help="pause (resumable) after this much wall time")
     parser.add_argument("--keep-checkpoints", action="store_true", help="save the agent at every evaluation")
+    parser.add_argument("--diagnostics-freq", type=int, default=0, help="PMAC/MBPO: model diagnostics every N steps")
+    parser.add_argument("--diagnostics-horizon", type=int, default=10, help="compounding-error horizon")
     return parser.parse_args(argv)
 
 
 def agent_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    if args.algo == "sac_zoo":
+        return zoo_sac_kwargs(args.env)
     kwargs: dict[str, Any] = dict(VARIANT_KWARGS.get(args.algo, {}))
     if args.settings == "reduced":
         kwargs.update(learning_starts=args.learning_starts, gradient_steps=args.gradient_steps)
@@ -86,14 +98,32 @@ def agent_kwargs(args: argparse.Namespace) -> dict[str, Any]:
                 kwargs["rollout_batch_size"] = args.rollout_batch_size
     elif args.algo == "sac":
         kwargs.update(learning_starts=5000, gradient_steps=20)  # the paper's SAC side of Table 2
+    else:
+        kwargs.update(PAPER_SAC_KWARGS)
     if args.net_arch is not None:
         kwargs["policy_kwargs"] = dict(net_arch=list(args.net_arch))
     return kwargs
 
 
+def zoo_sac_kwargs(env_id: str) -> dict[str, Any]:
+    """``sac_zoo``: the SAC hyperparameters of the installed rl-zoo3 for ``env_id`` (Hopper-v4: learning_starts 10000)."""
+    import importlib.resources
+
+    import yaml
+
+    text = (importlib.resources.files("rl_zoo3") / "hyperparams" / "sac.yml").read_text()
+    entry = dict(yaml.safe_load(text)[env_id])
+    for key in ("n_timesteps", "policy", "normalize", "env_wrapper", "frame_stack", "callback"):
+        entry.pop(key, None)
+    if isinstance(entry.get("policy_kwargs"), str):  # a Python expression in rl-zoo3's files: not evaluated here
+        raise SystemExit(f"rl-zoo3's SAC entry for {env_id} has policy_kwargs {entry['policy_kwargs']!r}: not supported")
+    return entry
+
+
 def settings_record(args: argparse.Namespace) -> dict[str, Any]:
     keys = ["algo", "env", "seed", "timesteps", "eval_freq", "eval_episodes", "settings", "gradient_steps",
-            "learning_starts", "model_max_epochs", "rollout_batch_size", "net_arch"]  # fmt: skip
+            "learning_starts", "model_max_epochs", "rollout_batch_size", "net_arch", "diagnostics_freq",
+            "diagnostics_horizon"]  # fmt: skip
     return {key: getattr(args, key) for key in keys}
 
 
@@ -173,12 +203,23 @@ def run(args: argparse.Namespace) -> int:
             csv.writer(file).writerow(["timesteps", "mean_return", "std_return", "wall_s"])
     model.set_logger(Logger(folder=str(run_dir), output_formats=[AppendingCSV(run_dir / "progress.csv")]))
     eval_env = Monitor(make_preset_env(args.env))
+    callback = None
+    if args.diagnostics_freq > 0 and isinstance(model, PMAC):
+        from sb3_pmac.diagnostics import ModelDiagnosticsCallback
+
+        callback = ModelDiagnosticsCallback(
+            make_preset_env(args.env),
+            eval_freq=args.diagnostics_freq,
+            csv_path=run_dir / "diagnostics.csv",
+            horizon=args.diagnostics_horizon,
+            seed=args.seed,
+        )
     wall = _previous_wall(run_dir)
     start = time.perf_counter()
 
     while model.num_timesteps < args.timesteps:
         chunk = min(args.eval_freq - model.num_timesteps % args.eval_freq, args.timesteps - model.num_timesteps)
-        model.learn(chunk, reset_num_timesteps=False, log_interval=10**9)
+        model.learn(chunk, callback=callback, reset_num_timesteps=False, log_interval=10**9)
         model.dump_logs()  # one progress.csv row per evaluation (train/, rollout/, time/ keys)
         eval_env.reset(seed=args.seed + 10_000 + model.num_timesteps)
         mean, std = evaluate_policy(model, eval_env, n_eval_episodes=args.eval_episodes, deterministic=True)

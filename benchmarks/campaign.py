@@ -1,0 +1,160 @@
+"""
+The Hopper campaign of issue 14 (PMAC vs MBPO at the paper's settings, 100k steps, seeds 0-2, and SB3's SAC with
+rl-zoo3's hyperparameters as the reference), run in the background across sessions.
+
+    python benchmarks/campaign.py start     # resume every unfinished run, two at a time, nice 19, one thread each
+    python benchmarks/campaign.py pause     # SIGSTOP the campaign (before a benchmark or the test suite)
+    python benchmarks/campaign.py resume    # SIGCONT
+    python benchmarks/campaign.py stop      # end it (each run resumes from its last pause at the next start)
+    python benchmarks/campaign.py status    # where each run stands
+
+Each run is ``benchmarks/learning_curves.py`` with ``--max-seconds`` (a resumable pause about every 14 minutes), called
+again until it finishes. Runs write to ``results/campaign/Hopper-v4/<algo>/seed_<seed>/``: the small files
+(``evaluations.csv``, ``progress.csv``, ``diagnostics.csv``, ``monitor.csv``, ``run.json``) are committed, the pauses'
+agents and buffers (``*.zip``, ``*.pkl``, ``*.npz``) are ignored by git.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "results" / "campaign"
+ENV_ID = "Hopper-v4"
+TIMESTEPS = 100_000
+#: The order of the issue: seeds 0 of PMAC and MBPO first, the (cheap) SAC references next, then seeds 1 and 2.
+JOBS: list[tuple[str, int]] = [
+    ("pmac", 0), ("mbpo", 0), ("sac_zoo", 0), ("sac_zoo", 1), ("sac_zoo", 2),
+    ("pmac", 1), ("mbpo", 1), ("pmac", 2), ("mbpo", 2),
+]  # fmt: skip
+SLOTS = 2
+PAUSE_EVERY_S = 840
+PID_FILE = OUT / "driver.pid"
+LOG_FILE = OUT / "driver.log"
+
+
+def run_dir(algo: str, seed: int) -> Path:
+    return OUT / ENV_ID / algo / f"seed_{seed}"
+
+
+def command(algo: str, seed: int) -> list[str]:
+    cmd = [
+        sys.executable, str(ROOT / "benchmarks" / "learning_curves.py"),
+        "--algo", algo, "--env", ENV_ID, "--seed", str(seed), "--timesteps", str(TIMESTEPS),
+        "--eval-freq", "1000", "--eval-episodes", "10", "--settings", "paper", "--threads", "1",
+        "--max-seconds", str(PAUSE_EVERY_S), "--out", str(OUT),
+    ]  # fmt: skip
+    if algo != "sac_zoo":
+        cmd += ["--diagnostics-freq", "5000", "--diagnostics-horizon", "10"]
+    return cmd
+
+
+def finished(algo: str, seed: int) -> bool:
+    path = run_dir(algo, seed) / "run.json"
+    return path.exists() and bool(json.loads(path.read_text()).get("finished"))
+
+
+def log(message: str) -> None:
+    with open(LOG_FILE, "a") as file:
+        file.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
+
+
+def drive() -> None:
+    """Two workers take the unfinished jobs in order; each job is called again while it pauses (exit code 3)."""
+    lock = threading.Lock()
+    pending = [job for job in JOBS if not finished(*job)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+
+    def worker() -> None:
+        while True:
+            with lock:
+                if not pending:
+                    return
+                algo, seed = pending.pop(0)
+            while True:
+                log(f"start {algo} seed {seed}")
+                with open(run_dir(algo, seed).parent / f"seed_{seed}.log", "a") as out:
+                    rc = subprocess.call(command(algo, seed), stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+                log(f"{algo} seed {seed} exited with {rc}")
+                if rc != 3:  # 0: finished; anything else: an error, logged, the next job goes on
+                    break
+
+    for algo, seed in pending:
+        run_dir(algo, seed).mkdir(parents=True, exist_ok=True)
+    threads = [threading.Thread(target=worker) for _ in range(SLOTS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    log("campaign: no job left")
+
+
+def driver_pid() -> int | None:
+    if not PID_FILE.exists():
+        return None
+    pid = int(PID_FILE.read_text())
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    return pid
+
+
+def status() -> None:
+    for algo, seed in JOBS:
+        path = run_dir(algo, seed) / "evaluations.csv"
+        rows = list(csv.DictReader(open(path))) if path.exists() else []
+        last = rows[-1] if rows else None
+        state = "finished" if finished(algo, seed) else ("running/paused" if last else "not started")
+        where = ""
+        if last is not None:
+            hours = float(last["wall_s"]) / 3600
+            where = f"step {last['timesteps']}, return {float(last['mean_return']):.0f}, {hours:.2f} h"
+        print(f"{algo:8s} seed {seed}: {state:15s} {where}")
+    pid = driver_pid()
+    print(f"driver: {'pid ' + str(pid) if pid else 'not running'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("action", choices=["start", "pause", "resume", "stop", "status", "drive"])
+    action = parser.parse_args().action
+    OUT.mkdir(parents=True, exist_ok=True)
+    pid = driver_pid()
+    if action == "drive":
+        drive()
+    elif action == "start":
+        if pid is not None:
+            raise SystemExit(f"the campaign runs already (pid {pid})")
+        process = subprocess.Popen(
+            ["nice", "-n", "19", sys.executable, __file__, "drive"],
+            start_new_session=True,  # its own process group: pause/stop signal the driver and every run at once
+            stdout=subprocess.DEVNULL,
+            stderr=open(LOG_FILE, "a"),
+            cwd=ROOT,
+        )
+        PID_FILE.write_text(str(process.pid))
+        print(f"campaign started (pid {process.pid}); log {LOG_FILE}")
+    elif action in ("pause", "resume", "stop"):
+        if pid is None:
+            raise SystemExit("the campaign is not running")
+        sig = {"pause": signal.SIGSTOP, "resume": signal.SIGCONT, "stop": signal.SIGTERM}[action]
+        if action == "stop":
+            os.killpg(pid, signal.SIGCONT)
+        os.killpg(pid, sig)
+        print(f"{action}: sent to process group {pid}")
+    else:
+        status()
+
+
+if __name__ == "__main__":
+    main()
