@@ -7,6 +7,13 @@ rl-zoo3's hyperparameters as the reference), run in the background across sessio
     python benchmarks/campaign.py resume    # SIGCONT
     python benchmarks/campaign.py stop      # end it (each run resumes from its last pause at the next start)
     python benchmarks/campaign.py status    # where each run stands
+    python benchmarks/campaign.py sync DEST # copy the small result files into DEST's results/campaign (to commit)
+
+Run it from a separate checkout of the campaign's commit (a git worktree), so that the code the runs use does not
+change while the package is worked on: every call of a run imports ``sb3_pmac`` from that checkout (``PYTHONPATH``).
+
+    git worktree add --detach ../campaign <commit>
+    .venv/bin/python ../campaign/benchmarks/campaign.py start
 
 Each run is ``benchmarks/learning_curves.py`` with ``--max-seconds`` (a resumable pause about every 14 minutes), called
 again until it finishes. Runs write to ``results/campaign/Hopper-v4/<algo>/seed_<seed>/``: the small files
@@ -20,6 +27,7 @@ import argparse
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -37,6 +45,8 @@ JOBS: list[tuple[str, int]] = [
     ("pmac", 1), ("mbpo", 1), ("pmac", 2), ("mbpo", 2),
 ]  # fmt: skip
 SLOTS = 2
+#: The files of a run that are committed (the pauses' agents and buffers are not)
+SMALL_FILES = ("evaluations.csv", "progress.csv", "diagnostics.csv", "monitor.csv", "run.json")
 PAUSE_EVERY_S = 840
 PID_FILE = OUT / "driver.pid"
 LOG_FILE = OUT / "driver.log"
@@ -73,6 +83,7 @@ def drive() -> None:
     lock = threading.Lock()
     pending = [job for job in JOBS if not finished(*job)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)  # this checkout's code
 
     def worker() -> None:
         while True:
@@ -124,10 +135,27 @@ def status() -> None:
     print(f"driver: {'pid ' + str(pid) if pid else 'not running'}")
 
 
+def sync(destination: Path) -> None:
+    """Copy every run's small files into ``destination/results/campaign`` (the checkout the results are committed in)."""
+    target_root = destination.resolve() / "results" / "campaign"
+    if target_root == OUT.resolve():
+        return
+    for algo, seed in JOBS:
+        for name in SMALL_FILES:
+            source = run_dir(algo, seed) / name
+            if source.exists():
+                target = target_root / source.relative_to(OUT)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source, target)
+    print(f"copied the small files into {target_root}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("action", choices=["start", "pause", "resume", "stop", "status", "drive"])
-    action = parser.parse_args().action
+    parser.add_argument("action", choices=["start", "pause", "resume", "stop", "status", "sync", "drive"])
+    parser.add_argument("destination", nargs="?", default=None, help="sync: the checkout to copy the results into")
+    args = parser.parse_args()
+    action = args.action
     OUT.mkdir(parents=True, exist_ok=True)
     pid = driver_pid()
     if action == "drive":
@@ -152,6 +180,10 @@ def main() -> None:
             os.killpg(pid, signal.SIGCONT)
         os.killpg(pid, sig)
         print(f"{action}: sent to process group {pid}")
+    elif action == "sync":
+        if args.destination is None:
+            raise SystemExit("sync needs the destination checkout")
+        sync(Path(args.destination))
     else:
         status()
 
