@@ -15,7 +15,15 @@ from stable_baselines3.common.logger import configure
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
 
 from sb3_pmac import PMAC, fast_sac
-from sb3_pmac.fast_sac import kernels, reference_sac_train, sac_updates, sample_batches, stack_batches, training
+from sb3_pmac.fast_sac import (
+    kernels,
+    reference_sac_train,
+    sac_updates,
+    sample_batches,
+    stack_batches,
+    training,
+    use_fused_adam,
+)
 from sb3_pmac.mixed_sampler import MixedReplaySampler
 from sb3_pmac.model_buffer import ModelReplayBuffer
 
@@ -167,16 +175,18 @@ def test_callable_batch_source_and_errors():
         sac_updates(model, random_batches(2), gradient_steps=3)
 
 
-def test_fused_adam_is_set_on_the_existing_optimizers():
+def test_fused_kernel_continues_the_existing_optimizers_and_leaves_their_settings():
     model = make_sac()
     reference_sac_train(model, 2, BATCH, batches=random_batches(2))  # Adam states created by the usual step()
     sac_updates(model, random_batches(2))
     for optimizer in (model.actor.optimizer, model.critic.optimizer, model.ent_coef_optimizer):
-        assert all(group["fused"] for group in optimizer.param_groups)
-        assert all(float(s["step"]) == 4 for s in optimizer.state.values())
-    # SB3's own train() still works on the same (now fused) optimizers
+        assert all(group["fused"] is None and group["foreach"] is None for group in optimizer.param_groups)
+        assert all(float(s["step"]) == 4 and s["step"].device.type == "cpu" for s in optimizer.state.values())
+    # SB3's own train() still works on the same optimizers
     reference_sac_train(model, 2, BATCH, batches=random_batches(2))
     assert all(float(s["step"]) == 6 for s in model.critic.optimizer.state.values())
+    # use_fused_adam (public) still switches an optimizer on request
+    assert use_fused_adam(model.critic.optimizer) and all(g["fused"] for g in model.critic.optimizer.param_groups)
 
 
 def fill(buffer, n: int = 50) -> None:

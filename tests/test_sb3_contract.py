@@ -198,3 +198,30 @@ def test_bounded_model_training_defaults():
     assert model.model_trainer.max_epochs is None  # early stopping and the step budget only
     # the mixture's effective support: 250 steps per version x (1 + 0.9) / (1 - 0.9) = 19 versions
     assert bounded_train_size(250, 0.9, 10**6) == 4750 and bounded_train_size(250, 1.0, 12_345) == 12_345
+
+
+# ---------------------------------------------------------------------------------------------- what save writes
+def test_fast_path_leaves_the_optimizers_as_configured(tmp_path):
+    import warnings
+    import zipfile
+
+    import torch as th
+    from conftest import TINY_PMAC_KWARGS
+
+    from sb3_pmac import fast_sac
+
+    assert fast_sac.fast_path_available()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model = PMAC("MlpPolicy", "Pendulum-v1", **{**TINY_PMAC_KWARGS, "learning_starts": 40, "model_train_freq": 20})
+    optimizers = {"actor": model.actor.optimizer, "critic": model.critic.optimizer, "ent_coef": model.ent_coef_optimizer}
+    configured = {name: [(g["fused"], g["foreach"]) for g in opt.param_groups] for name, opt in optimizers.items()}
+    model.learn(80)
+    for name, optimizer in optimizers.items():
+        assert [(g["fused"], g["foreach"]) for g in optimizer.param_groups] == configured[name], name
+        assert all(float(s["step"]) == 40 for s in optimizer.state.values()), name  # the updates were counted
+    model.save(tmp_path / "agent")
+    with zipfile.ZipFile(tmp_path / "agent.zip") as archive:
+        saved = th.load(archive.open("policy.optimizer.pth" if "policy.optimizer.pth" in archive.namelist()
+                                     else "actor.optimizer.pth"), weights_only=False)  # fmt: skip
+    assert [g["fused"] for g in saved["param_groups"]] == [fused for fused, _ in configured["actor"]]

@@ -4,7 +4,7 @@ drawn once per call, fused Adam, twin critics batched, hand-written backward pas
 ``train`` calls :func:`train`. How and why: ``docs/algorithm.md``, section "Fast SAC updates".
 """
 
-from sb3_pmac.fast_sac.kernels import fast_path_available, kernel_error, use_fused_adam
+from sb3_pmac.fast_sac.kernels import fast_path_available, fused_adam_supported, kernel_error, use_fused_adam
 from sb3_pmac.fast_sac.training import reference_sac_train, sample_batches, train
 from sb3_pmac.fast_sac.updates import SACUpdateStats, sac_updates
 from sb3_pmac.mixed_sampler import stack_batches
@@ -12,6 +12,7 @@ from sb3_pmac.mixed_sampler import stack_batches
 __all__ = [
     "SACUpdateStats",
     "fast_path_available",
+    "fused_adam_supported",
     "kernel_error",
     "reference_sac_train",
     "sac_updates",

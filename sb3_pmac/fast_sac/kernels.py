@@ -24,25 +24,33 @@ TANH_BACKWARD: Any = getattr(th.ops.aten, "tanh_backward", None)
 
 
 # ---------------------------------------------------------------------------------------------- Adam
-def use_fused_adam(optimizer: th.optim.Optimizer) -> bool:
+def fused_adam_supported(optimizer: th.optim.Optimizer) -> bool:
     """
-    Switch an existing ``torch.optim.Adam`` to its fused kernel (``fused=True`` on its parameter groups; Adam states
-    already created move their ``step`` to the parameter's device, as a fused Adam keeps it). Same algorithm.
-
-    :return: whether the optimizer now runs fused (False: not an Adam, or a device/dtype without the fused kernel)
+    Whether Adam's fused kernel can update this optimizer's parameters (a ``torch.optim.Adam``, not differentiable,
+    floating-point parameters on a device with the fused kernel). The optimizer is not changed.
     """
     if type(optimizer) is not th.optim.Adam:
         return False
     from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
 
     supported = _get_fused_kernels_supported_devices()
-    for group in optimizer.param_groups:
-        if group["fused"]:
-            continue
-        if group["differentiable"] or any(
-            p.device.type not in supported or not p.is_floating_point() for p in group["params"]
-        ):
-            return False
+    return all(
+        group["fused"]
+        or (not group["differentiable"] and all(p.device.type in supported and p.is_floating_point() for p in group["params"]))
+        for group in optimizer.param_groups
+    )
+
+
+def use_fused_adam(optimizer: th.optim.Optimizer) -> bool:
+    """
+    Switch an existing ``torch.optim.Adam`` to its fused kernel (``fused=True`` on its parameter groups; Adam states
+    already created move their ``step`` to the parameter's device, as a fused Adam keeps it). Same algorithm. The fast
+    SAC path does not use it (it calls the kernel without changing the optimizer, see :class:`AdamStep`).
+
+    :return: whether the optimizer now runs fused (False: not an Adam, or a device/dtype without the fused kernel)
+    """
+    if not fused_adam_supported(optimizer):
+        return False
     for group in optimizer.param_groups:
         if not group["fused"]:
             group["fused"], group["foreach"] = True, False
@@ -55,9 +63,12 @@ def use_fused_adam(optimizer: th.optim.Optimizer) -> bool:
 
 class AdamStep:
     """
-    ``optimizer.step()`` with the given gradients. For a fused Adam the kernel is called directly (what
-    ``Adam.step`` does after its per-call bookkeeping); otherwise the gradients go to ``.grad`` and ``step()`` runs.
-    Every gradient of the updates is handed to :meth:`step` (the gradient tests wrap it to record them).
+    ``optimizer.step()`` with the given gradients. Where Adam's fused kernel supports the parameters it is called
+    directly (what ``Adam.step`` does after its per-call bookkeeping; the same algorithm as the optimizer's own step),
+    otherwise the gradients go to ``.grad`` and ``step()`` runs. Every gradient of the updates is handed to
+    :meth:`step` (the gradient tests wrap it to record them). The optimizer's settings are left as the user made them
+    (what ``save`` writes does not change): the kernel's step counters live on the parameters' device during the
+    call and go back where the optimizer keeps them in :meth:`finish`.
 
     On the CPU, where ``_foreach_add_`` is a loop over tensors, the step counts of a parameter group (equal when
     all its parameters were always updated together, as in SAC) are counted in one tensor during the call and
@@ -68,10 +79,11 @@ class AdamStep:
         self.optimizer = optimizer
         self.params = [p for group in optimizer.param_groups for p in group["params"]]
         self.groups: list[tuple[dict[str, Any], slice]] = []
-        self.direct = use_fused_adam(optimizer) and all(
+        self.direct = fused_adam_supported(optimizer) and all(
             not group["capturable"] and not th.is_complex(p) for group in optimizer.param_groups for p in group["params"]
         )
         self._shared_steps: list[tuple[th.Tensor, list[th.Tensor]]] = []  # (counter, the steps it stands for)
+        self._moved_steps: list[tuple[dict[str, Any], th.device]] = []  # (state, where the optimizer keeps its step)
         if not self.direct:
             return
         start = 0
@@ -81,8 +93,9 @@ class AdamStep:
             exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps = [], [], [], []
             for p in group["params"]:
                 state = optimizer.state[p]
-                if len(state) == 0:  # Adam's lazy initialization, fused flavour
-                    state["step"] = th.zeros((), dtype=th.float32, device=p.device)
+                if len(state) == 0:  # Adam's lazy initialization (its step counter where the optimizer keeps it)
+                    keep_on = p.device if group["fused"] else th.device("cpu")
+                    state["step"] = th.zeros((), dtype=th.float32, device=keep_on)
                     state["exp_avg"] = th.zeros_like(p, memory_format=th.preserve_format)
                     state["exp_avg_sq"] = th.zeros_like(p, memory_format=th.preserve_format)
                     if group["amsgrad"]:
@@ -91,6 +104,9 @@ class AdamStep:
                 exp_avg_sqs.append(state["exp_avg_sq"])
                 if group["amsgrad"]:
                     max_exp_avg_sqs.append(state["max_exp_avg_sq"])
+                if state["step"].device != p.device:  # the kernel wants it on the parameter's device
+                    self._moved_steps.append((state, state["step"].device))
+                    state["step"] = state["step"].to(device=p.device, dtype=th.float32)
                 steps.append(state["step"])
             counters = steps
             if n > 1 and all(s.device.type == "cpu" for s in steps) and len({float(s) for s in steps}) == 1:
@@ -140,11 +156,14 @@ class AdamStep:
             p.grad = None
 
     def finish(self) -> None:
-        """Write the shared step counters back into the optimizer's states."""
+        """Write the shared step counters back into the optimizer's states, on the device the optimizer keeps them."""
         for counter, steps in self._shared_steps:
             for step in steps:
                 step.copy_(counter)
         self._shared_steps = []
+        for state, device in self._moved_steps:
+            state["step"] = state["step"].to(device)
+        self._moved_steps = []
 
 
 # ---------------------------------------------------------------------------------------------- trial calls
