@@ -58,6 +58,7 @@ class ModelStepSAC(SAC):
     model_buffer: ModelReplayBuffer
     _uniform_mixture: PolicyMixture
     _n_model_steps: int
+    _model_step_in_progress: bool
     _timings: dict[str, float]
     _last_model_info: ModelTrainingInfo | None
     _last_rollout_info: RolloutInfo | None
@@ -99,9 +100,13 @@ class ModelStepSAC(SAC):
         """
         assert self.policy_mixture is not None
         # Line 2: Algorithm 1 (the policy about to collect the next interaction epoch becomes a new version; the
-        # mixture's weights follow from the version ids of the buffer's data)
-        self.policy_version = self.replay_buffer.start_new_version()
-        self._n_model_steps += 1
+        # mixture's weights follow from the version ids of the buffer's data). A model step that was interrupted (an
+        # exception, Ctrl-C) is run again in the version it started: a new one would hold the few transitions
+        # collected in between and still weigh as much as a whole policy.
+        if not getattr(self, "_model_step_in_progress", False):
+            self.policy_version = self.replay_buffer.start_new_version()
+            self._n_model_steps += 1
+            self._model_step_in_progress = True
 
         # Lines 3-4: training data drawn according to w^k, maximum likelihood (Eq. 5)
         start = time.perf_counter()
@@ -116,6 +121,7 @@ class ModelStepSAC(SAC):
         start = time.perf_counter()
         self._last_rollout_info = self.rollout()
         self._timings["rollout"] += time.perf_counter() - start
+        self._model_step_in_progress = False
         self._log_model_step()
 
     #: ``mixture="tv"``: number of states drawn (uniformly, with replacement) from each version's data to average its

@@ -55,7 +55,8 @@ class PMAC(ModelStepSAC):
     :param batch_size: Minibatch size of each SAC update
     :param tau: the soft update coefficient ("Polyak update", between 0 and 1)
     :param gamma: the discount factor
-    :param train_freq: Update the agent every ``train_freq`` steps (``(n, "step")`` or ``(n, "episode")``)
+    :param train_freq: Update the agent every ``train_freq`` steps (``(n, "step")`` or ``(n, "episode")``); the SAC
+        updates only: model steps run every ``model_train_freq`` environment steps in any case
     :param gradient_steps: SAC updates per ``train_freq`` (20 per environment step in the paper); 0 collects
         without training (no model steps either), -1 makes as many updates as environment steps collected
     :param action_noise: the action noise type (None by default)
@@ -264,6 +265,7 @@ class PMAC(ModelStepSAC):
         self.policy_version = -1
         self._next_model_step = 0  # num_timesteps at which the next interaction epoch starts
         self._n_model_steps = 0
+        self._model_step_in_progress = False  # True from a model step's new version until its rollouts are done
         self._timings = {"model_train": 0.0, "rollout": 0.0, "sac": 0.0}
         self._last_model_info: ModelTrainingInfo | None = None
         self._last_rollout_info: RolloutInfo | None = None
@@ -328,14 +330,27 @@ class PMAC(ModelStepSAC):
         """
         if self.replay_buffer.size() == 0:  # SB3 samples with replacement: any stored transition is enough
             return
-        if self.num_timesteps >= self._next_model_step:
-            self._model_step()
-            self._next_model_step = self.num_timesteps + self.model_train_freq
+        self._model_step_if_due()  # (done by _on_step already when learn() collects)
         start = time.perf_counter()
         sampler = MixedReplaySampler(self.replay_buffer, self.model_buffer, self.real_ratio)
         fast_sac.train(self, gradient_steps, batch_size, sampler)
         self._timings["sac"] += time.perf_counter() - start
         self.logger.record("time/sac_s", self._timings["sac"])
+
+    def _on_step(self) -> None:
+        """
+        After every environment step of ``learn``: the model step when an interaction epoch starts, i.e. every
+        ``model_train_freq`` steps once learning has started, whatever ``train_freq`` is (with ``train_freq=(n,
+        "episode")`` the SAC updates wait for the episodes' ends, the model steps do not).
+        """
+        super()._on_step()
+        if self.gradient_steps != 0 and self.num_timesteps > self.learning_starts and self.replay_buffer.size() > 0:
+            self._model_step_if_due()
+
+    def _model_step_if_due(self) -> None:
+        if self.num_timesteps >= self._next_model_step:
+            self._model_step()
+            self._next_model_step = self.num_timesteps + self.model_train_freq
 
     def _sample_action(
         self, learning_starts: int, action_noise: ActionNoise | None = None, n_envs: int = 1

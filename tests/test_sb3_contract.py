@@ -225,3 +225,50 @@ def test_fast_path_leaves_the_optimizers_as_configured(tmp_path):
         saved = th.load(archive.open("policy.optimizer.pth" if "policy.optimizer.pth" in archive.namelist()
                                      else "actor.optimizer.pth"), weights_only=False)  # fmt: skip
     assert [g["fused"] for g in saved["param_groups"]] == [fused for fused, _ in configured["actor"]]
+
+
+# ---------------------------------------------------------------------------------------------- interruptions
+def test_an_interrupted_model_step_is_run_again_in_its_own_version():
+    import warnings
+
+    from conftest import TINY_PMAC_KWARGS
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model = PMAC("MlpPolicy", "Pendulum-v1", **{**TINY_PMAC_KWARGS, "learning_starts": 40, "model_train_freq": 20})
+    train_dynamics_model = model.train_dynamics_model
+    calls = {"n": 0}
+
+    def interrupted_once():
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt  # Ctrl-C during the second model step (at step 60)
+        return train_dynamics_model()
+
+    model.train_dynamics_model = interrupted_once
+    with pytest.raises(KeyboardInterrupt):
+        model.learn(100)
+    # model steps at steps 41 and 61 (SB3 trains from step learning_starts + 1), the second interrupted
+    assert model.num_timesteps == 61 and model.policy_version == 2
+    model.learn(101 - model.num_timesteps, reset_num_timesteps=False)
+    versions, counts = model.replay_buffer.version_counts()
+    # the interrupted step is redone at step 62 in version 2, which then holds steps 62-82 (the next model step is at 82); no
+    # version of one transition (the old code: version 2 = step 62 alone, version 3 = steps 63-82, ...)
+    assert versions.tolist() == [0, 1, 2, 3] and counts.tolist() == [41, 20, 21, 19], (versions, counts)
+    assert model.n_model_steps == 3 and calls["n"] == 4
+
+
+def test_model_steps_every_model_train_freq_steps_when_training_per_episode():
+    import warnings
+
+    from conftest import TINY_PMAC_KWARGS
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model = PMAC("MlpPolicy", "Pendulum-v1", **{**TINY_PMAC_KWARGS, "learning_starts": 40, "model_train_freq": 20,
+                                                     "train_freq": (1, "episode"), "gradient_steps": 5})  # fmt: skip
+    model.learn(400)  # two Pendulum episodes of 200 steps: SAC updates at their ends only
+    assert model._n_updates == 2 * 5
+    _, counts = model.replay_buffer.version_counts()
+    # model steps at steps 41, 61, ..., 381 as with train_freq=1 (not once per episode end)
+    assert model.n_model_steps == 18 and counts.tolist() == [41] + [20] * 17 + [19], counts
