@@ -9,6 +9,7 @@ and calls :meth:`~ModelStepSAC._model_step` from its ``train``.
 """
 
 import time
+import warnings
 from typing import Any
 
 import numpy as np
@@ -64,6 +65,9 @@ class ModelStepSAC(SAC):
     _last_rollout_info: RolloutInfo | None
     _last_tv_distances: np.ndarray | None
     _nan_predictions_dropped: int
+    _model_rounds_trained: int
+    _nonfinite_rows_dropped: int
+    _model_rounds_kept: int
 
     def _setup_dynamics_model(self) -> None:
         """Build the ensemble :math:`\\hat T_\\theta`, its trainer (the budget of ``model_training``) and the model buffer."""
@@ -116,13 +120,47 @@ class ModelStepSAC(SAC):
             self.policy_mixture.set_distances(versions, self._last_tv_distances)
         self._last_model_info = self.train_dynamics_model()
         self._timings["model_train"] += time.perf_counter() - start
+        self._check_model_training(self._last_model_info)
 
-        # Lines 7-10: rollouts from start states drawn according to w^k
+        # Lines 7-10: rollouts from start states drawn according to w^k (once a model has been trained)
         start = time.perf_counter()
-        self._last_rollout_info = self.rollout()
+        self._last_rollout_info = self.rollout() if self.model_rounds_trained > 0 else None
         self._timings["rollout"] += time.perf_counter() - start
+        if self.model_buffer.size() == 0:
+            warnings.warn(
+                f"The model buffer is empty after the model step at step {self.num_timesteps} (no trained model yet, "
+                "or every rollout prediction was non-finite): SAC trains on real data only",
+                UserWarning,
+                stacklevel=2,
+            )
         self._model_step_in_progress = False
         self._log_model_step()
+
+    @property
+    def model_rounds_trained(self) -> int:
+        """Model trainings that produced a model (those that kept the previous one do not count)."""
+        return int(getattr(self, "_model_rounds_trained", self._n_model_steps))  # agents of earlier releases: all
+
+    def _check_model_training(self, info: ModelTrainingInfo) -> None:
+        """Count (and say) the non-finite rows dropped and the trainings that kept the previous model."""
+        self._model_rounds_trained = self.model_rounds_trained + (0 if info.reverted else 1)
+        self._nonfinite_rows_dropped = getattr(self, "_nonfinite_rows_dropped", 0) + info.n_nonfinite
+        self._model_rounds_kept = getattr(self, "_model_rounds_kept", 0) + int(info.reverted)
+        if info.n_nonfinite > 0:
+            warnings.warn(
+                f"{info.n_nonfinite} transitions with NaN or infinite values were left out of the model's training data "
+                f"at step {self.num_timesteps} (SB3's VecCheckNan finds where they come from)",
+                UserWarning,
+                stacklevel=3,
+            )
+        if info.reverted:
+            kept = "the previous model is kept" if self.model_rounds_trained > 0 else "no model yet: no rollouts"
+            warnings.warn(
+                f"The model training at step {self.num_timesteps} produced no usable model ({info.n_train} finite rows, "
+                f"non-finite predictions otherwise): {kept}",
+                UserWarning,
+                stacklevel=3,
+            )
 
     #: ``mixture="tv"``: number of states drawn (uniformly, with replacement) from each version's data to average its
     #: distance to the current policy (:func:`~sb3_pmac.tv_mixture.measure_tv_distances`); set it on the instance to change it.
@@ -191,6 +229,7 @@ class ModelStepSAC(SAC):
         assert self.termination_fn is not None
         info = rollout_model(self.dynamics_model, self.rollout_policy, self.termination_fn, starts, horizon, self.model_buffer)
         self._nan_predictions_dropped += info.nan_predictions_dropped
+        self._nonfinite_rows_dropped = getattr(self, "_nonfinite_rows_dropped", 0) + info.nonfinite_starts_dropped
         return info
 
     def rollout_policy(self, observations: th.Tensor) -> th.Tensor:
@@ -211,6 +250,9 @@ class ModelStepSAC(SAC):
             self.logger.record("train/model_grad_steps", model_info.grad_steps)
             self.logger.record("train/model_train_rows", model_info.n_train + model_info.n_holdout)
             self.logger.record("train/n_elites", len(model_info.elite_indices))
+        # real transitions with a NaN or infinite value left out of model training and rollout starts, so far
+        self.logger.record("train/model_nonfinite_rows_dropped", getattr(self, "_nonfinite_rows_dropped", 0))
+        self.logger.record("train/model_trainings_kept_previous", getattr(self, "_model_rounds_kept", 0))
         # Algorithm 1's weights over the versions from the oldest with data to the current one (which has none yet)
         versions = np.arange(self.replay_buffer.oldest_version, self.policy_version + 1)
         self.logger.record("train/policy_version", self.policy_version)

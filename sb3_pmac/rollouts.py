@@ -37,6 +37,7 @@ class RolloutInfo:
     n_terminated: int
     nan_predictions_dropped: int
     mean_length: float
+    nonfinite_starts_dropped: int = 0
 
 
 @th.no_grad()
@@ -54,8 +55,8 @@ def rollout_model(
     (Algorithm 2, lines 8-9), and write the predicted transitions into ``model_buffer``.
 
     At each step every branch asks a randomly chosen elite of the ensemble for its next state and reward.
-    Branches whose prediction is not finite are dropped (and counted); terminated branches stop after their last
-    transition is stored with ``done=1``.
+    Start states with a NaN or infinite value and branches whose prediction is not finite are dropped (and counted);
+    terminated branches stop after their last transition is stored with ``done=1``.
 
     :param dynamics: the learned model (``sample(obs, actions) -> (next_obs, rewards, members)``)
     :param policy_fn: maps observations to actions in the buffer's action scale (SB3 stores actions in [-1, 1])
@@ -70,6 +71,10 @@ def rollout_model(
         raise ValueError(f"horizon must be >= 1, got {horizon}")
     observations = start_observations
     n_start = int(observations.shape[0])
+    finite_starts = th.isfinite(observations).all(dim=1)
+    n_nonfinite_starts = n_start - int(finite_starts.sum())
+    if n_nonfinite_starts > 0:
+        observations = observations[finite_starts]
     n_transitions = n_terminated = n_dropped = 0
     for _ in range(horizon):
         if observations.shape[0] == 0:
@@ -97,4 +102,5 @@ def rollout_model(
         n_terminated=n_terminated,
         nan_predictions_dropped=n_dropped,
         mean_length=n_transitions / max(n_start, 1),
+        nonfinite_starts_dropped=n_nonfinite_starts,
     )

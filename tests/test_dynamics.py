@@ -509,3 +509,38 @@ def test_bootstrap_gives_each_member_its_own_resample(monkeypatch):
             assert not th.equal(th.unique(rows[0], dim=0), th.unique(rows[1], dim=0))
         else:
             assert distinct == [400] * 4
+
+
+# ---------------------------------------------------------------------- non-finite data
+def test_trainer_drops_nonfinite_rows_and_trains_on_the_rest():
+    th.manual_seed(0)
+    obs, actions, rewards, next_obs = linear_dataset(400)
+    obs[3, 1], next_obs[10, 0], rewards[20], actions[30, 1] = np.nan, np.inf, np.nan, -np.inf
+    model = small_ensemble(obs_dim=4, action_dim=2)
+    trainer = ModelTrainer(model, max_epochs=5, seed=0)
+    info = trainer.train(obs, actions, rewards, next_obs, sample_ids=np.arange(400))
+    assert info.n_nonfinite == 4 and not info.reverted and info.n_train + info.n_holdout == 396
+    assert all(th.isfinite(p).all() for p in model.parameters()) and np.isfinite(info.holdout_mse)
+    assert th.isfinite(model.input_normalizer.mean).all() and trainer.n_trained == 1
+
+
+def test_trainer_keeps_the_previous_model_when_nothing_usable_comes_out():
+    th.manual_seed(0)
+    obs, actions, rewards, next_obs = linear_dataset(200)
+    model = small_ensemble(obs_dim=4, action_dim=2)
+    trainer = ModelTrainer(model, max_epochs=3, seed=0)
+    trainer.train(obs, actions, rewards, next_obs)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    adam_before = {k: v.clone() for k, v in trainer.optimizer.state[model.output_layer.weight].items()}
+
+    info = trainer.train(np.full_like(obs, np.nan), actions, rewards, next_obs)  # no finite row at all
+    assert info.reverted and info.n_nonfinite == 200 and info.grad_steps == 0
+
+    evaluate = trainer.evaluate
+    trainer.evaluate = lambda *args: tuple(np.full_like(x, np.nan) for x in evaluate(*args))  # every round diverges
+    info = trainer.train(obs, actions, 1e3 * rewards, next_obs)
+    assert info.reverted and info.grad_steps > 0 and trainer.n_trained == 1
+    for key, value in model.state_dict().items():
+        assert th.equal(value, before[key]), key  # parameters, normalizer and elites as before the two calls
+    for key, value in trainer.optimizer.state[model.output_layer.weight].items():
+        assert th.equal(value, adam_before[key]), key

@@ -3,6 +3,7 @@
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch as th
 from gymnasium import spaces
 
 from sb3_pmac import PMAC
@@ -272,3 +273,52 @@ def test_model_steps_every_model_train_freq_steps_when_training_per_episode():
     _, counts = model.replay_buffer.version_counts()
     # model steps at steps 41, 61, ..., 381 as with train_freq=1 (not once per episode end)
     assert model.n_model_steps == 18 and counts.tolist() == [41] + [20] * 17 + [19], counts
+
+
+# ---------------------------------------------------------------------------------------------- non-finite data
+class NaNObservations(gym.Wrapper):
+    """Returns NaN observations at the given steps (counted from the wrapper's creation)."""
+
+    def __init__(self, env, steps):
+        super().__init__(env)
+        self.steps, self.t = set(steps), 0
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.t += 1
+        return (np.full_like(obs, np.nan) if self.t in self.steps else obs), reward, terminated, truncated, info
+
+
+def test_nan_observations_are_left_out_of_model_training():
+    import warnings
+
+    from conftest import TINY_PMAC_KWARGS
+
+    env = NaNObservations(gym.make("Pendulum-v1"), steps=(10, 11))  # two NaN observations during the warm-up
+    kwargs = {**TINY_PMAC_KWARGS, "learning_starts": 40, "model_train_freq": 20, "gradient_steps": 0}
+    model = PMAC("MlpPolicy", env, **kwargs, seed=0, termination_fn=lambda obs, act, next_obs: np.zeros(len(obs), bool))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.learn(40)
+        model.train(gradient_steps=1, batch_size=32)  # the first model step, on the 40 warm-up transitions
+    # transitions 10, 11 (NaN next observations) and 11, 12 (NaN observations): 3 rows
+    assert model._last_model_info.n_nonfinite == 3 and not model._last_model_info.reverted
+    assert all(th.isfinite(p).all() for p in model.dynamics_model.parameters())
+    # rollouts from a working model, from the finite start states (2 of the 40 stored observations are NaN)
+    n_starts_dropped = model._last_rollout_info.nonfinite_starts_dropped
+    assert 0 < n_starts_dropped < 30 and model.model_buffer.size() == TINY_PMAC_KWARGS["rollout_batch_size"] - n_starts_dropped
+    assert any("NaN or infinite" in str(w.message) for w in caught)
+    assert model.logger.name_to_value["train/model_nonfinite_rows_dropped"] == 3 + n_starts_dropped
+
+
+def test_empty_model_buffer_is_reported():
+
+    from conftest import TINY_PMAC_KWARGS
+
+    kwargs = {**TINY_PMAC_KWARGS, "learning_starts": 40, "model_train_freq": 20, "gradient_steps": 0}
+    model = PMAC("MlpPolicy", NaNObservations(gym.make("Pendulum-v1"), steps=range(100)), **kwargs,
+                 termination_fn=lambda obs, act, next_obs: np.zeros(len(obs), bool))  # fmt: skip
+    model.learn(40)
+    with pytest.warns(UserWarning, match="model buffer is empty"):
+        model.train(gradient_steps=1, batch_size=32)  # every row non-finite: no model, no rollouts
+    assert model._last_model_info.reverted and model.model_rounds_trained == 0 and model.model_buffer.size() == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass
 
@@ -23,7 +24,6 @@ class ModelTrainingInfo:
     Summary of one call to :meth:`ModelTrainer.train`.
 
     :param epochs: number of training epochs run (the last one may be partial when ``max_grad_steps`` ended it)
-    :param grad_steps: number of optimizer steps taken
     :param train_loss: mean total loss (:meth:`ProbabilisticEnsemble.loss`) over the minibatches of the last epoch
     :param holdout_mse: holdout mean squared error of the final (restored) model, averaged over the elites
     :param holdout_mse_per_member: holdout MSE of every member, shape ``[ensemble_size]``
@@ -32,6 +32,10 @@ class ModelTrainingInfo:
     :param n_train: number of training rows
     :param n_holdout: number of holdout rows (0: no holdout, the evaluation used training rows instead)
     :param seconds: wall-clock duration of the call
+    :param grad_steps: number of optimizer steps taken
+    :param n_nonfinite: rows dropped before training because a value was NaN or infinite
+    :param reverted: True when the call left the model as it was before it (no finite row, or the trained model's
+        elites predicted non-finite values): the last good model is kept
     """
 
     epochs: int
@@ -44,6 +48,23 @@ class ModelTrainingInfo:
     n_holdout: int
     seconds: float
     grad_steps: int = 0
+    n_nonfinite: int = 0
+    reverted: bool = False
+
+
+def _drop_nonfinite_rows(
+    inputs: th.Tensor, targets: th.Tensor, ids: np.ndarray | None
+) -> tuple[th.Tensor, th.Tensor, np.ndarray | None, int]:
+    """
+    Drop the rows with a NaN or infinite value (one would turn every weight to NaN).
+
+    :return: the finite rows of ``inputs``, ``targets`` and ``ids``, and the number of rows dropped
+    """
+    finite = th.isfinite(inputs).all(dim=1) & th.isfinite(targets).all(dim=1)
+    n_dropped = int(inputs.shape[0] - finite.sum())
+    if n_dropped == 0:
+        return inputs, targets, ids, 0
+    return inputs[finite], targets[finite], None if ids is None else ids[finite.cpu().numpy()], n_dropped
 
 
 def _to_numpy(x: ArrayLike) -> np.ndarray:
@@ -137,6 +158,9 @@ class ModelTrainer:
         self.improvement_threshold = improvement_threshold
         self.verbose = verbose
         self.optimizer = th.optim.Adam(model.parameters(), lr=learning_rate)
+        #: number of calls that trained the model (calls that kept the previous model, see
+        #: :attr:`ModelTrainingInfo.reverted`, do not count)
+        self.n_trained = 0
         #: the generator of the splits and minibatch orders (its state is saved with the agent)
         self.rng = np.random.default_rng(seed)
 
@@ -284,6 +308,11 @@ class ModelTrainer:
             rng = np.random.default_rng(rng)
         inputs, targets, ids = self._prepare(observations, actions, rewards, next_observations, sample_ids)
         device = inputs.device
+        inputs, targets, ids, n_nonfinite = _drop_nonfinite_rows(inputs, targets, ids)
+        if inputs.shape[0] == 0:
+            return self._kept(start_time, n_nonfinite)
+        # The model before this call, kept in case training diverges (finite data with extreme values)
+        previous = (copy.deepcopy(model.state_dict()), copy.deepcopy(self.optimizer.state_dict()))
 
         train_idx, holdout_idx = self.split(inputs.shape[0], ids, rng)
         if self.max_train_size is not None and len(train_idx) > self.max_train_size:
@@ -342,7 +371,12 @@ class ModelTrainer:
                 param.copy_(snapshot)
         holdout_mse, holdout_nll = self.evaluate(eval_in, eval_tg)
         elites = np.argsort(holdout_mse, kind="stable")[: model.n_elites]
+        if not (np.isfinite(holdout_mse[elites]).all() and np.isfinite(holdout_nll[elites]).all()):
+            model.load_state_dict(previous[0])
+            self.optimizer.load_state_dict(previous[1])
+            return self._kept(start_time, n_nonfinite, epoch, grad_steps, n_train, n_holdout)
         model.set_elites(th.as_tensor(elites, dtype=th.long))
+        self.n_trained += 1
 
         info = ModelTrainingInfo(
             epochs=epoch,
@@ -355,6 +389,7 @@ class ModelTrainer:
             n_holdout=n_holdout,
             seconds=time.perf_counter() - start_time,
             grad_steps=grad_steps,
+            n_nonfinite=n_nonfinite,
         )
         if self.verbose >= 1:
             print(
@@ -363,4 +398,27 @@ class ModelTrainer:
                 f"train loss {info.train_loss:.4f}, elite holdout mse {info.holdout_mse:.5f}, "
                 f"nll {info.holdout_nll:.4f}, elites {elites.tolist()}"
             )
+        return info
+
+    def _kept(
+        self, start_time: float, n_nonfinite: int, epochs: int = 0, grad_steps: int = 0, n_train: int = 0, n_holdout: int = 0
+    ) -> ModelTrainingInfo:
+        """The summary of a call that kept the model as it was (:attr:`ModelTrainingInfo.reverted`)."""
+        nan_per_member = np.full(self.model.ensemble_size, np.nan)
+        info = ModelTrainingInfo(
+            epochs=epochs,
+            train_loss=float("nan"),
+            holdout_mse=float("nan"),
+            holdout_mse_per_member=nan_per_member,
+            holdout_nll=float("nan"),
+            elite_indices=self.model.elite_indices.cpu().numpy(),
+            n_train=n_train,
+            n_holdout=n_holdout,
+            seconds=time.perf_counter() - start_time,
+            grad_steps=grad_steps,
+            n_nonfinite=n_nonfinite,
+            reverted=True,
+        )
+        if self.verbose >= 1:
+            print(f"[dynamics] kept the previous model ({n_nonfinite} non-finite rows dropped, {n_train} rows trained on)")
         return info
