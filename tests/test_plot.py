@@ -119,6 +119,23 @@ def test_aggregate_interpolates_and_truncates():
         aggregate([])
 
 
+def test_partial_runs_without_truncation(runner_results: Path):
+    # truncate=False: each step averages the seeds that reach it (seed 0 ends at 400, seed 1 at 500, seed 2 at 600)
+    steps, mean, std = aggregate(list(SEEDS.values()), truncate=False)
+    np.testing.assert_array_equal(steps, [100, 200, 300, 400, 500, 600])
+    np.testing.assert_allclose(mean[:4], EXPECTED_MEAN)
+    np.testing.assert_allclose(mean[4:], [(45 + 5) / 2, 6.0])
+    np.testing.assert_allclose(std[4:], [20.0, 0.0])
+    _, _, std = aggregate(list(SEEDS.values()), truncate=False, ddof=1)
+    assert np.isnan(std[-1])  # one run: no sample std
+
+    summary = summarize_runs(load_runs(runner_results, verbose=False), truncate=False)[ENV]["pmac"]
+    np.testing.assert_array_equal(summary.n_at, [3, 3, 3, 3, 2, 1])
+    assert not summary.truncated
+    figure = plot_curves(load_runs(runner_results, verbose=False), truncate=False)
+    assert figure.axes[0].lines[0].get_label() == "PMAC (3 seeds to 400 steps, 2 to 500, 1 to 600)"
+
+
 def test_smooth_is_a_trailing_mean():
     np.testing.assert_allclose(smooth(np.array([1.0, 3.0, 5.0, 7.0]), 2), [1.0, 2.0, 4.0, 6.0])
     np.testing.assert_allclose(smooth(np.array([1.0, 3.0, 5.0, 7.0]), 3), [1.0, 2.0, 3.0, 5.0])
@@ -355,9 +372,18 @@ def test_diagnostics_plot_and_cli(tmp_path: Path):
     assert [line.get_label() for line in mixture.lines] == ["PMAC"]
     np.testing.assert_allclose(mixture.lines[0].get_ydata(), [1.5, 2.5, 3.5])
 
-    # --at-step: each run's last row at or before it
+    # --at-step: each run's last row at or before it; a list of steps: one compounding panel each
     figure = plot_diagnostics(runs, at_step=2500)
     np.testing.assert_allclose(figure.axes[1].lines[0].get_ydata(), [2000.0 * h for h in HORIZONS])
+    figure = plot_diagnostics(runs, at_step=[1000, 3000], panels=("errors", "compounding"))
+    assert [ax.get_title() for ax in figure.axes[1:]] == ["Compounding error (step 1,000)", "Compounding error (step 3,000)"]
+    np.testing.assert_allclose(figure.axes[1].lines[0].get_ydata(), [1000.0 * h for h in HORIZONS])
+    # a shorter seed: cut to it by default, or (truncate=False) the seeds present at each step
+    short = write_diagnostics(tmp_path / "short.csv", diagnostics_rows(3.0)[:2])
+    seeds = load_diagnostics([f"pmac={pmac_csv}", f"pmac={short}"])
+    np.testing.assert_allclose(plot_diagnostics(seeds, panels=("errors",)).axes[0].lines[0].get_ydata(), [0.02, 0.04])
+    local = plot_diagnostics(seeds, panels=("errors",), truncate=False).axes[0].lines[0]
+    np.testing.assert_allclose(local.get_ydata(), [0.02, 0.04, 0.03])
 
     # runner layout: seeds averaged; CLI, one figure and --separate files
     root = tmp_path / "results"

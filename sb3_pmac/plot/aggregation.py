@@ -1,11 +1,13 @@
 """
-Seeds of one (env, algorithm) aggregated: aligned on their common steps (linear interpolation), mean and standard
-deviation over seeds, and the text table of final returns printed by ``python -m sb3_pmac.plot curves``.
+Seeds of one (env, algorithm) aggregated: aligned on their common steps (linear interpolation; or, with
+``truncate=False``, averaged over the seeds that reach each step), mean and standard deviation over seeds, and the text
+table of final returns printed by ``python -m sb3_pmac.plot curves``.
 """
 
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +33,7 @@ class Summary:
     :param n_seeds: number of runs averaged
     :param longest: last step of the longest run (``> steps[-1]`` when the runs were truncated to the shortest one)
     :param sources: the curves' sources
+    :param n_at: number of runs averaged at each of ``steps`` (all of them unless aggregated with ``truncate=False``)
     """
 
     steps: np.ndarray
@@ -39,6 +42,7 @@ class Summary:
     n_seeds: int
     longest: float
     sources: tuple[str, ...]
+    n_at: np.ndarray | None = None
 
     @property
     def truncated(self) -> bool:
@@ -77,12 +81,14 @@ def aggregate(
     x_max: float | None = None,
     window: int = 1,
     ddof: int = 0,
+    truncate: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """
     Mean and standard deviation over runs, on common steps.
 
     The runs are cut to their common range ``[max of first steps, min of last steps]`` (truncation to the shortest run)
-    and linearly interpolated onto ``grid``.
+    and linearly interpolated onto ``grid``; with ``truncate=False`` the range is ``[min of first steps, max of last
+    steps]`` and each step averages the runs whose own range holds it (partial runs: fewer seeds further on).
 
     :param curves: :class:`Curve` objects or ``(steps, values)`` pairs (unsorted steps are sorted; ``nan`` dropped)
     :param grid: ``None``: the union of the runs' steps within the common range (the runs' own steps when they share
@@ -90,7 +96,9 @@ def aggregate(
         range dropped)
     :param x_max: drop the steps above it first
     :param window: moving average (:func:`smooth`) of each run over this many points, before interpolation
-    :param ddof: delta degrees of freedom of the standard deviation (0: population std, as rl-zoo3's plots)
+    :param ddof: delta degrees of freedom of the standard deviation (0: population std, as rl-zoo3's plots); ``nan``
+        where no more than ``ddof`` runs are averaged
+    :param truncate: cut the runs to their common range (default), else average the runs present at each step
     :return: ``(steps, mean, std)``
     :raises PlotError: no data, or runs that do not overlap
     """
@@ -104,7 +112,8 @@ def aggregate(
             pairs.append((steps, values))
     if not pairs:
         raise PlotError("no data to aggregate" + (f" at or below x_max={x_max}" if x_max is not None else ""))
-    start, end = max(steps[0] for steps, _ in pairs), min(steps[-1] for steps, _ in pairs)
+    firsts, lasts = [steps[0] for steps, _ in pairs], [steps[-1] for steps, _ in pairs]
+    start, end = (max(firsts), min(lasts)) if truncate else (min(firsts), max(lasts))
     if start > end:
         raise PlotError(f"the runs do not overlap (latest start {start:g} > earliest end {end:g})")
     if grid is None:
@@ -114,12 +123,28 @@ def aggregate(
     else:
         points = np.asarray(grid, dtype=float)
         points = points[(points >= start) & (points <= end)]
-    values = np.stack([np.interp(points, steps, curve_values) for steps, curve_values in pairs])
-    std = values.std(axis=0, ddof=ddof) if len(pairs) > ddof else np.full(len(points), np.nan)
-    return points, values.mean(axis=0), std
+    values = np.stack([np.interp(points, steps, run, left=np.nan, right=np.nan) for steps, run in pairs])
+    counts = np.isfinite(values).sum(axis=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # steps with no more than ddof runs: nan, no warning
+        std = np.where(counts > ddof, np.nanstd(values, axis=0, ddof=ddof), np.nan)
+    return points, np.nanmean(values, axis=0), std
 
 
-def summarize(curves: Sequence[Curve], n_points: int | None = None, x_max: float | None = None, window: int = 1) -> Summary:
+def runs_at(curves: Sequence[Curve | tuple[Any, Any]], steps: np.ndarray, x_max: float | None = None) -> np.ndarray:
+    """How many of ``curves`` cover each of ``steps`` (between their first and last step at or below ``x_max``)."""
+    counts = np.zeros(len(steps), dtype=int)
+    for curve in curves:
+        run_steps, _ = _as_xy(curve)
+        run_steps = run_steps[run_steps <= x_max] if x_max is not None else run_steps
+        if len(run_steps):
+            counts += (steps >= run_steps[0]) & (steps <= run_steps[-1])
+    return counts
+
+
+def summarize(
+    curves: Sequence[Curve], n_points: int | None = None, x_max: float | None = None, window: int = 1, truncate: bool = True
+) -> Summary:
     """
     :func:`aggregate` of one (env, algorithm)'s runs, with the bookkeeping for legends and tables.
 
@@ -128,14 +153,16 @@ def summarize(curves: Sequence[Curve], n_points: int | None = None, x_max: float
         spaced steps when a run comes from Monitor files
     :param x_max: drop the steps above it
     :param window: moving average over this many points (:func:`smooth`)
+    :param truncate: cut the runs to the shortest one (default), else average the runs present at each step
     """
     sources = tuple(sorted({curve.source for curve in curves}))
     if n_points is None and "monitor" in sources:
         n_points = MONITOR_GRID_POINTS
-    steps, mean, std = aggregate(curves, grid=n_points, x_max=x_max, window=window)
+    steps, mean, std = aggregate(curves, grid=n_points, x_max=x_max, window=window, truncate=truncate)
     ends = [curve.steps[curve.steps <= x_max] if x_max is not None else curve.steps for curve in curves]
     longest = max(float(run_steps[-1]) for run_steps in ends if len(run_steps))
-    return Summary(steps, mean, std, sum(len(run_steps) > 0 for run_steps in ends), longest, sources)
+    n_seeds = sum(len(run_steps) > 0 for run_steps in ends)
+    return Summary(steps, mean, std, n_seeds, longest, sources, runs_at(curves, steps, x_max))
 
 
 def order_algos(names: Iterable[str], algos: Sequence[str] | None = None) -> list[str]:
@@ -157,17 +184,19 @@ def summarize_runs(
     x_max: float | None = None,
     window: int = 1,
     verbose: bool = True,
+    truncate: bool = True,
 ) -> dict[str, dict[str, Summary]]:
     """
     :func:`summarize` of every (env, algorithm) of :func:`load_runs`' result.
 
     :param verbose: print truncations and mixed sources to stderr
+    :param truncate: see :func:`summarize`
     :return: ``{env: {algo: Summary}}``
     """
     summaries: dict[str, dict[str, Summary]] = {}
     for env in sorted(runs):
         for algo, curves in runs[env].items():
-            summary = summarize(curves, n_points=n_points, x_max=x_max, window=window)
+            summary = summarize(curves, n_points=n_points, x_max=x_max, window=window, truncate=truncate)
             summaries.setdefault(env, {})[algo] = summary
             if verbose and summary.truncated:
                 print(

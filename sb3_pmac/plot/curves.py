@@ -30,10 +30,19 @@ def _parse_labels(labels: Sequence[str] | dict[str, str] | None, algos: Sequence
     return {algo.lower(): label for algo, label in zip(algos, labels, strict=True)}
 
 
+def _seeds_text(summary: Summary) -> str:
+    """``3 seeds``, or where fewer runs go on (``truncate=False``): ``3 seeds to 10,000 steps, 1 to 60,000``."""
+    n_at = summary.n_at
+    if n_at is None or len(n_at) == 0 or n_at.min() == n_at.max():
+        return f"{summary.n_seeds} seed{'s' if summary.n_seeds != 1 else ''}"
+    first, *rest = [i for i in range(len(n_at)) if i == len(n_at) - 1 or n_at[i + 1] != n_at[i]]  # segment ends
+    head = f"{n_at[first]} seed{'s' if n_at[first] != 1 else ''} to {summary.steps[first]:,.0f} steps"
+    return ", ".join([head, *(f"{n_at[i]} to {summary.steps[i]:,.0f}" for i in rest)])
+
+
 def _legend_label(name: str, summary: Summary) -> str:
-    seeds = f"{summary.n_seeds} seed{'s' if summary.n_seeds != 1 else ''}"
     cut = f", cut at {summary.steps[-1]:,.0f} steps" if summary.truncated else ""
-    return f"{name} ({seeds}{cut})"
+    return f"{name} ({_seeds_text(summary)}{cut})"
 
 
 def _y_label(sources: Iterable[str]) -> str:
@@ -55,6 +64,7 @@ def plot_curves(
     n_points: int | None = None,
     ncols: int = 3,
     panel_size: tuple[float, float] = (5.0, 3.6),
+    truncate: bool = True,
 ) -> Figure:
     """
     Learning curves: one panel per env, one line per algorithm (mean over seeds) with a +/- std band.
@@ -70,10 +80,12 @@ def plot_curves(
     :param n_points: common grid size (see :func:`summarize`)
     :param ncols: panels per row
     :param panel_size: inches per panel
+    :param truncate: cut each algorithm's runs to its shortest one (default), else average the runs present at each
+        step (runs still going: the legend says how many seeds each part of the line averages)
     """
     plt = pyplot()
     label_map = _parse_labels(labels, algos)
-    summaries = summarize_runs(runs, n_points=n_points, x_max=x_max, window=window, verbose=False)
+    summaries = summarize_runs(runs, n_points=n_points, x_max=x_max, window=window, verbose=False, truncate=truncate)
     envs = [env for env in sorted(summaries) if order_algos(summaries[env], algos)]
     if not envs:
         raise PlotError(

@@ -118,7 +118,11 @@ def _draw_band(ax: Axes, steps: np.ndarray, mean: np.ndarray, std: np.ndarray, l
 
 
 def draw_model_errors(
-    ax: Axes, runs: dict[str, list[DiagnosticsRun]], kind: str = "obs", algos: Sequence[str] | None = None
+    ax: Axes,
+    runs: dict[str, list[DiagnosticsRun]],
+    kind: str = "obs",
+    algos: Sequence[str] | None = None,
+    truncate: bool = True,
 ) -> None:
     """
     Panel (a): local and global one-step model errors over training (log scale), mean +/- std over seeds.
@@ -128,12 +132,13 @@ def draw_model_errors(
     :param runs: ``{algo: [DiagnosticsRun, ...]}`` of one env
     :param kind: ``obs`` or ``reward``
     :param algos: order/filter
+    :param truncate: cut an algorithm's seeds to the shortest (default), else average the seeds present at each step
     """
     for index, algo in enumerate(order_algos(runs, algos)):
         for scope, style in (("local", "-"), ("global", "--")):
             curves = _column_curves(runs[algo], one_step_column(scope, kind))
             if curves:
-                steps, mean, std = aggregate(curves)
+                steps, mean, std = aggregate(curves, truncate=truncate)
                 _draw_band(
                     ax,
                     steps,
@@ -245,34 +250,43 @@ def _finish_panel(ax: Axes) -> None:
 def plot_diagnostics(
     runs: dict[str, dict[str, list[DiagnosticsRun]]] | dict[str, list[DiagnosticsRun]],
     env: str | None = None,
-    at_step: float | None = None,
+    at_step: float | Sequence[float] | None = None,
     kind: str = "obs",
     algos: Sequence[str] | None = None,
     panels: Sequence[str] = PANELS,
     title: str | None = None,
     panel_size: tuple[float, float] = (5.0, 3.8),
+    truncate: bool = True,
 ) -> Figure:
     """
     Model diagnostics figure: (a) local vs global one-step error, (b) compounding error vs horizon, (c) mixture
-    effective versions; one panel each, in ``panels``' order (``figure.axes[i]``).
+    effective versions; one panel each, in ``panels``' order (``figure.axes[i]``), with one compounding panel per
+    step when ``at_step`` is a list.
 
     :param runs: :func:`load_diagnostics`' result, or ``{algo: [DiagnosticsRun, ...]}`` of one env
     :param env: which env of ``runs`` (needed when it holds several)
-    :param at_step: step of the compounding-error panel (default: each run's last row)
+    :param at_step: step of the compounding-error panel (default: each run's last row), or a list of steps: one
+        compounding panel each, in this order
     :param kind: ``obs`` or ``reward`` errors in panel (a)
     :param algos: algorithms to show, in this order
     :param panels: subset of :data:`PANELS`
     :param title: figure title (default: the env)
     :param panel_size: inches per panel
+    :param truncate: panel (a): cut each algorithm's seeds to the shortest (default), else average the seeds present
+        at each step (runs still going)
     """
     by_algo = _one_env(runs, env)
     plt = pyplot()
-    figure, axes = plt.subplots(1, len(panels), figsize=(panel_size[0] * len(panels), panel_size[1]), squeeze=False)
-    for ax, panel in zip(axes[0], panels, strict=True):
+    steps: list[float | None] = list(at_step) if isinstance(at_step, Sequence) else [at_step]
+    layout = [(panel, step) for panel in panels for step in (steps if panel == "compounding" else [None])]
+    if not layout:
+        raise PlotError(f"no panel to draw (panels={list(panels)}, at_step={at_step})")
+    figure, axes = plt.subplots(1, len(layout), figsize=(panel_size[0] * len(layout), panel_size[1]), squeeze=False)
+    for ax, (panel, step) in zip(axes[0], layout, strict=True):
         if panel == "errors":
-            draw_model_errors(ax, by_algo, kind=kind, algos=algos)
+            draw_model_errors(ax, by_algo, kind=kind, algos=algos, truncate=truncate)
         elif panel == "compounding":
-            draw_compounding(ax, by_algo, at_step=at_step, algos=algos)
+            draw_compounding(ax, by_algo, at_step=step, algos=algos)
         elif panel == "mixture":
             draw_mixture(ax, by_algo, algos=algos)
         else:

@@ -1,0 +1,576 @@
+"""
+The report of the Hopper campaign (issue 14) from whatever runs exist, partial ones included:
+
+    python benchmarks/campaign_report.py
+
+reads ``results/campaign/<env>/<algo>/seed_<n>/`` (``evaluations.csv``, ``progress.csv``, ``diagnostics.csv``,
+``run.json``: copy the latest with ``python <campaign checkout>/benchmarks/campaign.py sync .`` first), draws the learning
+curves and the model errors (:mod:`sb3_pmac.plot`) into ``docs/results/hopper_campaign_*.png`` and writes the markdown
+(where the runs stand, returns at 25k/50k/75k/100k steps with rliable's IQM and 95 % stratified-bootstrap intervals,
+wall time split) between the ``<!-- campaign:start -->`` and ``<!-- campaign:end -->`` markers of ``docs/results.md``.
+``--print`` writes the markdown to stdout instead. The IQM needs ``rliable`` (the ``[zoo]`` extra).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sb3_pmac.diagnostics.schema import TIMESTEPS
+from sb3_pmac.plot import PlotError, load_diagnostics, load_runs, plot_curves, plot_diagnostics, read_columns
+from sb3_pmac.plot.runs import last_per_step
+from sb3_pmac.plot.style import pyplot
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV_ID = "Hopper-v4"
+ALGOS = ("pmac", "mbpo", "sac_zoo")
+SEEDS = (0, 1, 2)
+LABELS = {"pmac": "PMAC", "mbpo": "MBPO", "sac_zoo": "SB3 SAC (rl-zoo3)"}
+REPORT_STEPS = (25_000, 50_000, 75_000, 100_000)
+#: A run's score at step t: the mean of its evaluations at steps in (t - WINDOW, t] (t-4000 ... t every 1000 steps)
+WINDOW = 5000
+START_MARKER = "<!-- campaign:start -->"
+END_MARKER = "<!-- campaign:end -->"
+CURVES_PNG = "hopper_campaign_curves.png"
+MODEL_ERROR_PNG = "hopper_campaign_model_error.png"
+#: The extra that installs rliable
+RLIABLE_EXTRA = "zoo"
+#: rl-zoo3's benchmark.md: SAC on Hopper-v3 after 1M steps, one trained agent, mean and std over 236 episodes
+ZOO_SAC_1M = (2325.547, 1129.676, 236)
+COMMAND = "python benchmarks/campaign_report.py"
+
+
+class MissingRliable(RuntimeError):
+    """rliable cannot be imported (not installed, or its dependency ``arch`` fails to import)."""
+
+
+def load_rliable() -> tuple[Any, Any]:
+    """``(rliable.library, rliable.metrics)``, imported on first use; :class:`MissingRliable` says how to install them."""
+    try:
+        from rliable import library, metrics
+    except Exception as error:  # not only ImportError: arch < 8 (rliable's pin) raises TypeError under pandas 3
+        hint = "" if isinstance(error, ImportError) else " (rliable 1.2 needs arch < 8, which needs pandas < 3)"
+        raise MissingRliable(
+            f"the IQM and its bootstrap intervals need rliable: pip install -e '.[{RLIABLE_EXTRA}]' "
+            f"(or pip install rliable); importing it failed with {type(error).__name__}: {error}{hint}"
+        ) from error
+    return library, metrics
+
+
+@dataclass
+class Run:
+    """One run of the campaign: its evaluations (steps, mean return, wall time) and its ``run.json`` and progress."""
+
+    algo: str
+    seed: int
+    path: Path
+    steps: np.ndarray
+    returns: np.ndarray
+    wall_s: np.ndarray
+    record: dict[str, Any]
+    progress: dict[str, np.ndarray]
+    diagnostics_steps: np.ndarray
+
+    @property
+    def last_step(self) -> int:
+        return int(self.steps[-1])
+
+    @property
+    def target(self) -> int:
+        return int(self.record.get("timesteps") or self.last_step)
+
+    @property
+    def finished(self) -> bool:
+        return bool(self.record.get("finished"))
+
+    @property
+    def status(self) -> str:
+        return "finished" if self.finished else f"partial: {fmt_steps(self.last_step)} of {fmt_steps(self.target)} steps"
+
+
+def fmt_steps(steps: float) -> str:
+    """``25000`` -> ``25 000``."""
+    return f"{steps:,.0f}".replace(",", " ")
+
+
+def load_campaign(results: Path, env: str = ENV_ID, algos: Sequence[str] = ALGOS) -> dict[str, list[Run]]:
+    """The runs under ``results`` (``<env>/<algo>/seed_<n>/``), by algorithm, sorted by seed."""
+    curves = load_runs(results, source="eval_csv", algos=algos, envs=[env], verbose=False).get(env, {})
+    campaign: dict[str, list[Run]] = {}
+    for algo, algo_curves in curves.items():
+        for curve in algo_curves:
+            evaluations = read_columns(curve.path / "evaluations.csv")
+            _, wall = last_per_step(evaluations["timesteps"], evaluations["wall_s"])
+            progress_file = curve.path / "progress.csv"
+            run = Run(
+                algo=algo,
+                seed=int(curve.run.removeprefix("seed_")),
+                path=curve.path,
+                steps=curve.steps,
+                returns=curve.returns,
+                wall_s=wall,
+                record=json.loads((curve.path / "run.json").read_text()),
+                progress=read_columns(progress_file) if progress_file.is_file() else {},
+                diagnostics_steps=_diagnostics_steps(curve.path / "diagnostics.csv"),
+            )
+            campaign.setdefault(algo, []).append(run)
+    for runs in campaign.values():
+        runs.sort(key=lambda run: run.seed)
+    return campaign
+
+
+def _diagnostics_steps(path: Path) -> np.ndarray:
+    steps = read_columns(path).get(TIMESTEPS, np.zeros(0)) if path.is_file() else np.zeros(0)
+    return steps[np.isfinite(steps)]
+
+
+def window_score(run: Run, step: int, window: int = WINDOW) -> float | None:
+    """The mean of the run's evaluations at steps in ``(step - window, step]``; None if the run has not reached ``step``."""
+    inside = (run.steps > step - window) & (run.steps <= step)
+    if run.last_step < step or not inside.any():
+        return None
+    return float(run.returns[inside].mean())
+
+
+@dataclass
+class ScoreRow:
+    """The scores of one algorithm's runs at one step; ``iqm`` and ``ci`` are filled by :func:`add_iqm`."""
+
+    step: int
+    algo: str
+    scores: list[float]
+    n_runs: int
+    furthest: int
+    iqm: float | None = None
+    ci: tuple[float, float] | None = None
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.scores))
+
+    @property
+    def std(self) -> float:
+        """Standard deviation over runs, ``ddof=0`` (the figure's band)."""
+        return float(np.std(self.scores))
+
+
+def score_rows(
+    campaign: dict[str, list[Run]], steps: Sequence[int] = REPORT_STEPS, algos: Sequence[str] = ALGOS, window: int = WINDOW
+) -> list[ScoreRow]:
+    """One row per (step, algorithm) in that order: the window scores of the runs that reached the step."""
+    rows = []
+    for step in steps:
+        for algo in algos:
+            runs = campaign.get(algo, [])
+            scores = [score for run in runs if (score := window_score(run, step, window)) is not None]
+            furthest = max((run.last_step for run in runs), default=0)
+            rows.append(ScoreRow(step, algo, scores, len(runs), furthest))
+    return rows
+
+
+def add_iqm(rows: Sequence[ScoreRow], reps: int = 10_000, seed: int = 0) -> None:
+    """
+    rliable's interquartile mean of each row's scores and its 95 % stratified-bootstrap interval (percentile method,
+    ``reps`` resamples of the runs), for rows with at least one score. rliable draws from NumPy's global generator: it
+    is seeded with ``seed`` here and restored afterwards, so that a report is reproducible.
+    """
+    library, metrics = load_rliable()
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        for row in rows:
+            if not row.scores:
+                continue
+            scores = {row.algo: np.asarray(row.scores, dtype=float)[:, None]}  # (runs, tasks = 1)
+            points, intervals = library.get_interval_estimates(
+                scores, lambda x: np.array([metrics.aggregate_iqm(x)]), reps=reps
+            )
+            row.iqm = float(points[row.algo][0])
+            row.ci = (float(intervals[row.algo][0, 0]), float(intervals[row.algo][1, 0]))
+    finally:
+        np.random.set_state(state)
+
+
+@dataclass
+class WallTime:
+    """
+    Where a run's wall time went: ``hours`` in all; after the random warm-up (``trained_steps`` steps since the first
+    SAC update), seconds per 1000 steps in all and per ``time/`` key (model training, rollouts, SAC) and the rest.
+    """
+
+    hours: float
+    trained_steps: int
+    per_1000: dict[str, float]
+
+
+TIME_KEYS = {"model training": "time/model_train_s", "rollouts": "time/rollout_s", "SAC": "time/sac_s"}
+
+
+def wall_time(run: Run) -> WallTime:
+    """The wall time of ``evaluations.csv`` (evaluations included) split by the last ``progress.csv`` row's timings."""
+    total = float(run.wall_s[-1])
+    steps = run.progress.get("time/total_timesteps", np.zeros(0))
+    updates = run.progress.get("train/n_updates", np.full(len(steps), np.nan))
+    trained = np.flatnonzero(np.isfinite(updates))
+    if not len(trained):
+        return WallTime(total / 3600, 0, {})
+    warmup_end = float(steps[trained[0] - 1]) if trained[0] > 0 else 0.0  # the last step without an update
+    trained_steps = run.last_step - warmup_end
+    if trained_steps <= 0:
+        return WallTime(total / 3600, 0, {})
+    trained_wall = total - float(np.interp(warmup_end, run.steps, run.wall_s, left=0.0))
+    scale = 1000 / trained_steps
+    per_1000 = {"total": trained_wall * scale}
+    timed = 0.0
+    for name, key in TIME_KEYS.items():
+        values = run.progress.get(key, np.zeros(0))
+        values = values[np.isfinite(values)]
+        if len(values):
+            per_1000[name] = float(values[-1]) * scale
+            timed += float(values[-1])
+    if len(per_1000) > 1:
+        per_1000["rest"] = (trained_wall - timed) * scale
+    return WallTime(total / 3600, int(trained_steps), per_1000)
+
+
+def replace_between_markers(text: str, content: str, start: str = START_MARKER, end: str = END_MARKER) -> str:
+    """``text`` with what lies between the ``start`` and ``end`` lines replaced by ``content``; the rest unchanged."""
+    if text.count(start) != 1 or text.count(end) != 1 or text.index(start) > text.index(end):
+        raise ValueError(f"expected one {start} line followed by one {end} line")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{start}\n{content.strip(chr(10))}\n{end}{tail}"
+
+
+def _label(algo: str) -> str:
+    return LABELS.get(algo, algo)
+
+
+def _fmt(value: float, like: float | None = None) -> str:
+    """Returns to the unit from 100 on, else to one decimal (as ``like`` when given: a row's values alike)."""
+    return f"{value:.0f}" if abs(value if like is None else like) >= 100 else f"{value:.1f}"
+
+
+def status_table(campaign: dict[str, list[Run]], algos: Sequence[str], seeds: Sequence[int]) -> list[str]:
+    lines = ["| algorithm | seed | status | last evaluation (10 episodes) | wall time |", "| --- | --- | --- | --- | --- |"]
+    for algo in algos:
+        by_seed = {run.seed: run for run in campaign.get(algo, [])}
+        for seed in sorted({*seeds, *by_seed}):
+            run = by_seed.get(seed)
+            if run is None:
+                lines.append(f"| {_label(algo)} | {seed} | not started | - | - |")
+            else:
+                last = f"{_fmt(float(run.returns[-1]))} at {fmt_steps(run.last_step)}"
+                lines.append(f"| {_label(algo)} | {seed} | {run.status} | {last} | {run.wall_s[-1] / 3600:.2f} h |")
+    return lines
+
+
+def returns_table(rows: Sequence[ScoreRow], n_seeds: int, with_iqm: bool) -> list[str]:
+    lines = [
+        "| steps | algorithm | runs at this step | mean ± std | IQM [95 % CI] |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for row in rows:
+        reached = f"{len(row.scores)} of {max(n_seeds, row.n_runs)}"
+        if not row.scores:
+            furthest = f"furthest run: {fmt_steps(row.furthest)}" if row.n_runs else "no run yet"
+            lines.append(f"| {fmt_steps(row.step)} | {_label(row.algo)} | {reached} | not reached ({furthest}) | - |")
+            continue
+        iqm = "-"
+        if with_iqm and row.iqm is not None and row.ci is not None:
+            ci = (
+                f"[{_fmt(row.ci[0], row.mean)}, {_fmt(row.ci[1], row.mean)}]"
+                if len(row.scores) > 1
+                else "(1 run: no interval)"
+            )
+            iqm = f"{_fmt(row.iqm, row.mean)} {ci}"
+        spread = f"{_fmt(row.mean)} ± {_fmt(row.std, row.mean)}"
+        lines.append(f"| {fmt_steps(row.step)} | {_label(row.algo)} | {reached} | {spread} | {iqm} |")
+    mean, std, episodes = ZOO_SAC_1M
+    lines += [
+        "| 25 000 - 100 000 | PMAC, MBPO in the paper (Fig. 2, Hopper, 5 seeds) | - | not given in text | - |",
+        f"| 1 000 000 | SB3 SAC, rl-zoo3 benchmark (Hopper-v3, one agent, {episodes} episodes) | - | "
+        f"{mean:.0f} ± {std:.0f} | - |",
+    ]
+    return lines
+
+
+def wall_table(campaign: dict[str, list[Run]], algos: Sequence[str]) -> list[str]:
+    columns = ["total", *TIME_KEYS, "rest"]
+    lines = [
+        "| run | steps | wall time | at this rate to the end | trained steps | s / 1000 steps: " + " | ".join(columns) + " |",
+        "| --- " * (5 + len(columns)) + "|",
+    ]
+    for algo in algos:
+        for run in campaign.get(algo, []):
+            split = wall_time(run)
+            cells = [f"{split.per_1000[column]:.0f}" if column in split.per_1000 else "-" for column in columns]
+            left = (run.target - run.last_step) / 1000 * split.per_1000.get("total", np.nan) / 3600
+            projected = "done" if run.finished else (f"{split.hours + left:.1f} h" if np.isfinite(left) else "-")
+            lines.append(
+                f"| {_label(algo)} seed {run.seed} | {fmt_steps(run.last_step)} | {split.hours:.2f} h | {projected} | "
+                f"{fmt_steps(split.trained_steps)} | " + " | ".join(cells) + " |"
+            )
+    return lines
+
+
+def _commits(campaign: dict[str, list[Run]]) -> str:
+    commits = sorted({str(run.record.get("commit", "?"))[:7] for runs in campaign.values() for run in runs})
+    return ", ".join(f"`{commit}`" for commit in commits)
+
+
+def settings_text(campaign: dict[str, list[Run]]) -> str:
+    records = [run.record for runs in campaign.values() for run in runs]
+    evals = sorted({(r.get("eval_episodes"), float(r.get("eval_freq") or 0)) for r in records}, key=str)
+    diagnostics = sorted({float(r["diagnostics_freq"]) for r in records if r.get("diagnostics_freq")})
+    ent_coefs = sorted({str(r.get("agent_kwargs", {}).get("ent_coef")) for r in records if r.get("algo") != "sac_zoo"})
+    eval_text = "; ".join(f"{episodes} deterministic episodes every {fmt_steps(freq)} steps" for episodes, freq in evals)
+    return (
+        "Settings (`benchmarks/campaign.py`: `benchmarks/learning_curves.py --settings paper`, 100 000 steps, one "
+        "thread per run, two runs at a time at nice 19 on a 2-vCPU AMD EPYC machine without GPU). PMAC and MBPO: "
+        "Table 2's values (ensemble of 7 with 5 elites, model of 4 layers of 200 units, SAC of 2 layers of 256 "
+        "units, batch 256, learning rate 3e-4, real ratio 0.05, 20 SAC updates per env step, model training every "
+        "250 steps, 100 000 rollout starts, 5000 random warm-up steps), PMAC's adaptation rate 0.9; the SAC of "
+        f"mbpo_pytorch, the paper's base code: fixed entropy coefficient {' / '.join(ent_coefs) or '0.2'}; bounded "
+        "model training (the package default: 4750 rows drawn by the mixture, at most 400 gradient steps per "
+        "training); rollout horizon 1 → 15 over epochs 20 → 100 (1000 steps each, counted after the 5000-step "
+        "warm-up). SB3 SAC (rl-zoo3): SB3's `SAC` with the installed rl-zoo3's Hopper-v4 hyperparameters (SB3's "
+        "defaults, 1 update per step, entropy coefficient tuned, 10 000 warm-up steps). Evaluation on a separate "
+        f"env: {eval_text or 'none yet'}. Model diagnostics (PMAC, MBPO) every "
+        f"{' / '.join(fmt_steps(freq) for freq in diagnostics) or '5000'} steps (local: 1000 fresh transitions of the "
+        "current policy; global: 5000 transitions drawn from the replay buffer; compounding: 100 start states, "
+        f"h = 1 ... 10; observation MSE, raw units). Code: commit {_commits(campaign)} (`run.json`)."
+    )
+
+
+def overview(campaign: dict[str, list[Run]], algos: Sequence[str], seeds: Sequence[int]) -> str:
+    runs = [run for algo in algos for run in campaign.get(algo, [])]
+    expected = len(algos) * len(seeds)
+    finished = sum(run.finished for run in runs)
+    if runs and finished == len(runs) == expected:
+        return f"**All {expected} runs finished.**"
+    reached = ", ".join(
+        f"{_label(run.algo)} seed {run.seed} at {fmt_steps(run.last_step)}" for run in runs if not run.finished
+    )
+    return (
+        f"**Partial results**: {len(runs)} of {expected} runs started, {finished} finished"
+        + (f"; still running: {reached} (of {fmt_steps(max(run.target for run in runs))} steps)" if reached else "")
+        + ". Every number below is from the steps reached so far; the conclusion waits for the finished runs."
+    )
+
+
+@dataclass
+class ReportOptions:
+    """What to read and where to write (the command line's options)."""
+
+    results: Path = ROOT / "results" / "campaign"
+    doc: Path = ROOT / "docs" / "results.md"
+    figures: Path = ROOT / "docs" / "results"
+    env: str = ENV_ID
+    algos: tuple[str, ...] = ALGOS
+    seeds: tuple[int, ...] = SEEDS
+    steps: tuple[int, ...] = REPORT_STEPS
+    window: int = WINDOW
+    x_max: int = 100_000
+    reps: int = 10_000
+    iqm: bool = True
+
+
+def curves_figure(campaign: dict[str, list[Run]], options: ReportOptions, path: Path) -> None:
+    """Mean ± std over the runs present at each step (partial runs included), with rl-zoo3's SAC at 1M steps."""
+    runs = load_runs(options.results, source="eval_csv", algos=options.algos, envs=[options.env], verbose=False)
+    reached = ", ".join(
+        f"{_label(algo)} {fmt_steps(max(run.last_step for run in campaign[algo]))}"
+        for algo in options.algos
+        if algo in campaign
+    )
+    finished = all(run.finished for runs_ in campaign.values() for run in runs_)
+    title = f"{options.env}, campaign of issue 14" + ("" if finished else f" (partial: furthest {reached} steps)")
+    labels = {algo: _label(algo) for algo in options.algos}
+    figure = plot_curves(
+        runs,
+        algos=options.algos,
+        labels=labels,
+        title=title,
+        x_max=options.x_max,
+        ncols=1,
+        panel_size=(8.0, 4.8),
+        truncate=False,
+    )
+    ax = figure.axes[0]
+    ax.axhline(ZOO_SAC_1M[0], color="gray", linestyle="--", label="SB3 SAC, rl-zoo3 benchmark, 1M steps (Hopper-v3)")
+    ax.set_xlim(0, options.x_max)
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    _save(figure, path)
+
+
+def compounding_steps(campaign: dict[str, list[Run]], steps: Sequence[int]) -> list[float]:
+    """The report steps that a diagnostics row has reached, then the latest row's step if it is not one of them."""
+    rows = [run.diagnostics_steps for runs in campaign.values() for run in runs if len(run.diagnostics_steps)]
+    if not rows:
+        return []
+    latest = float(max(row.max() for row in rows))
+    chosen = [float(step) for step in steps if step <= latest]
+    return chosen if latest in chosen else [*chosen, latest]
+
+
+def model_error_figure(options: ReportOptions, at_steps: list[float], path: Path) -> None:
+    """
+    Local and global one-step error over training (the seeds present at each step), compounding error against the
+    horizon at ``at_steps`` (each run's last row at or before the step): the paper's Fig. 3a and 3d.
+    """
+    runs = load_diagnostics([options.results], envs=[options.env])
+    model_based = [algo for algo in options.algos if algo != "sac_zoo"]
+    figure = plot_diagnostics(
+        runs,
+        env=options.env,
+        at_step=at_steps,
+        algos=model_based,
+        panels=("errors", "compounding"),
+        title=f"{options.env}, campaign of issue 14: model errors (mean ± std over seeds)",
+        panel_size=(4.6, 3.6),
+        truncate=False,
+    )
+    _save(figure, path)
+
+
+def _save(figure: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120, bbox_inches="tight")
+    pyplot().close(figure)
+    print(f"wrote {path}", file=sys.stderr)
+
+
+def _image(doc: Path, figure: Path, alt: str) -> str:
+    return f"![{alt}]({Path(os.path.relpath(figure, doc.parent)).as_posix()})"
+
+
+def report_markdown(campaign: dict[str, list[Run]], options: ReportOptions) -> str:
+    """
+    The generated part of the section: where the runs stand, settings, figures (drawn here) and tables. Figures are
+    referenced relative to ``options.doc``; the model-error figure only once a diagnostics row exists.
+    """
+    rows = score_rows(campaign, options.steps, options.algos, options.window)
+    if options.iqm:
+        add_iqm(rows, reps=options.reps)
+    curves_png, errors_png = options.figures / CURVES_PNG, options.figures / MODEL_ERROR_PNG
+    curves_figure(campaign, options, curves_png)
+    at_steps = compounding_steps(campaign, options.steps)
+    if at_steps:
+        model_error_figure(options, at_steps, errors_png)
+    window_evals = f"t - {fmt_steps(options.window - 1000)} ... t" if options.window > 1000 else "t"
+    lines = [
+        f"<!-- generated by `{COMMAND}`: edit the script, not these lines -->",
+        "",
+        overview(campaign, options.algos, options.seeds),
+        "",
+        settings_text(campaign),
+        "",
+        *status_table(campaign, options.algos, options.seeds),
+        "",
+        "### Campaign learning curves",
+        "",
+        "Mean ± standard deviation over the runs that have reached each step (fewer runs further on while the "
+        "campaign goes on: the legend says how many); evaluation returns, not smoothed. Dashed: SB3 SAC after 1M "
+        "steps in rl-zoo3's benchmark.",
+        "",
+        _image(options.doc, curves_png, f"{options.env} campaign learning curves"),
+        "",
+        f"### Campaign returns at {', '.join(f'{step // 1000}k' for step in options.steps)} steps",
+        "",
+        f"A run's score at step t is the mean of its evaluations at {window_evals} ({options.window // 1000} "
+        "evaluations of 10 episodes each, every 1000 steps), so that one noisy evaluation does not decide; mean and "
+        "standard deviation (ddof = 0) over the runs that have reached t. IQM: rliable's interquartile mean of the "
+        f"runs' scores with its 95 % stratified-bootstrap interval ({options.reps} resamples, percentile method). With "
+        "3 runs the IQM trims nothing (25 % of 3 runs is less than one run): it equals the mean, and the interval, "
+        "which with 3 runs spans about the lowest to the highest score, is what matters.",
+        "",
+        *returns_table(rows, len(options.seeds), options.iqm),
+        "",
+        "### Campaign model errors",
+        "",
+    ]
+    if at_steps:
+        lines += [
+            "Left: one-step observation error on fresh transitions of the current policy (local, solid) and on the "
+            "replay buffer (global, dashed) over training (the paper's Fig. 3a). Right: compounding error against the "
+            f"horizon h at {', '.join(fmt_steps(step) for step in at_steps)} steps (each run's last row at or "
+            "before the step, Fig. 3d). Mean ± std over seeds.",
+            "",
+            _image(options.doc, errors_png, f"{options.env} campaign model errors"),
+        ]
+    else:
+        lines.append("No diagnostics row yet (the first is written once a model has been trained).")
+    lines += [
+        "",
+        "### Campaign wall time",
+        "",
+        "Wall time so far (evaluations included), and in all if the remaining steps cost what the trained steps "
+        "have cost on average (a lower bound: the rollouts grow with the horizon); seconds per 1000 steps after the "
+        "random warm-up (*trained steps*: "
+        "since the first SAC update), split by the agents' `time/` counters of `progress.csv`: model training, model "
+        "rollouts, SAC updates, and the rest (env steps, evaluations, diagnostics, logging). SB3's SAC has no such "
+        "counters.",
+        "",
+        *wall_table(campaign, options.algos),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[ReportOptions, bool]:
+    """The report's options and whether to print the markdown instead of writing it into ``--doc``."""
+    defaults = ReportOptions()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--results", type=Path, default=defaults.results, help="the campaign's results folder")
+    parser.add_argument("--doc", type=Path, default=defaults.doc, help="markdown file with the campaign markers")
+    parser.add_argument("--figures", type=Path, default=defaults.figures, help="folder of the PNG figures")
+    parser.add_argument("--env", default=defaults.env)
+    parser.add_argument("--algos", nargs="+", default=list(defaults.algos))
+    parser.add_argument("--seeds", nargs="+", type=int, default=list(defaults.seeds), help="the seeds planned per algorithm")
+    parser.add_argument("--steps", nargs="+", type=int, default=list(defaults.steps), help="steps of the returns table")
+    parser.add_argument("--window", type=int, default=defaults.window, help="score window in steps, ending at the step")
+    parser.add_argument("--x-max", type=int, default=defaults.x_max, help="last step of the learning-curve figure")
+    parser.add_argument("--reps", type=int, default=defaults.reps, help="bootstrap resamples")
+    parser.add_argument("--print", action="store_true", help="write the markdown to stdout, not into --doc")
+    args = parser.parse_args(argv)
+    options = ReportOptions(
+        results=args.results,
+        doc=args.doc,
+        figures=args.figures,
+        env=args.env,
+        algos=tuple(args.algos),
+        seeds=tuple(args.seeds),
+        steps=tuple(args.steps),
+        window=args.window,
+        x_max=args.x_max,
+        reps=args.reps,
+    )
+    return options, args.print
+
+
+def main(argv: list[str] | None = None) -> int:
+    options, print_only = parse_args(argv)
+    try:
+        campaign = load_campaign(options.results, options.env, options.algos)
+        markdown = report_markdown(campaign, options)
+        if print_only:
+            print(markdown, end="")
+        else:
+            options.doc.write_text(replace_between_markers(options.doc.read_text(), markdown))
+            print(f"wrote the campaign section of {options.doc}", file=sys.stderr)
+    except (MissingRliable, PlotError, ValueError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

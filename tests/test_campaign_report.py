@@ -1,0 +1,150 @@
+"""
+The campaign report (benchmarks/campaign_report.py) on a tiny fake results tree: the returns table against values
+computed by hand, partial runs marked, the wall-time split, the IQM inside its interval, and the markdown replaced
+between the markers with the rest of the document byte-identical.
+"""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("matplotlib", reason="matplotlib not installed (pip install -e '.[zoo]')")
+
+SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "campaign_report.py"
+ENV = "Hopper-v4"
+TARGET = 30_000
+# (algo, seed): (last step, return at step s = slope * s + offset)
+RUNS = {
+    ("pmac", 0): (30_000, 1 / 100, 0.0),
+    ("pmac", 1): (30_000, 1 / 100, 50.0),
+    ("mbpo", 0): (30_000, 1 / 200, 0.0),
+    ("mbpo", 1): (27_000, 1 / 200, 10.0),  # partial: stopped at 27 000 of 30 000
+}
+
+
+@pytest.fixture(scope="module")
+def report():
+    spec = importlib.util.spec_from_file_location("campaign_report", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop(spec.name, None)
+
+
+def write_run(root: Path, algo: str, seed: int, last: int, slope: float, offset: float) -> None:
+    run_dir = root / ENV / algo / f"seed_{seed}"
+    run_dir.mkdir(parents=True)
+    steps = range(1000, last + 1, 1000)
+    # wall time: 1 s per 1000 warm-up steps (up to 5000), then 12 s per 1000 steps
+    wall = {step: step / 1000 if step <= 5000 else 5 + 12 * (step - 5000) / 1000 for step in steps}
+    rows = "".join(f"{step},{slope * step + offset:.3f},1.0,{wall[step]:.1f}\n" for step in steps)
+    (run_dir / "evaluations.csv").write_text("timesteps,mean_return,std_return,wall_s\n" + rows)
+    progress = ["time/total_timesteps,train/n_updates,time/model_train_s,time/rollout_s,time/sac_s"]
+    for step in steps:
+        trained = step - 5000
+        # cumulative: model training 2 s, rollouts 0.4 s, SAC 8 s per 1000 steps after the warm-up (rest: 1.6 s)
+        timings = f"{20 * trained},{2 * trained / 1000},{0.4 * trained / 1000},{8 * trained / 1000}" if trained > 0 else ",,,"
+        progress.append(f"{step},{timings}")
+    (run_dir / "progress.csv").write_text("\n".join(progress) + "\n")
+    diagnostics = ["timesteps,local_obs_mse,local_reward_mse,global_obs_mse,global_reward_mse,compounding_obs_mse_h1,"
+                   "compounding_obs_mse_h2"]  # fmt: skip
+    for step in range(10_000, last + 1, 10_000):
+        diagnostics.append(f"{step},{0.01 * (seed + 1)},0.1,{0.02 * (seed + 1)},0.2,0.01,0.05")
+    (run_dir / "diagnostics.csv").write_text("\n".join(diagnostics) + "\n")
+    record = {"algo": algo, "env": ENV, "seed": seed, "timesteps": TARGET, "eval_episodes": 10, "eval_freq": 1000,
+              "diagnostics_freq": 10_000, "agent_kwargs": {"ent_coef": 0.2}, "commit": "abcdef0123",
+              "finished": last == TARGET}  # fmt: skip
+    (run_dir / "run.json").write_text(json.dumps(record))
+
+
+@pytest.fixture
+def results(tmp_path: Path) -> Path:
+    root = tmp_path / "campaign"
+    for (algo, seed), (last, slope, offset) in RUNS.items():
+        write_run(root, algo, seed, last, slope, offset)
+    return root
+
+
+def test_returns_table_by_hand(report, results: Path):
+    campaign = report.load_campaign(results, ENV, ("pmac", "mbpo"))
+    rows = {(row.step, row.algo): row for row in report.score_rows(campaign, (25_000, 30_000), ("pmac", "mbpo"), 5000)}
+    # window t-4000..t: the mean of s / 100 over s = 21 000 ... 25 000 is 230; seed 1 is 50 higher
+    pmac = rows[25_000, "pmac"]
+    assert pmac.scores == pytest.approx([230.0, 280.0])
+    assert (pmac.mean, pmac.std) == pytest.approx((255.0, 25.0))
+    assert rows[30_000, "pmac"].mean == pytest.approx(305.0)
+    assert rows[25_000, "mbpo"].scores == pytest.approx([115.0, 125.0])
+    # the partial run has not reached 30 000: one run counted
+    mbpo = rows[30_000, "mbpo"]
+    assert mbpo.scores == pytest.approx([140.0]) and mbpo.n_runs == 2 and mbpo.furthest == 30_000
+    assert report.window_score(campaign["mbpo"][1], 30_000) is None
+
+    split = report.wall_time(campaign["pmac"][0])
+    assert split.trained_steps == 25_000 and split.hours == pytest.approx(305 / 3600)
+    expected = {"total": 12.0, "model training": 2.0, "rollouts": 0.4, "SAC": 8.0, "rest": 1.6}
+    assert split.per_1000 == pytest.approx(expected)
+
+    status = "\n".join(report.status_table(campaign, ("pmac", "mbpo"), (0, 1, 2)))
+    assert "| MBPO | 1 | partial: 27 000 of 30 000 steps | 145 at 27 000 |" in status
+    assert "| PMAC | 0 | finished |" in status and "| PMAC | 2 | not started |" in status
+    table = "\n".join(report.returns_table(list(rows.values()), 2, with_iqm=False))
+    assert "| 25 000 | PMAC | 2 of 2 | 255 ± 25 | - |" in table
+    assert "| 30 000 | MBPO | 1 of 2 | 140 ± 0 | - |" in table
+    assert "not given in text" in table and "2326 ± 1130" in table
+    wall = "\n".join(report.wall_table(campaign, ("pmac", "mbpo")))
+    # 5 s of warm-up + 12 s per 1000 of 22 000 trained steps = 0.07 h; 3000 steps left at 12 s: 0.08 h in all
+    assert "| MBPO seed 1 | 27 000 | 0.07 h | 0.1 h | 22 000 | 12 | 2 | 0 | 8 | 2 |" in wall
+    assert "| PMAC seed 0 | 30 000 | 0.08 h | done |" in wall
+    assert report.compounding_steps(campaign, (25_000, 30_000)) == [25_000.0, 30_000.0]
+
+
+def test_replace_between_markers_keeps_the_rest(report):
+    head = "# Results\n\nBefore, unchanged: ünïcode, trailing spaces  \n\n## Campaign\n\n"
+    tail = "\n\nConclusion (written when the runs finish).\n\n## After\n\nlast line without newline"
+    document = f"{head}{report.START_MARKER}\nold generated text\n{report.END_MARKER}{tail}"
+    replaced = report.replace_between_markers(document, "\nnew text\n\n| a |\n")
+    assert replaced == f"{head}{report.START_MARKER}\nnew text\n\n| a |\n{report.END_MARKER}{tail}"
+    assert report.replace_between_markers(replaced, "new text\n\n| a |") == replaced  # idempotent
+    with pytest.raises(ValueError, match="expected one"):
+        report.replace_between_markers(head + tail, "x")
+
+
+def test_iqm_and_full_report(report, results: Path, tmp_path: Path):
+    try:
+        report.load_rliable()
+    except report.MissingRliable as error:
+        pytest.skip(str(error))
+    campaign = report.load_campaign(results, ENV, ("pmac", "mbpo"))
+    rows = report.score_rows(campaign, (25_000, 30_000), ("pmac", "mbpo"), 5000)
+    report.add_iqm(rows, reps=200)
+    for row in rows:
+        assert row.iqm is not None and row.ci is not None
+        assert row.ci[0] <= row.iqm <= row.ci[1]
+        assert min(row.scores) <= row.ci[0] and row.ci[1] <= max(row.scores)
+    assert rows[0].iqm == pytest.approx(255.0)  # two runs: the IQM trims nothing
+
+    doc = tmp_path / "docs" / "results.md"
+    doc.parent.mkdir()
+    head, tail = "# Results\n\nkept as is\n\n", "\n\nConclusion (written when the runs finish).\n"
+    doc.write_text(f"{head}{report.START_MARKER}\nplaceholder\n{report.END_MARKER}{tail}")
+    figures = tmp_path / "docs" / "results"
+    argv = ["--results", str(results), "--doc", str(doc), "--figures", str(figures), "--algos", "pmac", "mbpo",
+            "--seeds", "0", "1", "--steps", "25000", "30000", "--x-max", "30000", "--reps", "200"]  # fmt: skip
+    assert report.main(argv) == 0
+    text = doc.read_text()
+    assert text.startswith(head + report.START_MARKER + "\n") and text.endswith(report.END_MARKER + tail)
+    assert "placeholder" not in text and "**Partial results**: 4 of 4 runs started, 3 finished" in text
+    assert "MBPO seed 1 at 27 000" in text
+    assert "| 25 000 | PMAC | 2 of 2 | 255 ± 25 | 255 [230, 280] |" in text
+    assert "| 30 000 | MBPO | 1 of 2 | 140 ± 0 | 140 (1 run: no interval) |" in text
+    assert "commit `abcdef0`" in text
+    for name in (report.CURVES_PNG, report.MODEL_ERROR_PNG):
+        assert (figures / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"](results/{name})" in text
+    assert np.isfinite(rows[-1].iqm)
