@@ -10,7 +10,8 @@ Each run writes ``<out>/<env>/<algo>/seed_<seed>/``:
 * ``evaluations.csv``: ``timesteps, mean_return, std_return, wall_s`` (deterministic policy, ``--eval-episodes``
   episodes on a separate env every ``--eval-freq`` steps); this is what ``python -m sb3_pmac.plot curves`` reads;
 * ``monitor.csv`` (training episodes, SB3 Monitor format) and ``progress.csv`` (SB3 logger, ``time/`` split included);
-* ``agent_<timesteps>.zip`` at every evaluation (``--keep-checkpoints``) for offline diagnostics;
+* ``agent_<timesteps>.zip`` at every evaluation (``--keep-checkpoints``) for offline diagnostics, and
+  ``final_buffer.npz`` (PMAC/MBPO; ``final_buffer.pkl``, a pickle, for SAC) at the end;
 * ``run.json``: the settings and the code's commit, so that a resumed run refuses other settings.
 
 ``--max-seconds S`` stops after the first evaluation past ``S`` seconds, saving the agent and its replay buffer; the
@@ -192,7 +193,7 @@ def run(args: argparse.Namespace) -> int:
     if resume is not None:
         load_kwargs = {"restore_random_state": True} if issubclass(algo_class, PMAC) else {}
         model = algo_class.load(run_dir / resume["agent"], env=train_env, device=args.device, **load_kwargs)
-        model.load_replay_buffer(run_dir / resume["buffer"])
+        load_pause_buffer(model, run_dir / resume["buffer"])
         print(f"Resuming {run_dir} at step {model.num_timesteps}")
     else:
         kwargs = agent_kwargs(args)
@@ -235,7 +236,10 @@ def run(args: argparse.Namespace) -> int:
             and time.perf_counter() - start > args.max_seconds
             and (model.num_timesteps < args.timesteps)
         ):
-            pause = {"agent": f"resume_{model.num_timesteps}.zip", "buffer": f"resume_{model.num_timesteps}_buffer.pkl"}
+            pause = {
+                "agent": f"resume_{model.num_timesteps}.zip",
+                "buffer": f"resume_{model.num_timesteps}_buffer{buffer_suffix(model)}",
+            }
             model.save(run_dir / pause["agent"])
             model.save_replay_buffer(run_dir / pause["buffer"])
             write_atomically(pointer_file, json.dumps(pause))  # the new pair becomes current only now
@@ -244,7 +248,7 @@ def run(args: argparse.Namespace) -> int:
             return NOT_FINISHED
 
     model.save(run_dir / "final_agent")
-    model.save_replay_buffer(run_dir / "final_buffer.pkl")
+    model.save_replay_buffer(run_dir / f"final_buffer{buffer_suffix(model)}")
     if pointer_file.exists():
         os.remove(pointer_file)
     _remove_other_pauses(run_dir, keep=None)
@@ -256,9 +260,26 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def buffer_suffix(model: SAC) -> str:
+    """PMAC/MBPO write their buffers as ``.npz`` (read without pickle); SB3's SAC pickles them (``.pkl``)."""
+    return ".npz" if isinstance(model, PMAC) else ".pkl"
+
+
+def load_pause_buffer(model: SAC, path: Path) -> None:
+    """
+    Load a pause's replay buffer. A PMAC/MBPO pause written as ``.pkl`` by an earlier version of this runner is a
+    pickle: read with ``allow_pickle=True``, as this runner's own file (SB3's SAC always reads pickles).
+    """
+    if isinstance(model, PMAC):
+        model.load_replay_buffer(path, allow_pickle=path.suffix == ".pkl")
+    else:
+        model.load_replay_buffer(path)
+
+
 def _remove_other_pauses(run_dir: Path, keep: dict[str, str] | None) -> None:
     keep_names = set(keep.values()) if keep else set()
-    for path in [*run_dir.glob("resume_*.zip"), *run_dir.glob("resume_*_buffer.pkl")]:
+    buffers = [path for suffix in (".npz", ".pkl") for path in run_dir.glob(f"resume_*_buffer{suffix}")]
+    for path in [*run_dir.glob("resume_*.zip"), *buffers]:
         if path.name not in keep_names:
             os.remove(path)
 

@@ -467,15 +467,44 @@ class PMAC(ModelStepSAC):
         return model
 
     def save_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase) -> None:
-        """Save the real replay buffer (with policy versions) and the model buffer in one file."""
+        """
+        Save the real replay buffer (with policy versions) and the model buffer in one ``.npz`` file of plain arrays,
+        which :meth:`load_replay_buffer` reads without executing code (see :mod:`sb3_pmac.buffer_files`).
+
+        :param path: file path (``.npz`` is appended when it has no suffix; a path with a suffix, e.g. SB3's
+            ``replay_buffer.pkl``, is written as given) or open binary file
+        """
         assert self.replay_buffer is not None, "The replay buffer is not defined"
         save_buffers(path, self.replay_buffer, self.model_buffer, self.verbose)
 
-    def load_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase, truncate_last_traj: bool = True) -> None:
-        """Load a buffer file written by :meth:`save_replay_buffer` (policy versions and model buffer included)."""
-        buffer, model_state = load_buffers(path, self.verbose)
+    def load_replay_buffer(
+        self,
+        path: str | pathlib.Path | io.BufferedIOBase,
+        truncate_last_traj: bool = True,
+        allow_pickle: bool = False,
+    ) -> None:
+        """
+        Load a buffer file written by :meth:`save_replay_buffer` (policy versions and model buffer included).
+
+        :param path: the path given to :meth:`save_replay_buffer` (or the file it wrote), or open binary file
+        :param truncate_last_traj: SB3's option for ``HerReplayBuffer``, which PMAC does not use (ignored)
+        :param allow_pickle: also read a pickle (the buffer files of earlier sb3_pmac versions). Reading a pickle
+            executes the code it holds: only for files you trust. Without it a pickle raises ``ValueError``
+        """
+        buffer, model_state = load_buffers(
+            path,
+            self.observation_space,
+            self.action_space,
+            device=self.device,
+            verbose=self.verbose,
+            allow_pickle=allow_pickle,
+            buffer_class=self.replay_buffer_class,  # type: ignore[arg-type]
+            buffer_kwargs=self.replay_buffer_kwargs,
+        )
         if self.mixture == "tv" and not buffer.store_policy_params:
             raise ValueError("mixture='tv' needs the collecting policy's parameters, which this buffer file does not hold")
+        if buffer.n_envs != self.n_envs:
+            raise ValueError(f"The buffer file holds transitions of {buffer.n_envs} envs, the agent has {self.n_envs}")
         buffer.device = self.device
         # the agent's policy version and the buffer's: the newer one goes on (they are equal when saved together)
         self.policy_version = max(self.policy_version, buffer.current_version)

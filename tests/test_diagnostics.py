@@ -435,7 +435,7 @@ def callback_runs(tmp_path_factory):
         ToyEnv(), eval_freq=50, csv_path=str(folder / "diag.csv"), seed=123, **CALLBACK_SIZES
     )
     agent.learn(300, callback=CallbackList([diagnostics, SaveAgent(folder, 150)]))
-    agent.save_replay_buffer(folder / "final_buffer.pkl")
+    agent.save_replay_buffer(folder / "final_buffer.npz")
     return plain, agent, diagnostics, writer, folder
 
 
@@ -500,7 +500,7 @@ def test_offline_checkpoints_reproduce_the_online_rows(callback_runs):
     _, _, diagnostics, _, folder = callback_runs
     paths = [folder / "agent_300.zip", folder / "agent_150.zip"]
     rows = evaluate_checkpoints(
-        paths, TOY_ID, folder / "final_buffer.pkl", csv_path=folder / "offline.csv", seed=123, device="cpu", **CALLBACK_SIZES
+        paths, TOY_ID, folder / "final_buffer.npz", csv_path=folder / "offline.csv", seed=123, device="cpu", **CALLBACK_SIZES
     )
     online = {row["timesteps"]: row for row in diagnostics.history}
     assert [row["timesteps"] for row in rows] == [150, 300]
@@ -515,7 +515,7 @@ def test_cli_main(callback_runs, capsys):
     out = folder / "cli.csv"
     sizes = ["--n-local", "60", "--n-global", "500", "--n-trajectories", "10", "--horizon", "3", "--device", "cpu"]
     argv = [str(folder / "agent_150.zip"), "--env", TOY_ID, "--csv", str(out), "--seed", "123", *sizes]
-    main([*argv, "--buffer", str(folder / "final_buffer.pkl"), "--upto", "150", "--algo", "pmac"])
+    main([*argv, "--buffer", str(folder / "final_buffer.npz"), "--upto", "150", "--algo", "pmac"])
     main(argv)  # without a buffer: no global error, no mixture statistics
     printed = capsys.readouterr().out
     assert "local_obs_mse" in printed and "compounding_obs_mse_h3" in printed and "(pmac, upto=150)" in printed
@@ -530,6 +530,36 @@ def test_cli_main(callback_runs, capsys):
     for key in ("global_obs_mse", "global_reward_mse", "mixture_effective_versions", "mixture_newest_1_share"):
         assert math.isnan(float(without_buffer[key]))
     assert float(without_buffer["local_obs_mse"]) == pytest.approx(online["local_obs_mse"], rel=1e-6)
+
+
+def test_cli_refuses_a_monitor_csv(callback_runs, tmp_path):
+    """An existing CSV that is not a diagnostics CSV (here SB3's Monitor file) is refused, byte for byte unchanged."""
+    folder = callback_runs[-1]
+    path = tmp_path / "monitor.csv"
+    path.write_text('#{"t_start": 1700000000.0, "env_id": "DiagnosticsToy-v0"}\nr,l,t\n-25.1,20,0.31\n-24.8,20,0.52\n')
+    before = path.read_bytes()
+    argv = [str(folder / "agent_150.zip"), "--env", TOY_ID, "--csv", str(path), "--device", "cpu", "--n-local", "10"]
+    with pytest.raises(SystemExit, match=r"monitor\.csv is not a diagnostics CSV file"):
+        main([*argv, "--buffer", str(folder / "final_buffer.npz")])
+    assert path.read_bytes() == before
+
+
+def test_cli_reads_a_pickled_buffer_only_with_allow_pickle(callback_runs, tmp_path):
+    from stable_baselines3.common.save_util import save_to_pkl
+
+    from sb3_pmac.buffer_files import load_buffers
+
+    _, _, diagnostics, _, folder = callback_runs
+    buffer, model_state = load_buffers(folder / "final_buffer.npz")
+    buffer.model_buffer_state = model_state  # the file of an earlier version: a pickle
+    save_to_pkl(tmp_path / "final_buffer.pkl", buffer)
+    sizes = ["--n-local", "60", "--n-global", "500", "--n-trajectories", "10", "--horizon", "3", "--device", "cpu"]
+    argv = [str(folder / "agent_150.zip"), "--env", TOY_ID, "--seed", "123", "--upto", "150", *sizes]
+    with pytest.raises(ValueError, match=r"pickle.*--allow-pickle"):
+        main([*argv, "--buffer", str(tmp_path / "final_buffer.pkl")])
+    (row,) = main([*argv, "--buffer", str(tmp_path / "final_buffer.pkl"), "--allow-pickle"])
+    for key, value in diagnostics.history[0].items():
+        assert row[key] == pytest.approx(value, rel=1e-6), key
 
 
 def test_cli_module_entry_point():

@@ -3,12 +3,17 @@
 import csv
 import importlib.util
 import json
+import os
 import sys
 from pathlib import Path
 
 import pytest
+from stable_baselines3.common.save_util import save_to_pkl
+
+from sb3_pmac.buffer_files import load_buffers
 
 RUNNER = Path(__file__).resolve().parent.parent / "benchmarks" / "learning_curves.py"
+ZIP_MAGIC = b"PK\x03\x04"
 
 
 @pytest.fixture(scope="module")
@@ -33,10 +38,17 @@ def test_pause_resume_and_finish(runner, tmp_path: Path) -> None:
     # --max-seconds 0: every call stops after its first evaluation, saving agent and buffer
     assert runner.run(tiny_args(runner, tmp_path, "--max-seconds", "0")) == runner.NOT_FINISHED
     pause = json.loads((run_dir / "resume.json").read_text())
-    assert pause == {"agent": "resume_100.zip", "buffer": "resume_100_buffer.pkl"}
-    assert (run_dir / pause["agent"]).exists() and (run_dir / pause["buffer"]).exists()
+    assert pause == {"agent": "resume_100.zip", "buffer": "resume_100_buffer.npz"}
+    assert (run_dir / pause["agent"]).exists() and (run_dir / pause["buffer"]).read_bytes()[:4] == ZIP_MAGIC
+    assert load_buffers(run_dir / pause["buffer"])[0].n_written == 100
+    # a pause of an earlier version of the runner: the buffer pickled as .pkl, read as the runner's own file
+    make_pickled_pause(run_dir, pause)
     assert runner.run(tiny_args(runner, tmp_path, "--max-seconds", "0")) == runner.NOT_FINISHED
     assert not (run_dir / "resume_100.zip").exists() and (run_dir / "resume_200.zip").exists()  # the older pair goes
+    assert not (run_dir / "resume_100_buffer.pkl").exists()
+    resumed, model_state = load_buffers(run_dir / "resume_200_buffer.npz")
+    assert resumed.n_written == 200 and resumed.version_counts()[1].sum() == 200  # the pickled 100 steps went on
+    assert model_state is not None and model_state["observations"].shape[0] > 0
     # a kill while the next pause is written (new files, pointer not yet replaced) resumes from the last complete one
     (run_dir / "resume_300.zip").write_bytes(b"half-written")
     assert runner.run(tiny_args(runner, tmp_path, "--max-seconds", "0")) == 0  # the last chunk finishes the run
@@ -50,6 +62,7 @@ def test_pause_resume_and_finish(runner, tmp_path: Path) -> None:
     assert record["finished"] and record["algo"] == "pmac" and record["agent_kwargs"]["gradient_steps"] == 1
     assert set(record["time_split_s"]) == {"model_train", "rollout", "sac"}
     assert not list(run_dir.glob("resume*")) and (run_dir / "final_agent.zip").exists()
+    assert load_buffers(run_dir / "final_buffer.npz")[0].n_written == 300
     assert len(record["commit"]) >= 7  # the code's commit (or "unknown" outside a git checkout)
     # progress.csv keeps one row per evaluation across the three calls
     with open(run_dir / "progress.csv") as file:
@@ -66,6 +79,37 @@ def test_pause_resume_and_finish(runner, tmp_path: Path) -> None:
     assert runner.run(tiny_args(runner, tmp_path)) == 0
     with pytest.raises(SystemExit, match="other settings"):
         runner.run(tiny_args(runner, tmp_path, "--gradient-steps", "2"))
+
+
+def make_pickled_pause(run_dir: Path, pause: dict[str, str]) -> None:
+    """Replace the pause's buffer with what the runner wrote before: a pickle (the model buffer as an attribute)."""
+    buffer, model_state = load_buffers(run_dir / pause["buffer"])
+    buffer.model_buffer_state = model_state
+    pickled = pause["buffer"].replace(".npz", ".pkl")
+    save_to_pkl(run_dir / pickled, buffer)
+    os.remove(run_dir / pause["buffer"])
+    (run_dir / "resume.json").write_text(json.dumps({**pause, "buffer": pickled}))
+
+
+def test_remove_other_pauses_takes_both_suffixes(runner, tmp_path: Path) -> None:
+    names = ["resume_1.zip", "resume_1_buffer.pkl", "resume_2.zip", "resume_2_buffer.npz", "resume_3.zip",
+             "resume_3_buffer.npz", "final_buffer.npz", "monitor.csv"]  # fmt: skip
+    for name in names:
+        (tmp_path / name).write_bytes(b"")
+    runner._remove_other_pauses(tmp_path, keep={"agent": "resume_3.zip", "buffer": "resume_3_buffer.npz"})
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(names[4:])
+    runner._remove_other_pauses(tmp_path, keep=None)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["final_buffer.npz", "monitor.csv"]
+
+
+def test_buffer_suffix(runner) -> None:
+    from stable_baselines3 import SAC
+
+    from sb3_pmac import MBPO, PMAC
+
+    assert runner.buffer_suffix(PMAC("MlpPolicy", "Pendulum-v1", buffer_size=10)) == ".npz"
+    assert runner.buffer_suffix(MBPO("MlpPolicy", "Pendulum-v1", buffer_size=10)) == ".npz"
+    assert runner.buffer_suffix(SAC("MlpPolicy", "Pendulum-v1", buffer_size=10)) == ".pkl"  # SB3 pickles its buffers
 
 
 def test_variant_kwargs(runner, tmp_path: Path) -> None:

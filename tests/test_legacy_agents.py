@@ -30,7 +30,7 @@ def test_legacy_agent_loads_predicts_the_same_and_keeps_learning(name):
     model.set_env(gym.make("Hopper-v5"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model.load_replay_buffer(DATA / f"legacy_{name}_buffer.pkl")
+        model.load_replay_buffer(DATA / f"legacy_{name}_buffer.pkl", allow_pickle=True)  # a pickle
     versions, counts = model.replay_buffer.version_counts()
     assert counts.sum() == model.num_timesteps and len(versions) >= 3
     assert model.model_buffer.size() > 0

@@ -152,7 +152,7 @@ def saved_run(variant: str, directory: pathlib.Path) -> SavedRun:
     env = copy.deepcopy(model.get_env())
     model.learn(STEPS_AFTER_SAVE, reset_num_timesteps=False)  # the uninterrupted run
     after = snapshot(model, observations, inputs)
-    return SavedRun(directory / "agent.zip", directory / "buffer.pkl", env, observations, inputs, at_save, after)
+    return SavedRun(directory / "agent.zip", directory / "buffer.npz", env, observations, inputs, at_save, after)
 
 
 @pytest.fixture(scope="module")

@@ -11,11 +11,10 @@ import re
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from stable_baselines3.common.save_util import load_from_pkl
-
+from sb3_pmac.buffer_files import load_buffers
 from sb3_pmac.buffers import PolicyVersionedReplayBuffer
 from sb3_pmac.diagnostics.metrics import DiagnosticsConfig, evaluate_model
-from sb3_pmac.diagnostics.schema import append_csv_row, format_row
+from sb3_pmac.diagnostics.schema import append_csv_row, check_diagnostics_csv, format_row
 from sb3_pmac.env_presets import make_preset_env
 from sb3_pmac.mbpo import MBPO
 from sb3_pmac.pmac import PMAC
@@ -39,17 +38,15 @@ def load_agent(path: str | os.PathLike[str], algo: str | None = None, device: st
     return cls.load(os.fspath(path), device=device)
 
 
-def load_buffer(path: str | os.PathLike[str]) -> PolicyVersionedReplayBuffer:
+def load_buffer(path: str | os.PathLike[str], allow_pickle: bool = False) -> PolicyVersionedReplayBuffer:
     """
     Load a replay buffer file written by :meth:`PMAC.save_replay_buffer` (the model buffer it carries is dropped).
 
-    :param path: the pickle file
+    :param path: the ``.npz`` file (see :func:`~sb3_pmac.buffer_files.load_buffers`)
+    :param allow_pickle: also read a pickle (the buffer files of earlier versions); reading a pickle executes the
+        code it holds: only for files you trust
     """
-    buffer = load_from_pkl(os.fspath(path))
-    if not isinstance(buffer, PolicyVersionedReplayBuffer):
-        raise TypeError(f"Expected a PolicyVersionedReplayBuffer, the file holds {type(buffer).__name__}")
-    buffer.__dict__.pop("model_buffer_state", None)
-    return buffer
+    return load_buffers(path, allow_pickle=allow_pickle)[0]
 
 
 def algo_name(agent: PMAC) -> str:
@@ -83,6 +80,7 @@ def evaluate_checkpoints(
     algo: str | None = None,
     device: str = "auto",
     verbose: int = 0,
+    allow_pickle: bool = False,
     **options: Any,
 ) -> list[dict[str, float]]:
     """
@@ -96,7 +94,8 @@ def evaluate_checkpoints(
     :param env_id: environment id; the evaluation env is ``make_preset_env(env_id)`` (the observations of training)
     :param buffer_path: the run's replay buffer file (:meth:`PMAC.save_replay_buffer`); None: NaN global error and
         mixture statistics
-    :param csv_path: CSV file the rows are appended to (None: no file)
+    :param csv_path: CSV file the rows are appended to (None: no file). An existing file must be a diagnostics CSV
+        (``ValueError`` before anything is evaluated otherwise; the file is left unchanged)
     :param config: what to measure (:class:`~sb3_pmac.diagnostics.DiagnosticsConfig`; default: its defaults with
         ``seed=0``, the same seed for every checkpoint). A ``horizon`` of None is the largest horizon of the first
         agent's rollout schedule, for every checkpoint
@@ -104,14 +103,18 @@ def evaluate_checkpoints(
     :param algo: class to load with (``"pmac"``, ``"mbpo"``; None: as saved)
     :param device: torch device
     :param verbose: 1: print a table per checkpoint
+    :param allow_pickle: also read a ``buffer_path`` that is a pickle (the buffer files of earlier versions); reading
+        a pickle executes the code it holds: only for files you trust
     :param options: fields of :class:`~sb3_pmac.diagnostics.DiagnosticsConfig` that replace ``config``'s
     :return: one row per checkpoint
     """
     if config is None:
         options.setdefault("seed", 0)
     config = DiagnosticsConfig.from_options(config, **options)
+    if csv_path is not None:
+        check_diagnostics_csv(csv_path)
+    buffer = load_buffer(buffer_path, allow_pickle=allow_pickle) if buffer_path is not None else None
     env = make_preset_env(env_id)
-    buffer = load_buffer(buffer_path) if buffer_path is not None else None
     rows = []
     try:
         for path in sorted(paths, key=_checkpoint_sort_key):

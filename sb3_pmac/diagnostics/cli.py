@@ -11,11 +11,12 @@ from collections.abc import Sequence
 
 from sb3_pmac.diagnostics.checkpoints import ALGOS, evaluate_checkpoints
 from sb3_pmac.diagnostics.metrics import DiagnosticsConfig
+from sb3_pmac.diagnostics.schema import check_diagnostics_csv
 
 EXAMPLES = """examples:
-  python -m sb3_pmac.diagnostics run/agent_50000.zip --env Hopper-v4 --buffer run/final_buffer.pkl --upto 50000 \\
+  python -m sb3_pmac.diagnostics run/agent_50000.zip --env Hopper-v4 --buffer run/final_buffer.npz --upto 50000 \\
       --horizon 10 --csv diagnostics.csv --seed 0
-  python -m sb3_pmac.diagnostics run/agent_*.zip --env Hopper-v4 --buffer run/final_buffer.pkl --csv diagnostics.csv
+  python -m sb3_pmac.diagnostics run/agent_*.zip --env Hopper-v4 --buffer run/final_buffer.npz --csv diagnostics.csv
 """
 
 
@@ -41,6 +42,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--env", required=True, help="environment id (evaluated on make_preset_env(ENV))")
     parser.add_argument("--buffer", default=None, help="replay buffer file (global error and mixture statistics)")
     parser.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="also read a --buffer file that is a pickle (buffer files of earlier versions); reading a pickle executes "
+        "the code it holds: only for files you trust",
+    )
+    parser.add_argument(
         "--upto",
         type=_parse_upto,
         default=None,
@@ -48,7 +55,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "else the whole buffer)",
     )
     parser.add_argument("--horizon", type=int, default=None, help="compounding steps (default: max of the schedule)")
-    parser.add_argument("--csv", default=None, help="CSV file the rows are appended to")
+    parser.add_argument(
+        "--csv", default=None, help="CSV file the rows are appended to (new, or a diagnostics CSV: others are refused)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--algo", choices=sorted(ALGOS), default=None, help="class to load with (default: as saved)")
     parser.add_argument("--n-local", type=int, default=defaults.n_local)
@@ -62,18 +71,32 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> list[dict[str, float]]:
     """
-    ``python -m sb3_pmac.diagnostics AGENT_ZIP [AGENT_ZIP ...] --env ENV_ID [--buffer BUFFER_PKL] [--upto N|auto]
-    [--horizon H] [--csv out.csv] [--seed S] [--algo pmac|mbpo]``: print the diagnostics of each agent as a table
-    and append them to the CSV.
+    ``python -m sb3_pmac.diagnostics AGENT_ZIP [AGENT_ZIP ...] --env ENV_ID [--buffer BUFFER_NPZ] [--allow-pickle]
+    [--upto N|auto] [--horizon H] [--csv out.csv] [--seed S] [--algo pmac|mbpo]``: print the diagnostics of each
+    agent as a table and append them to the CSV (an existing file that is not a diagnostics CSV is refused, unchanged).
 
     :param argv: command-line arguments (default: ``sys.argv[1:]``)
     :return: the rows
     """
     args = parse_args(argv)
+    if args.csv is not None:
+        try:
+            check_diagnostics_csv(args.csv)
+        except ValueError as error:
+            raise SystemExit(f"error: --csv {error}") from None
     upto = args.upto
     if upto is None and len(args.agents) > 1:
         upto = "auto"
     config = DiagnosticsConfig(**{field.name: getattr(args, field.name) for field in dataclasses.fields(DiagnosticsConfig)})
     return evaluate_checkpoints(
-        args.agents, args.env, args.buffer, args.csv, config, upto=upto, algo=args.algo, device=args.device, verbose=1
+        args.agents,
+        args.env,
+        args.buffer,
+        args.csv,
+        config,
+        upto=upto,
+        algo=args.algo,
+        device=args.device,
+        verbose=1,
+        allow_pickle=args.allow_pickle,
     )

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import os
 import re
-from collections.abc import Mapping, Sequence
-from typing import Any
+import shutil
+from collections.abc import Callable, Mapping, Sequence
+from typing import IO, Any
 
 TIMESTEPS = "timesteps"
 MIXTURE_EFFECTIVE_VERSIONS = "mixture_effective_versions"
@@ -20,6 +22,7 @@ MIXTURE_EFFECTIVE_VERSIONS = "mixture_effective_versions"
 DIAGNOSTICS_CSV = "diagnostics.csv"
 DEFAULT_NEWEST_K = (1, 5)
 _COMPOUNDING = re.compile(r"^compounding_obs_mse_h(\d+)$")
+_NEWEST_SHARE = re.compile(r"^mixture_newest_(\d+)_share$")
 
 
 def one_step_column(scope: str, kind: str) -> str:
@@ -107,41 +110,98 @@ class ModelDiagnostics:
         return row
 
 
+def is_diagnostics_column(column: str) -> bool:
+    """Whether ``column`` is one of the columns of :func:`csv_columns` (for any horizon and newest-``k``)."""
+    return column in BASE_COLUMNS or _NEWEST_SHARE.match(column) is not None or compounding_horizon(column) is not None
+
+
+def check_diagnostics_csv(path: str | os.PathLike[str], columns: Sequence[str] = ()) -> None:
+    """
+    Check that diagnostics rows may be written to ``path``: it does not exist, is empty, or is a CSV file whose
+    header starts with ``timesteps`` (the first of ``columns``) and holds only diagnostics columns (or ``columns``).
+
+    :param path: CSV file
+    :param columns: the columns of the rows to write (default: diagnostics rows)
+    :raises ValueError: for any other file (e.g. an SB3 Monitor or progress CSV); it is not changed
+    """
+    _read_csv(os.fspath(path), columns)
+
+
+def _read_csv(path: str, columns: Sequence[str]) -> tuple[list[str], str] | None:
+    """Header and text of the CSV file ``path`` (None: no file, or an empty one); see :func:`check_diagnostics_csv`."""
+    if not os.path.exists(path):
+        return None
+    with open(path, "rb") as binary:
+        data = binary.read()
+    if not data:
+        return None
+    try:
+        text = data.decode("utf-8")
+        header = next(csv.reader(io.StringIO(text, newline="")), [])
+    except (UnicodeDecodeError, csv.Error):
+        header, text = [], ""
+    first = columns[0] if columns else TIMESTEPS
+    if not header or header[0] != first or not all(c in columns or is_diagnostics_column(c) for c in header):
+        line = data.splitlines()[0][:80].decode("utf-8", errors="replace")
+        raise ValueError(
+            f"{path} is not a diagnostics CSV file (its first line is {line!r}): refusing to write to it, the file is "
+            f"left unchanged. A diagnostics CSV starts with the column {first!r} and holds only diagnostics columns "
+            "(sb3_pmac.diagnostics.csv_columns); give a new file name"
+        )
+    return header, text
+
+
+def _write_atomically(path: str, write: Callable[[IO[str]], None]) -> None:
+    """Write ``path`` through a temporary file in its folder renamed over it: a failure leaves the file as it was."""
+    directory, name = os.path.split(path)
+    tmp = os.path.join(directory, f".{name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", newline="", encoding="utf-8") as file:
+            write(file)
+        if os.path.exists(path):
+            shutil.copymode(path, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
 def append_csv_row(path: str | os.PathLike[str], row: Mapping[str, Any]) -> None:
     """
     Append a row to a CSV file, writing the header first if the file is new or empty.
 
     If the file's columns differ from the row's (e.g. rows of another compounding horizon), the file is rewritten
-    with the union of the columns (existing ones first); missing cells stay empty.
+    with the union of the columns (existing ones first); missing cells stay empty. An existing file must hold rows of
+    this kind (:func:`check_diagnostics_csv`), else ``ValueError``. The file is replaced atomically (written to a
+    temporary file in its folder, then renamed): a failure while writing leaves it as it was.
 
     :param path: CSV file
     :param row: column -> value
     """
     path = os.fspath(path)
     columns = list(row)
-    if os.path.exists(path) and os.path.getsize(path) > 0:
-        with open(path, newline="") as file:
-            reader = csv.DictReader(file)
-            header = list(reader.fieldnames or [])
-            rows = None if header == columns else list(reader)
-        if rows is None:
-            with open(path, "a", newline="") as file:
-                csv.DictWriter(file, fieldnames=columns).writerow(row)
-            return
-        union = header + [column for column in columns if column not in header]
-        with open(path, "w", newline="") as file:
-            writer = csv.DictWriter(file, fieldnames=union, restval="")
+    existing = _read_csv(path, columns)
+    if existing is None:
+        directory = os.path.dirname(path)
+        if directory:
+            os.makedirs(directory, exist_ok=True)
+        header, text = columns, ""
+    else:
+        header, text = existing
+    union = header + [column for column in columns if column not in header]
+
+    def write(file: IO[str]) -> None:
+        writer = csv.DictWriter(file, fieldnames=union, restval="")
+        if text and union == header:  # the file as it is, then the row
+            file.write(text)
+            if not text.endswith(("\n", "\r")):
+                file.write("\r\n")
+        else:
             writer.writeheader()
-            writer.writerows(rows)
-            writer.writerow(row)
-        return
-    directory = os.path.dirname(path)
-    if directory:
-        os.makedirs(directory, exist_ok=True)
-    with open(path, "w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=columns)
-        writer.writeheader()
+            writer.writerows(csv.DictReader(io.StringIO(text, newline="")))
         writer.writerow(row)
+
+    _write_atomically(path, write)
 
 
 def format_row(row: Mapping[str, float]) -> str:

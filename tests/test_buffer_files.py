@@ -1,0 +1,374 @@
+"""Buffer files (sb3_pmac.buffer_files): .npz round trips of the real and model buffers, suffixes, pickles refused."""
+
+import io
+import pathlib
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.save_util import save_to_pkl
+
+from sb3_pmac import PMAC
+from sb3_pmac.buffer_files import FORMAT, find_buffer_file, load_buffers, save_buffers, save_path
+from sb3_pmac.buffers import PolicyVersionedReplayBuffer
+from sb3_pmac.model_buffer import ModelReplayBuffer
+from sb3_pmac.policy_mixture import PolicyMixture
+
+OBS_SPACE = spaces.Box(-2.0, 3.0, (3,), np.float32)
+ACTION_SPACE = spaces.Box(-1.0, 1.0, (2,), np.float32)
+ZIP_MAGIC = b"PK\x03\x04"
+DATA = pathlib.Path(__file__).parent / "data"
+
+
+def filled_buffer(
+    buffer_size: int,
+    n_envs: int,
+    n_steps: int,
+    store_policy_params: bool = False,
+    steps_per_version: int = 4,
+    observation_space: spaces.Box = OBS_SPACE,
+) -> PolicyVersionedReplayBuffer:
+    """``n_steps`` adds of random transitions, a new policy version every ``steps_per_version`` steps."""
+    rng = np.random.default_rng(0)
+    buffer = PolicyVersionedReplayBuffer(
+        buffer_size, observation_space, ACTION_SPACE, device="cpu", n_envs=n_envs, store_policy_params=store_policy_params
+    )
+    for step in range(n_steps):
+        if step > 0 and step % steps_per_version == 0:
+            buffer.start_new_version()
+        if step % 3 != 1:  # some transitions without the collecting policy's parameters (stored as NaN)
+            buffer.set_policy_params(rng.normal(size=(n_envs, 2)), rng.normal(size=(n_envs, 2)))
+        done = rng.random(n_envs) < 0.2
+        infos = [{"TimeLimit.truncated": bool(rng.random() < 0.5)} for _ in range(n_envs)]
+        buffer.add(
+            rng.normal(size=(n_envs, 3)), rng.normal(size=(n_envs, 3)), rng.uniform(-1, 1, (n_envs, 2)),
+            rng.normal(size=n_envs), done, infos,
+        )  # fmt: skip
+    return buffer
+
+
+def observables(buffer: PolicyVersionedReplayBuffer, seed: int = 1) -> dict:
+    """What sampling and the version bookkeeping return (numpy's global generator seeded before each draw)."""
+    mixture = PolicyMixture(0.5)
+    values: dict = {
+        "n_written": buffer.n_written,
+        "current_version": buffer.current_version,
+        "oldest_version": buffer.oldest_version,
+        "version_counts": buffer.version_counts(),
+        "version_ranges": buffer.version_ranges(),
+        "size": buffer.size(),
+        "pos": buffer.pos,
+        "full": buffer.full,
+    }
+    np.random.seed(seed)
+    values["sample"] = buffer.sample(64)
+    np.random.seed(seed)
+    values["sample_by_mixture"] = buffer.sample_by_mixture(64, mixture)
+    np.random.seed(seed)
+    values["sample_by_uniform_mixture"] = buffer.sample_by_mixture(64, PolicyMixture(mode="uniform"))
+    np.random.seed(seed)
+    values["select_indices_by_mixture"] = buffer.select_indices_by_mixture(3 * buffer.size() * buffer.n_envs, mixture)
+    names = ["observations", "next_observations", "actions", "rewards", "dones", "timeouts", "policy_versions"]
+    values.update({name: getattr(buffer, name) for name in names})
+    values["policy_means"], values["policy_log_stds"] = buffer.policy_means, buffer.policy_log_stds
+    return values
+
+
+def assert_same(first, second, name: str = "") -> None:
+    if isinstance(first, dict):
+        assert first.keys() == second.keys(), name
+        for key in first:
+            assert_same(first[key], second[key], f"{name}.{key}")
+    elif isinstance(first, tuple | list):
+        assert type(first) is type(second) and len(first) == len(second), name
+        for index, (a, b) in enumerate(zip(first, second, strict=True)):
+            assert_same(a, b, f"{name}[{index}]")
+    elif isinstance(first, th.Tensor):
+        assert first.dtype == second.dtype, name
+        np.testing.assert_array_equal(first.numpy(), second.numpy(), err_msg=name)
+    elif isinstance(first, np.ndarray):
+        assert first.dtype == second.dtype and first.shape == second.shape, name
+        np.testing.assert_array_equal(first, second, err_msg=name)  # NaN == NaN here
+    else:
+        assert first == second, name
+
+
+def filled_model_buffer(capacity: int = 50, n: int = 70) -> ModelReplayBuffer:
+    generator = th.Generator().manual_seed(0)
+    model_buffer = ModelReplayBuffer(capacity, obs_dim=3, action_dim=2, device="cpu")
+    for rows in (n // 2, n - n // 2):  # two batches: the second one wraps around
+        model_buffer.add(
+            th.randn(rows, 3, generator=generator), th.randn(rows, 2, generator=generator),
+            th.randn(rows, generator=generator), th.randn(rows, 3, generator=generator),
+            (th.rand(rows, generator=generator) < 0.3).float(),
+        )  # fmt: skip
+    return model_buffer
+
+
+# ------------------------------------------------------------------------------------------------------ round trips
+@pytest.mark.parametrize(
+    "buffer_size, n_envs, n_steps, store_policy_params",
+    [
+        (40, 1, 13, False),  # partly filled
+        (40, 1, 40, True),  # exactly full
+        (40, 1, 97, False),  # wrapped around twice: the oldest versions are gone
+        (40, 2, 53, True),  # 20 positions of 2 envs, wrapped around, with the policy parameters
+        (40, 2, 7, True),
+    ],
+)
+def test_round_trip_keeps_everything_sampling_depends_on(tmp_path, buffer_size, n_envs, n_steps, store_policy_params):
+    buffer = filled_buffer(buffer_size, n_envs, n_steps, store_policy_params)
+    assert buffer.full == (n_steps >= buffer_size // n_envs)
+    if n_steps > 2 * buffer_size // n_envs:
+        assert buffer.oldest_version > 0  # versions overwritten: the segments were dropped
+    expected = observables(buffer)
+    written = save_buffers(tmp_path / "buffer", buffer)
+    assert written == tmp_path / "buffer.npz"
+    assert written.read_bytes()[:4] == ZIP_MAGIC
+    loaded, model_state = load_buffers(tmp_path / "buffer", OBS_SPACE, ACTION_SPACE, device="cpu")
+    assert model_state is None
+    assert type(loaded) is PolicyVersionedReplayBuffer
+    assert loaded.buffer_size == buffer.buffer_size == buffer_size // n_envs and loaded.n_envs == n_envs
+    assert loaded.store_policy_params == store_policy_params
+    assert loaded.handle_timeout_termination and loaded.device == th.device("cpu")
+    assert_same(observables(loaded), expected)
+    if store_policy_params:
+        assert np.isnan(loaded.policy_means[: loaded.size()]).any() and np.isfinite(loaded.policy_means).any()
+    # and both go on identically: new version, more transitions
+    for copy in (buffer, loaded):
+        copy.start_new_version()
+        copy.add(np.ones((n_envs, 3)), np.ones((n_envs, 3)), np.zeros((n_envs, 2)), np.ones(n_envs),
+                 np.zeros(n_envs), [{}] * n_envs)  # fmt: skip
+    assert_same(observables(loaded, seed=2), observables(buffer, seed=2))
+
+
+@pytest.mark.parametrize("observation_space", [OBS_SPACE, spaces.Box(-np.inf, np.inf, (3,), np.float64)])
+def test_spaces_default_to_the_saved_boxes(tmp_path, observation_space):
+    buffer = filled_buffer(40, 2, 30, store_policy_params=True, observation_space=observation_space)
+    save_buffers(tmp_path / "b.npz", buffer)
+    loaded, _ = load_buffers(tmp_path / "b.npz")
+    assert loaded.observation_space == observation_space and loaded.action_space == ACTION_SPACE
+    assert loaded.observations.dtype == observation_space.dtype
+    assert_same(observables(loaded), observables(buffer))
+
+
+def test_model_buffer_round_trip(tmp_path):
+    buffer = filled_buffer(40, 1, 50)
+    model_buffer = filled_model_buffer()
+    assert model_buffer.full and model_buffer.pos == 20
+    save_buffers(tmp_path / "buffer.npz", buffer, model_buffer)
+    loaded, state = load_buffers(tmp_path / "buffer.npz", OBS_SPACE, ACTION_SPACE)
+    assert state is not None
+    assert_same(state, model_buffer.state_dict())
+    restored = ModelReplayBuffer(1, obs_dim=3, action_dim=2)
+    restored.load_state_dict(state)
+    assert (restored.capacity, restored.pos, restored.full) == (50, 20, True)
+    for name in ModelReplayBuffer._COLUMNS:
+        assert th.equal(getattr(restored, name), getattr(model_buffer, name)), name
+    first = model_buffer.sample(32, generator=th.Generator().manual_seed(3))
+    second = restored.sample(32, generator=th.Generator().manual_seed(3))
+    assert_same(tuple(first), tuple(second))
+    assert_same(observables(loaded), observables(buffer))
+    # an empty model buffer travels too
+    save_buffers(tmp_path / "empty.npz", buffer, ModelReplayBuffer(10, obs_dim=3, action_dim=2))
+    _, state = load_buffers(tmp_path / "empty.npz")
+    assert state is not None and (state["capacity"], state["pos"], state["full"]) == (10, 0, False)
+    assert state["observations"].shape == (0, 3)
+
+
+def test_file_holds_plain_arrays_only(tmp_path):
+    buffer = filled_buffer(40, 2, 15, store_policy_params=True)
+    save_buffers(tmp_path / "buffer.npz", buffer, filled_model_buffer())
+    with np.load(tmp_path / "buffer.npz", allow_pickle=False) as archive:
+        arrays = {key: archive[key] for key in archive.files}  # would raise on an object array
+    assert str(arrays["format"]) == FORMAT
+    assert all(array.dtype.kind != "O" for array in arrays.values())
+    # only the written positions are stored (15 of 20)
+    assert arrays["observations"].shape == (15, 2, 3) and arrays["policy_means"].shape == (15, 2, 2)
+
+
+# ------------------------------------------------------------------------------------------------------ paths
+def test_suffixes_and_open_files(tmp_path):
+    buffer = filled_buffer(40, 1, 10)
+    assert save_path("dir/buffer") == pathlib.Path("dir/buffer.npz")
+    assert save_path("dir/replay_buffer.pkl") == pathlib.Path("dir/replay_buffer.pkl")
+    # a name with a suffix is written as given (SB3's CheckpointCallback and rl-zoo3 save replay_buffer.pkl)
+    assert save_buffers(tmp_path / "sub" / "replay_buffer.pkl", buffer) == tmp_path / "sub" / "replay_buffer.pkl"
+    assert (tmp_path / "sub" / "replay_buffer.pkl").read_bytes()[:4] == ZIP_MAGIC
+    assert not (tmp_path / "sub" / "replay_buffer.pkl.npz").exists()
+    loaded, _ = load_buffers(tmp_path / "sub" / "replay_buffer.pkl")
+    assert_same(observables(loaded), observables(buffer))
+    # no suffix: .npz appended, and found again from the same path; a file of that exact name comes first
+    save_buffers(str(tmp_path / "plain"), buffer)
+    assert find_buffer_file(tmp_path / "plain") == tmp_path / "plain.npz"
+    (tmp_path / "old.pkl").write_bytes(b"x")
+    assert find_buffer_file(tmp_path / "old") == tmp_path / "old.pkl"  # earlier releases appended .pkl
+    with pytest.raises(FileNotFoundError, match=r"missing\.npz"):
+        load_buffers(tmp_path / "missing")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["old.pkl", "plain.npz", "sub"]  # no temporary files
+    # open binary files
+    stream = io.BytesIO()
+    assert save_buffers(stream, buffer) is None
+    stream.seek(0)
+    loaded, _ = load_buffers(stream)
+    assert_same(observables(loaded), observables(buffer))
+
+
+def test_a_failed_save_keeps_the_previous_file(tmp_path, monkeypatch):
+    path = tmp_path / "buffer.npz"
+    save_buffers(path, filled_buffer(40, 1, 10))
+    before = path.read_bytes()
+
+    def fail(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez", fail)
+    with pytest.raises(OSError, match="disk full"):
+        save_buffers(path, filled_buffer(40, 1, 30))
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["buffer.npz"]
+
+
+# ------------------------------------------------------------------------------------------------------ refused files
+class WritesAFile:
+    """Unpickling it opens (creates) ``path``: the code a pickle runs when read."""
+
+    def __init__(self, path: pathlib.Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return open, (str(self.path), "w")
+
+
+@pytest.mark.parametrize("name", ["evil.pkl", "evil.npz", "evil"])
+def test_a_pickle_is_refused_without_running_its_code(tmp_path, name):
+    marker = tmp_path / "marker"
+    path = tmp_path / name
+    path.write_bytes(pickle.dumps(WritesAFile(marker)))
+    with pytest.raises(ValueError, match=r"pickle.*executes the code.*allow_pickle=True"):
+        load_buffers(path)
+    with pytest.raises(ValueError, match="allow_pickle=True"):
+        load_buffers(io.BytesIO(path.read_bytes()))
+    agent = PMAC("MlpPolicy", "Pendulum-v1", buffer_size=100, learning_starts=10)
+    with pytest.raises(ValueError, match="allow_pickle=True"):
+        agent.load_replay_buffer(path)
+    assert not marker.exists()
+    # what allow_pickle=True means: the file's code runs (here, before the type check refuses the object)
+    with pytest.raises(TypeError, match="TextIOWrapper"):
+        load_buffers(path, allow_pickle=True)
+    assert marker.exists()
+
+
+def test_other_files_are_refused(tmp_path):
+    np.savez(tmp_path / "other.npz", a=np.zeros(3))
+    with pytest.raises(ValueError, match="not a PMAC replay buffer file"):
+        load_buffers(tmp_path / "other.npz")
+    arrays = dict(np.load(save_buffers(tmp_path / "b.npz", filled_buffer(40, 1, 10))))
+    del arrays["segment_ends"]
+    np.savez(tmp_path / "incomplete.npz", **arrays)
+    with pytest.raises(ValueError, match=r"incomplete\.npz: not a complete PMAC replay buffer file: it has no segment_ends"):
+        load_buffers(tmp_path / "incomplete.npz")
+    arrays = dict(np.load(save_buffers(tmp_path / "tv.npz", filled_buffer(40, 1, 10, store_policy_params=True))))
+    del arrays["policy_log_stds"]
+    np.savez(tmp_path / "no_params.npz", **arrays)
+    with pytest.raises(ValueError, match="it has no policy_log_stds"):
+        load_buffers(tmp_path / "no_params.npz")
+    arrays = dict(np.load(tmp_path / "b.npz"))
+    arrays["format_version"] = np.array(99)
+    np.savez(tmp_path / "newer.npz", **arrays)
+    with pytest.raises(ValueError, match="format version 99"):
+        load_buffers(tmp_path / "newer.npz")
+
+
+def test_spaces_must_match_the_file(tmp_path):
+    save_buffers(tmp_path / "b.npz", filled_buffer(40, 1, 10))
+    with pytest.raises(ValueError, match=r"observations have shape \(10, 1, 3\).*needs shape \(10, 1, 4\)"):
+        load_buffers(tmp_path / "b.npz", spaces.Box(-1, 1, (4,), np.float32), ACTION_SPACE)
+    with pytest.raises(ValueError, match=r"dtype float32.*dtype float64"):
+        load_buffers(tmp_path / "b.npz", spaces.Box(-1, 1, (3,), np.float64), ACTION_SPACE)
+    with pytest.raises(ValueError, match="actions have shape"):
+        load_buffers(tmp_path / "b.npz", OBS_SPACE, spaces.Box(-1, 1, (3,), np.float32))
+
+
+# ------------------------------------------------------------------------------------------------------ earlier files
+def old_save_buffers(path, buffer, model_buffer=None) -> None:
+    """What save_buffers wrote before: the pickled buffer, the model buffer's state as an attribute."""
+    if model_buffer is not None:
+        buffer.model_buffer_state = model_buffer.state_dict()
+    try:
+        save_to_pkl(path, buffer)
+    finally:
+        buffer.__dict__.pop("model_buffer_state", None)
+
+
+def test_pickles_of_earlier_releases_load_with_allow_pickle(tmp_path):
+    buffer, model_buffer = filled_buffer(40, 2, 33, store_policy_params=True), filled_model_buffer()
+    old_save_buffers(tmp_path / "old.pkl", buffer, model_buffer)
+    with pytest.raises(ValueError, match="allow_pickle=True"):
+        load_buffers(tmp_path / "old.pkl")
+    loaded, state = load_buffers(tmp_path / "old", allow_pickle=True)  # found as SB3 named it
+    assert_same(observables(loaded), observables(buffer))
+    assert_same(state, model_buffer.state_dict())
+    # written again as .npz: the same buffer, read without pickle
+    save_buffers(tmp_path / "new", loaded, model_buffer)
+    again, state = load_buffers(tmp_path / "new")
+    assert_same(observables(again), observables(buffer))
+    assert_same(state, model_buffer.state_dict())
+
+
+@pytest.mark.parametrize("name", ["pmac", "pmac_tv"])
+def test_legacy_fixture_buffers_convert_to_npz(tmp_path, name):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(ValueError, match="allow_pickle=True"):
+            load_buffers(DATA / f"legacy_{name}_buffer.pkl")
+        legacy, state = load_buffers(DATA / f"legacy_{name}_buffer.pkl", allow_pickle=True)
+    assert legacy.store_policy_params == (name == "pmac_tv") and state is not None
+    model_buffer = ModelReplayBuffer(1, obs_dim=legacy.obs_shape[0], action_dim=legacy.action_dim)
+    model_buffer.load_state_dict(state)
+    save_buffers(tmp_path / "converted", legacy, model_buffer)
+    converted, converted_state = load_buffers(tmp_path / "converted", legacy.observation_space, legacy.action_space)
+    assert_same(observables(converted), observables(legacy))
+    assert_same(converted_state, model_buffer.state_dict())
+
+
+# ------------------------------------------------------------------------------------------------------ the agent
+def test_agent_round_trip_with_two_envs(tmp_path):
+    agent = PMAC(
+        "MlpPolicy", make_vec_env("Pendulum-v1", n_envs=2, seed=0), buffer_size=60, learning_starts=1000, seed=0, mixture="tv"
+    )
+    agent.learn(45)  # 23 positions of 2 envs in a buffer of 30 positions: not full yet
+    agent.replay_buffer.start_new_version()
+    agent.learn(20, reset_num_timesteps=False)  # wraps around
+    assert agent.replay_buffer.full and len(agent.replay_buffer.version_counts()[0]) == 2
+    agent.save_replay_buffer(tmp_path / "buffer")
+    assert (tmp_path / "buffer.npz").read_bytes()[:4] == ZIP_MAGIC
+    other = PMAC("MlpPolicy", make_vec_env("Pendulum-v1", n_envs=2), buffer_size=10, mixture="tv")
+    other.load_replay_buffer(tmp_path / "buffer")
+    assert other.replay_buffer.buffer_size == 30 and other.replay_buffer.store_policy_params
+    assert other.policy_version == agent.replay_buffer.current_version == 1
+    assert_same(observables(other.replay_buffer), observables(agent.replay_buffer))
+    assert_same(other.model_buffer.state_dict(), agent.model_buffer.state_dict())
+    one_env = PMAC("MlpPolicy", "Pendulum-v1", buffer_size=10, mixture="tv")
+    with pytest.raises(ValueError, match="2 envs, the agent has 1"):
+        one_env.load_replay_buffer(tmp_path / "buffer")
+
+
+class CustomBuffer(PolicyVersionedReplayBuffer):
+    def __init__(self, *args, tag: str = "", **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.tag = tag
+
+
+def test_agent_keeps_its_buffer_class(tmp_path):
+    kwargs = dict(buffer_size=50, learning_starts=1000, replay_buffer_class=CustomBuffer)
+    agent = PMAC("MlpPolicy", "Pendulum-v1", replay_buffer_kwargs={"tag": "a"}, **kwargs)
+    agent.learn(20)
+    agent.save_replay_buffer(tmp_path / "buffer")
+    other = PMAC("MlpPolicy", "Pendulum-v1", replay_buffer_kwargs={"tag": "b"}, **kwargs)
+    other.load_replay_buffer(tmp_path / "buffer")
+    assert type(other.replay_buffer) is CustomBuffer and other.replay_buffer.tag == "b"
+    assert_same(observables(other.replay_buffer), observables(agent.replay_buffer))
