@@ -697,3 +697,14 @@ def test_rl_zoo3_train_with_the_callback_in_the_yaml_file(tmp_path):
     assert reader.fieldnames == csv_columns(1)  # InvertedPendulum: rollout horizon 1
     assert [int(row["timesteps"]) for row in rows] == [200, 300]  # the model is first trained at step 101
     assert all(math.isfinite(float(value)) for row in rows for value in row.values())
+
+
+def test_callback_refuses_another_kind_of_csv_before_training(tmp_path):
+    monitor = tmp_path / "monitor.csv"
+    monitor.write_text('#{"t_start": 0.0, "env_id": "Toy"}\nr,l,t\n1.0,10,0.1\n')
+    before = monitor.read_bytes()
+    agent = make_agent(env=TOY_ID)
+    callback = ModelDiagnosticsCallback(eval_freq=50, seed=0, csv_path=monitor, **{**CALLBACK_SIZES, "horizon": 2})
+    with pytest.raises(ValueError, match=r"monitor\.csv"):
+        agent.learn(150, callback=callback)
+    assert agent.num_timesteps == 0 and monitor.read_bytes() == before  # refused at the start, the file untouched

@@ -15,7 +15,7 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from sb3_pmac.checks import check_positive
 from sb3_pmac.diagnostics.metrics import DiagnosticsConfig, evaluate_model
-from sb3_pmac.diagnostics.schema import TIMESTEPS, append_csv_row, csv_columns
+from sb3_pmac.diagnostics.schema import TIMESTEPS, append_csv_row, check_diagnostics_csv, csv_columns
 from sb3_pmac.env_presets import make_preset_env
 from sb3_pmac.pmac import PMAC
 
@@ -96,6 +96,8 @@ class ModelDiagnosticsCallback(BaseCallback):
     def _init_callback(self) -> None:
         if not isinstance(self.model, PMAC):
             raise TypeError(f"ModelDiagnosticsCallback needs a PMAC or MBPO agent, got {type(self.model).__name__}")
+        if self.csv_path is not None:
+            check_diagnostics_csv(self.csv_path)  # refuse another kind of CSV before training, not at the first row
         self.config = self.config.with_run_horizon(self.model)
         if self._builds_eval_env:
             env_id = self._training_env_id()
