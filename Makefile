@@ -1,6 +1,7 @@
 # sb3-pmac developer commands. Everything runs inside ./.venv, created on first use.
-#   make demo   -> create .venv, install sb3-pmac, train PMAC on Hopper-v4 (short run), save, reload, evaluate
-#   make test   -> create/update .venv with the [tests], [zoo] and [docs] extras and run the test suite
+#   make demo   -> create .venv, install sb3-pmac with its [mujoco] extra, train PMAC on Hopper-v4 (short run), save,
+#                  reload, evaluate
+#   make test   -> create/update .venv with the [mujoco], [tests], [zoo], [postgres] and [docs] extras and run the tests
 # Pick another PyTorch build with e.g. `make demo TORCH_SPEC="torch==2.5.1"` (default: the CPU wheel below).
 
 PYTHON ?= python3
@@ -21,15 +22,15 @@ $(VENV)/.created:
 	touch $@
 
 $(VENV)/.installed: $(VENV)/.created setup.py sb3_pmac/version.txt
-	$(PIP) install -e .
+	$(PIP) install -e ".[mujoco]"
 	touch $@
 
 $(VENV)/.installed-tests: $(VENV)/.installed Makefile
-	$(PIP) install -e ".[tests,zoo,docs]"
+	$(PIP) install -e ".[mujoco,tests,zoo,postgres,docs]"
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed-tests
-	$(PIP) install -e ".[tests,zoo,docs,dev]"
+	$(PIP) install -e ".[mujoco,tests,zoo,postgres,docs,dev]"
 	touch $@
 
 demo: $(VENV)/.installed

@@ -10,23 +10,27 @@ with open("README.md", encoding="utf-8") as file_handler:
 
 setup(
     name="sb3-pmac",
-    packages=[package for package in find_packages() if package.startswith("sb3_pmac")],
-    package_data={"sb3_pmac": ["py.typed", "version.txt"]},
-    # rl-zoo3 hyperparameter files: kept at the repository top level (hyperparams/), installed under
-    # <prefix>/share/sb3-pmac/hyperparams; sb3_pmac.zoo.hyperparams_dir() finds them in both places.
-    data_files=[("share/sb3-pmac/hyperparams", ["hyperparams/pmac.yml", "hyperparams/mbpo.yml"])],
+    # sb3_pmac.hyperparams: rl-zoo3 hyperparameter files (a data folder, no Python), read with importlib.resources
+    # by sb3_pmac.zoo; the top-level hyperparams/ of the repository is a link to that folder.
+    packages=[package for package in find_packages() if package.startswith("sb3_pmac")] + ["sb3_pmac.hyperparams"],
+    package_data={"sb3_pmac": ["py.typed", "version.txt"], "sb3_pmac.hyperparams": ["*.yml"]},
     install_requires=[
         "stable-baselines3>=2.9.0,<3.0",
-        "sb3-contrib>=2.9.0,<3.0",
         # torch is required, but install the build you want first (see README): a bare requirement would pull a CUDA build.
-        "torch>=2.3",
-        "gymnasium[mujoco]>=1.0,<1.5",
-        "mujoco>=3.0",
+        # Lower bound: Stable-Baselines3 2.9's own (torch>=2.8).
+        "torch>=2.8",
+        "gymnasium>=1.0,<1.5",
         "numpy>=1.24",
         "tqdm",
         "rich",
     ],
     extras_require={
+        # the MuJoCo tasks (Hopper, Walker2d, ... : the paper's, the demo's); gymnasium's MuJoCo envs change across
+        # MuJoCo majors, hence the upper bound (tested: 4.x)
+        "mujoco": [
+            "gymnasium[mujoco]>=1.0,<1.5",
+            "mujoco>=3.0,<5",
+        ],
         "zoo": [
             "rl_zoo3>=2.9.0,<3.0",  # sb3_pmac.zoo uses rl-zoo3 2.x tables (ALGOS, HYPERPARAMS_SAMPLER/CONVERTER)
             "optuna>=3.0",
@@ -37,9 +41,13 @@ setup(
             "tensorboard",
             "requests",
             "pyyaml",
-            "psycopg2-binary",
+            "rliable~=1.2",  # all_plots/plot_from_file --rliable (rl-zoo3's own [plots] extra pins rliable~=1.2.0)
             "gymnasium[classic_control]",  # pygame: rendering of classic-control envs for record_video
             "moviepy",  # video files for record_video
+        ],
+        # Optuna studies on PostgreSQL (--storage postgresql://...): the driver
+        "postgres": [
+            "psycopg2-binary",
         ],
         "tests": [
             "pytest",

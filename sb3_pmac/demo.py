@@ -11,8 +11,10 @@ random warm-up, fewer SAC updates per step and smaller rollout batches. Use the 
 
 import argparse
 import os
+import sys
 import time
 
+import gymnasium as gym
 import torch as th
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
@@ -76,4 +78,7 @@ def main(argv: list[str] | None = None) -> float:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except gym.error.DependencyNotInstalled as error:  # e.g. MuJoCo missing: the message says what to install
+        sys.exit(f"error: {error}")

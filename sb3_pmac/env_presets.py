@@ -99,6 +99,35 @@ def split_env_id(env_id: str) -> tuple[str, str | None]:
     return match.group(1), match.group(2)
 
 
+#: How to install what gymnasium's MuJoCo envs need, with the bounds sb3-pmac is tested with
+MUJOCO_EXTRA = "pip install 'sb3-pmac[mujoco]'"
+
+
+def mujoco_installed() -> bool:
+    """Whether the ``mujoco`` package imports (gymnasium's MuJoCo envs need it)."""
+    try:
+        import mujoco  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def make_env(env_id: str, **kwargs: Any) -> gym.Env:
+    """
+    ``gym.make(env_id, **kwargs)``; when the env needs MuJoCo and MuJoCo is not installed, gymnasium's
+    ``DependencyNotInstalled`` error says to install sb3-pmac's ``[mujoco]`` extra.
+    """
+    try:
+        return gym.make(env_id, **kwargs)
+    except gym.error.DependencyNotInstalled as error:
+        if not mujoco_installed():
+            raise gym.error.DependencyNotInstalled(
+                f"{env_id} needs MuJoCo, which is not installed: install sb3-pmac's MuJoCo extra, {MUJOCO_EXTRA} "
+                f"(or pip install -e '.[mujoco]' in a source checkout). gymnasium said: {error}"
+            ) from error
+        raise
+
+
 def get_preset(env_id: str) -> EnvPreset | None:
     """The preset of an env id (any version), or ``None``."""
     name, _ = split_env_id(env_id)
@@ -122,7 +151,7 @@ def make_preset_env(env_id: str, env_kwargs: dict[str, Any] | None = None, **mak
         kwargs.update(preset.env_kwargs.get(version, {}))
     kwargs.update(env_kwargs or {})
     kwargs.update(make_kwargs)
-    env = gym.make(env_id, **kwargs)
+    env = make_env(env_id, **kwargs)
     if preset is not None and version is not None and version in preset.truncate_observation:
         env = TruncateObservation(env, preset.truncate_observation[version])
     return env
@@ -156,7 +185,7 @@ def apply_presets(
     known_id = env_id if env_id is not None else env_spec_id(env)
     preset = get_preset(known_id) if known_id is not None and use_presets else None
     if env_id is not None:
-        env = make_preset_env(env_id) if use_presets else gym.make(env_id)
+        env = make_preset_env(env_id) if use_presets else make_env(env_id)
     applied = []
     if rollout_horizon is None:
         rollout_horizon = preset.horizon_schedule if preset is not None else 1

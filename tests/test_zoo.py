@@ -1,7 +1,8 @@
 """
 rl-zoo3 integration (``python -m sb3_pmac.zoo``), exercised through the real command line in subprocesses:
 train / repeated runs / enjoy / plots, Optuna search (SQLite, and two concurrent workers sharing a PostgreSQL study),
-the YAML entries through rl-zoo3's own hyperparameter pipeline, and the hyperparameter files of an installed wheel.
+and the YAML entries through rl-zoo3's own hyperparameter pipeline (the installed wheel and the editable install:
+``tests/test_packaging.py``; credentials in saved files: ``tests/test_zoo_credentials.py``).
 
 rl-zoo3 is imported only in subprocesses: it patches gymnasium's ``TimeLimit`` and mutates its algorithm tables.
 """
@@ -36,6 +37,7 @@ from sb3_pmac.zoo import hyperparams_dir, hyperparams_path, main, with_default_c
 from sb3_pmac.zoo_optuna import HORIZON_CHOICES, convert_pmac_params, parse_horizon_choice  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
+HYPERPARAMS = REPO / "sb3_pmac" / "hyperparams"  # package data; the top-level hyperparams/ links to it
 PAPER_TASKS = ["Hopper", "Walker2d", "HalfCheetah", "Ant", "Humanoid", "Pusher"]
 SMOKE_ENVS = ["Pendulum-v1", "InvertedPendulum-v4", "InvertedPendulum-v5"]
 # Fast, single-threaded CLI runs (2 cores shared with the rest of the suite)
@@ -97,7 +99,7 @@ def test_default_conf_file_injection():
         ["--env", "Pendulum-v1"],
     ):
         assert with_default_conf(args) == args
-    assert hyperparams_dir() == REPO / "hyperparams"  # source checkout
+    assert hyperparams_dir() == HYPERPARAMS  # source checkout (editable install)
     with pytest.raises(ValueError):
         hyperparams_path("sac")
 
@@ -120,7 +122,10 @@ def test_horizon_choices_parse():
 
 
 def test_zoo_extra_covers_cli_imports():
-    """``pip install .[zoo]`` must bring every distribution the zoo commands import (transitively)."""
+    """
+    ``pip install .[zoo]`` must bring every distribution the zoo commands import (transitively), ``[postgres]`` the
+    PostgreSQL driver and ``[mujoco]`` MuJoCo.
+    """
     import importlib.metadata as metadata
     import re
 
@@ -129,35 +134,43 @@ def test_zoo_extra_covers_cli_imports():
     keywords = {k.arg: k.value for k in setup_call.keywords}
     extras = ast.literal_eval(keywords["extras_require"])
     install_requires = ast.literal_eval(keywords["install_requires"])
-    data_files = ast.literal_eval(keywords["data_files"])
-    assert any(sorted(Path(f).name for f in files) == ["mbpo.yml", "pmac.yml"] for _, files in data_files)
 
     def name(req: str) -> str:
         return re.split(r"[\s<>=!~;\[(]", req, maxsplit=1)[0].lower().replace("_", "-")
 
-    closure, todo = set(), [name(r) for r in extras["zoo"] + install_requires]
-    while todo:
-        dist = todo.pop()
-        if dist in closure:
-            continue
-        closure.add(dist)
-        try:
-            requires = metadata.requires(dist) or []
-        except metadata.PackageNotFoundError:
-            continue
-        todo += [name(r) for r in requires if "extra ==" not in r]
-    # modules imported by train/enjoy/record_video/plots, -optimize, SQL storages and the launcher
-    modules = [
-        "rl_zoo3", "optuna", "sqlalchemy", "psycopg2", "pandas", "yaml", "matplotlib", "seaborn", "scipy",
-        "tensorboard", "requests", "huggingface_sb3", "sb3_contrib", "stable_baselines3", "gymnasium", "mujoco",
-    ]  # fmt: skip
+    def closure_of(requirements: list[str]) -> set[str]:
+        closure, todo = set(), [name(r) for r in requirements]
+        while todo:
+            dist = todo.pop()
+            if dist in closure:
+                continue
+            closure.add(dist)
+            try:
+                requires = metadata.requires(dist) or []
+            except metadata.PackageNotFoundError:
+                continue
+            todo += [name(r) for r in requires if "extra ==" not in r]
+        return closure
+
     distributions = metadata.packages_distributions()
-    missing = {
-        module: distributions.get(module)
-        for module in modules
-        if not any(d.lower().replace("_", "-") in closure for d in distributions.get(module, []))
-    }
-    assert not missing, f"not brought by the zoo extra: {missing}"
+
+    def missing(modules: list[str], closure: set[str]) -> dict:
+        return {
+            module: distributions.get(module)
+            for module in modules
+            if not any(d.lower().replace("_", "-") in closure for d in distributions.get(module, []))
+        }
+
+    # modules imported by train/enjoy/record_video/plots (rliable: plot_from_file --rliable), -optimize, SQL storages
+    # and the launcher
+    modules = [
+        "rl_zoo3", "optuna", "sqlalchemy", "pandas", "yaml", "matplotlib", "seaborn", "scipy", "rliable",
+        "tensorboard", "requests", "huggingface_sb3", "sb3_contrib", "stable_baselines3", "gymnasium",
+    ]  # fmt: skip
+    assert not missing(modules, closure_of(extras["zoo"] + install_requires)), "not brought by the zoo extra"
+    assert not missing(["psycopg2"], closure_of(extras["postgres"])), "not brought by the postgres extra"
+    assert not missing(["mujoco"], closure_of(extras["mujoco"])), "not brought by the mujoco extra"
+    assert "psycopg2-binary" not in closure_of(extras["zoo"] + install_requires)
 
 
 # ---------------------------------------------------------------------------------------------------- train / enjoy
@@ -180,7 +193,7 @@ def test_train_saves_loadable_agent(pendulum_runs):
 
     cwd, outputs = pendulum_runs
     run = cwd / "logs" / "pmac" / "Pendulum-v1_1"
-    assert f"Loading hyperparameters from: {REPO / 'hyperparams' / 'pmac.yml'}" in outputs[0]
+    assert f"Loading hyperparameters from: {HYPERPARAMS / 'pmac.yml'}" in outputs[0]
     assert "Overwriting n_timesteps with n=300" in outputs[0]
 
     model = PMAC.load(run / "Pendulum-v1.zip", device="cpu")
@@ -469,7 +482,7 @@ YAML_CHECK = textwrap.dedent(
 def _yaml_keys(algo: str) -> list[str]:
     import yaml
 
-    with open(REPO / "hyperparams" / f"{algo}.yml") as f:
+    with open(HYPERPARAMS / f"{algo}.yml") as f:
         return list(yaml.safe_load(f))
 
 
@@ -534,60 +547,3 @@ def test_yaml_entry_builds_through_rl_zoo3(yaml_entries, algo, env_id):
         assert zoo_model["learning_starts"] == 100 and zoo_model["rollout_batch_size"] == 500
         assert zoo_model["gradient_steps"] == 1 and zoo_model["max_epochs"] == 5
         assert zoo_model["hidden_sizes"] == [64, 64]
-
-
-# ---------------------------------------------------------------------------------------------------- installed wheel
-def test_wheel_installs_hyperparams(tmp_path):
-    """A non-editable install (wheel) finds pmac.yml/mbpo.yml under <prefix>/share/sb3-pmac/hyperparams."""
-    pytest.importorskip("setuptools", reason="building the wheel needs setuptools")
-    src = tmp_path / "src"
-    src.mkdir()
-    for item in ("setup.py", "pyproject.toml", "README.md"):
-        if (REPO / item).exists():
-            shutil.copy(REPO / item, src / item)
-    shutil.copytree(REPO / "hyperparams", src / "hyperparams")
-    shutil.copytree(REPO / "sb3_pmac", src / "sb3_pmac", ignore=shutil.ignore_patterns("__pycache__"))
-    build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist")],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    if build.returncode != 0 and "No module named pip" in build.stderr:
-        pytest.skip("pip is not available in this interpreter")
-    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
-    (wheel,) = (tmp_path / "dist").glob("sb3_pmac-*.whl")
-    import zipfile
-
-    names = zipfile.ZipFile(wheel).namelist()
-    for algo in ("pmac", "mbpo"):
-        assert any(n.endswith(f".data/data/share/sb3-pmac/hyperparams/{algo}.yml") for n in names), names
-
-    # fresh virtualenv with only the wheel; the dependencies are borrowed from this interpreter's site-packages
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
-    python = str(venv / "bin" / "python")
-    install = subprocess.run(
-        [sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "-q", str(wheel)],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert install.returncode == 0, install.stdout + install.stderr
-    import sysconfig
-
-    purelib = subprocess.run(
-        [python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    Path(purelib, "zz_borrowed_deps.pth").write_text(sysconfig.get_path("purelib") + "\n")
-    env = os.environ.copy()
-    env.pop("PYTHONPATH", None)
-    env["MPLBACKEND"] = "Agg"
-    run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    where = zoo(["hyperparams_dir"], run_dir, python=python, env=env).stdout.strip()
-    assert Path(where).resolve() == (venv / "share" / "sb3-pmac" / "hyperparams").resolve()
-    args = ["train", "--algo", "pmac", "--env", "Pendulum-v1", "-n", "50", "-f", "logs", "--seed", "0", "--eval-freq", "-1"]
-    out = zoo([*args, *THREADS], run_dir, python=python, env=env).stdout
-    assert f"Loading hyperparameters from: {Path(where) / 'pmac.yml'}" in out
-    imported = subprocess.run(
-        [python, "-c", "import sb3_pmac; print(sb3_pmac.__file__)"], capture_output=True, text=True, env=env, cwd=run_dir
-    ).stdout
-    assert str(Path(purelib) / "sb3_pmac") in imported  # the installed copy, not the source tree
-    assert (run_dir / "logs" / "pmac" / "Pendulum-v1_1" / "Pendulum-v1.zip").is_file()
