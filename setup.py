@@ -34,7 +34,9 @@ setup(
         "zoo": [
             "rl_zoo3>=2.9.0,<3.0",  # sb3_pmac.zoo uses rl-zoo3 2.x tables (ALGOS, HYPERPARAMS_SAMPLER/CONVERTER)
             "optuna>=3.0",
-            "pandas",
+            # <3: rliable 1.2 needs arch<8, and arch 7 fails to import with pandas 3, which would break every rl-zoo3
+            # command (rl_zoo3.plots imports rliable when it is installed); rl-zoo3's own [plots] extra pins the same
+            "pandas>=2.2,<3",
             "matplotlib",
             "seaborn",
             "scipy",
