@@ -508,6 +508,17 @@ def test_yaml_covers_tasks_and_versions():
         assert keys == expected, keys ^ expected
 
 
+def test_yaml_paper_tasks_use_the_sac_of_the_papers_base_code():
+    import yaml
+
+    for algo in ("pmac", "mbpo"):
+        entries = yaml.safe_load((HYPERPARAMS / f"{algo}.yml").read_text())
+        for task in PAPER_TASKS:
+            for version in ("v4", "v5"):
+                entry = entries[f"{task}-{version}"]  # mbpo_pytorch: fixed alpha 0.2, target update every step
+                assert entry["ent_coef"] == 0.2 and entry.get("target_update_interval", 1) == 1, (algo, task, version)
+
+
 @pytest.mark.parametrize(("algo", "env_id"), ENTRIES, ids=[f"{a}-{e}" for a, e in ENTRIES])
 def test_yaml_entry_builds_through_rl_zoo3(yaml_entries, algo, env_id):
     entry = yaml_entries[f"{algo}/{env_id}"]
