@@ -5,6 +5,7 @@ import json
 import math
 import pathlib
 import zipfile
+from collections.abc import Callable
 from typing import Any
 
 from stable_baselines3.common.save_util import open_path
@@ -15,9 +16,18 @@ LEGACY_DEFAULTS: dict[str, Any] = {
     "_user_termination_fn": True,  # whether the saved termination function was the user's is unknown: keep it
 }
 
+#: Attributes added after the first release whose keeping value follows from what the agent saved.
+LEGACY_DERIVED_DEFAULTS: dict[str, Callable[[dict[str, Any]], Any]] = {
+    # non-finite data handling came later: every model training of an earlier release produced a model
+    "_model_rounds_trained": lambda saved: int(saved.get("_n_model_steps", 0)),
+}
+
 
 def legacy_defaults(path: str | pathlib.Path | io.BufferedIOBase) -> dict[str, Any]:
-    """The :data:`LEGACY_DEFAULTS` missing from a saved agent's data (read without loading its tensors)."""
+    """
+    The :data:`LEGACY_DEFAULTS` and :data:`LEGACY_DERIVED_DEFAULTS` missing from a saved agent's data (read without
+    loading its tensors).
+    """
     file = open_path(path, "r", verbose=0, suffix="zip")
     position = file.tell()
     try:
@@ -30,7 +40,9 @@ def legacy_defaults(path: str | pathlib.Path | io.BufferedIOBase) -> dict[str, A
             file.seek(position)
         else:
             file.close()
-    return {key: value for key, value in LEGACY_DEFAULTS.items() if key not in saved}
+    defaults = {key: value for key, value in LEGACY_DEFAULTS.items() if key not in saved}
+    defaults.update({key: derive(saved) for key, derive in LEGACY_DERIVED_DEFAULTS.items() if key not in saved})
+    return defaults
 
 
 #: Fields of the policy mixtures pickled by earlier releases, which kept their own list of versions with their weights

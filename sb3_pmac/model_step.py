@@ -107,7 +107,7 @@ class ModelStepSAC(SAC):
         # mixture's weights follow from the version ids of the buffer's data). A model step that was interrupted (an
         # exception, Ctrl-C) is run again in the version it started: a new one would hold the few transitions
         # collected in between and still weigh as much as a whole policy.
-        if not getattr(self, "_model_step_in_progress", False):
+        if not self._model_step_in_progress:
             self.policy_version = self.replay_buffer.start_new_version()
             self._n_model_steps += 1
             self._model_step_in_progress = True
@@ -139,13 +139,13 @@ class ModelStepSAC(SAC):
     @property
     def model_rounds_trained(self) -> int:
         """Model trainings that produced a model (those that kept the previous one do not count)."""
-        return int(getattr(self, "_model_rounds_trained", self._n_model_steps))  # agents of earlier releases: all
+        return self._model_rounds_trained  # agents of earlier releases: their model steps (sb3_pmac.compat)
 
     def _check_model_training(self, info: ModelTrainingInfo) -> None:
         """Count (and say) the non-finite rows dropped and the trainings that kept the previous model."""
-        self._model_rounds_trained = self.model_rounds_trained + (0 if info.reverted else 1)
-        self._nonfinite_rows_dropped = getattr(self, "_nonfinite_rows_dropped", 0) + info.n_nonfinite
-        self._model_rounds_kept = getattr(self, "_model_rounds_kept", 0) + int(info.reverted)
+        self._model_rounds_trained += 0 if info.reverted else 1
+        self._nonfinite_rows_dropped += info.n_nonfinite
+        self._model_rounds_kept += int(info.reverted)
         if info.n_nonfinite > 0:
             warnings.warn(
                 f"{info.n_nonfinite} transitions with NaN or infinite values were left out of the model's training data "
@@ -229,7 +229,7 @@ class ModelStepSAC(SAC):
         assert self.termination_fn is not None
         info = rollout_model(self.dynamics_model, self.rollout_policy, self.termination_fn, starts, horizon, self.model_buffer)
         self._nan_predictions_dropped += info.nan_predictions_dropped
-        self._nonfinite_rows_dropped = getattr(self, "_nonfinite_rows_dropped", 0) + info.nonfinite_starts_dropped
+        self._nonfinite_rows_dropped += info.nonfinite_starts_dropped
         return info
 
     def rollout_policy(self, observations: th.Tensor) -> th.Tensor:
@@ -251,8 +251,8 @@ class ModelStepSAC(SAC):
             self.logger.record("train/model_train_rows", model_info.n_train + model_info.n_holdout)
             self.logger.record("train/n_elites", len(model_info.elite_indices))
         # real transitions with a NaN or infinite value left out of model training and rollout starts, so far
-        self.logger.record("train/model_nonfinite_rows_dropped", getattr(self, "_nonfinite_rows_dropped", 0))
-        self.logger.record("train/model_trainings_kept_previous", getattr(self, "_model_rounds_kept", 0))
+        self.logger.record("train/model_nonfinite_rows_dropped", self._nonfinite_rows_dropped)
+        self.logger.record("train/model_trainings_kept_previous", self._model_rounds_kept)
         # Algorithm 1's weights over the versions from the oldest with data to the current one (which has none yet)
         versions = np.arange(self.replay_buffer.oldest_version, self.policy_version + 1)
         self.logger.record("train/policy_version", self.policy_version)

@@ -24,6 +24,8 @@ def test_legacy_agent_loads_predicts_the_same_and_keeps_learning(name):
     np.testing.assert_allclose(actions, expected[f"{name}_actions"], rtol=0, atol=1e-6)
     assert (model.mixture == "tv") == (name == "pmac_tv")
     assert model.model_training == "full"  # saved before bounded model training existed: keeps its behaviour
+    # saved before trainings could keep the previous model: each of its model steps trained one
+    assert model.model_rounds_trained == model._n_model_steps > 0
 
     import gymnasium as gym
 

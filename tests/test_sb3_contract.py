@@ -311,7 +311,7 @@ def test_nan_observations_are_left_out_of_model_training():
     assert model.logger.name_to_value["train/model_nonfinite_rows_dropped"] == 3 + n_starts_dropped
 
 
-def test_empty_model_buffer_is_reported():
+def test_empty_model_buffer_is_reported(tmp_path):
 
     from conftest import TINY_PMAC_KWARGS
 
@@ -322,3 +322,7 @@ def test_empty_model_buffer_is_reported():
     with pytest.warns(UserWarning, match="model buffer is empty"):
         model.train(gradient_steps=1, batch_size=32)  # every row non-finite: no model, no rollouts
     assert model._last_model_info.reverted and model.model_rounds_trained == 0 and model.model_buffer.size() == 0
+    # the count survives save/load (an agent of an earlier release gets one per model step instead: test_legacy_agents)
+    model.save(tmp_path / "agent")
+    loaded = PMAC.load(tmp_path / "agent")
+    assert loaded._n_model_steps == 1 and loaded.model_rounds_trained == 0
