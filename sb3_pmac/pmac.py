@@ -181,6 +181,11 @@ class PMAC(ModelStepSAC):
         env, env_id, rollout_horizon = apply_presets(type(self).__name__, env, rollout_horizon, use_presets, verbose)
         if env is not None:
             check_spaces(env)  # type: ignore[arg-type]
+        elif _init_setup_model:  # SB3's load builds the agent without an env (and without setting it up)
+            raise ValueError(
+                f"{type(self).__name__} needs an environment: {type(self).__name__}('MlpPolicy', env) or an env id, "
+                f"e.g. {type(self).__name__}('Hopper-v4')"
+            )
         self.rollout_horizon = validate_horizon_schedule(rollout_horizon)
         check_pmac_arguments(
             optimize_memory_usage=optimize_memory_usage,

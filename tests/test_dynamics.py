@@ -544,3 +544,9 @@ def test_trainer_keeps_the_previous_model_when_nothing_usable_comes_out():
         assert th.equal(value, before[key]), key  # parameters, normalizer and elites as before the two calls
     for key, value in trainer.optimizer.state[model.output_layer.weight].items():
         assert th.equal(value, adam_before[key]), key
+
+
+def test_hidden_sizes_without_weight_decays_says_how_to_fix_it():
+    # the default weight decays are MBPO's five values (4 hidden layers): other depths must say so and name the fix
+    with pytest.raises(ValueError, match=r"got 5: .*the default is MBPO's.*weight_decays=None"):
+        ProbabilisticEnsemble(obs_dim=3, action_dim=1, hidden_sizes=(32, 32))

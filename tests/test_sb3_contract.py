@@ -326,3 +326,9 @@ def test_empty_model_buffer_is_reported(tmp_path):
     model.save(tmp_path / "agent")
     loaded = PMAC.load(tmp_path / "agent")
     assert loaded._n_model_steps == 1 and loaded.model_rounds_trained == 0
+
+
+def test_missing_env_is_a_clear_error():
+    # the env is optional in the signature only for PMAC("Hopper-v4") and SB3's load
+    with pytest.raises(ValueError, match="needs an environment"):
+        PMAC("MlpPolicy")

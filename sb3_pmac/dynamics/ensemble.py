@@ -79,7 +79,9 @@ class ProbabilisticEnsemble(nn.Module):
         if len(weight_decays) != n_layers:
             raise ValueError(
                 f"weight_decays needs one value per linear layer (len(hidden_sizes) + 1 = {n_layers}), "
-                f"got {len(weight_decays)}"
+                f"got {len(weight_decays)}: {weight_decays} (the default is MBPO's, for 4 hidden layers; with other "
+                f"hidden_sizes pass weight_decays too, e.g. dynamics_kwargs=dict(hidden_sizes=..., weight_decays=[...]),"
+                " or weight_decays=None for none)"
             )
         if any(wd < 0 for wd in weight_decays):
             raise ValueError(f"weight_decays must be non-negative, got {weight_decays}")
