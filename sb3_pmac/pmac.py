@@ -456,7 +456,10 @@ class PMAC(ModelStepSAC):
         trainer's) continue where they were saved. The process-wide numpy, python and torch generators are left alone
         (SB3's own ``load`` re-seeds them with the agent's seed), unless ``restore_random_state=True``: then they are
         restored to their state at ``save``, so that ``learn(..., reset_num_timesteps=False)`` continues the run
-        exactly as an uninterrupted run would.
+        exactly as an uninterrupted run would, provided the env is in its state at ``save`` and ``force_reset=False``
+        (the default ``True`` resets it) and the replay buffer is loaded with :meth:`load_replay_buffer`.
+
+        :param restore_random_state: restore the process-wide numpy, python and torch generators saved with the agent
         """
         kwargs.setdefault("_lazy_buffers", True)
         for key, value in legacy_defaults(path).items():
