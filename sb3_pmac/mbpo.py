@@ -1,10 +1,12 @@
 """MBPO (Janner et al., 2019): PMAC with uniform data selection, the baseline of the paper and of its ablations."""
 
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 from stable_baselines3.common.type_aliases import MaybeCallback
 
 from sb3_pmac.pmac import PMAC
+
+SelfMBPO = TypeVar("SelfMBPO", bound="MBPO")
 
 
 class MBPO(PMAC):
@@ -17,12 +19,12 @@ class MBPO(PMAC):
     _adapt_by_default: ClassVar[bool] = False
 
     def learn(
-        self,
+        self: SelfMBPO,
         total_timesteps: int,
         callback: MaybeCallback = None,
         log_interval: int = 4,
         tb_log_name: str = "MBPO",
         reset_num_timesteps: bool = True,
         progress_bar: bool = False,
-    ) -> "MBPO":
+    ) -> SelfMBPO:
         return super().learn(total_timesteps, callback, log_interval, tb_log_name, reset_num_timesteps, progress_bar)
