@@ -11,11 +11,15 @@ algorithms ``pmac`` and ``mbpo`` (and their Optuna samplers) with rl-zoo3, then 
 
 For ``--algo pmac``/``mbpo`` without ``-conf``/``--conf-file``, ``train`` reads this package's ``pmac.yml`` /
 ``mbpo.yml`` (the paper's six tasks, v4 and v5, plus tiny smoke-test entries); ``hyperparams_dir`` prints where they are.
+With these algos, an ``--env`` gymnasium does not know, or one the package's file has no entry for (without ``-conf``),
+stops ``train`` with a short message and exit status 2 (:func:`train_args_error`) instead of rl-zoo3's traceback.
 """
 
 import argparse
 import atexit
 import copy
+import difflib
+import importlib
 import importlib.resources
 import pickle
 import re
@@ -24,10 +28,10 @@ import shutil
 import sys
 import tempfile
 import types
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NoReturn
 
 #: rl-zoo3 algorithm names added by :func:`register`
 ZOO_ALGOS = ("pmac", "mbpo")
@@ -204,21 +208,142 @@ def register() -> None:
     hyperparams_opt.HYPERPARAMS_CONVERTER["mbpo"] = convert_pmac_params
 
 
+#: rl-zoo3's ``train --env`` when none is given
+ZOO_DEFAULT_ENV = "CartPole-v1"
+
+
+class _QuietParser(argparse.ArgumentParser):
+    """An argument parser that raises :class:`argparse.ArgumentError` where it would print an error and exit."""
+
+    def error(self, message: str) -> NoReturn:
+        raise argparse.ArgumentError(None, message)
+
+
+def _parse_train_args(args: Sequence[str]) -> argparse.Namespace | None:
+    """
+    The ``train`` arguments the launcher looks at (``--algo``, ``--env``, ``--gym-packages``, ``-conf``), parsed like
+    rl-zoo3 parses them (``--env=Hopper-v4``, abbreviations, its defaults); ``None`` when they are malformed, which
+    rl-zoo3's own parser then reports.
+
+    :param args: the arguments of ``train``
+    :return: the parsed arguments, the others ignored
+    """
+    parser = _QuietParser(add_help=False)
+    parser.add_argument("--algo", type=str, default=None)
+    parser.add_argument("--env", type=str, default=ZOO_DEFAULT_ENV)
+    parser.add_argument("--env-kwargs", nargs="+")  # unused: makes "--en" ambiguous, as it is for rl-zoo3
+    parser.add_argument("--gym-packages", type=str, nargs="+", default=[])
+    parser.add_argument("-conf", "--conf-file", type=str, default=None)
+    try:
+        known, _ = parser.parse_known_args(list(args))
+    except argparse.ArgumentError:
+        return None
+    return known
+
+
 def with_default_conf(args: Sequence[str]) -> list[str]:
     """
     ``train`` arguments with ``--conf-file <pmac.yml|mbpo.yml>`` appended when the algo is ours and no ``-conf`` /
     ``--conf-file`` is given (parsed like rl-zoo3 does: ``--algo=pmac``, abbreviations, ...).
+
+    :param args: the arguments of ``train``
+    :return: the arguments to pass on to rl-zoo3
     """
-    parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--algo", type=str, default=None)
-    parser.add_argument("-conf", "--conf-file", type=str, default=None)
-    try:
-        known, _ = parser.parse_known_args(list(args))
-    except (SystemExit, argparse.ArgumentError):
-        return list(args)  # malformed: let rl-zoo3's own parser report it
-    if known.algo in ZOO_ALGOS and known.conf_file is None:
+    known = _parse_train_args(args)
+    if known is not None and known.algo in ZOO_ALGOS and known.conf_file is None:
         return [*args, "--conf-file", str(hyperparams_path(known.algo))]
     return list(args)
+
+
+def _close_matches(word: str, candidates: Iterable[str]) -> str:
+    """`` (did you mean 'A', 'B'?)`` with the closest of ``candidates``, or ``""`` when none is close."""
+    matches = difflib.get_close_matches(word, list(candidates), n=3)
+    return f" (did you mean {', '.join(repr(match) for match in matches)}?)" if matches else ""
+
+
+def unregistered_env_error(env_id: str, gym_packages: Sequence[str] = ()) -> str | None:
+    """
+    The error message for an ``env_id`` that gymnasium does not know, as rl-zoo3's ``train`` looks it up: in
+    gymnasium's registry after importing ``gym_packages`` (its ``--gym-packages``) and rl-zoo3's own environments
+    (``rl_zoo3.import_envs``, only when the id is not found without them).
+
+    :param env_id: the ``--env`` of ``train``
+    :param gym_packages: modules that register environments when imported
+    :return: the message, or ``None`` when the id is registered, or when a module of ``gym_packages`` fails to import
+        (rl-zoo3 reports that)
+    """
+    import gymnasium as gym
+
+    try:
+        for module in gym_packages:
+            importlib.import_module(module)
+    except Exception:  # rl-zoo3 imports them again and reports the failure
+        return None
+    if env_id not in gym.registry:
+        with suppress(ImportError):
+            importlib.import_module("rl_zoo3.import_envs")
+    if env_id in gym.registry:
+        return None
+    imported = f" (after importing --gym-packages {' '.join(gym_packages)})" if gym_packages else ""
+    return (
+        f"error: the env id {env_id!r} is not registered with gymnasium{imported}"
+        f'{_close_matches(env_id, gym.registry)}. `python -c "import gymnasium; gymnasium.pprint_registry()"` lists '
+        "the registered ids; an environment of another package is registered by importing that package: pass its "
+        "module with --gym-packages MODULE."
+    )
+
+
+def hyperparams_entries(algo: str) -> list[str]:
+    """
+    The entries (top-level keys) of this package's hyperparameter file of ``algo``.
+
+    :param algo: ``"pmac"`` or ``"mbpo"``
+    :return: the env ids (and any ``default``/``atari`` entry) in the file's order
+    """
+    import yaml
+
+    with open(hyperparams_path(algo)) as file:
+        return list(yaml.safe_load(file) or {})
+
+
+def missing_entry_error(algo: str, env_id: str) -> str | None:
+    """
+    The error message for training ``algo`` on ``env_id`` with this package's hyperparameter file (no ``-conf``) when
+    the file has no entry rl-zoo3 would use for ``env_id`` (the id itself, or a ``default`` or ``atari`` entry).
+
+    :param algo: ``"pmac"`` or ``"mbpo"``
+    :param env_id: the ``--env`` of ``train``
+    :return: the message, or ``None`` when the file has an entry for ``env_id``
+    """
+    entries = hyperparams_entries(algo)
+    if env_id in entries or "default" in entries or "atari" in entries:
+        return None
+    default = " (rl-zoo3's default when --env is not given)" if env_id == ZOO_DEFAULT_ENV else ""
+    return (
+        f"error: sb3-pmac's hyperparameter file {hyperparams_path(algo)} has no entry for {env_id!r}{default}"
+        f"{_close_matches(env_id, entries)}. Its entries: {', '.join(entries)}. To train {algo} on {env_id}, write "
+        "your own file with an entry for it (a copy of this one is a start) and pass it with -conf my.yml; see "
+        "docs/zoo.md (Hyperparameter files)."
+    )
+
+
+def train_args_error(args: Sequence[str]) -> str | None:
+    """
+    The error message for ``train`` arguments that would stop rl-zoo3 with a traceback before training: for ``--algo
+    pmac``/``mbpo``, an ``--env`` gymnasium does not know (:func:`unregistered_env_error`) or, without ``-conf``, one
+    this package's hyperparameter file has no entry for (:func:`missing_entry_error`). Other algos, and a user's own
+    ``-conf`` file, are left to rl-zoo3.
+
+    :param args: the arguments of ``train``
+    :return: the message, or ``None``
+    """
+    known = _parse_train_args(args)
+    if known is None or known.algo not in ZOO_ALGOS:
+        return None
+    error = unregistered_env_error(known.env, known.gym_packages)
+    if error is None and known.conf_file is None:
+        error = missing_entry_error(known.algo, known.env)
+    return error
 
 
 def _run_module(module: str) -> Callable[[], None]:
@@ -252,6 +377,7 @@ Runs rl-zoo3's COMMAND with the algorithms 'pmac' and 'mbpo' registered.
 COMMAND: {", ".join(COMMANDS)}
 ARGS: rl-zoo3's arguments of that command (see `python -m sb3_pmac.zoo COMMAND --help`).
 For `train --algo pmac|mbpo` without -conf/--conf-file, the hyperparameters come from sb3-pmac's pmac.yml/mbpo.yml.
+There, an --env that gymnasium does not know, or that these files have no entry for, exits with status 2.
 """
 
 
@@ -272,6 +398,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if command not in COMMANDS:
         print(f"Unknown command {argv[0]!r}\n\n{USAGE}", file=sys.stderr)
+        return 2
+    if command == "train" and (problem := train_args_error(args)) is not None:  # instead of rl-zoo3's traceback
+        print(problem, file=sys.stderr)
         return 2
     try:
         commands = _commands()

@@ -4,7 +4,9 @@ train / repeated runs / enjoy / plots, Optuna search (SQLite, and two concurrent
 and the YAML entries through rl-zoo3's own hyperparameter pipeline (the installed wheel and the editable install:
 ``tests/test_packaging.py``; credentials in saved files: ``tests/test_zoo_credentials.py``).
 
-rl-zoo3 is imported only in subprocesses: it patches gymnasium's ``TimeLimit`` and mutates its algorithm tables.
+rl-zoo3's commands run only in subprocesses: importing rl-zoo3 patches gymnasium's ``TimeLimit`` and its commands mutate
+its algorithm tables. The launcher's argument checks, which stop ``train`` before rl-zoo3's commands load, are called in
+this process (fixture ``zoo_main``, which undoes the patch where a check imports ``rl_zoo3.import_envs``).
 """
 
 import ast
@@ -102,6 +104,79 @@ def test_default_conf_file_injection():
     assert hyperparams_dir() == HYPERPARAMS  # source checkout (editable install)
     with pytest.raises(ValueError):
         hyperparams_path("sac")
+
+
+@pytest.fixture
+def zoo_main(tmp_path, monkeypatch):
+    """
+    :func:`sb3_pmac.zoo.main` run in this process, in ``tmp_path``. For an unregistered id the check imports
+    ``rl_zoo3.import_envs`` (rl-zoo3's own envs), which patches gymnasium's ``TimeLimit`` and sets ``np.bool8``: undone
+    after the test.
+    """
+    import gymnasium
+
+    monkeypatch.chdir(tmp_path)
+    time_limit = gymnasium.wrappers.TimeLimit
+    for module in (gymnasium.wrappers, gymnasium.wrappers.common, gymnasium.envs.registration):
+        monkeypatch.setattr(module, "TimeLimit", time_limit, raising=False)  # restored (or removed) after the test
+    monkeypatch.setattr(np, "bool8", np.bool_, raising=False)
+    return main
+
+
+def test_train_unregistered_env_is_a_clear_error(zoo_main, capsys):
+    assert zoo_main(["train", "--algo", "pmac", "--env", "Foo-v0"]) == 2
+    err = capsys.readouterr().err
+    assert "'Foo-v0' is not registered with gymnasium" in err and "--gym-packages" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert zoo_main(["train", "--algo=mbpo", "--env=Hoper-v4", "-n", "10"]) == 2  # rl-zoo3's "--env=" form
+    err = capsys.readouterr().err
+    assert "'Hoper-v4' is not registered" in err and "did you mean 'Hopper-v4'" in err
+
+
+def test_train_env_of_gym_packages_is_registered(zoo_main, capsys, tmp_path, monkeypatch):
+    """--gym-packages modules are imported before the check, as rl-zoo3 does: their env is registered."""
+    import gymnasium
+
+    (tmp_path / "sb3_pmac_test_envs.py").write_text(
+        "import gymnasium\n"
+        "gymnasium.register('SbPmacTestPendulum-v0', entry_point='gymnasium.envs.classic_control:PendulumEnv')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "sb3_pmac_test_envs", raising=False)
+    try:
+        args = ["train", "--algo", "pmac", "--env", "SbPmacTestPendulum-v0", "--gym-packages", "sb3_pmac_test_envs"]
+        assert zoo_main(args) == 2
+    finally:
+        gymnasium.registry.pop("SbPmacTestPendulum-v0", None)
+        sys.modules.pop("sb3_pmac_test_envs", None)
+    err = capsys.readouterr().err
+    assert "not registered" not in err and "has no entry for 'SbPmacTestPendulum-v0'" in err
+
+
+def test_train_env_without_yaml_entry_is_a_clear_error(zoo_main, capsys):
+    for algo, env_id in (("mbpo", "CartPole-v1"), ("pmac", "Walker2d-v3")):
+        assert zoo_main(["train", "--algo", algo, "--env", env_id]) == 2
+        err = capsys.readouterr().err
+        assert f"{hyperparams_path(algo)} has no entry for {env_id!r}" in err
+        assert f"Its entries: {', '.join(_yaml_keys(algo))}." in err
+        assert "-conf my.yml" in err and "docs/zoo.md" in err
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert zoo_main(["train", "--algo", "pmac"]) == 2  # rl-zoo3's default env
+    assert "no entry for 'CartPole-v1' (rl-zoo3's default when --env is not given)" in capsys.readouterr().err
+
+
+def test_train_args_check_passes_valid_entries_and_own_conf():
+    from sb3_pmac.zoo import missing_entry_error, train_args_error
+
+    for algo in ("pmac", "mbpo"):
+        for env_id in _yaml_keys(algo):
+            assert missing_entry_error(algo, env_id) is None, (algo, env_id)
+    assert train_args_error(["--algo", "pmac", "--env", "Hopper-v4", "-n", "10"]) is None
+    assert train_args_error(["--algo=mbpo", "--env=Pendulum-v1", "--env-kwargs", "g:9.81"]) is None
+    # a user's own file and other algos are left to rl-zoo3; a malformed command line to rl-zoo3's parser
+    assert train_args_error(["--algo", "pmac", "--env", "CartPole-v1", "-conf", "my.yml"]) is None
+    assert train_args_error(["--algo", "sac", "--env", "CartPole-v1"]) is None
+    assert train_args_error(["--algo", "pmac", "--en", "Hopper-v4"]) is None  # ambiguous for rl-zoo3 too
 
 
 def test_horizon_choices_parse():
