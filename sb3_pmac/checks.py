@@ -1,7 +1,7 @@
 """Argument checks of PMAC and its diagnostics: every check once, with a message that says what to do."""
 
 import warnings
-from typing import Any
+from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
@@ -11,6 +11,15 @@ from stable_baselines3.common.vec_env import VecEnv
 from sb3_pmac.buffers import PolicyVersionedReplayBuffer
 from sb3_pmac.policy_mixture import check_adaptation_rate
 from sb3_pmac.tv_mixture import check_max_rate
+
+#: The policy mixtures of ``PMAC(mixture=...)``: Algorithm 1's alpha-decay, or PDML's inverse TV distance
+MixtureName = Literal["exponential", "tv"]
+#: ``PMAC(model_training=...)``: a bounded training set per model training, or the whole buffer
+ModelTrainingMode = Literal["bounded", "full"]
+#: The constructor defaults that :func:`warn_unused_mixture_arguments` compares with
+DEFAULT_ADAPTATION_RATE = 0.9
+DEFAULT_MIXTURE: MixtureName = "exponential"
+DEFAULT_MAX_RATE = 0.02
 
 
 def check_positive(**values: int | None) -> None:
@@ -111,4 +120,55 @@ def check_spaces(env: gym.Env | VecEnv) -> None:
             "continuous states; cast them with a wrapper (e.g. gymnasium.wrappers.DtypeObservation(env, np.float32))"
         )
     if not np.all(np.isfinite(action_space.low)) or not np.all(np.isfinite(action_space.high)):
-        warnings.warn("The action space is unbounded: SAC squashes actions to [-1, 1] and rescales to the bounds")
+        raise UnsupportedSpaceError(
+            f"PMAC needs a bounded action space, got low={action_space.low}, high={action_space.high}: its SAC squashes "
+            "actions to [-1, 1] and rescales them to the bounds; give the env's action space finite bounds (the range "
+            "the env really accepts) with a wrapper"
+        )
+
+
+def unused_mixture_arguments(
+    adaptive: bool,
+    adaptation_rate: float,
+    mixture: str,
+    max_rate: float,
+    model_training: str,
+    model_train_size: int | None,
+) -> list[str]:
+    """
+    The mixture arguments set to other values than their defaults that have no effect with the other settings.
+
+    :param adaptive: whether the model training data or the rollout starts are drawn per the mixture
+    :return: the names of the arguments without effect (empty when all are used or at their defaults)
+    """
+    sets_train_size = model_training == "bounded" and model_train_size is None  # alpha sizes the bounded training set
+    unused = []
+    if adaptation_rate != DEFAULT_ADAPTATION_RATE and not sets_train_size and not (adaptive and mixture == "exponential"):
+        unused.append("adaptation_rate")
+    if mixture != DEFAULT_MIXTURE and not adaptive:
+        unused.append("mixture")
+    if max_rate != DEFAULT_MAX_RATE and not (adaptive and mixture == "tv"):
+        unused.append("max_rate")
+    return unused
+
+
+def warn_unused_mixture_arguments(algorithm: str, adaptive: bool, **arguments: Any) -> None:
+    """
+    Warn when mixture arguments are set but have no effect (e.g. ``MBPO(mixture="tv")``: MBPO draws uniformly).
+
+    :param algorithm: the class name, for the message
+    :param adaptive: whether the model training data or the rollout starts are drawn per the mixture
+    :param arguments: the arguments of :func:`unused_mixture_arguments`
+    """
+    unused = unused_mixture_arguments(adaptive, **arguments)
+    if unused:
+        why = (
+            "neither the model's training data nor the rollout starts are drawn per the policy mixture "
+            "(adapt_model_training=adapt_rollout_starts=False)"
+            if not adaptive
+            else f"mixture={arguments['mixture']!r} does not use them"
+        )
+        if "adaptation_rate" in unused:
+            why += "; adaptation_rate also sizes the bounded model training set, which model_train_size or "
+            why += "model_training='full' replaces here"
+        warnings.warn(f"{algorithm}: {', '.join(unused)} set but without effect: {why}", UserWarning, stacklevel=3)

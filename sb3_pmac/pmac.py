@@ -5,6 +5,7 @@ PMAC: Policy-adaptation Model-based Actor-Critic (Wang, Wongkamjan and Huang, 20
 import io
 import pathlib
 import time
+import warnings
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -20,7 +21,16 @@ from stable_baselines3.sac.policies import SACPolicy
 from sb3_pmac import fast_sac
 from sb3_pmac.buffer_files import load_buffers, save_buffers
 from sb3_pmac.buffers import PolicyVersionedReplayBuffer
-from sb3_pmac.checks import check_pmac_arguments, check_spaces
+from sb3_pmac.checks import (
+    DEFAULT_ADAPTATION_RATE,
+    DEFAULT_MAX_RATE,
+    DEFAULT_MIXTURE,
+    MixtureName,
+    ModelTrainingMode,
+    check_pmac_arguments,
+    check_spaces,
+    warn_unused_mixture_arguments,
+)
 from sb3_pmac.compat import legacy_defaults, legacy_policy_version
 from sb3_pmac.dynamics import ModelTrainingInfo
 from sb3_pmac.env_presets import apply_presets
@@ -64,7 +74,8 @@ class PMAC(ModelStepSAC):
     :param replay_buffer_kwargs: Keyword arguments to pass to the replay buffer on creation.
     :param optimize_memory_usage: Not supported by PMAC (raises ``ValueError``)
     :param n_steps: n-step returns of SB3's SAC; only 1 is supported (model rollouts produce one-step transitions)
-    :param ent_coef: Entropy regularization coefficient (``"auto"`` to learn it)
+    :param ent_coef: Entropy regularization coefficient. Default 0.2, fixed, as in the SAC of the paper's base code
+        (mbpo_pytorch) and the rl-zoo3 YAMLs; ``"auto"`` (SB3's default) learns it towards ``target_entropy``
     :param target_update_interval: update the target network every ``target_update_interval`` gradient steps
     :param target_entropy: target entropy when learning ``ent_coef`` (``ent_coef = 'auto'``)
     :param use_sde: Whether to use generalized State Dependent Exploration (gSDE)
@@ -141,15 +152,15 @@ class PMAC(ModelStepSAC):
         replay_buffer_kwargs: dict[str, Any] | None = None,
         optimize_memory_usage: bool = False,
         n_steps: int = 1,
-        ent_coef: str | float = "auto",
+        ent_coef: str | float = 0.2,
         target_update_interval: int = 1,
         target_entropy: str | float = "auto",
         use_sde: bool = False,
         sde_sample_freq: int = -1,
         use_sde_at_warmup: bool = False,
-        adaptation_rate: float = 0.9,
-        mixture: str = "exponential",
-        max_rate: float = 0.02,
+        adaptation_rate: float = DEFAULT_ADAPTATION_RATE,
+        mixture: MixtureName = DEFAULT_MIXTURE,
+        max_rate: float = DEFAULT_MAX_RATE,
         adapt_model_training: bool | None = None,
         adapt_rollout_starts: bool | None = None,
         real_ratio: float = 0.05,
@@ -163,7 +174,7 @@ class PMAC(ModelStepSAC):
         n_elites: int = 5,
         dynamics_kwargs: dict[str, Any] | None = None,
         model_trainer_kwargs: dict[str, Any] | None = None,
-        model_training: str = "bounded",
+        model_training: ModelTrainingMode = "bounded",
         model_train_size: int | None = None,
         termination_fn: TerminationFn | None = None,
         use_presets: bool = True,
@@ -249,6 +260,15 @@ class PMAC(ModelStepSAC):
         self.max_rate = float(max_rate)
         self.adapt_model_training = self._adapt_by_default if adapt_model_training is None else bool(adapt_model_training)
         self.adapt_rollout_starts = self._adapt_by_default if adapt_rollout_starts is None else bool(adapt_rollout_starts)
+        warn_unused_mixture_arguments(
+            type(self).__name__,
+            self.adapt_model_training or self.adapt_rollout_starts,
+            adaptation_rate=adaptation_rate,
+            mixture=mixture,
+            max_rate=max_rate,
+            model_training=model_training,
+            model_train_size=model_train_size,
+        )
         self.real_ratio = float(real_ratio)
         self.model_train_freq = int(model_train_freq)
         self.rollout_batch_size = int(rollout_batch_size)
@@ -467,6 +487,14 @@ class PMAC(ModelStepSAC):
         with preserved_rng_states(get_device(device)):
             # SB3's load re-seeds the global generators with the agent's seed (in _setup_model): undone here
             model = super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
+        if not cls._adapt_by_default and (model.adapt_model_training or model.adapt_rollout_starts):
+            warnings.warn(
+                f"{path!s} holds an agent that draws data per the policy mixture (adapt_model_training="
+                f"{model.adapt_model_training}, adapt_rollout_starts={model.adapt_rollout_starts}), i.e. a PMAC agent: "
+                f"{cls.__name__}.load keeps its saved settings, so it goes on as PMAC; load it with PMAC.load",
+                UserWarning,
+                stacklevel=2,
+            )
         if env is not None:
             model._derive_termination_fn()  # the new env's settings
         if model._rng_states is not None:

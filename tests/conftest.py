@@ -12,6 +12,7 @@ TINY_PMAC_KWARGS = dict(
     dynamics_kwargs=dict(hidden_sizes=(32, 32), weight_decays=None),
     model_trainer_kwargs=dict(max_epochs=3),
     policy_kwargs=dict(net_arch=[32, 32]),
+    ent_coef="auto",  # the learned coefficient (SB3's default) exercises more: its optimizer, loss, save/load
 )
 
 

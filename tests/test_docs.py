@@ -76,6 +76,7 @@ MAX_STEPS = 300
 REPLACE = {
     "eval_freq=1_000": "eval_freq=100",
     "save_freq=25_000": "save_freq=150",
+    "_25000_steps": "_150_steps",
     "for seed in range(5)": "for seed in range(1)",
 }
 

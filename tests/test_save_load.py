@@ -176,6 +176,17 @@ def load(variant: str, run: SavedRun, **kwargs: Any) -> PMAC:
 
 
 # ---------------------------------------------------------------------------------------------- save / load
+def test_mbpo_load_of_a_pmac_agent_warns_and_keeps_its_settings(saved_runs):
+    pmac_run, mbpo_run = saved_runs("pmac"), saved_runs("mbpo")
+    with pytest.warns(UserWarning, match="PMAC agent.*load it with PMAC.load"):
+        loaded = MBPO.load(pmac_run.agent, device="cpu")
+    assert loaded.adapt_model_training and loaded.adapt_rollout_starts  # the saved settings win, as in SB3
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # PMAC.load of an MBPO agent is PMAC's ablation: nothing to warn about
+        for cls, run in ((PMAC, mbpo_run), (MBPO, mbpo_run), (PMAC, pmac_run)):
+            assert cls.load(run.agent, device="cpu").adapt_model_training == (run is pmac_run)
+
+
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_save_load_predict_dynamics_and_state(variant, saved_runs):
     run = saved_runs(variant)

@@ -1,5 +1,7 @@
 """What SB3 users rely on: PMAC behaves like SAC or refuses clearly (constructor arguments, spaces)."""
 
+import warnings
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -34,13 +36,17 @@ BOX_ACT = spaces.Box(-1, 1, (2,), np.float32)
         (spaces.Discrete(4), BOX_ACT, "flat Box"),
         (spaces.Box(0, 255, (8, 8, 3), np.uint8), BOX_ACT, "1-D"),
         (spaces.Box(0, 10, (4,), np.int64), BOX_ACT, "float observations"),
+        (BOX_OBS, spaces.Box(-np.inf, np.inf, (2,), np.float32), "bounded action space"),
+        (BOX_OBS, spaces.Box(np.array([-1, -np.inf]), np.array([1, 2]), dtype=np.float32), "bounded action space"),
     ],
 )
 def test_unsupported_spaces_raise_what_sb3_raises(observation_space, action_space, match):
     env = SpacesEnv(observation_space, action_space)
     for error in (AssertionError, ValueError):  # SB3 raises AssertionError for unsupported spaces
-        with pytest.raises(error, match=match):
-            PMAC("MlpPolicy", env)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # refused at once, not after a warning
+            with pytest.raises(error, match=match):
+                PMAC("MlpPolicy", env)
     with pytest.raises(UnsupportedSpaceError) as info:
         PMAC("MlpPolicy", env)
     if match == "float observations":
@@ -201,7 +207,77 @@ def test_bounded_model_training_defaults():
     assert bounded_train_size(250, 0.9, 10**6) == 4750 and bounded_train_size(250, 1.0, 12_345) == 12_345
 
 
-# ---------------------------------------------------------------------------------------------- what save writes
+def test_default_entropy_coefficient_is_the_papers_fixed_0_2():
+    import yaml
+    from conftest import TINY_PMAC_KWARGS
+    from stable_baselines3.common.logger import configure
+
+    from sb3_pmac.zoo import hyperparams_path
+
+    kwargs = {key: value for key, value in TINY_PMAC_KWARGS.items() if key != "ent_coef"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model = PMAC("MlpPolicy", "Pendulum-v1", **{**kwargs, "learning_starts": 40, "model_train_freq": 20})
+    assert model.ent_coef_optimizer is None and model.log_ent_coef is None
+    seen: dict[str, float] = {}
+    model.set_logger(configure(None, []))
+    record = model.logger.record
+    model.logger.record = lambda key, value, exclude=None: (seen.__setitem__(key, value), record(key, value, exclude))
+    model.learn(60)
+    assert seen["train/ent_coef"] == pytest.approx(0.2) and "train/ent_coef_loss" not in seen
+    # the same as the rl-zoo3 YAMLs of the paper's tasks (and the Hopper campaign)
+    for algo in ("pmac", "mbpo"):
+        assert yaml.safe_load(hyperparams_path(algo).read_text())["Hopper-v4"]["ent_coef"] == model.ent_coef == 0.2
+
+
+# ---------------------------------------------------------------------------------------------- mixture arguments
+@pytest.mark.parametrize(
+    "cls, kwargs, unused",
+    [
+        ("MBPO", dict(mixture="tv"), ["mixture"]),
+        ("MBPO", dict(max_rate=0.1), ["max_rate"]),
+        ("PMAC", dict(max_rate=0.1), ["max_rate"]),  # the exponential mixture has no max_rate
+        ("PMAC", dict(mixture="tv", adaptation_rate=0.5, model_train_size=1000), ["adaptation_rate"]),
+        ("MBPO", dict(adaptation_rate=0.5, model_training="full"), ["adaptation_rate"]),
+        (
+            "PMAC",
+            dict(adapt_model_training=False, adapt_rollout_starts=False, mixture="tv", max_rate=0.1),
+            ["mixture", "max_rate"],
+        ),
+    ],
+)
+def test_mixture_arguments_without_effect_warn(cls, kwargs, unused):
+    from sb3_pmac import MBPO
+
+    algo = {"PMAC": PMAC, "MBPO": MBPO}[cls]
+    with pytest.warns(UserWarning, match=f"{cls}: {', '.join(unused)} set but without effect"):
+        algo("MlpPolicy", SpacesEnv(BOX_OBS, BOX_ACT), buffer_size=100, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "cls, kwargs",
+    [
+        ("PMAC", {}),
+        ("MBPO", {}),
+        ("PMAC", dict(adaptation_rate=0.5)),
+        ("PMAC", dict(mixture="tv", max_rate=0.1)),
+        ("PMAC", dict(adapt_rollout_starts=False, mixture="tv")),
+        ("MBPO", dict(adaptation_rate=0.5)),  # alpha sizes MBPO's bounded model-training set too
+    ],
+)
+def test_mixture_arguments_with_effect_do_not_warn(cls, kwargs):
+    from sb3_pmac import MBPO
+
+    algo = {"PMAC": PMAC, "MBPO": MBPO}[cls]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.filterwarnings("error", "(?s).*without effect")
+        model = algo("MlpPolicy", SpacesEnv(BOX_OBS, BOX_ACT), buffer_size=1000, **kwargs)
+    model.replay_buffer.full = True  # 1000 stored transitions
+    # bounded training set: (1 + alpha) / (1 - alpha) versions of 250 steps
+    assert model.model_training_rows() == (750 if kwargs.get("adaptation_rate") == 0.5 else 1000)
+
+
 def test_fast_path_leaves_the_optimizers_as_configured(tmp_path):
     import warnings
     import zipfile
