@@ -408,3 +408,30 @@ def test_missing_env_is_a_clear_error():
     # the env is optional in the signature only for PMAC("Hopper-v4") and SB3's load
     with pytest.raises(ValueError, match="needs an environment"):
         PMAC("MlpPolicy")
+
+
+# ---------------------------------------------------------------------------------------------- parameters
+def test_get_and_set_parameters_carry_the_dynamics_model(tmp_path):
+    from conftest import TINY_PMAC_KWARGS
+
+    def make(seed):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return PMAC("MlpPolicy", "Pendulum-v1", seed=seed, **TINY_PMAC_KWARGS)
+
+    trained = make(0)
+    trained.learn(160)  # model steps at 101 and 151
+    parameters = trained.get_parameters()
+    assert {"policy", "dynamics_model", "model_trainer.optimizer"} <= set(parameters)
+    inputs = th.as_tensor(np.random.RandomState(0).uniform(-1, 1, (8, 4)), dtype=th.float32)
+    trained.save(tmp_path / "agent")
+    for source in (parameters, tmp_path / "agent.zip"):
+        other = make(1)
+        assert not th.equal(other.dynamics_model(inputs)[0], trained.dynamics_model(inputs)[0])
+        other.set_parameters(source, exact_match=True)
+        with th.no_grad():  # weights, input normalizer and elites
+            for actual, expected in zip(other.dynamics_model(inputs), trained.dynamics_model(inputs), strict=True):
+                assert th.equal(actual, expected)
+        assert th.equal(other.dynamics_model.elite_indices, trained.dynamics_model.elite_indices)
+        np.testing.assert_array_equal(other.predict(inputs[:, :3].numpy(), deterministic=True)[0],
+                                      trained.predict(inputs[:, :3].numpy(), deterministic=True)[0])  # fmt: skip
