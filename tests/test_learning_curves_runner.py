@@ -116,5 +116,8 @@ def test_variant_kwargs(runner, tmp_path: Path) -> None:
     args = tiny_args(runner, tmp_path)
     args.algo = "pmac_tv"
     assert runner.agent_kwargs(args)["mixture"] == "tv"
+    assert runner.agent_kwargs(args)["ent_coef"] == "auto"  # reduced settings: the coefficient of the earlier runs
     args.algo = "sac"
     assert "model_trainer_kwargs" not in runner.agent_kwargs(args)
+    args.algo, args.settings = "mbpo", "paper"
+    assert runner.agent_kwargs(args)["ent_coef"] == 0.2
