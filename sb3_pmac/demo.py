@@ -13,6 +13,7 @@ import argparse
 import os
 import sys
 import time
+import warnings
 
 import gymnasium as gym
 import torch as th
@@ -56,6 +57,12 @@ def main(argv: list[str] | None = None) -> float:
         )
     settings = "paper" if args.paper_settings else "demo"
     print(f"Training {algo_class.__name__} on {args.env} for {args.timesteps} steps ({settings} settings)")
+    if args.env.endswith("-v4"):
+        # v4 is the version the paper's comparisons (and the Hopper campaign) use: say so once instead of gymnasium's
+        # "out of date" warning at every gym.make
+        warnings.filterwarnings("ignore", message=r".*is out of date", category=DeprecationWarning)
+        print(f"({args.env}: the version of the paper's comparisons; gymnasium's newer v5 works too, e.g. --env "
+              f"{args.env[:-1]}5)")  # fmt: skip
     start = time.perf_counter()
     model = algo_class(args.env, verbose=0, seed=args.seed, **kwargs)
     model.learn(args.timesteps, progress_bar=not args.no_progress_bar)
