@@ -15,9 +15,10 @@ and the mixture are those of step ``t`` of a real run. ``--prime-rounds`` model 
 up, then ``--steps`` env steps of ``learn`` are timed. PMAC's parts come from its cumulative ``_timings``; env time
 = wall - the other parts. Model training and rollouts are normalised per model step (one every 250 env steps).
 
-SB3's SAC (same networks, 20 updates per env step) is timed on ``--steps`` steps after its warm-up; its cost does
-not depend on ``t``. The projection integrates the piecewise-linear curve through the measured points (constant
-beyond the last one) from ``learning_starts`` to the run's end, plus the warm-up's env steps.
+SB3's SAC (same networks, same entropy coefficient ``--ent-coef``, 20 updates per env step) is timed on ``--steps``
+steps after its warm-up; its cost does not depend on ``t``. The projection integrates the piecewise-linear curve
+through the measured points (constant beyond the last one) from ``learning_starts`` to the run's end, plus the
+warm-up's env steps.
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ def fill_like_a_run(model: PMAC, data: dict[str, np.ndarray], t: int) -> None:
 
 
 def measure_pmac(args: argparse.Namespace, t: int, data: dict[str, np.ndarray]) -> dict[str, float]:
-    model = PMAC(args.env, seed=args.seed, device=args.device, buffer_size=max(t + args.steps, 1000))
+    model = PMAC(args.env, seed=args.seed, device=args.device, buffer_size=max(t + args.steps, 1000), ent_coef=args.ent_coef)
     model.set_logger(configure(None, []))
     fill_like_a_run(model, data, t)
     for _ in range(args.prime_rounds):
@@ -124,7 +125,15 @@ def measure_pmac(args: argparse.Namespace, t: int, data: dict[str, np.ndarray]) 
 
 def measure_sac(args: argparse.Namespace) -> dict[str, float]:
     warmup = 1000
-    model = SAC("MlpPolicy", gym.make(args.env), learning_starts=warmup, gradient_steps=20, seed=args.seed, device=args.device)
+    model = SAC(
+        "MlpPolicy",
+        gym.make(args.env),
+        learning_starts=warmup,
+        gradient_steps=20,
+        ent_coef=args.ent_coef,
+        seed=args.seed,
+        device=args.device,
+    )
     train_time = [0.0]
     original_train = model.train
 
@@ -150,6 +159,11 @@ def projected_hours(points: list[tuple[int, float]], total: int, learning_starts
     return (seconds + learning_starts * warmup_cost / 1000.0) / 3600.0
 
 
+def ent_coef(value: str) -> float | str:
+    """``--ent-coef``: a number, or SB3's ``auto`` / ``auto_<init>`` (learned)."""
+    return value if value.startswith("auto") else float(value)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", default="Hopper-v4")
@@ -161,6 +175,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--ent-coef", type=ent_coef, default=0.2, help="entropy coefficient of both PMAC and SAC (PMAC's default 0.2)"
+    )
     args = parser.parse_args()
     if args.threads is not None:
         th.set_num_threads(args.threads)
