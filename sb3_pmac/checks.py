@@ -130,9 +130,9 @@ def check_spaces(env: gym.Env | VecEnv) -> None:
 def unused_mixture_arguments(
     adaptive: bool,
     adaptation_rate: float,
-    mixture: str,
+    mixture: MixtureName,
     max_rate: float,
-    model_training: str,
+    model_training: ModelTrainingMode,
     model_train_size: int | None,
 ) -> list[str]:
     """
@@ -171,4 +171,24 @@ def warn_unused_mixture_arguments(algorithm: str, adaptive: bool, **arguments: A
         if "adaptation_rate" in unused:
             why += "; adaptation_rate also sizes the bounded model training set, which model_train_size or "
             why += "model_training='full' replaces here"
+        if "mixture" in unused and arguments["mixture"] == "tv":
+            why += "; mixture='tv' still stores the collecting policy's Gaussian with every real transition"
         warnings.warn(f"{algorithm}: {', '.join(unused)} set but without effect: {why}", UserWarning, stacklevel=3)
+
+
+def warn_unused_sac_arguments(algorithm: str, ent_coef: str | float, target_entropy: str | float) -> None:
+    """
+    Warn when ``target_entropy`` is set but ``ent_coef`` is fixed (PMAC's default 0.2), so that nothing uses it.
+
+    :param algorithm: the class name, for the message
+    :param ent_coef: the entropy coefficient (learned when a string starting with ``"auto"``)
+    :param target_entropy: the target entropy of the learned coefficient
+    """
+    learned = isinstance(ent_coef, str) and ent_coef.startswith("auto")
+    if not learned and target_entropy != "auto":
+        warnings.warn(
+            f"{algorithm}: target_entropy={target_entropy!r} set but without effect: ent_coef={ent_coef!r} is fixed "
+            "(the default 0.2 of the paper's base code); pass ent_coef='auto' to learn it towards target_entropy",
+            UserWarning,
+            stacklevel=3,
+        )

@@ -43,7 +43,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> float:
-    args = parse_args(argv)
+    with warnings.catch_warnings():  # the filter below stays inside the demo (main is also called in-process)
+        return _run(parse_args(argv))
+
+
+def _run(args: argparse.Namespace) -> float:
     if args.threads > 0:
         th.set_num_threads(args.threads)
     algo_class = PMAC if args.algo == "pmac" else MBPO

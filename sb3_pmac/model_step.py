@@ -256,7 +256,8 @@ class ModelStepSAC(SAC):
         # Algorithm 1's weights over the versions from the oldest with data to the current one (which has none yet)
         versions = np.arange(self.replay_buffer.oldest_version, self.policy_version + 1)
         self.logger.record("train/policy_version", self.policy_version)
-        self.logger.record("train/mixture_effective_policies", self.policy_mixture.effective_number_of_policies(versions))
+        if self.adapt_model_training or self.adapt_rollout_starts:  # MBPO draws uniformly: no mixture to describe
+            self.logger.record("train/mixture_effective_policies", self.policy_mixture.effective_number_of_policies(versions))
         if self._last_tv_distances is not None and len(self._last_tv_distances) > 0:
             # mixture="tv": distances of the versions with data to the current policy, and the newest chunk's share
             self.logger.record("train/mixture_tv_mean", float(np.mean(self._last_tv_distances)))

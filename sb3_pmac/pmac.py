@@ -30,6 +30,7 @@ from sb3_pmac.checks import (
     check_pmac_arguments,
     check_spaces,
     warn_unused_mixture_arguments,
+    warn_unused_sac_arguments,
 )
 from sb3_pmac.compat import legacy_defaults, legacy_policy_version
 from sb3_pmac.dynamics import ModelTrainingInfo
@@ -75,14 +76,17 @@ class PMAC(ModelStepSAC):
     :param optimize_memory_usage: Not supported by PMAC (raises ``ValueError``)
     :param n_steps: n-step returns of SB3's SAC; only 1 is supported (model rollouts produce one-step transitions)
     :param ent_coef: Entropy regularization coefficient. Default 0.2, fixed, as in the SAC of the paper's base code
-        (mbpo_pytorch) and the rl-zoo3 YAMLs; ``"auto"`` (SB3's default) learns it towards ``target_entropy``
+        (mbpo_pytorch) and the rl-zoo3 YAMLs; ``"auto"`` (SB3's default) learns it towards ``target_entropy``, starting
+        from 1 (``"auto_0.1"``: from 0.1)
     :param target_update_interval: update the target network every ``target_update_interval`` gradient steps
-    :param target_entropy: target entropy when learning ``ent_coef`` (``ent_coef = 'auto'``)
+    :param target_entropy: target entropy when learning ``ent_coef`` (``ent_coef="auto"``); with a fixed ``ent_coef``
+        it has no effect (a value other than ``"auto"`` then warns)
     :param use_sde: Whether to use generalized State Dependent Exploration (gSDE)
     :param sde_sample_freq: Sample a new noise matrix every n steps when using gSDE
     :param use_sde_at_warmup: Whether to use gSDE instead of uniform sampling during the warm up phase
-    :param adaptation_rate: the policy-adaptation rate :math:`\\alpha` of Algorithm 1, in (0, 1] (0.9 in the paper);
-        used by ``mixture="exponential"`` only
+    :param adaptation_rate: the policy-adaptation rate :math:`\\alpha` of Algorithm 1, in (0, 1] (0.9 in the paper):
+        the weights of ``mixture="exponential"``; with ``model_training="bounded"`` it also sizes the training set
+        (see ``model_train_size``), for every mixture and for MBPO
     :param mixture: the policy mixture that weights the versions where ``adapt_model_training`` /
         ``adapt_rollout_starts`` ask for it: ``"exponential"`` (Algorithm 1 of the paper, :math:`w_i \\propto
         \\alpha^{k-i}`) or ``"tv"`` (the authors' PDML code: inverse total-variation distance to the current policy,
@@ -260,6 +264,7 @@ class PMAC(ModelStepSAC):
         self.max_rate = float(max_rate)
         self.adapt_model_training = self._adapt_by_default if adapt_model_training is None else bool(adapt_model_training)
         self.adapt_rollout_starts = self._adapt_by_default if adapt_rollout_starts is None else bool(adapt_rollout_starts)
+        warn_unused_sac_arguments(type(self).__name__, ent_coef=ent_coef, target_entropy=target_entropy)
         warn_unused_mixture_arguments(
             type(self).__name__,
             self.adapt_model_training or self.adapt_rollout_starts,

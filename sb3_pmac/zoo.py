@@ -230,7 +230,7 @@ def _parse_train_args(args: Sequence[str]) -> argparse.Namespace | None:
     """
     parser = _QuietParser(add_help=False)
     parser.add_argument("--algo", type=str, default=None)
-    parser.add_argument("--env", type=str, default=ZOO_DEFAULT_ENV)
+    parser.add_argument("--env", type=str, default=None)  # None: rl-zoo3's default, ZOO_DEFAULT_ENV
     parser.add_argument("--env-kwargs", nargs="+")  # unused: makes "--en" ambiguous, as it is for rl-zoo3
     parser.add_argument("--gym-packages", type=str, nargs="+", default=[])
     parser.add_argument("-conf", "--conf-file", type=str, default=None)
@@ -309,21 +309,54 @@ def hyperparams_entries(algo: str) -> list[str]:
 def missing_entry_error(algo: str, env_id: str) -> str | None:
     """
     The error message for training ``algo`` on ``env_id`` with this package's hyperparameter file (no ``-conf``) when
-    the file has no entry rl-zoo3 would use for ``env_id`` (the id itself, or a ``default`` or ``atari`` entry).
+    the file has no entry rl-zoo3 would use for ``env_id`` (the id itself, or a ``default`` entry; the files have no
+    ``atari`` entry, and PMAC does not support Atari's discrete actions).
 
     :param algo: ``"pmac"`` or ``"mbpo"``
     :param env_id: the ``--env`` of ``train``
     :return: the message, or ``None`` when the file has an entry for ``env_id``
     """
     entries = hyperparams_entries(algo)
-    if env_id in entries or "default" in entries or "atari" in entries:
+    if env_id in entries or "default" in entries:
         return None
-    default = " (rl-zoo3's default when --env is not given)" if env_id == ZOO_DEFAULT_ENV else ""
     return (
-        f"error: sb3-pmac's hyperparameter file {hyperparams_path(algo)} has no entry for {env_id!r}{default}"
+        f"error: sb3-pmac's hyperparameter file {hyperparams_path(algo)} has no entry for {env_id!r}"
         f"{_close_matches(env_id, entries)}. Its entries: {', '.join(entries)}. To train {algo} on {env_id}, write "
         "your own file with an entry for it (a copy of this one is a start) and pass it with -conf my.yml; see "
         "docs/zoo.md (Hyperparameter files)."
+    )
+
+
+def unsupported_actions_error(algo: str, env_id: str, env_given: bool = True) -> str | None:
+    """
+    The error message for an env whose action space PMAC cannot handle (not a bounded Box), found by making the env
+    once; ``None`` when it is supported or when the env cannot be made here (rl-zoo3 then reports why).
+
+    :param algo: ``"pmac"`` or ``"mbpo"``
+    :param env_id: a registered env id
+    :param env_given: whether the user gave the id (else it is rl-zoo3's default, which the message says)
+    :return: the message, or ``None``
+    """
+    import gymnasium as gym
+    import numpy as np
+
+    try:
+        env = gym.make(env_id)
+    except Exception:
+        return None
+    action_space = env.action_space
+    env.close()
+    if (
+        isinstance(action_space, gym.spaces.Box)
+        and np.all(np.isfinite(action_space.low))
+        and np.all(np.isfinite(action_space.high))
+    ):
+        return None
+    default = "" if env_given else " (rl-zoo3's default when --env is not given)"
+    return (
+        f"error: {algo} needs a continuous action space with finite bounds (gymnasium.spaces.Box), and {env_id!r}"
+        f"{default} has {action_space}; the paper's tasks (Hopper, Walker2d, HalfCheetah, Ant, Humanoid, Pusher) and "
+        "other MuJoCo or classic-control tasks with continuous actions (Pendulum-v1, InvertedPendulum-v5, ...) work."
     )
 
 
@@ -340,9 +373,12 @@ def train_args_error(args: Sequence[str]) -> str | None:
     known = _parse_train_args(args)
     if known is None or known.algo not in ZOO_ALGOS:
         return None
-    error = unregistered_env_error(known.env, known.gym_packages)
+    env_id = ZOO_DEFAULT_ENV if known.env is None else known.env
+    error = unregistered_env_error(env_id, known.gym_packages)
+    if error is None:
+        error = unsupported_actions_error(known.algo, env_id, env_given=known.env is not None)
     if error is None and known.conf_file is None:
-        error = missing_entry_error(known.algo, known.env)
+        error = missing_entry_error(known.algo, env_id)
     return error
 
 

@@ -82,7 +82,11 @@ def sample_pmac_params(trial: optuna.Trial, n_actions: int, n_envs: int, additio
 
 
 def sample_mbpo_params(trial: optuna.Trial, n_actions: int, n_envs: int, additional_args: dict) -> dict[str, Any]:
-    """Sampler for MBPO: as :func:`sample_pmac_params` without the adaptation rate (MBPO selects data uniformly)."""
+    """
+    Sampler for MBPO: as :func:`sample_pmac_params` without the adaptation rate. MBPO draws its data uniformly; the
+    rate only sizes its bounded model-training set, which stays at the default alpha = 0.9 (``model_train_freq`` x 19
+    rows, as PMAC's default), so that trials compare at equal model-training cost.
+    """
     sampled = _sample_common(trial)
     trial.set_user_attr("worker", worker_id())
     return convert_pmac_params(sampled)

@@ -26,6 +26,10 @@ def test_legacy_agent_loads_predicts_the_same_and_keeps_learning(name):
     assert model.model_training == "full"  # saved before bounded model training existed: keeps its behaviour
     # saved before trainings could keep the previous model: each of its model steps trained one
     assert model.model_rounds_trained == model._n_model_steps > 0
+    # saved when the default was SB3's learned coefficient: keeps it (the default is a fixed 0.2 now)
+    assert model.ent_coef == "auto" and model.ent_coef_optimizer is not None and model.log_ent_coef is not None
+    saved_log_ent_coef = float(model.log_ent_coef)
+    assert saved_log_ent_coef != 0.0  # trained away from its initial value, log(1)
 
     import gymnasium as gym
 
@@ -38,6 +42,7 @@ def test_legacy_agent_loads_predicts_the_same_and_keeps_learning(name):
     assert model.model_buffer.size() > 0
     model.learn(60, reset_num_timesteps=False)
     assert model.num_timesteps == int(expected[f"{name}_num_timesteps"]) + 60
+    assert float(model.log_ent_coef) != saved_log_ent_coef  # still learned
 
 
 def test_new_agents_keep_their_model_training_mode(tmp_path):

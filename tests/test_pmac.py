@@ -363,6 +363,17 @@ def test_logger_keys(tmp_path):
     assert "train/model_holdout_loss" in header and "rollout/model_horizon" in header
 
 
+def test_mixture_keys_only_where_a_mixture_selects_data():
+    for cls, adaptive in ((PMAC, True), (MBPO, False)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            model = cls("MlpPolicy", "Pendulum-v1", seed=0, **{**TINY, "learning_starts": 60})
+        callback = KeysCallback()
+        model.learn(160, callback=callback)
+        assert "train/policy_version" in callback.keys  # the versions are kept (and logged) for both
+        assert ("train/mixture_effective_policies" in callback.keys) == adaptive, cls.__name__
+
+
 # ---------------------------------------------------------------------------------------------- progress bar
 def test_progress_bar_and_env_reset_warning(tmp_path):
     model = pendulum(seed=6, learning_starts=50)

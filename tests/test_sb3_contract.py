@@ -254,13 +254,22 @@ def test_mixture_arguments_without_effect_warn(cls, kwargs, unused):
         algo("MlpPolicy", SpacesEnv(BOX_OBS, BOX_ACT), buffer_size=100, **kwargs)
 
 
+@pytest.mark.parametrize("ent_coef", [0.2, 0.05])
+def test_target_entropy_with_a_fixed_ent_coef_warns(ent_coef):
+    kwargs = {} if ent_coef == 0.2 else {"ent_coef": ent_coef}  # the default, and another fixed value
+    with pytest.warns(UserWarning, match="PMAC: target_entropy=-3.0 set but without effect.*ent_coef='auto'"):
+        PMAC("MlpPolicy", SpacesEnv(BOX_OBS, BOX_ACT), buffer_size=100, target_entropy=-3.0, **kwargs)
+
+
 @pytest.mark.parametrize(
     "cls, kwargs",
     [
         ("PMAC", {}),
         ("MBPO", {}),
         ("PMAC", dict(adaptation_rate=0.5)),
-        ("PMAC", dict(mixture="tv", max_rate=0.1)),
+        ("PMAC", dict(mixture="tv", max_rate=0.1, adaptation_rate=0.5)),  # alpha sizes the bounded set
+        ("PMAC", dict(ent_coef="auto", target_entropy=-3.0)),
+        ("PMAC", dict(ent_coef="auto_0.1", target_entropy=-3.0)),
         ("PMAC", dict(adapt_rollout_starts=False, mixture="tv")),
         ("MBPO", dict(adaptation_rate=0.5)),  # alpha sizes MBPO's bounded model-training set too
     ],

@@ -154,15 +154,22 @@ def test_train_env_of_gym_packages_is_registered(zoo_main, capsys, tmp_path, mon
 
 
 def test_train_env_without_yaml_entry_is_a_clear_error(zoo_main, capsys):
-    for algo, env_id in (("mbpo", "CartPole-v1"), ("pmac", "Walker2d-v3")):
+    for algo, env_id in (("mbpo", "MountainCarContinuous-v0"), ("pmac", "Walker2d-v3")):
         assert zoo_main(["train", "--algo", algo, "--env", env_id]) == 2
         err = capsys.readouterr().err
         assert f"{hyperparams_path(algo)} has no entry for {env_id!r}" in err
         assert f"Its entries: {', '.join(_yaml_keys(algo))}." in err
         assert "-conf my.yml" in err and "docs/zoo.md" in err
         assert "Traceback" not in err and len(err.strip().splitlines()) == 1
-    assert zoo_main(["train", "--algo", "pmac"]) == 2  # rl-zoo3's default env
-    assert "no entry for 'CartPole-v1' (rl-zoo3's default when --env is not given)" in capsys.readouterr().err
+
+
+def test_train_env_with_discrete_actions_is_a_clear_error(zoo_main, capsys):
+    for args in (["--env", "CartPole-v1", "-conf", "my.yml"], []):  # with a user's file too; [] : rl-zoo3's default env
+        assert zoo_main(["train", "--algo", "pmac", *args]) == 2
+        err = capsys.readouterr().err
+        assert "pmac needs a continuous action space with finite bounds" in err and "has Discrete(2)" in err
+        assert ("(rl-zoo3's default when --env is not given)" in err) == (not args)
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
 def test_train_args_check_passes_valid_entries_and_own_conf():
@@ -174,7 +181,7 @@ def test_train_args_check_passes_valid_entries_and_own_conf():
     assert train_args_error(["--algo", "pmac", "--env", "Hopper-v4", "-n", "10"]) is None
     assert train_args_error(["--algo=mbpo", "--env=Pendulum-v1", "--env-kwargs", "g:9.81"]) is None
     # a user's own file and other algos are left to rl-zoo3; a malformed command line to rl-zoo3's parser
-    assert train_args_error(["--algo", "pmac", "--env", "CartPole-v1", "-conf", "my.yml"]) is None
+    assert train_args_error(["--algo", "pmac", "--env", "MountainCarContinuous-v0", "-conf", "my.yml"]) is None
     assert train_args_error(["--algo", "sac", "--env", "CartPole-v1"]) is None
     assert train_args_error(["--algo", "pmac", "--en", "Hopper-v4"]) is None  # ambiguous for rl-zoo3 too
 

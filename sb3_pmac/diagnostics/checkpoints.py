@@ -28,7 +28,8 @@ def load_agent(path: str | os.PathLike[str], algo: str | None = None, device: st
     Load a saved PMAC or MBPO agent (the replay buffer is not loaded).
 
     MBPO is PMAC with the adaptive switches off, and the switches are saved with the agent: loading with
-    :class:`PMAC` restores either algorithm. ``algo`` only picks the class of the returned object.
+    :class:`PMAC` restores either algorithm. ``algo`` only picks the class of the returned object (``"mbpo"`` for a
+    PMAC agent warns that it goes on as PMAC).
 
     :param path: the agent's zip file
     :param algo: ``"pmac"``, ``"mbpo"`` or None (as saved)
