@@ -45,7 +45,8 @@ class BoxEnv(gym.Env):
 
 def make_sac(**kwargs) -> SAC:
     kwargs.setdefault("policy_kwargs", dict(net_arch=[64, 64]))
-    model = SAC("MlpPolicy", BoxEnv(), buffer_size=1000, batch_size=BATCH, seed=0, device="cpu", **kwargs)
+    kwargs.setdefault("device", "cpu")  # tests/test_cuda.py: "cuda"
+    model = SAC("MlpPolicy", BoxEnv(), buffer_size=1000, batch_size=BATCH, seed=0, **kwargs)
     model.set_logger(configure(None, []))
     return model
 
