@@ -546,7 +546,23 @@ def test_trainer_keeps_the_previous_model_when_nothing_usable_comes_out():
         assert th.equal(value, adam_before[key]), key
 
 
-def test_hidden_sizes_without_weight_decays_says_how_to_fix_it():
-    # the default weight decays are MBPO's five values (4 hidden layers): other depths must say so and name the fix
-    with pytest.raises(ValueError, match=r"got 5: .*the default is MBPO's.*weight_decays=None"):
-        ProbabilisticEnsemble(obs_dim=3, action_dim=1, hidden_sizes=(32, 32))
+def test_default_weight_decays_follow_the_depth():
+    from sb3_pmac.dynamics.ensemble import MBPO_WEIGHT_DECAYS, mbpo_weight_decays
+
+    def decays(model):
+        return [layer.weight_decay for layer in [*model.hidden_layers, model.output_layer]]
+
+    # MBPO's 4 hidden layers: MBPO's values exactly
+    assert decays(ProbabilisticEnsemble(obs_dim=3, action_dim=1)) == list(MBPO_WEIGHT_DECAYS)
+    # other depths: the same profile over the relative depth, from 2.5e-5 (first layer) to 1e-4 (output layer)
+    assert decays(ProbabilisticEnsemble(obs_dim=3, action_dim=1, hidden_sizes=(32, 32))) == pytest.approx(
+        [2.5e-5, 7.5e-5, 1e-4]
+    )
+    assert mbpo_weight_decays(1) == pytest.approx([2.5e-5]) and mbpo_weight_decays(9)[::2] == pytest.approx(
+        list(MBPO_WEIGHT_DECAYS)
+    )
+    # an explicit sequence of the wrong length still says what to pass
+    with pytest.raises(ValueError, match=r"got 5: .*'mbpo', the default, fits any depth; None: no weight decay"):
+        ProbabilisticEnsemble(obs_dim=3, action_dim=1, hidden_sizes=(32, 32), weight_decays=MBPO_WEIGHT_DECAYS)
+    with pytest.raises(ValueError, match="'mbpo'"):
+        ProbabilisticEnsemble(obs_dim=3, action_dim=1, weight_decays="pets")

@@ -8,12 +8,31 @@ All ensemble members are evaluated together: every layer is a single batched mat
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
+import numpy as np
 import torch as th
 from torch import nn
 from torch.nn import functional as F
 
 from sb3_pmac.dynamics.layers import EnsembleLinear, InputNormalizer, get_activation
+
+#: MBPO's L2 coefficients of its dynamics model's 5 linear layers (4 hidden layers of 200 units, then the output)
+MBPO_WEIGHT_DECAYS = (2.5e-5, 5e-5, 7.5e-5, 7.5e-5, 1e-4)
+
+
+def mbpo_weight_decays(n_layers: int) -> list[float]:
+    """
+    MBPO's weight-decay profile for ``n_layers`` linear layers: :data:`MBPO_WEIGHT_DECAYS` for 5, otherwise its values
+    interpolated linearly over the relative depth (first layer 2.5e-5, output layer 1e-4, e.g. 3 layers: 2.5e-5,
+    7.5e-5, 1e-4).
+
+    :param n_layers: number of linear layers, hidden ones and the output layer
+    """
+    if n_layers == len(MBPO_WEIGHT_DECAYS):
+        return list(MBPO_WEIGHT_DECAYS)
+    depth, mbpo_depth = np.linspace(0.0, 1.0, n_layers), np.linspace(0.0, 1.0, len(MBPO_WEIGHT_DECAYS))
+    return [float(value) for value in np.interp(depth, mbpo_depth, MBPO_WEIGHT_DECAYS)]
 
 
 class ProbabilisticEnsemble(nn.Module):
@@ -38,8 +57,9 @@ class ProbabilisticEnsemble(nn.Module):
     :param n_elites: number of elite members used by :meth:`sample` (5 in MBPO)
     :param hidden_sizes: hidden layer sizes (4 x 200 in PMAC, Table 2)
     :param activation: ``"silu"`` / ``"swish"`` (as MBPO), ``"relu"``, or an ``nn.Module`` class
-    :param weight_decays: L2 coefficient of each linear layer (``len(hidden_sizes) + 1`` values);
-        ``None`` disables weight decay. Defaults are those of MBPO.
+    :param weight_decays: L2 coefficient of each linear layer (``len(hidden_sizes) + 1`` values); ``None`` disables
+        weight decay. ``"mbpo"`` (default): MBPO's values, :data:`MBPO_WEIGHT_DECAYS` for its 4 hidden layers, and for
+        another depth the same profile spread over the layers (:func:`mbpo_weight_decays`)
     :param logvar_bound_penalty: coefficient of the ``max_logvar.sum() - min_logvar.sum()`` penalty
     :param min_logvar: initial value of the learned lower bound on the log-variance
     :param max_logvar: initial value of the learned upper bound on the log-variance
@@ -56,7 +76,7 @@ class ProbabilisticEnsemble(nn.Module):
         n_elites: int = 5,
         hidden_sizes: Sequence[int] = (200, 200, 200, 200),
         activation: str | type[nn.Module] = "silu",
-        weight_decays: Sequence[float] | None = (2.5e-5, 5e-5, 7.5e-5, 7.5e-5, 1e-4),
+        weight_decays: Sequence[float] | Literal["mbpo"] | None = "mbpo",
         logvar_bound_penalty: float = 0.01,
         min_logvar: float = -10.0,
         max_logvar: float = 0.5,
@@ -75,13 +95,15 @@ class ProbabilisticEnsemble(nn.Module):
         n_layers = len(hidden_sizes) + 1
         if weight_decays is None:
             weight_decays = [0.0] * n_layers
+        elif isinstance(weight_decays, str):
+            if weight_decays != "mbpo":
+                raise ValueError(f"weight_decays must be a sequence of floats, None or 'mbpo', got {weight_decays!r}")
+            weight_decays = mbpo_weight_decays(n_layers)
         weight_decays = list(weight_decays)
         if len(weight_decays) != n_layers:
             raise ValueError(
                 f"weight_decays needs one value per linear layer (len(hidden_sizes) + 1 = {n_layers}), "
-                f"got {len(weight_decays)}: {weight_decays} (the default is MBPO's, for 4 hidden layers; with other "
-                f"hidden_sizes pass weight_decays too, e.g. dynamics_kwargs=dict(hidden_sizes=..., weight_decays=[...]),"
-                " or weight_decays=None for none)"
+                f"got {len(weight_decays)}: {weight_decays} ('mbpo', the default, fits any depth; None: no weight decay)"
             )
         if any(wd < 0 for wd in weight_decays):
             raise ValueError(f"weight_decays must be non-negative, got {weight_decays}")
