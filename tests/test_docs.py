@@ -52,6 +52,8 @@ def test_docs_build(tmp_path: Path) -> None:
         "sb3_pmac.buffers.PolicyVersionedReplayBuffer",
         "sb3_pmac.dynamics.ensemble.ProbabilisticEnsemble",
         "sb3_pmac.dynamics.model_trainer.ModelTrainer",
+        "sb3_pmac.dynamics.ensemble.mbpo_weight_decays",
+        "sb3_pmac.checks.UnsupportedSpaceError",
         "sb3_pmac.horizon.horizon_at",
         "sb3_pmac.termination.get_termination_fn",
         "sb3_pmac.env_presets.make_preset_env",
