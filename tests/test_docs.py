@@ -80,17 +80,20 @@ REPLACE = {
     "save_freq=25_000": "save_freq=150",
     "_25000_steps": "_150_steps",
     "for seed in range(5)": "for seed in range(1)",
+    "eval_freq=5000, csv_path": "eval_freq=150, csv_path",  # the README's diagnostics callback
 }
 
 
 def python_blocks(page: str) -> list[str]:
-    text = (DOCS / f"{page}.md").read_text(encoding="utf-8")
+    """The ```python blocks of a docs page, or of the README for ``page="README"``."""
+    path = DOCS.parent / "README.md" if page == "README" else DOCS / f"{page}.md"
+    text = path.read_text(encoding="utf-8")
     return re.findall(r"^```python\n(.*?)^```", text, flags=re.DOTALL | re.MULTILINE)
 
 
 @pytest.mark.slow
 def test_snippets_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every ```python block of the user guide runs, in page order, at a tiny budget (forced by patching PMAC)."""
+    """Every ```python block of the README and the user guide runs, in page order, at a tiny budget (patched PMAC)."""
     pytest.importorskip("tensorboard")
     from sb3_pmac.pmac import PMAC
 
@@ -109,7 +112,7 @@ def test_snippets_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     unused = set(REPLACE)
     n_blocks = 0
-    for page in ("quickstart", "algorithm", "hyperparameters", "diagnostics"):
+    for page in ("README", "quickstart", "algorithm", "hyperparameters", "diagnostics"):
         namespace: dict = {"__name__": f"docs_{page}"}
         for block in python_blocks(page):
             for old, new in REPLACE.items():
