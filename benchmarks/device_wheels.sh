@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 grep -qx "/.whl/" .git/info/exclude 2>/dev/null || { mkdir -p .git/info && echo "/.whl/" >> .git/info/exclude; }
+rm -rf .whl  # one version of each package: two would stop the install there
 PIP=".venv/bin/python -m pip"
 specs=()
 for name in stable-baselines3 gymnasium farama-notifications mujoco mujoco-core mujoco-studio glfw pyopengl websockets; do

@@ -149,8 +149,8 @@ def test_iqm_and_full_report(report, results: Path, tmp_path: Path):
         assert f"](results/{name})" in text
     assert np.isfinite(rows[-1].iqm)
     assert "### Campaign: PMAC against MBPO at equal steps" in text
-    assert "| 25 000 | 2 / 2 | +135 | +135 [" in text
-    assert "| 30 000 | 2 / 1 | +165 | +165 (no interval: 1 run) | 1.00 (no interval: 1 run) |" in text
+    assert "| 25 000 | 2 / 2 | +135 | 1.00 | 0.17 (0.17) |" in text
+    assert "| 30 000 | 2 / 1 | +165 | 1.00 | 0.33 (0.33) |" in text
 
 
 def test_pmac_against_mbpo(report, results: Path):
@@ -160,21 +160,20 @@ def test_pmac_against_mbpo(report, results: Path):
         pytest.skip(str(error))
     campaign = report.load_campaign(results, ENV, ("pmac", "mbpo"))
     rows = report.score_rows(campaign, (25_000, 30_000), ("pmac", "mbpo"), 5000)
-    state = np.random.get_state()
-    at_25k, at_30k = report.compare(rows, reps=500)
-    assert np.array_equal(np.random.get_state()[1], state[1])  # the global generator is left as it was
-    # 25 000: PMAC [230, 280], MBPO [115, 125] (s / 200 over 21 000 ... 25 000, seed 1 10 higher)
+    at_25k, at_30k = report.compare(rows)
+    # 25 000: PMAC [230, 280], MBPO [115, 125] (s / 200 over 21 000 ... 25 000, seed 1 10 higher): PMAC ahead in all
+    # 4 pairs; the exact one-sided p-value is then the smallest 2 runs of each allow, 1 / C(4, 2) = 1 / 6
     assert (at_25k.step, at_25k.n_a, at_25k.n_b) == (25_000, 2, 2)
-    assert at_25k.mean_difference == pytest.approx(135.0) and at_25k.iqm_difference == pytest.approx(135.0)
-    low, high = at_25k.iqm_difference_ci
-    assert 105.0 <= low <= 135.0 <= high <= 165.0  # resampled PMAC means in [230, 280], MBPO's in [115, 125]
-    assert at_25k.p_improvement == 1.0 and at_25k.p_improvement_ci == (1.0, 1.0)  # every PMAC run above every MBPO run
-    # 30 000: MBPO seed 1 stopped at 27 000: one MBPO run, no intervals
+    assert at_25k.mean_difference == pytest.approx(135.0) and at_25k.p_improvement == 1.0
+    assert at_25k.p_value == pytest.approx(1 / 6) and at_25k.smallest_p_value == pytest.approx(1 / 6)
+    # 30 000: MBPO seed 1 stopped at 27 000: 2 PMAC runs against 1, smallest p-value 1 / C(3, 2)
     assert (at_30k.n_a, at_30k.n_b) == (2, 1) and at_30k.mean_difference == pytest.approx(305.0 - 140.0)
-    assert at_30k.iqm_difference_ci is None and at_30k.p_improvement_ci is None
-    # overlapping runs: pairs (1, 2), (1, 2), (3, 2), (3, 2): PMAC ahead in half of them
-    overlap = [report.ScoreRow(1000, "pmac", [1.0, 3.0], 2, 1000), report.ScoreRow(1000, "mbpo", [2.0, 2.0], 2, 1000)]
-    (tie,) = report.compare(overlap, reps=500)
-    assert tie.p_improvement == pytest.approx(0.5) and tie.mean_difference == 0.0
-    assert tie.p_improvement_ci[0] == 0.0 and tie.p_improvement_ci[1] == 1.0  # resamples [1, 1] and [3, 3] happen
+    assert at_30k.p_value == pytest.approx(1 / 3) == at_30k.smallest_p_value
+    # 3 runs of each, PMAC ahead in 8 of 9 pairs: P = 8/9; p = P(U >= 8) under the null = 2 of the 20 rank orders
+    three = [report.ScoreRow(1000, "pmac", [3.0, 5.0, 6.0], 3, 1000), report.ScoreRow(1000, "mbpo", [1.0, 2.0, 4.0], 3, 1000)]
+    (c,) = report.compare(three)
+    assert c.p_improvement == pytest.approx(8 / 9) and c.p_value == pytest.approx(2 / 20) and c.smallest_p_value == 0.05
+    # MBPO ahead: P below one half, p large
+    (behind,) = report.compare([three[0], report.ScoreRow(1000, "mbpo", [7.0, 8.0, 9.0], 3, 1000)])
+    assert behind.p_improvement == 0.0 and behind.p_value == 1.0 and behind.mean_difference == pytest.approx(14 / 3 - 8)
     assert report.compare([report.ScoreRow(1000, "pmac", [1.0], 1, 1000)]) == []  # no MBPO score: nothing to compare

@@ -120,7 +120,7 @@ def test_snippets_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
                     block = block.replace(old, new)
                     unused.discard(old)
             try:
-                exec(compile(block, f"docs/{page}.md", "exec"), namespace)
+                exec(compile(block, "README.md" if page == "README" else f"docs/{page}.md", "exec"), namespace)
             except Exception as error:
                 raise AssertionError(f"snippet of {page}.md failed:\n{block}") from error
             n_blocks += 1

@@ -558,7 +558,7 @@ def test_default_weight_decays_follow_the_depth():
     assert decays(ProbabilisticEnsemble(obs_dim=3, action_dim=1, hidden_sizes=(32, 32))) == pytest.approx(
         [2.5e-5, 7.5e-5, 1e-4]
     )
-    assert mbpo_weight_decays(1) == pytest.approx([2.5e-5]) and mbpo_weight_decays(9)[::2] == pytest.approx(
+    assert mbpo_weight_decays(1) == pytest.approx([1e-4]) and mbpo_weight_decays(9)[::2] == pytest.approx(
         list(MBPO_WEIGHT_DECAYS)
     )
     # an explicit sequence of the wrong length still says what to pass

@@ -25,12 +25,14 @@ def mbpo_weight_decays(n_layers: int) -> list[float]:
     """
     MBPO's weight-decay profile for ``n_layers`` linear layers: :data:`MBPO_WEIGHT_DECAYS` for 5, otherwise its values
     interpolated linearly over the relative depth (first layer 2.5e-5, output layer 1e-4, e.g. 3 layers: 2.5e-5,
-    7.5e-5, 1e-4).
+    7.5e-5, 1e-4; a lone output layer: 1e-4).
 
     :param n_layers: number of linear layers, hidden ones and the output layer
     """
     if n_layers == len(MBPO_WEIGHT_DECAYS):
         return list(MBPO_WEIGHT_DECAYS)
+    if n_layers == 1:  # no hidden layer: the output layer's value
+        return [MBPO_WEIGHT_DECAYS[-1]]
     depth, mbpo_depth = np.linspace(0.0, 1.0, n_layers), np.linspace(0.0, 1.0, len(MBPO_WEIGHT_DECAYS))
     return [float(value) for value in np.interp(depth, mbpo_depth, MBPO_WEIGHT_DECAYS)]
 
