@@ -640,3 +640,20 @@ def test_yaml_entry_builds_through_rl_zoo3(yaml_entries, algo, env_id):
         assert zoo_model["learning_starts"] == 100 and zoo_model["rollout_batch_size"] == 500
         assert zoo_model["gradient_steps"] == 1 and zoo_model["max_epochs"] == 5
         assert zoo_model["hidden_sizes"] == [64, 64]
+
+
+def test_continue_with_trained_agent_and_its_replay_buffer(tmp_path):
+    """docs/zoo.md's recipe: ``--save-replay-buffer``, then ``-i agent.zip`` loads the agent and its buffer file."""
+    args = ["train", "--algo", "pmac", "--env", "Pendulum-v1", "-f", "logs", "--seed", "2", "--eval-freq", "-1", *THREADS]
+    zoo([*args, "-n", "250", "--save-replay-buffer"], tmp_path)
+    first = tmp_path / "logs" / "pmac" / "Pendulum-v1_1"
+    assert PMAC.load(first / "Pendulum-v1.zip", device="cpu").policy_version == 2  # model steps at 101 and 201
+    assert (first / "replay_buffer.pkl").read_bytes()[:2] == b"PK"  # SB3's file name, sb3-pmac's .npz archive
+    zoo([*args, "-n", "150", "-i", str(first / "Pendulum-v1.zip"), "--save-replay-buffer"], tmp_path)
+    second = tmp_path / "logs" / "pmac" / "Pendulum-v1_2"
+    model = PMAC.load(second / "Pendulum-v1.zip", device="cpu")
+    # rl-zoo3 restarts the step counter (warm-up again: a model step at 101), the policy versions go on from 2
+    assert model.num_timesteps == 150 and model.policy_version == 3
+    model.load_replay_buffer(second / "replay_buffer.pkl")
+    versions, counts = model.replay_buffer.version_counts()
+    assert versions.tolist() == [0, 1, 2, 3] and counts.sum() == 250 + 150  # the first run's transitions are kept
