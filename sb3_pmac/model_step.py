@@ -114,7 +114,7 @@ class ModelStepSAC(SAC):
 
         # Lines 3-4: training data drawn according to w^k, maximum likelihood (Eq. 5)
         start = time.perf_counter()
-        if isinstance(self.policy_mixture, TVPolicyMixture) and (self.adapt_model_training or self.adapt_rollout_starts):
+        if isinstance(self.policy_mixture, TVPolicyMixture) and self.uses_policy_mixture:
             # PDML: w^k from the distances between each version's policy and the current one
             versions, self._last_tv_distances = self._measure_tv_distances()
             self.policy_mixture.set_distances(versions, self._last_tv_distances)
@@ -181,6 +181,11 @@ class ModelStepSAC(SAC):
         """The mixture data is drawn with: the policy mixture if ``adapt`` (PMAC), else uniform over transitions (MBPO)."""
         assert self.policy_mixture is not None
         return self.policy_mixture if adapt else self._uniform_mixture
+
+    @property
+    def uses_policy_mixture(self) -> bool:
+        """Whether the model's training data or the rollout starts are drawn per the policy mixture (PMAC, ablations)."""
+        return self.adapt_model_training or self.adapt_rollout_starts
 
     @property
     def n_model_steps(self) -> int:
@@ -256,7 +261,7 @@ class ModelStepSAC(SAC):
         # Algorithm 1's weights over the versions from the oldest with data to the current one (which has none yet)
         versions = np.arange(self.replay_buffer.oldest_version, self.policy_version + 1)
         self.logger.record("train/policy_version", self.policy_version)
-        if self.adapt_model_training or self.adapt_rollout_starts:  # MBPO draws uniformly: no mixture to describe
+        if self.uses_policy_mixture:  # MBPO draws uniformly: no mixture to describe
             self.logger.record("train/mixture_effective_policies", self.policy_mixture.effective_number_of_policies(versions))
         if self._last_tv_distances is not None and len(self._last_tv_distances) > 0:
             # mixture="tv": distances of the versions with data to the current policy, and the newest chunk's share

@@ -267,7 +267,7 @@ class PMAC(ModelStepSAC):
         warn_unused_sac_arguments(type(self).__name__, ent_coef=ent_coef, target_entropy=target_entropy)
         warn_unused_mixture_arguments(
             type(self).__name__,
-            self.adapt_model_training or self.adapt_rollout_starts,
+            self.uses_policy_mixture,
             adaptation_rate=adaptation_rate,
             mixture=mixture,
             max_rate=max_rate,
@@ -492,7 +492,7 @@ class PMAC(ModelStepSAC):
         with preserved_rng_states(get_device(device)):
             # SB3's load re-seeds the global generators with the agent's seed (in _setup_model): undone here
             model = super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
-        if not cls._adapt_by_default and (model.adapt_model_training or model.adapt_rollout_starts):
+        if not cls._adapt_by_default and model.uses_policy_mixture:
             warnings.warn(
                 f"{path!s} holds an agent that draws data per the policy mixture (adapt_model_training="
                 f"{model.adapt_model_training}, adapt_rollout_starts={model.adapt_rollout_starts}), i.e. a PMAC agent: "

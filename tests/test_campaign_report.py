@@ -115,13 +115,19 @@ def test_replace_between_markers_keeps_the_rest(report):
         report.replace_between_markers(head + tail, "x")
 
 
-def test_iqm_and_full_report(report, results: Path, tmp_path: Path):
+@pytest.fixture
+def rliable_rows(report, results: Path) -> list:
+    """The score rows at 25 000 and 30 000 steps of PMAC and MBPO; the test is skipped without rliable."""
     try:
         report.load_rliable()
     except report.MissingRliable as error:
         pytest.skip(str(error))
     campaign = report.load_campaign(results, ENV, ("pmac", "mbpo"))
-    rows = report.score_rows(campaign, (25_000, 30_000), ("pmac", "mbpo"), 5000)
+    return report.score_rows(campaign, (25_000, 30_000), ("pmac", "mbpo"), 5000)
+
+
+def test_iqm_and_full_report(report, results: Path, tmp_path: Path, rliable_rows):
+    rows = rliable_rows
     report.add_iqm(rows, reps=200)
     for row in rows:
         assert row.iqm is not None and row.ci is not None
@@ -153,14 +159,8 @@ def test_iqm_and_full_report(report, results: Path, tmp_path: Path):
     assert "| 30 000 | 2 / 1 | +165 | 1.00 | 0.33 (0.33) |" in text
 
 
-def test_pmac_against_mbpo(report, results: Path):
-    try:
-        report.load_rliable()
-    except report.MissingRliable as error:
-        pytest.skip(str(error))
-    campaign = report.load_campaign(results, ENV, ("pmac", "mbpo"))
-    rows = report.score_rows(campaign, (25_000, 30_000), ("pmac", "mbpo"), 5000)
-    at_25k, at_30k = report.compare(rows)
+def test_pmac_against_mbpo(report, rliable_rows):
+    at_25k, at_30k = report.compare(rliable_rows)
     # 25 000: PMAC [230, 280], MBPO [115, 125] (s / 200 over 21 000 ... 25 000, seed 1 10 higher): PMAC ahead in all
     # 4 pairs; the exact one-sided p-value is then the smallest 2 runs of each allow, 1 / C(4, 2) = 1 / 6
     assert (at_25k.step, at_25k.n_a, at_25k.n_b) == (25_000, 2, 2)
