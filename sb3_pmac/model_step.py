@@ -25,6 +25,7 @@ from sb3_pmac.model_buffer import ModelReplayBuffer
 from sb3_pmac.policy_mixture import PolicyMixture, bounded_train_size
 from sb3_pmac.rollouts import RolloutInfo, rollout_model
 from sb3_pmac.termination import TerminationFn
+from sb3_pmac.termination.agreement import termination_agreement
 from sb3_pmac.tv_mixture import TVPolicyMixture, actor_gaussian, measure_tv_distances
 
 
@@ -123,6 +124,7 @@ class ModelStepSAC(SAC):
         self._check_model_training(self._last_model_info)
 
         # Lines 7-10: rollouts from start states drawn according to w^k (once a model has been trained)
+        self._check_termination_fn()
         start = time.perf_counter()
         self._last_rollout_info = self.rollout() if self.model_rounds_trained > 0 else None
         self._timings["rollout"] += time.perf_counter() - start
@@ -158,6 +160,24 @@ class ModelStepSAC(SAC):
             warnings.warn(
                 f"The model training at step {self.num_timesteps} produced no usable model ({info.n_train} finite rows, "
                 f"non-finite predictions otherwise): {kept}",
+                UserWarning,
+                stacklevel=3,
+            )
+
+    def _check_termination_fn(self) -> None:
+        """Warn (once) when the termination function disagrees with the env's own terminations on the real data."""
+        if getattr(self, "_termination_fn_warned", False) or self.termination_fn is None:
+            return
+        agreement = termination_agreement(self.termination_fn, self.replay_buffer, seed=self.num_timesteps)
+        if agreement.disagrees():
+            self._termination_fn_warned = True
+            warnings.warn(
+                f"The termination function of the model rollouts ({type(self.termination_fn).__name__}) disagrees with "
+                f"the env on the real data at step {self.num_timesteps}: it misses {agreement.n_missed} of "
+                f"{agreement.n_terminal} real terminations and ends {agreement.n_false} of {agreement.n_nonterminal} "
+                "real non-terminal transitions checked, so model transitions bootstrap where the env would not. Pass "
+                "termination_fn=... that reads the env's observations as they are stored (sb3_pmac.termination has "
+                "the MuJoCo rules) or register one with sb3_pmac.termination.register_termination_fn()",
                 UserWarning,
                 stacklevel=3,
             )
@@ -199,7 +219,8 @@ class ModelStepSAC(SAC):
             return stored
         if self.model_train_size is not None:
             return int(self.model_train_size)
-        return min(stored, bounded_train_size(self.model_train_freq * self.n_envs, self.adaptation_rate, stored))
+        # model_train_freq counts transitions of all envs (num_timesteps), so a version holds ~model_train_freq rows
+        return min(stored, bounded_train_size(self.model_train_freq, self.adaptation_rate, stored))
 
     def train_dynamics_model(self) -> ModelTrainingInfo:
         """Train the ensemble on transitions drawn from the real buffer per the policy mixture (Algorithm 2, l. 3-4)."""

@@ -14,7 +14,7 @@ from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
-from stable_baselines3.common.utils import get_device
+from stable_baselines3.common.utils import check_for_correct_spaces, get_device
 from stable_baselines3.sac import SAC
 from stable_baselines3.sac.policies import SACPolicy
 
@@ -304,6 +304,7 @@ class PMAC(ModelStepSAC):
         self._last_rollout_info: RolloutInfo | None = None
         self._last_tv_distances: np.ndarray | None = None
         self._nan_predictions_dropped = 0
+        self._termination_fn_warned = False  # warned that the termination function disagrees with the env
         self._lazy_buffers = False  # set by ``load``: allocate the replay buffer only when learning starts
         self._rng_states: dict[str, Any] | None = None
         if _init_setup_model:
@@ -380,7 +381,19 @@ class PMAC(ModelStepSAC):
         if self.gradient_steps != 0 and self.num_timesteps > self.learning_starts and self.replay_buffer.size() > 0:
             self._model_step_if_due()
 
+    def min_model_step_rows(self) -> int:
+        """
+        Real transitions the buffer must hold before a model step runs: one interaction epoch (``model_train_freq``), or
+        the whole buffer when it is smaller. A due model step waits until then. This matters when learning resumes on an
+        empty buffer (an agent loaded without :meth:`load_replay_buffer`), where a model step on a few transitions
+        would overwrite the loaded model, and when ``learning_starts < model_train_freq``, where the warm-up version
+        would otherwise hold a handful of transitions and still get the weight of a whole version.
+        """
+        return min(self.model_train_freq, self.replay_buffer.buffer_size * self.replay_buffer.n_envs)
+
     def _model_step_if_due(self) -> None:
+        if self.replay_buffer.size() * self.replay_buffer.n_envs < self.min_model_step_rows():
+            return  # due, but too little data yet: runs as soon as there is enough
         if self.num_timesteps >= self._next_model_step:
             self._model_step()
             self._next_model_step = self.num_timesteps + self.model_train_freq
@@ -423,9 +436,16 @@ class PMAC(ModelStepSAC):
         )
 
     def set_env(self, env: GymEnv, force_reset: bool = True) -> None:
-        """SB3's ``set_env``; the termination function is derived from the new env unless one was passed."""
-        super().set_env(env, force_reset)
-        self._derive_termination_fn()
+        """
+        SB3's ``set_env``; the termination function is derived from the new env unless one was passed. As in SB3, an
+        env that is refused (other spaces, or observation wrappers a termination rule cannot read through) raises
+        before anything is replaced.
+        """
+        venv = self._wrap_env(env, self.verbose)
+        check_for_correct_spaces(venv, self.observation_space, self.action_space)
+        termination_fn = self.termination_fn if self._user_termination_fn else get_termination_fn(venv)
+        super().set_env(venv, force_reset)
+        self.termination_fn = termination_fn
 
     def _derive_termination_fn(self) -> None:
         """The termination function of the current env, unless the user passed one."""
@@ -516,7 +536,13 @@ class PMAC(ModelStepSAC):
             ``replay_buffer.pkl``, is written as given) or open binary file
         """
         assert self.replay_buffer is not None, "The replay buffer is not defined"
-        save_buffers(path, self.replay_buffer, self.model_buffer, self.verbose)
+        replay_buffer = self.replay_buffer
+        if not self._buffers_allocated:
+            # loaded without a buffer and not trained since: an empty buffer of the agent's size, not the 1-slot
+            # placeholder (allocated lazily: numpy does not touch the pages of an empty buffer, and nothing is kept)
+            replay_buffer = self._make_replay_buffer(self.buffer_size)
+            replay_buffer.set_policy_version(self.policy_version)
+        save_buffers(path, replay_buffer, self.model_buffer, self.verbose)
 
     def load_replay_buffer(
         self,

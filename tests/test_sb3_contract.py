@@ -444,3 +444,112 @@ def test_get_and_set_parameters_carry_the_dynamics_model(tmp_path):
         assert th.equal(other.dynamics_model.elite_indices, trained.dynamics_model.elite_indices)
         np.testing.assert_array_equal(other.predict(inputs[:, :3].numpy(), deterministic=True)[0],
                                       trained.predict(inputs[:, :3].numpy(), deterministic=True)[0])  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------- vectorized envs
+def test_bounded_model_training_rows_count_the_transitions_of_all_envs():
+    from conftest import TINY_PMAC_KWARGS
+    from stable_baselines3.common.env_util import make_vec_env
+
+    # model_train_freq counts transitions of all envs (num_timesteps): a version holds ~50 of them whatever n_envs is,
+    # so the effective support is 50 * 1.5 / 0.5 = 150 transitions, not n_envs times that
+    kwargs = {**TINY_PMAC_KWARGS, "adaptation_rate": 0.5, "learning_starts": 200}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model = PMAC("MlpPolicy", make_vec_env("Pendulum-v1", n_envs=4, seed=0), seed=0, **kwargs)
+    model.learn(400)
+    versions, counts = model.replay_buffer.version_counts()
+    assert len(versions) >= 4 and set(counts[1:-1].tolist()) == {52}  # 13 vector steps of 4 envs per version
+    info = model._last_model_info
+    assert model.model_training_rows() == info.n_train + info.n_holdout == 150
+
+
+# ---------------------------------------------------------------------------------------------- model step data
+def test_model_step_waits_for_an_interaction_epoch_of_data():
+    from conftest import TINY_PMAC_KWARGS
+
+    # learning_starts 0: the first model step is due at once, but the warm-up version must hold a whole interaction
+    # epoch, else its one transition would get the weight of a whole policy (alpha^k) in every draw
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model = PMAC("MlpPolicy", "Pendulum-v1", seed=0, **{**TINY_PMAC_KWARGS, "learning_starts": 0})
+    model.learn(49)
+    assert model.n_model_steps == 0 and model._n_updates == 49  # SAC updates on real data meanwhile, as in SB3
+    model.learn(61, reset_num_timesteps=False)
+    _, counts = model.replay_buffer.version_counts()
+    assert model.n_model_steps == 2 and counts.tolist() == [50, 50, 10]
+
+
+def test_resuming_without_the_replay_buffer_keeps_the_loaded_model(tmp_path):
+    from conftest import TINY_PMAC_KWARGS
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model = PMAC("MlpPolicy", "Pendulum-v1", seed=0, **TINY_PMAC_KWARGS)
+    model.learn(160)  # model steps at 101 and 151; the next is due at 201
+    model.save(tmp_path / "agent")
+    loaded = PMAC.load(tmp_path / "agent", env=gym.make("Pendulum-v1"))
+    saved = {k: v.clone() for k, v in loaded.dynamics_model.state_dict().items()}
+    loaded.learn(45, reset_num_timesteps=False)  # step 205: due, but 45 < 50 transitions in the fresh buffer
+    assert loaded.n_model_steps == 2
+    for key, value in loaded.dynamics_model.state_dict().items():
+        assert th.equal(value, saved[key]), key
+    loaded.learn(5, reset_num_timesteps=False)  # the 50th transition: the model step runs
+    assert loaded.n_model_steps == 3 and loaded.model_buffer.size() > 0
+    assert any(not th.equal(value, saved[key]) for key, value in loaded.dynamics_model.state_dict().items())
+
+
+def test_save_replay_buffer_of_a_loaded_agent_keeps_the_buffer_size(tmp_path):
+    from conftest import TINY_PMAC_KWARGS
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        PMAC("MlpPolicy", "Pendulum-v1", **TINY_PMAC_KWARGS).save(tmp_path / "agent")
+        loaded = PMAC.load(tmp_path / "agent")  # no buffer allocated (a 1-slot placeholder) until learn()
+        loaded.save_replay_buffer(tmp_path / "buffer")
+        other = PMAC("MlpPolicy", "Pendulum-v1", **TINY_PMAC_KWARGS)
+    other.load_replay_buffer(tmp_path / "buffer")
+    assert other.replay_buffer.buffer_size == TINY_PMAC_KWARGS["buffer_size"] and other.replay_buffer.size() == 0
+    other.learn(120)
+    assert other.replay_buffer.size() == 120
+
+
+# ---------------------------------------------------------------------------------------------- env changes
+def test_a_refused_set_env_leaves_the_agent_as_it_was():
+    from conftest import TINY_PMAC_KWARGS
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model = PMAC("MlpPolicy", gym.make("Hopper-v5"), **TINY_PMAC_KWARGS)
+    env, termination_fn = model.env, model.termination_fn
+    hopper = gym.make("Hopper-v5")
+    scaled = gym.wrappers.TransformObservation(hopper, lambda obs: 10 * obs, hopper.observation_space)
+    with pytest.raises(ValueError, match="observation wrappers"):
+        model.set_env(scaled)
+    assert model.env is env and model.termination_fn is termination_fn
+
+
+# ---------------------------------------------------------------------------------------------- termination rules
+def test_a_termination_fn_that_misses_the_envs_terminations_warns_once():
+    from conftest import TINY_PMAC_KWARGS
+
+    from sb3_pmac.termination import NeverTerminate
+    from sb3_pmac.termination.agreement import termination_agreement
+
+    kwargs = {**TINY_PMAC_KWARGS, "model_trainer_kwargs": dict(max_epochs=1)}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = PMAC("MlpPolicy", gym.make("Hopper-v5"), seed=0, termination_fn=NeverTerminate(), **kwargs)
+        model.learn(160)  # random warm-up: a Hopper falls every ~20-40 steps
+    messages = [str(w.message) for w in caught if "disagrees with the env" in str(w.message)]
+    assert len(messages) == 1 and "misses" in messages[0]
+    agreement = termination_agreement(model.termination_fn, model.replay_buffer)
+    assert agreement.n_terminal >= 3 and agreement.missed_rate == 1.0 and agreement.false_rate == 0.0
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = PMAC("MlpPolicy", gym.make("Hopper-v5"), seed=0, **kwargs)  # the derived Hopper rule
+        model.learn(160)
+    assert not [w for w in caught if "disagrees with the env" in str(w.message)]
+    agreement = termination_agreement(model.termination_fn, model.replay_buffer)
+    assert agreement.n_terminal >= 3 and agreement.n_missed == 0 and agreement.n_false == 0
