@@ -7,21 +7,28 @@ execute code, and the buffer is rebuilt from the arrays. Files of earlier releas
 are pickles, which execute code when read: they are only read with ``allow_pickle=True``. The format is told from the
 file's content (an ``.npz`` archive is a zip file), not from its name.
 
+An SB3 ``ReplayBuffer`` (e.g. from ``SAC.save_replay_buffer``, to warm-start PMAC with a SAC run's data) is converted
+(:func:`sb3_buffer_arrays`): its transitions come from one outside source, so all of them get one policy version, 0,
+the version of a new agent's warm-up, i.e. the oldest. As with PMAC's own files, the buffer gets the file's size, not
+the agent's ``buffer_size`` (as SB3's ``load_replay_buffer`` does).
+
 A path without a suffix gets ``.npz`` when saving; when loading, a path that does not exist is also looked for with
 ``.npz`` then ``.pkl`` appended (the name SB3 and earlier releases gave it), so that ``save_replay_buffer(path)`` and
 ``load_replay_buffer(path)`` take the same path. A path with a suffix is written exactly (e.g. the ``replay_buffer.pkl``
 of SB3's ``CheckpointCallback`` and rl-zoo3 holds an ``.npz`` archive).
 """
 
+import functools
 import io
 import os
 import pathlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import IO, Any
 
 import numpy as np
 import torch as th
 from gymnasium import spaces
+from stable_baselines3.common.buffers import DictReplayBuffer, ReplayBuffer
 from stable_baselines3.common.save_util import load_from_pkl
 
 from sb3_pmac.buffers import PolicyVersionedReplayBuffer
@@ -107,8 +114,8 @@ def load_buffers(
     :param action_space: the agent's action space (default: as saved); the file's actions must fit it
     :param device: PyTorch device of the buffer
     :param verbose: verbosity level (SB3's)
-    :param allow_pickle: also read a pickle (the files of earlier releases). Reading a pickle executes the code it
-        holds: only for files you trust
+    :param allow_pickle: also read a pickle (the files of earlier releases, and SB3's replay buffer files, converted by
+        :func:`sb3_buffer_arrays`). Reading a pickle executes the code it holds: only for files you trust
     :param buffer_class: class of the buffer to rebuild (default: :class:`~sb3_pmac.buffers.PolicyVersionedReplayBuffer`)
     :param buffer_kwargs: further keyword arguments of ``buffer_class`` (those the file determines are ignored)
     :return: the real replay buffer and the model buffer's state (``None`` if the file has none), the latter for
@@ -152,6 +159,63 @@ def buffer_arrays(buffer: PolicyVersionedReplayBuffer) -> dict[str, np.ndarray]:
 
     :param buffer: the real replay buffer
     """
+    segments = (buffer._segment_versions, buffer._segment_starts, buffer._segment_ends)
+    arrays = _layout_arrays(
+        buffer, buffer.policy_versions, buffer.current_version, buffer.n_written, segments, buffer.store_policy_params
+    )
+    rows = len(arrays["policy_versions"])
+    if buffer.policy_means is not None and buffer.policy_log_stds is not None:
+        arrays["policy_means"] = buffer.policy_means[:rows]
+        arrays["policy_log_stds"] = buffer.policy_log_stds[:rows]
+    return arrays
+
+
+def sb3_buffer_arrays(buffer: ReplayBuffer, version: int = 0) -> dict[str, np.ndarray]:
+    """
+    The arrays of :func:`buffer_arrays` for a replay buffer of SB3 (e.g. written by ``SAC.save_replay_buffer``), which
+    holds no policy versions: all its transitions get ``version``. The default 0 is the version of a new agent's
+    warm-up, the oldest: the data comes from one outside source, collected before any policy of the agent that loads
+    it. One segment covers the stored positions, as if they had been written once in order (``n_written`` is
+    ``pos``, or ``buffer_size + pos`` once full), so the policy mixture weighs them as one version.
+
+    :param buffer: SB3's ``ReplayBuffer`` with ``Box`` spaces (not a ``DictReplayBuffer``, nor one with
+        ``optimize_memory_usage=True``, which stores no separate next observations)
+    :param version: the policy version of the transitions
+    :raises TypeError: for a ``DictReplayBuffer`` or spaces other than ``Box``
+    :raises ValueError: for a buffer with ``optimize_memory_usage=True``
+    """
+    if isinstance(buffer, DictReplayBuffer):
+        raise TypeError(f"PMAC's buffers hold Box observations, not the dict observations of a {type(buffer).__name__}")
+    if getattr(buffer, "optimize_memory_usage", False):
+        raise ValueError(
+            "The SB3 replay buffer was made with optimize_memory_usage=True (no separate next observations), "
+            "which PMAC's buffer does not support"
+        )
+    n_written = buffer.buffer_size + buffer.pos if buffer.full else buffer.pos
+    segments = ([version], [0], [n_written]) if n_written > 0 else ([], [], [])
+    versions = np.full(buffer.buffer_size, version, dtype=np.int64)
+    return _layout_arrays(buffer, versions, version, n_written, segments, store_policy_params=False)
+
+
+def _layout_arrays(
+    buffer: ReplayBuffer,
+    policy_versions: np.ndarray,
+    current_version: int,
+    n_written: int,
+    segments: tuple[list[int], list[int], list[int]],
+    store_policy_params: bool,
+) -> dict[str, np.ndarray]:
+    """
+    The entries of a buffer file but the policy parameters: SB3's arrays (the written positions), the buffer's layout,
+    the version bookkeeping given and the spaces' bounds.
+
+    :param buffer: the replay buffer (``Box`` spaces)
+    :param policy_versions: the policy version of each buffer position (those written are kept)
+    :param current_version: the version of the transitions added next
+    :param n_written: positions written since the buffer was created
+    :param segments: the versions and their ranges of absolute positions ``[start, end)``
+    :param store_policy_params: whether the buffer stores the collecting policy's parameters
+    """
     observation_space, action_space = buffer.observation_space, buffer.action_space
     if not isinstance(observation_space, spaces.Box) or not isinstance(action_space, spaces.Box):
         raise TypeError(f"Buffer files hold Box spaces only, got {observation_space} and {action_space}")
@@ -164,13 +228,13 @@ def buffer_arrays(buffer: PolicyVersionedReplayBuffer) -> dict[str, np.ndarray]:
         "pos": np.array(buffer.pos),
         "full": np.array(buffer.full),
         "handle_timeout_termination": np.array(buffer.handle_timeout_termination),
-        "store_policy_params": np.array(buffer.store_policy_params),
-        "current_version": np.array(buffer.current_version),
-        "n_written": np.array(buffer.n_written),
-        "segment_versions": np.asarray(buffer._segment_versions, dtype=np.int64),
-        "segment_starts": np.asarray(buffer._segment_starts, dtype=np.int64),
-        "segment_ends": np.asarray(buffer._segment_ends, dtype=np.int64),
-        "policy_versions": buffer.policy_versions[:rows],
+        "store_policy_params": np.array(store_policy_params),
+        "current_version": np.array(current_version),
+        "n_written": np.array(n_written),
+        "segment_versions": np.asarray(segments[0], dtype=np.int64),
+        "segment_starts": np.asarray(segments[1], dtype=np.int64),
+        "segment_ends": np.asarray(segments[2], dtype=np.int64),
+        "policy_versions": policy_versions[:rows],
         "observation_low": observation_space.low,
         "observation_high": observation_space.high,
         "action_low": action_space.low,
@@ -178,9 +242,6 @@ def buffer_arrays(buffer: PolicyVersionedReplayBuffer) -> dict[str, np.ndarray]:
     }
     for name in _BUFFER_ARRAYS:
         arrays[name] = getattr(buffer, name)[:rows]
-    if buffer.policy_means is not None and buffer.policy_log_stds is not None:
-        arrays["policy_means"] = buffer.policy_means[:rows]
-        arrays["policy_log_stds"] = buffer.policy_log_stds[:rows]
     return arrays
 
 
@@ -287,8 +348,10 @@ def _load_from_file(
     start = file.tell()
     magic = file.read(len(_ZIP_MAGIC))
     file.seek(start)
+    rebuild = functools.partial(buffer_from_arrays, observation_space=observation_space, action_space=action_space,
+                                device=device, buffer_class=buffer_class, buffer_kwargs=buffer_kwargs)  # fmt: skip
     if magic != _ZIP_MAGIC:
-        return _load_pickle(file, name, verbose, allow_pickle)
+        return _load_pickle(file, name, verbose, allow_pickle, rebuild)
     with np.load(file, allow_pickle=False) as archive:  # read lazily: each array once, straight into the buffer
         if "format" not in archive or str(archive["format"]) != FORMAT:
             raise ValueError(f"{name} is an .npz archive but not a PMAC replay buffer file (no format {FORMAT!r})")
@@ -296,25 +359,39 @@ def _load_from_file(
             raise ValueError(f"{name} has format version {int(archive['format_version'])}: this release reads up "
                              f"to {FORMAT_VERSION}, upgrade sb3_pmac")  # fmt: skip
         try:
-            buffer = buffer_from_arrays(archive, observation_space, action_space, device, buffer_class, buffer_kwargs)
+            buffer = rebuild(archive)
         except ValueError as error:
             raise ValueError(f"{name}: {error}") from None
         return buffer, model_state_from_arrays(archive)
 
 
 def _load_pickle(
-    file: Any, name: str, verbose: int, allow_pickle: bool
+    file: Any,
+    name: str,
+    verbose: int,
+    allow_pickle: bool,
+    rebuild: Callable[[Mapping[str, np.ndarray]], PolicyVersionedReplayBuffer],
 ) -> tuple[PolicyVersionedReplayBuffer, dict[str, Any] | None]:
-    """A buffer pickled by an earlier release, with the model buffer's state it carries as an attribute."""
+    """
+    A buffer pickled by an earlier release, with the model buffer's state it carries as an attribute, or SB3's
+    ``ReplayBuffer`` converted (:func:`sb3_buffer_arrays`: one policy version) and rebuilt by ``rebuild`` (the agent's
+    spaces and buffer class, as for the ``.npz`` files).
+    """
     if not allow_pickle:
         raise ValueError(
             f"{name} is not an .npz replay buffer file: it may be a pickle (the replay buffer files of earlier "
-            "sb3_pmac versions and of SB3), and reading a pickle executes the code it holds. If you trust the file, "
-            "load it with "
-            "allow_pickle=True (load_replay_buffer(path, allow_pickle=True), --allow-pickle on the command line); "
+            "sb3_pmac versions and of SB3, whose transitions load as one policy version), and reading a pickle "
+            "executes the code it holds. If you trust the file, load it with allow_pickle=True "
+            "(load_replay_buffer(path, allow_pickle=True), --allow-pickle on the command line); "
             "save_replay_buffer then writes it again as .npz"
         )
     buffer = load_from_pkl(file, verbose)
-    if not isinstance(buffer, PolicyVersionedReplayBuffer):
-        raise TypeError(f"PMAC needs a PolicyVersionedReplayBuffer, {name} holds {type(buffer).__name__}")
-    return buffer, buffer.__dict__.pop("model_buffer_state", None)
+    if isinstance(buffer, PolicyVersionedReplayBuffer):
+        return buffer, buffer.__dict__.pop("model_buffer_state", None)
+    if not isinstance(buffer, ReplayBuffer):
+        raise TypeError(f"PMAC needs a replay buffer, {name} holds {type(buffer).__name__}")
+    try:
+        converted = rebuild(sb3_buffer_arrays(buffer))
+    except (TypeError, ValueError) as error:
+        raise type(error)(f"{name} holds SB3's {type(buffer).__name__}: {error}") from None
+    return converted, None

@@ -8,7 +8,10 @@ import warnings
 import numpy as np
 import pytest
 import torch as th
+from conftest import TINY_PMAC_KWARGS
 from gymnasium import spaces
+from stable_baselines3 import SAC
+from stable_baselines3.common.buffers import DictReplayBuffer, ReplayBuffer
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.save_util import save_to_pkl
 
@@ -33,22 +36,33 @@ def filled_buffer(
     observation_space: spaces.Box = OBS_SPACE,
 ) -> PolicyVersionedReplayBuffer:
     """``n_steps`` adds of random transitions, a new policy version every ``steps_per_version`` steps."""
-    rng = np.random.default_rng(0)
     buffer = PolicyVersionedReplayBuffer(
         buffer_size, observation_space, ACTION_SPACE, device="cpu", n_envs=n_envs, store_policy_params=store_policy_params
     )
+    add_random_transitions(buffer, n_steps, steps_per_version)
+    return buffer
+
+
+def add_random_transitions(buffer: ReplayBuffer, n_steps: int, steps_per_version: int = 4) -> None:
+    """
+    ``n_steps`` adds of random transitions (the same ones for any buffer of the same size); a versioned buffer gets a
+    new policy version every ``steps_per_version`` steps.
+    """
+    rng = np.random.default_rng(0)
+    n_envs, versioned = buffer.n_envs, isinstance(buffer, PolicyVersionedReplayBuffer)
     for step in range(n_steps):
-        if step > 0 and step % steps_per_version == 0:
+        if versioned and step > 0 and step % steps_per_version == 0:
             buffer.start_new_version()
         if step % 3 != 1:  # some transitions without the collecting policy's parameters (stored as NaN)
-            buffer.set_policy_params(rng.normal(size=(n_envs, 2)), rng.normal(size=(n_envs, 2)))
+            params = rng.normal(size=(n_envs, 2)), rng.normal(size=(n_envs, 2))
+            if versioned:
+                buffer.set_policy_params(*params)
         done = rng.random(n_envs) < 0.2
         infos = [{"TimeLimit.truncated": bool(rng.random() < 0.5)} for _ in range(n_envs)]
         buffer.add(
             rng.normal(size=(n_envs, 3)), rng.normal(size=(n_envs, 3)), rng.uniform(-1, 1, (n_envs, 2)),
             rng.normal(size=n_envs), done, infos,
         )  # fmt: skip
-    return buffer
 
 
 def observables(buffer: PolicyVersionedReplayBuffer, seed: int = 1) -> dict:
@@ -333,6 +347,96 @@ def test_legacy_fixture_buffers_convert_to_npz(tmp_path, name):
     converted, converted_state = load_buffers(tmp_path / "converted", legacy.observation_space, legacy.action_space)
     assert_same(observables(converted), observables(legacy))
     assert_same(converted_state, model_buffer.state_dict())
+
+
+# ------------------------------------------------------------------------------------------------------ SB3's files
+@pytest.mark.parametrize(
+    "buffer_size, n_envs, n_steps",
+    [(40, 1, 0), (40, 1, 13), (40, 1, 40), (40, 1, 97), (40, 2, 53)],  # empty, partly filled, full, wrapped around
+)
+def test_sb3_replay_buffers_load_as_one_policy_version(tmp_path, buffer_size, n_envs, n_steps):
+    sb3_buffer = ReplayBuffer(buffer_size, OBS_SPACE, ACTION_SPACE, device="cpu", n_envs=n_envs)
+    add_random_transitions(sb3_buffer, n_steps)
+    save_to_pkl(tmp_path / "sac_buffer.pkl", sb3_buffer)
+    with pytest.raises(ValueError, match=r"of SB3.*allow_pickle=True"):
+        load_buffers(tmp_path / "sac_buffer")
+    loaded, model_state = load_buffers(tmp_path / "sac_buffer", allow_pickle=True)  # found as SB3 named it
+    assert type(loaded) is PolicyVersionedReplayBuffer and model_state is None and not loaded.store_policy_params
+    assert (loaded.buffer_size, loaded.n_envs, loaded.pos, loaded.full) == (
+        sb3_buffer.buffer_size, sb3_buffer.n_envs, sb3_buffer.pos, sb3_buffer.full,
+    )  # fmt: skip
+    for name in ("observations", "next_observations", "actions", "rewards", "dones", "timeouts"):
+        assert_same(getattr(loaded, name), getattr(sb3_buffer, name), name)
+    # one policy version, 0, holding every stored transition
+    stored = sb3_buffer.size() * n_envs
+    assert loaded.current_version == loaded.oldest_version == 0 and not loaded.policy_versions.any()
+    assert loaded.n_written % loaded.buffer_size == loaded.pos and (loaded.n_written >= loaded.buffer_size) == loaded.full
+    if stored == 0:
+        assert_same(loaded.version_counts(), (np.zeros(0, np.int64), np.zeros(0, np.int64)))
+        return
+    assert_same(loaded.version_counts(), (np.array([0]), np.array([stored])))
+    # the bookkeeping fits the data: a training set of the buffer's size holds every transition once
+    batch_inds, env_inds = loaded.select_indices_by_mixture(stored, PolicyMixture(0.9))
+    assert sorted((batch_inds * n_envs + env_inds).tolist()) == list(range(stored))
+    # it samples as a PMAC buffer that collected the same transitions with one version
+    reference = filled_buffer(buffer_size, n_envs, n_steps, steps_per_version=n_steps + 1)
+    expected, got = observables(reference), observables(loaded)
+    for values in (expected, got):
+        versions, starts, lengths = values.pop("version_ranges")
+        values["version_ranges"] = (versions, starts % loaded.buffer_size, lengths)  # (absolute positions differ)
+        del values["n_written"]
+    assert_same(got, expected)
+    # and goes on as one: a new version, then written again as .npz
+    loaded.start_new_version()
+    add_random_transitions(loaded, 3)
+    assert_same(loaded.version_counts()[0], np.array([0, 1]))
+    save_buffers(tmp_path / "again", loaded)
+    assert_same(observables(load_buffers(tmp_path / "again")[0]), observables(loaded))
+
+
+def test_sb3_buffers_pmac_cannot_hold_are_refused(tmp_path):
+    dict_space = spaces.Dict({"a": OBS_SPACE})
+    save_to_pkl(tmp_path / "dict.pkl", DictReplayBuffer(10, dict_space, ACTION_SPACE, device="cpu"))
+    with pytest.raises(TypeError, match=r"dict\.pkl holds SB3's DictReplayBuffer.*dict observations"):
+        load_buffers(tmp_path / "dict.pkl", allow_pickle=True)
+    compact = ReplayBuffer(10, OBS_SPACE, ACTION_SPACE, "cpu", optimize_memory_usage=True, handle_timeout_termination=False)
+    save_to_pkl(tmp_path / "compact.pkl", compact)
+    with pytest.raises(ValueError, match="optimize_memory_usage=True"):
+        load_buffers(tmp_path / "compact.pkl", allow_pickle=True)
+    save_to_pkl(tmp_path / "other.pkl", ReplayBuffer(10, OBS_SPACE, ACTION_SPACE, "cpu"))
+    with pytest.raises(ValueError, match=r"other\.pkl holds SB3's ReplayBuffer: .*observations have shape"):
+        load_buffers(tmp_path / "other.pkl", spaces.Box(-1, 1, (4,), np.float32), ACTION_SPACE, allow_pickle=True)
+
+
+def test_agent_warm_starts_from_a_sac_buffer(tmp_path):
+    sac = SAC("MlpPolicy", "Pendulum-v1", buffer_size=1000, learning_starts=100, policy_kwargs=dict(net_arch=[32]), seed=0)
+    sac.learn(300)
+    sac.save_replay_buffer(tmp_path / "sac_buffer")
+    kwargs = {**TINY_PMAC_KWARGS, "learning_starts": 0, "model_training": "full"}  # a model step on all the rows
+    agent = PMAC("MlpPolicy", "Pendulum-v1", **kwargs, seed=0)
+    agent.load_replay_buffer(tmp_path / "sac_buffer", allow_pickle=True)
+    buffer, sac_buffer = agent.replay_buffer, sac.replay_buffer
+    assert type(buffer) is PolicyVersionedReplayBuffer
+    assert buffer.buffer_size == 1000 and (buffer.pos, buffer.full) == (300, False)  # the file's size, as for PMAC's
+    for name in ("observations", "next_observations", "actions", "rewards", "dones", "timeouts"):
+        assert_same(getattr(buffer, name), getattr(sac_buffer, name), name)
+    assert_same(buffer.version_counts(), (np.array([0]), np.array([300])))
+    assert agent.policy_version == buffer.current_version == 0
+    trained: list[np.ndarray] = []
+    train = agent.model_trainer.train
+
+    def recording_train(observations, *args, **kwargs):
+        trained.append(observations.cpu().numpy())
+        return train(observations, *args, **kwargs)
+
+    agent.model_trainer.train = recording_train
+    agent.learn(60, reset_num_timesteps=False)
+    assert agent.num_timesteps == 60 and agent.n_model_steps == 2 and agent.model_rounds_trained == 2
+    # the first model step (after one step) trained on the SAC run's 300 transitions and the new one
+    assert len(trained[0]) == 301
+    assert_same(np.unique(trained[0], axis=0), np.unique(buffer.observations[:301, 0], axis=0))
+    assert_same(buffer.observations[:300], sac_buffer.observations[:300])
+    assert_same(buffer.version_counts(), (np.array([0, 1, 2]), np.array([301, 50, 9])))
 
 
 # ------------------------------------------------------------------------------------------------------ the agent
