@@ -4,6 +4,7 @@ capacity rule, which grows with :math:`H`.
 """
 
 import math
+import numbers
 
 #: A horizon schedule: a fixed horizon, or ``(a, b, x, y)``: horizon ``x`` until epoch ``a``, growing linearly to
 #: ``y`` at epoch ``b`` (paper Appendix D.1, MBPO). One epoch is ``epoch_length`` (1000) environment steps.
@@ -20,29 +21,37 @@ def epoch_at(num_timesteps: int, learning_starts: int, epoch_length: int) -> flo
 
 def validate_horizon_schedule(schedule: HorizonSchedule) -> HorizonSchedule:
     """
-    Check a horizon schedule and return it in canonical form (an ``int`` or a tuple of 4 ints).
+    Check a horizon schedule and return it in canonical form (a plain ``int`` or a tuple of 4 plain ints).
+
+    Integers of any kind are accepted (numpy's included), and the 4 values as any sequence or 1-D array of
+    integers; floats (even ``15.0``) and bools are not.
 
     :param schedule: a positive int, or ``(a, b, x, y)`` with ``0 <= a < b`` and horizons ``x, y >= 1``
     :raises ValueError: for anything else
     """
-    if isinstance(schedule, bool):
-        raise ValueError(f"Malformed rollout horizon schedule {schedule!r}")
-    if isinstance(schedule, int):
-        if schedule < 1:
-            raise ValueError(f"A fixed rollout horizon must be >= 1, got {schedule}")
-        return schedule
+    if _is_int(schedule):
+        horizon = int(schedule)  # type: ignore[arg-type]
+        if horizon < 1:
+            raise ValueError(f"A fixed rollout horizon must be >= 1, got {horizon}")
+        return horizon
     try:
-        values = tuple(schedule)  # type: ignore[arg-type]
+        items = tuple(schedule)  # type: ignore[arg-type]
     except TypeError:
         raise ValueError(f"Malformed rollout horizon schedule {schedule!r}: expected an int or [a, b, x, y]") from None
-    if len(values) != 4 or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+    if len(items) != 4 or not all(_is_int(v) for v in items):
         raise ValueError(f"Malformed rollout horizon schedule {schedule!r}: expected 4 ints [a, b, x, y]")
+    values = tuple(int(v) for v in items)
     start_epoch, end_epoch, start_horizon, end_horizon = values
     if not 0 <= start_epoch < end_epoch:
         raise ValueError(f"Rollout horizon schedule {schedule!r}: epochs must satisfy 0 <= a < b")
     if start_horizon < 1 or end_horizon < 1:
         raise ValueError(f"Rollout horizon schedule {schedule!r}: horizons must be >= 1")
     return (start_epoch, end_epoch, start_horizon, end_horizon)
+
+
+def _is_int(value: object) -> bool:
+    """Whether ``value`` is an integer (Python's or numpy's), not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def horizon_at(epoch: float, schedule: HorizonSchedule) -> int:

@@ -25,6 +25,7 @@ The inverse-TV weighting of the authors' later code (PDML) is in :mod:`sb3_pmac.
 """
 
 import math
+import numbers
 from typing import Any, Literal
 
 import numpy as np
@@ -52,11 +53,11 @@ class PolicyMixture:
     """
 
     def __init__(self, adaptation_rate: float = 0.9, mode: MixtureMode = "exponential") -> None:
-        check_adaptation_rate(adaptation_rate)
+        rate = check_adaptation_rate(adaptation_rate)
         if mode not in ("exponential", "uniform"):
             hint = " (the TV weighting is TVPolicyMixture)" if mode == "tv" else ""
             raise ValueError(f"Unknown policy mixture mode {mode!r}, expected 'exponential' or 'uniform'{hint}")
-        self.adaptation_rate = float(adaptation_rate)
+        self.adaptation_rate = rate
         self.mode: MixtureMode = mode
 
     # ------------------------------------------------------------------ Algorithm 1 in closed form
@@ -165,12 +166,20 @@ def as_versions(versions: np.ndarray) -> np.ndarray:
     return versions
 
 
-def check_adaptation_rate(adaptation_rate: float) -> None:
-    """Raise ``ValueError`` unless ``adaptation_rate`` (:math:`\\alpha`) is a number in (0, 1]."""
-    if isinstance(adaptation_rate, bool) or not isinstance(adaptation_rate, (int, float)):
-        raise ValueError(f"adaptation_rate (alpha) must be in (0, 1], got {adaptation_rate!r}")
-    if not 0.0 < float(adaptation_rate) <= 1.0:
-        raise ValueError(f"adaptation_rate (alpha) must be in (0, 1], got {adaptation_rate!r}")
+def check_adaptation_rate(adaptation_rate: float) -> float:
+    """
+    Check the policy-adaptation rate :math:`\\alpha`: any real number in (0, 1] (numpy's scalars included).
+
+    :param adaptation_rate: the rate to check
+    :return: the rate as a plain ``float``
+    :raises ValueError: for a bool, a non-number (e.g. a string), NaN or a number outside (0, 1]
+    """
+    if isinstance(adaptation_rate, bool) or not isinstance(adaptation_rate, numbers.Real):
+        raise ValueError(f"adaptation_rate (alpha) must be a real number in (0, 1], got {adaptation_rate!r}")
+    rate = float(adaptation_rate)
+    if not 0.0 < rate <= 1.0:  # (False for NaN)
+        raise ValueError(f"adaptation_rate (alpha) must be in (0, 1], got {rate!r}")
+    return rate
 
 
 def logsumexp(values: np.ndarray) -> float:

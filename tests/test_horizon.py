@@ -1,5 +1,6 @@
 """The horizon schedule of Algorithm 2 (Appendix D.1, MBPO's) and MBPO's model-buffer capacity rule."""
 
+import numpy as np
 import pytest
 
 from sb3_pmac.horizon import epoch_at, horizon_at, max_horizon, model_buffer_capacity, validate_horizon_schedule
@@ -38,6 +39,33 @@ def test_schedule_is_monotone_and_bounded():
 def test_malformed_schedule(schedule):
     with pytest.raises(ValueError):
         validate_horizon_schedule(schedule)
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    [np.float64(3.0), np.True_, np.array([20.0, 100.0, 1.0, 15.0]), np.array([[20, 100, 1, 15]]), [20, 100, np.True_, 15]],
+)
+def test_malformed_numpy_schedule(schedule):
+    with pytest.raises(ValueError, match="Malformed rollout horizon schedule"):
+        validate_horizon_schedule(schedule)
+
+
+@pytest.mark.parametrize(
+    "schedule, expected",
+    [
+        (np.int64(3), 3),
+        (np.int32(1), 1),
+        (np.array([20, 100, 1, 15]), (20, 100, 1, 15)),
+        (np.array([20, 300, 1, 25], dtype=np.int32), (20, 300, 1, 25)),
+        ([np.int64(20), 100, np.uint8(1), 15], (20, 100, 1, 15)),
+        (range(0, 4), (0, 1, 2, 3)),
+    ],
+)
+def test_numpy_integers_give_plain_ints(schedule, expected):
+    canonical = validate_horizon_schedule(schedule)
+    assert canonical == expected
+    assert all(type(value) is int for value in (canonical if isinstance(canonical, tuple) else (canonical,)))
+    assert horizon_at(60, schedule) == horizon_at(60, expected) and max_horizon(schedule) == max_horizon(expected)
 
 
 def test_model_buffer_capacity_mbpo():

@@ -1,10 +1,11 @@
 import pickle
+from fractions import Fraction
 
 import numpy as np
 import pytest
 
 from sb3_pmac.compat import legacy_policy_version
-from sb3_pmac.policy_mixture import PolicyMixture
+from sb3_pmac.policy_mixture import PolicyMixture, check_adaptation_rate
 from sb3_pmac.tv_mixture import TVPolicyMixture
 
 
@@ -98,10 +99,23 @@ def test_empty_and_invalid_versions():
         mixture.probabilities(np.array([-1, 0]))
 
 
-@pytest.mark.parametrize("alpha", [0.0, -0.1, 1.5, float("nan"), "0.9"])
+@pytest.mark.parametrize(
+    "alpha", [0.0, -0.1, 1.5, float("nan"), "0.9", True, np.True_, np.float32("nan"), np.float64(1.5), np.int64(0), 1j]
+)
 def test_invalid_adaptation_rate(alpha):
     with pytest.raises(ValueError, match="adaptation_rate"):
         PolicyMixture(alpha)
+    with pytest.raises(ValueError, match="adaptation_rate"):
+        check_adaptation_rate(alpha)
+
+
+@pytest.mark.parametrize("alpha", [np.float32(0.9), np.float64(0.5), np.float16(0.25), np.int64(1), 1, Fraction(1, 4)])
+def test_any_real_adaptation_rate_in_range(alpha):
+    rate = check_adaptation_rate(alpha)
+    assert type(rate) is float and rate == float(alpha)
+    mixture = PolicyMixture(alpha)
+    assert type(mixture.adaptation_rate) is float and mixture.adaptation_rate == rate
+    np.testing.assert_array_equal(mixture.weights(np.arange(3)), PolicyMixture(rate).weights(np.arange(3)))
 
 
 def test_invalid_mode():
