@@ -304,6 +304,8 @@ class PMAC(ModelStepSAC):
         self._last_rollout_info: RolloutInfo | None = None
         self._last_tv_distances: np.ndarray | None = None
         self._nan_predictions_dropped = 0
+        self._out_of_bounds_dropped = 0  # model predictions beyond rollout_state_bounds(), dropped
+        self._out_of_bounds_warned = False
         self._termination_fn_warned = False  # warned that the termination function disagrees with the env
         self._lazy_buffers = False  # set by ``load``: allocate the replay buffer only when learning starts
         self._rng_states: dict[str, Any] | None = None

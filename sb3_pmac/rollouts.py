@@ -4,7 +4,7 @@ Model rollouts (Algorithm 2, lines 7-10); their horizon comes from :mod:`sb3_pma
 From a batch of start states drawn from the real buffer (per the policy mixture), the current actor and the
 dynamics ensemble are rolled out for ``horizon`` steps in one batch; every predicted transition is written into
 the model buffer :math:`\\mathbb{D}_m`. Branches stop when the termination function says so, and any non-finite
-prediction is dropped (and counted), never stored.
+prediction, or one outside the given state bounds, is dropped (and counted), never stored.
 """
 
 import dataclasses
@@ -38,6 +38,7 @@ class RolloutInfo:
     nan_predictions_dropped: int
     mean_length: float
     nonfinite_starts_dropped: int = 0
+    out_of_bounds_dropped: int = 0
 
 
 @th.no_grad()
@@ -49,6 +50,7 @@ def rollout_model(
     horizon: int,
     model_buffer: ModelReplayBuffer,
     generator: th.Generator | None = None,
+    state_bounds: tuple[th.Tensor, th.Tensor] | None = None,
 ) -> RolloutInfo:
     """
     Roll the current policy in the learned model from ``start_observations`` for ``horizon`` steps, in one batch
@@ -65,6 +67,8 @@ def rollout_model(
     :param horizon: number of model steps
     :param model_buffer: where the transitions go
     :param generator: optional torch generator for the model's sampling
+    :param state_bounds: ``(low, high)``, each ``[obs_dim]``: a branch whose predicted next state leaves this box is
+        dropped like a non-finite one (counted in ``out_of_bounds_dropped``); ``None``: no bounds
     :return: statistics of the rollout
     """
     if horizon < 1:
@@ -75,7 +79,7 @@ def rollout_model(
     n_nonfinite_starts = n_start - int(finite_starts.sum())
     if n_nonfinite_starts > 0:
         observations = observations[finite_starts]
-    n_transitions = n_terminated = n_dropped = 0
+    n_transitions = n_terminated = n_dropped = n_out_of_bounds = 0
     for _ in range(horizon):
         if observations.shape[0] == 0:
             break
@@ -83,11 +87,16 @@ def rollout_model(
         next_observations, rewards, _ = dynamics.sample(observations, actions, generator=generator)
         rewards = rewards.reshape(-1)
         finite = th.isfinite(next_observations).all(dim=1) & th.isfinite(rewards)
-        n_finite = int(finite.sum())
+        keep = finite
+        if state_bounds is not None:
+            keep = finite & ((next_observations >= state_bounds[0]) & (next_observations <= state_bounds[1])).all(dim=1)
+        n_finite = int(keep.sum())
         if n_finite < observations.shape[0]:
-            n_dropped += observations.shape[0] - n_finite
-            observations, actions = observations[finite], actions[finite]
-            next_observations, rewards = next_observations[finite], rewards[finite]
+            n_nonfinite = observations.shape[0] - int(finite.sum())
+            n_dropped += n_nonfinite
+            n_out_of_bounds += observations.shape[0] - n_finite - n_nonfinite
+            observations, actions = observations[keep], actions[keep]
+            next_observations, rewards = next_observations[keep], rewards[keep]
         dones = th.as_tensor(termination_fn(observations, actions, next_observations), device=observations.device)
         dones = dones.reshape(-1).bool()
         model_buffer.add(observations, actions, rewards, next_observations, dones)
@@ -103,4 +112,5 @@ def rollout_model(
         nan_predictions_dropped=n_dropped,
         mean_length=n_transitions / max(n_start, 1),
         nonfinite_starts_dropped=n_nonfinite_starts,
+        out_of_bounds_dropped=n_out_of_bounds,
     )

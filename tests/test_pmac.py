@@ -444,3 +444,45 @@ def test_tensorboard_log_names(tmp_path):
     runs = sorted(path.name for path in tmp_path.iterdir())
     assert runs == ["MBPO_1", "PMAC_1"]
     assert any(path.name.startswith("events.out.tfevents") for path in (tmp_path / "PMAC_1").iterdir())
+
+
+class NearlyConstantFeature(gym.ObservationWrapper):
+    """Pendulum plus a 4th feature of spread ``eps`` around 1 (e.g. a sensor bias that barely drifts)."""
+
+    def __init__(self, env, eps):
+        super().__init__(env)
+        self.eps = eps
+        self.observation_space = spaces.Box(-np.inf, np.inf, (4,), np.float32)
+
+    def observation(self, observation):
+        return np.r_[observation, 1.0 + self.eps * self.np_random.standard_normal()].astype(np.float32)
+
+
+def test_rollouts_stay_within_the_range_of_the_real_data():
+    # a feature of spread 1e-7 is standardized by its tiny std: the model's noise on it sends the next inputs
+    # thousands of stds away and the rollouts diverge (|obs| ~ 1e23 without the bounds)
+    env = gym.wrappers.TimeLimit(NearlyConstantFeature(PendulumEnv(), 1e-7), 200)
+    kwargs = {**TINY, "model_trainer_kwargs": {}, "rollout_horizon": 5, "seed": 0}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = PMAC("MlpPolicy", env, termination_fn=NeverTerminate(), **kwargs)
+        model.learn(400)
+    low, high = model.rollout_state_bounds()
+    n = model.replay_buffer.size()
+    real = np.concatenate([model.replay_buffer.observations[:n, 0], model.replay_buffer.next_observations[:n, 0]])
+    width = real.max(axis=0) - real.min(axis=0)
+    np.testing.assert_allclose(low.numpy(), real.min(axis=0) - width, rtol=1e-6)
+    np.testing.assert_allclose(high.numpy(), real.max(axis=0) + width, rtol=1e-6)
+    stored = model.model_buffer.next_observations[: model.model_buffer.size()]
+    assert ((stored >= low) & (stored <= high)).all()
+    assert model._out_of_bounds_dropped > 0.5 * 6 * 200  # most predictions of the 6 model steps left the range
+    assert model.logger.name_to_value["rollout/out_of_bounds_dropped"] == model._out_of_bounds_dropped
+    assert sum("left the real data's range" in str(w.message) for w in caught) == 1
+
+    # the same run without the bounds stores the diverged states (what the bounds are for)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        unbounded = PMAC("MlpPolicy", env, termination_fn=NeverTerminate(), **kwargs)
+        unbounded.rollout_bounds_margin = None
+        unbounded.learn(400)
+    assert unbounded.model_buffer.next_observations[: unbounded.model_buffer.size()].abs().max() > 1e3

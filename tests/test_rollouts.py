@@ -70,3 +70,20 @@ def test_rollout_drops_nan_predictions():
 def test_rollout_rejects_bad_horizon():
     with pytest.raises(ValueError):
         rollout_model(ShiftModel(), policy_fn, terminate_above_3, th.zeros((1, 1)), 0, ModelReplayBuffer(10, 1, 1))
+
+
+def test_rollout_drops_predictions_outside_the_state_bounds():
+    start = th.zeros((6, 2))
+    start[:, 0] = th.arange(6.0)  # the branch leaves [-10, 4] in dimension 0 after 4, 3, 2, 1, 0, 0 steps
+    buffer = ModelReplayBuffer(100, obs_dim=2, action_dim=2)
+    bounds = (th.tensor([-10.0, -10.0]), th.tensor([4.0, 10.0]))
+    info = rollout_model(ShiftModel(), policy_fn, lambda *_: th.zeros(len(_[0]), dtype=th.bool), start, horizon=6,
+                         model_buffer=buffer, state_bounds=bounds)  # fmt: skip
+    assert info.n_transitions == buffer.size() == 4 + 3 + 2 + 1 and info.out_of_bounds_dropped == 6
+    assert info.nan_predictions_dropped == 0
+    data = buffer.get_transitions(th.arange(buffer.size()))
+    assert data.next_observations[:, 0].max() <= 4 and data.next_observations[:, 1].max() <= 4
+    # no bounds: the same rollout keeps every branch for the whole horizon
+    info = rollout_model(ShiftModel(), policy_fn, lambda *_: th.zeros(len(_[0]), dtype=th.bool), start, horizon=6,
+                         model_buffer=ModelReplayBuffer(100, obs_dim=2, action_dim=2))  # fmt: skip
+    assert info.n_transitions == 36 and info.out_of_bounds_dropped == 0
