@@ -566,3 +566,80 @@ def test_default_weight_decays_follow_the_depth():
         ProbabilisticEnsemble(obs_dim=3, action_dim=1, hidden_sizes=(32, 32), weight_decays=MBPO_WEIGHT_DECAYS)
     with pytest.raises(ValueError, match="'mbpo'"):
         ProbabilisticEnsemble(obs_dim=3, action_dim=1, weight_decays="pets")
+
+
+# ---------------------------------------------------------------------- float64 observations
+def large_magnitude_dataset(dtype: type) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Observations of magnitude 1e4 (a position, an odometer) that change by 1e-3: below float32's spacing there."""
+    obs = np.array([[1.0e4, 0.5], [2.0e4, -0.25], [5.0e4, 3.0]], dtype=dtype)
+    next_obs = obs + np.array([[1e-3, 0.1], [2e-3, 0.2], [1e-3, -0.3]], dtype=dtype)
+    actions = np.array([[0.5], [-0.5], [0.25]], dtype=np.float32)
+    rewards = np.array([1.0, -2.0, 0.5], dtype=dtype)
+    return obs, actions, rewards, next_obs
+
+
+@pytest.mark.parametrize("as_tensor", [False, True])  # numpy arrays, or tensors as the replay buffer gives them
+def test_targets_of_float64_observations_keep_small_changes(as_tensor):
+    obs, actions, rewards, next_obs = large_magnitude_dataset(np.float64)
+    trainer = ModelTrainer(small_ensemble(obs_dim=2, action_dim=1))
+    data = [th.as_tensor(x) if as_tensor else x for x in (obs, actions, rewards, next_obs)]
+    inputs, targets, _ = trainer._prepare(*data, sample_ids=None)
+    assert inputs.dtype == targets.dtype == th.float32
+    # the differences in float64, then rounded once to float32 (float32 observations give 0.00097656 and 0)
+    expected = np.concatenate([(next_obs - obs), rewards[:, None]], axis=1).astype(np.float32)
+    np.testing.assert_array_equal(targets.numpy(), expected)
+    np.testing.assert_array_equal(inputs.numpy(), np.concatenate([obs.astype(np.float32), actions], axis=1))
+
+
+@pytest.mark.parametrize("reward_dtype", [np.float32, np.float64])
+def test_targets_of_float32_observations_are_unchanged(reward_dtype):
+    obs, actions, rewards, next_obs = large_magnitude_dataset(np.float32)
+    rng = np.random.default_rng(0)
+    obs = np.concatenate([obs, rng.normal(scale=100, size=(50, 2)).astype(np.float32)])
+    next_obs = np.concatenate([next_obs, obs[3:] + rng.normal(size=(50, 2)).astype(np.float32)])
+    actions = np.concatenate([actions, rng.uniform(-1, 1, (50, 1)).astype(np.float32)])
+    rewards = np.concatenate([rewards, rng.normal(size=50).astype(np.float32)]).astype(reward_dtype)
+    inputs, targets, _ = ModelTrainer(small_ensemble(obs_dim=2, action_dim=1))._prepare(
+        obs, actions, rewards, next_obs, sample_ids=None
+    )
+    # what _prepare computed before float64 observations were handled: everything cast to float32 first
+    obs_t, act_t, rew_t, next_t = (th.as_tensor(x).to(dtype=th.float32) for x in (obs, actions, rewards, next_obs))
+    assert th.equal(targets, th.cat([next_t - obs_t, rew_t.reshape(-1, 1)], dim=-1))
+    assert th.equal(inputs, th.cat([obs_t, act_t], dim=-1))
+    assert targets[0, 0] == np.float32(1.0e4 + 1e-3) - np.float32(1.0e4)  # (0.00097656: float32's own rounding)
+
+
+def constant_change_model(monkeypatch, change: float) -> ProbabilisticEnsemble:
+    """A model whose every member predicts the change ``change`` for each observation and reward, with no noise."""
+    model = small_ensemble(obs_dim=2, action_dim=1)
+
+    def network(x, members=None):
+        return th.full((*x.shape[:-1], model.output_dim), change), th.zeros(*x.shape[:-1], model.output_dim)
+
+    monkeypatch.setattr(model, "_network", network)
+    return model
+
+
+def test_sample_adds_the_change_in_the_observations_precision(monkeypatch):
+    model = constant_change_model(monkeypatch, 1e-3)
+    obs, actions, _, _ = large_magnitude_dataset(np.float64)
+    change = th.tensor(1e-3, dtype=th.float32).double()  # the model's float32 prediction
+    next_obs, rewards, _ = model.sample(th.as_tensor(obs), th.as_tensor(actions), deterministic=True)
+    assert next_obs.dtype == th.float64 and rewards.dtype == th.float32
+    assert th.equal(next_obs, th.as_tensor(obs) + change)  # float32 states: 1e4 + 1e-3 = 10000.0009765625
+    # a rollout of 10 steps moves 1e4 by 0.01 (float32 states would not move at all from 5e4)
+    states = th.as_tensor(obs)
+    for _ in range(10):
+        states, _, _ = model.sample(states, th.as_tensor(actions), deterministic=True)
+    np.testing.assert_allclose((states - th.as_tensor(obs)).numpy(), 1e-2, rtol=1e-6)
+    empty, _, _ = model.sample(th.zeros(0, 2, dtype=th.float64), th.zeros(0, 1))
+    assert empty.dtype == th.float64 and empty.shape == (0, 2)
+
+
+def test_sample_of_float32_observations_is_unchanged(monkeypatch):
+    model = constant_change_model(monkeypatch, 1e-3)
+    obs, actions, _, _ = large_magnitude_dataset(np.float32)
+    obs_t = th.as_tensor(obs)
+    next_obs, rewards, _ = model.sample(obs_t, th.as_tensor(actions), deterministic=True)
+    assert next_obs.dtype == rewards.dtype == th.float32
+    assert th.equal(next_obs, obs_t + th.tensor(1e-3, dtype=th.float32))  # the float32 sum, as before

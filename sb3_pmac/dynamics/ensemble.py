@@ -282,7 +282,9 @@ class ProbabilisticEnsemble(nn.Module):
         :param deterministic: use the predicted mean instead of sampling from the Gaussian
         :param generator: optional random generator (member choice and Gaussian noise); its device may differ
             from the model's
-        :return: next observations ``[N, obs_dim]``, rewards ``[N]`` and the chosen member index ``[N]``
+        :return: next observations ``[N, obs_dim]``, rewards ``[N]`` and the chosen member index ``[N]``. The next
+            observations are ``observations`` plus the predicted change in the observations' dtype when it is more
+            precise than the model's (float64 states of large magnitude keep their small changes), else in the model's
         """
         if observations.dim() != 2 or observations.shape[-1] != self.obs_dim:
             raise ValueError(f"observations must have shape [N, {self.obs_dim}], got {list(observations.shape)}")
@@ -291,7 +293,8 @@ class ProbabilisticEnsemble(nn.Module):
                 f"actions must have shape [{observations.shape[0]}, {self.action_dim}], got {list(actions.shape)}"
             )
         device = self.device
-        observations = observations.to(device=device, dtype=self.max_logvar.dtype)
+        states = observations.to(device=device, dtype=th.promote_types(observations.dtype, self.max_logvar.dtype))
+        observations = states.to(dtype=self.max_logvar.dtype)
         actions = actions.to(device=device, dtype=self.max_logvar.dtype)
         n = observations.shape[0]
         rand_device = generator.device if generator is not None else device
@@ -299,7 +302,7 @@ class ProbabilisticEnsemble(nn.Module):
         slots = th.randint(self.n_elites, (n,), generator=generator, device=rand_device).to(device)
         members = self.elite_indices[slots]
         if n == 0:
-            return observations.clone(), observations.new_zeros(0), members
+            return states.clone(), observations.new_zeros(0), members
 
         # Group the samples by chosen elite slot: sorted position -> (slot, rank inside the slot's group)
         order = th.argsort(slots, stable=True)
@@ -324,6 +327,6 @@ class ProbabilisticEnsemble(nn.Module):
         else:
             noise = th.randn(mean.shape, generator=generator, device=rand_device, dtype=mean.dtype).to(device)
             prediction = mean + th.exp(0.5 * logvar) * noise
-        next_observations = observations + prediction[:, : self.obs_dim]
+        next_observations = states + prediction[:, : self.obs_dim].to(states.dtype)
         rewards = prediction[:, -1]
         return next_observations, rewards, members

@@ -221,13 +221,18 @@ class ModelTrainer:
         next_observations: ArrayLike,
         sample_ids: ArrayLike | None,
     ) -> tuple[th.Tensor, th.Tensor, np.ndarray | None]:
-        """Convert and check the dataset; :return: model inputs ``[N, in]``, targets ``[N, out]`` and ids ``[N]``."""
+        """
+        Convert and check the dataset; :return: model inputs ``[N, in]``, targets ``[N, out]`` and ids ``[N]``.
+
+        The targets ``s' - s`` are computed in the observations' precision, then converted to the model's dtype: float64
+        observations of large magnitude (positions, odometers) keep their small changes, which float32 observations
+        would round away (float32 data: the float32 difference, as always).
+        """
         model = self.model
         device, dtype = model.device, model.max_logvar.dtype
 
-        def as_tensor(x: ArrayLike) -> th.Tensor:
-            tensor = x.detach() if isinstance(x, th.Tensor) else th.as_tensor(np.asarray(x))
-            return tensor.to(device=device, dtype=dtype)
+        def as_tensor(x: ArrayLike) -> th.Tensor:  # (its dtype and device: see the targets)
+            return x.detach() if isinstance(x, th.Tensor) else th.as_tensor(np.asarray(x))
 
         obs, act, rew, next_obs = (as_tensor(x) for x in (observations, actions, rewards, next_observations))
         n_rows = obs.shape[0]
@@ -245,7 +250,12 @@ class ModelTrainer:
             ids = _to_numpy(sample_ids).reshape(-1)
             if ids.shape[0] != n_rows:
                 raise ValueError(f"sample_ids must have {n_rows} entries, got {ids.shape[0]}")
-        return model.make_inputs(obs, act), model.make_targets(obs, rew, next_obs), ids
+        # s' - s in the more precise of the data's and the model's dtypes, on the data's device (which may not take
+        # float64), then in the model's dtype on its device
+        precise = th.promote_types(th.promote_types(obs.dtype, next_obs.dtype), dtype)
+        targets = model.make_targets(*(x.to(device=next_obs.device, dtype=precise) for x in (obs, rew, next_obs)))
+        inputs = model.make_inputs(obs.to(device=device, dtype=dtype), act.to(device=device, dtype=dtype))
+        return inputs, targets.to(device=device, dtype=dtype), ids
 
     def _train_epoch(
         self,
