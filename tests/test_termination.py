@@ -16,9 +16,21 @@ import numpy as np
 import pytest
 import torch as th
 from gymnasium.envs.classic_control.pendulum import PendulumEnv
-from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecNormalize
+from gymnasium.wrappers import DtypeObservation, FlattenObservation, NormalizeObservation, TransformObservation
+from stable_baselines3.common.vec_env import (
+    DummyVecEnv,
+    SubprocVecEnv,
+    VecCheckNan,
+    VecEnv,
+    VecEnvWrapper,
+    VecFrameStack,
+    VecMonitor,
+    VecNormalize,
+)
+from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
 
 from sb3_pmac import termination
+from sb3_pmac.env_presets import make_preset_env
 from sb3_pmac.termination import (
     AntTermination,
     HopperTermination,
@@ -29,6 +41,7 @@ from sb3_pmac.termination import (
     Walker2dTermination,
     env_base_name,
     get_termination_fn,
+    observation_wrappers,
     register_termination_fn,
     termination_fn_from_env_id,
 )
@@ -356,6 +369,145 @@ def test_lookup_from_subproc_vec_env() -> None:
     finally:
         venv.close()
     assert isinstance(fn, HopperTermination) and fn.healthy_angle_range == (-0.3, 0.3)
+
+
+# ---------------------------------------------------------------------------------------------------- wrappers
+def _dummy(*env_fns: Any) -> DummyVecEnv:
+    return DummyVecEnv(list(env_fns))
+
+
+def _subproc(*env_fns: Any) -> SubprocVecEnv:
+    return SubprocVecEnv(list(env_fns), start_method="fork")
+
+
+def _doubled_hopper() -> gym.Env:
+    env = make("Hopper-v5")
+    return TransformObservation(env, lambda obs: 2 * obs, env.observation_space)  # a lambda: the wrapper cannot pickle
+
+
+def _normalized_hopper() -> gym.Env:
+    return NormalizeObservation(make("Hopper-v5"))
+
+
+@pytest.mark.parametrize("vec_env", [_dummy, _subproc], ids=["DummyVecEnv", "SubprocVecEnv"])
+def test_observation_wrappers_in_sub_envs_refused(vec_env: Any) -> None:
+    """SubprocVecEnv sub-envs are checked in the worker, like DummyVecEnv ones here, and the worker survives."""
+    for env_fn, wrapper in ((_normalized_hopper, "NormalizeObservation"), (_doubled_hopper, "TransformObservation")):
+        venv = vec_env(env_fn)
+        try:
+            with pytest.raises(ValueError, match=f"Hopper env is wrapped in observation wrappers .*{wrapper}"):
+                get_termination_fn(venv)
+            assert venv.reset().shape == (1, 11)
+        finally:
+            venv.close()
+
+
+def test_subproc_vec_env_accepts_exempt_wrappers_only() -> None:
+    venv = _subproc(lambda: make_preset_env("Humanoid-v4"))  # the presets' truncation keeps the raw leading entries
+    try:
+        assert get_termination_fn(venv) == HumanoidTermination()
+    finally:
+        venv.close()
+    venv = _subproc(lambda: NormalizeObservation(make_preset_env("Humanoid-v4")))
+    try:
+        with pytest.raises(ValueError, match="NormalizeObservation"):
+            get_termination_fn(venv)
+    finally:
+        venv.close()
+
+
+class _AppendZero(VecEnvWrapper):
+    """Appends a zero to the observations: changes the observation space."""
+
+    def __init__(self, venv: VecEnv) -> None:
+        space = venv.observation_space
+        assert isinstance(space, gym.spaces.Box)
+        low, high = np.append(space.low, 0.0), np.append(space.high, 0.0)
+        super().__init__(venv, observation_space=gym.spaces.Box(low, high, dtype=space.dtype))  # type: ignore[arg-type]
+
+    def _append(self, obs: Any) -> np.ndarray:
+        return np.concatenate([obs, np.zeros((len(obs), 1), obs.dtype)], axis=1)
+
+    def reset(self) -> Any:
+        return self._append(self.venv.reset())
+
+    def step_wait(self) -> VecEnvStepReturn:
+        obs, reward, done, info = self.venv.step_wait()
+        return self._append(obs), reward, done, info
+
+
+class _MarkedAppendZero(_AppendZero):
+    keeps_termination_inputs = True  # the raw entries stay in front
+
+
+def test_vec_env_wrappers_that_change_observations_refused() -> None:
+    venv = _dummy(lambda: make("Hopper-v5"))
+    for wrapped, name in (
+        (VecFrameStack(venv, 2), "VecFrameStack"),
+        (VecNormalize(VecFrameStack(venv, 2)), "VecFrameStack"),
+        (_AppendZero(venv), "_AppendZero"),
+        (VecFrameStack(_MarkedAppendZero(venv), 2), "VecFrameStack"),  # the inner wrapper's mark does not carry over
+    ):
+        with pytest.raises(ValueError, match=f"Hopper env is wrapped in VecEnv wrappers .*{name}.*termination_fn="):
+            get_termination_fn(wrapped)
+    # PMAC keeps VecNormalize's raw observations; the others keep the observations or are marked
+    assert get_termination_fn(VecCheckNan(VecMonitor(VecNormalize(venv)))) == HopperTermination()
+    assert get_termination_fn(_MarkedAppendZero(VecNormalize(venv))) == HopperTermination()
+    venv.close()
+
+
+class _BoxEnv(gym.Env):
+    """An env with a given observation space (only for the wrapper checks)."""
+
+    action_space = gym.spaces.Box(-1, 1, (1,))
+
+    def __init__(self, observation_space: gym.spaces.Box) -> None:
+        self.observation_space = observation_space
+
+
+@pytest.mark.filterwarnings("ignore:.*precision lowered by casting")
+def test_value_keeping_observation_wrappers_accepted() -> None:
+    env = FlattenObservation(DtypeObservation(make("Hopper-v5"), np.float32))
+    fn = get_termination_fn(env)
+    assert fn == HopperTermination()
+    # the rule reads the float32 observations right: the episode ends on the first step it calls terminal
+    obs, _ = env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    seen, terminated = [], False
+    while not terminated and len(seen) < 1000:
+        obs, _, terminated, _, _ = env.step(rng.uniform(-1, 1, 3))
+        assert obs.dtype == np.float32
+        seen.append(obs)
+    assert terminated
+    np.testing.assert_array_equal(fn(None, None, np.stack(seen)), np.arange(len(seen)) == len(seen) - 1)
+    env.close()
+    # integers cast to floats keep their values; a cast to integers, a flattened 2-D Box do not
+    assert observation_wrappers(DtypeObservation(_BoxEnv(gym.spaces.Box(0, 9, (3,), np.int64)), np.float32)) == []
+    assert observation_wrappers(DtypeObservation(_BoxEnv(gym.spaces.Box(-1, 1, (3,))), np.int32)) == ["DtypeObservation"]
+    assert observation_wrappers(FlattenObservation(_BoxEnv(gym.spaces.Box(-1, 1, (2, 3))))) == ["FlattenObservation"]
+    with pytest.raises(ValueError, match="DtypeObservation"):
+        get_termination_fn(DtypeObservation(make("Hopper-v5"), np.int32))
+    # the same exemptions in a SubprocVecEnv worker
+    venv = _subproc(lambda: FlattenObservation(DtypeObservation(make("Hopper-v5"), np.float32)))
+    try:
+        assert get_termination_fn(venv) == HopperTermination()
+    finally:
+        venv.close()
+
+
+def test_rules_that_read_no_observations_skip_the_wrapper_check() -> None:
+    pendulum = make("Pendulum-v1")
+    env = TransformObservation(pendulum, lambda obs: 2 * obs, pendulum.observation_space)
+    assert isinstance(get_termination_fn(env), NeverTerminate)
+    assert isinstance(get_termination_fn(NormalizeObservation(make("HalfCheetah-v5"))), NeverTerminate)
+    venv = _dummy(lambda: NormalizeObservation(make("Swimmer-v5")))
+    assert isinstance(get_termination_fn(VecFrameStack(venv, 2)), NeverTerminate)
+    venv.close()
+    venv = _subproc(lambda: NormalizeObservation(make("Reacher-v5")))
+    try:
+        assert isinstance(get_termination_fn(venv), NeverTerminate)
+    finally:
+        venv.close()
 
 
 FUNCTIONS = [

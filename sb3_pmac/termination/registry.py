@@ -3,11 +3,25 @@ Which termination rule an env gets: the factories that build a rule from an env'
 name, and the lookup from an env id, a gymnasium env or a VecEnv (:func:`get_termination_fn`).
 """
 
+import pickle
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
-from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
+import numpy as np
+from gymnasium import spaces
+from gymnasium.wrappers import DtypeObservation, FlattenObservation
+from stable_baselines3.common.vec_env import (
+    DummyVecEnv,
+    VecCheckNan,
+    VecEnv,
+    VecEnvWrapper,
+    VecFrameStack,
+    VecMonitor,
+    VecNormalize,
+    VecVideoRecorder,
+)
 
 from sb3_pmac.termination.rules import (
     AntTermination,
@@ -191,34 +205,178 @@ def _env_names(env: gym.Env, spec: Any = None) -> list[str]:
     return names
 
 
+# ---------------------------------------------------------------------------------------------------- wrappers
+# A rule reads the unwrapped env's raw observations: a wrapper that changes them makes the rule misread the model's
+# predictions. A wrapper that keeps the entries the rules read can say so with the class attribute
+# ``keeps_termination_inputs = True`` (like the presets' truncation).
+#: VecEnv wrappers that keep the stored observations as the env made them (VecNormalize: PMAC stores the raw ones)
+_VEC_WRAPPERS_KEEPING_INPUTS = (VecNormalize, VecMonitor, VecCheckNan, VecVideoRecorder)
+
+
+def _keeps_termination_inputs(wrapper: Any) -> bool:
+    """
+    Whether the wrapper itself (its class or instance) sets ``keeps_termination_inputs``: a ``VecEnvWrapper`` forwards
+    unknown attributes to the VecEnvs it wraps, whose flags must not count.
+    """
+    own = getattr(wrapper, "__dict__", {})
+    return bool(own.get("keeps_termination_inputs", getattr(type(wrapper), "keeps_termination_inputs", False)))
+
+
+def _cast_keeps_values(source: np.dtype, target: np.dtype) -> bool:
+    """Whether casting ``source`` to ``target`` keeps the values (float64 -> float32 rounding counts as keeping)."""
+    if np.issubdtype(target, np.floating):
+        return bool(np.issubdtype(source, np.floating) or np.issubdtype(source, np.integer) or source == np.bool_)
+    return bool(np.can_cast(source, target, casting="safe"))
+
+
+def _changes_termination_inputs(wrapper: Any) -> bool:
+    """
+    Whether ``wrapper`` itself (not the envs it wraps) changes the observations a rule reads: an observation wrapper,
+    unless it sets ``keeps_termination_inputs`` or keeps the values (``DtypeObservation`` of a ``Box`` to a float
+    dtype or by a safe cast, ``FlattenObservation`` of a 1-D ``Box``). The one predicate of every wrapper check.
+    """
+    if not isinstance(wrapper, gym.ObservationWrapper) or _keeps_termination_inputs(wrapper):
+        return False
+    source, target = wrapper.env.observation_space, wrapper.observation_space
+    # exact types: a subclass may transform the values
+    if type(wrapper) is DtypeObservation and isinstance(source, spaces.Box) and isinstance(target, spaces.Box):
+        return not _cast_keeps_values(np.dtype(source.dtype), np.dtype(target.dtype))
+    if type(wrapper) is FlattenObservation:
+        return not (isinstance(source, spaces.Box) and len(source.shape) == 1)
+    return True
+
+
+def _spec_does_not_pickle(wrapper: Any) -> bool:
+    """Whether the wrapper's spec (which holds the constructor arguments of the wrappers, e.g. lambdas) fails to pickle."""
+    try:
+        pickle.dumps(wrapper.spec)
+    except Exception:
+        return True
+    return False
+
+
+class _WrapperCheckMeta(type):
+    """
+    ``isinstance(wrapper, cls)`` is ``cls.check(wrapper)``: ``VecEnv.env_is_wrapped(cls)`` then runs the check where
+    the sub-env lives (a ``SubprocVecEnv`` worker gets the class by reference and walks its wrapper chain), so nothing
+    is pickled out of the worker; an exception, which would kill the worker, counts as True.
+    """
+
+    check: Callable[[Any], bool]
+
+    def __instancecheck__(cls, instance: Any) -> bool:
+        try:
+            return bool(cls.check(instance))
+        except Exception:
+            return True
+
+
+class _ChangesTerminationInputs(gym.Wrapper, metaclass=_WrapperCheckMeta):
+    """Never instantiated: a wrapper "is" one when :func:`_changes_termination_inputs` holds."""
+
+    check = staticmethod(_changes_termination_inputs)
+
+
+class _SpecDoesNotPickle(gym.Wrapper, metaclass=_WrapperCheckMeta):
+    """Never instantiated: a wrapper "is" one when :func:`_spec_does_not_pickle` holds."""
+
+    check = staticmethod(_spec_does_not_pickle)
+
+
 def observation_wrappers(env: gym.Env) -> list[str]:
     """
     The observation wrappers between ``env`` and its unwrapped env that change what a termination rule reads (a
-    termination function reads the unwrapped env's raw observations; wrappers marked ``keeps_termination_inputs``,
-    like the presets' truncation, are left out).
+    termination function reads the unwrapped env's raw observations). Left out: wrappers marked
+    ``keeps_termination_inputs``, like the presets' truncation, and those that keep the values:
+    ``DtypeObservation`` to a float dtype, ``FlattenObservation`` of a 1-D ``Box``.
+
+    :param env: A gymnasium env, possibly wrapped
+    :return: The class names of those wrappers, outermost first
     """
     found = []
     while isinstance(env, gym.Wrapper):
-        if isinstance(env, gym.ObservationWrapper) and not getattr(env, "keeps_termination_inputs", False):
+        if _changes_termination_inputs(env):
             found.append(type(env).__name__)
         env = env.env
     return found
 
 
-def _from_gym_env(env: gym.Env, warn: bool, spec: Any = None) -> TerminationFn:
+def _vec_observation_wrappers(venv: VecEnv) -> list[str]:
+    """
+    The ``VecEnvWrapper`` classes around ``venv`` that change what a rule reads, outermost first: ``VecFrameStack``
+    and any other that changes the observation space, except VecNormalize (PMAC keeps its raw observations),
+    VecMonitor, VecCheckNan, VecVideoRecorder and wrappers marked ``keeps_termination_inputs``.
+    """
+    found = []
+    while isinstance(venv, VecEnvWrapper):
+        if not (_keeps_termination_inputs(venv) or isinstance(venv, _VEC_WRAPPERS_KEEPING_INPUTS)) and (
+            isinstance(venv, VecFrameStack) or venv.observation_space != venv.venv.observation_space
+        ):
+            found.append(type(venv).__name__)
+        venv = venv.venv
+    return found
+
+
+def _wrapped_error(name: str, wrappers: str) -> ValueError:
+    return ValueError(
+        f"The {name} env is wrapped in {wrappers}: its termination rule reads raw observations, so model rollouts "
+        "would terminate on transformed ones. Pass termination_fn=... that works on the wrapped observations (e.g. "
+        "sb3_pmac.termination.NeverTerminate()), or normalize with VecNormalize, whose raw observations PMAC keeps for "
+        "the model. A wrapper that keeps the observation entries the rule reads can say so with the class attribute "
+        "keeps_termination_inputs = True."
+    )
+
+
+# ---------------------------------------------------------------------------------------------------- lookup from envs
+def _registered_rule(env: gym.Env, warn: bool, spec: Any = None) -> tuple[str, TerminationFn]:
+    """The env's name and the rule registered for it, built from the unwrapped env (NeverTerminate if unknown)."""
     names = _env_names(env, spec)
     name = next((name for name in names if name in _REGISTRY), None)
     if name is None:
-        return _unknown(names[0], warn)
-    wrappers = observation_wrappers(env)
+        return names[0], _unknown(names[0], warn)
+    return name, _REGISTRY[name](env.unwrapped)
+
+
+def _reads_observations(rule: TerminationFn) -> bool:
+    """False for NeverTerminate (exactly: a subclass may read them): no wrapper can make it misread anything."""
+    return type(rule) is not NeverTerminate
+
+
+def _from_gym_env(env: gym.Env, warn: bool) -> TerminationFn:
+    name, rule = _registered_rule(env, warn)
+    wrappers = observation_wrappers(env) if _reads_observations(rule) else []
     if wrappers:
-        raise ValueError(
-            f"The {name} env is wrapped in observation wrappers ({', '.join(wrappers)}): its termination rule reads raw "
-            "observations, so model rollouts would terminate on transformed ones. Pass termination_fn=... that works "
-            "on the wrapped observations (e.g. sb3_pmac.termination.NeverTerminate()), or normalize with "
-            "VecNormalize, whose raw observations PMAC keeps for the model."
-        )
-    return _REGISTRY[name](env.unwrapped)
+        raise _wrapped_error(name, f"observation wrappers ({', '.join(wrappers)})")
+    return rule
+
+
+def _from_vec_env(venv: VecEnv, warn: bool) -> TerminationFn:
+    base = venv.unwrapped
+    if isinstance(base, DummyVecEnv):
+        name, rule = _registered_rule(base.envs[0], warn)
+    else:
+        # e.g. SubprocVecEnv: the unwrapped sub-env is pickled (MuJoCo envs are re-created from their constructor
+        # kwargs, without their spec); its wrappers stay in the worker, which checks them itself (env_is_wrapped).
+        # The spec holds the wrappers' constructor arguments: only fetched if they pickle (else the class name is used)
+        spec = None if base.env_is_wrapped(_SpecDoesNotPickle, indices=[0])[0] else base.get_attr("spec", indices=[0])[0]
+        sub_env = base.get_attr("unwrapped", indices=[0])[0]
+        try:
+            name, rule = _registered_rule(sub_env, warn, spec)
+        finally:
+            sub_env.close()
+    if not _reads_observations(rule):
+        return rule
+    vec_wrappers = _vec_observation_wrappers(venv)
+    if vec_wrappers:
+        raise _wrapped_error(name, f"VecEnv wrappers that change its observations ({', '.join(vec_wrappers)})")
+    if isinstance(base, DummyVecEnv):
+        wrappers = observation_wrappers(base.envs[0])
+        if wrappers:
+            raise _wrapped_error(name, f"observation wrappers ({', '.join(wrappers)})")
+    elif base.env_is_wrapped(_ChangesTerminationInputs, indices=[0])[0]:
+        chain = base.env_method("__str__", indices=[0])[0]
+        raise _wrapped_error(name, f"observation wrappers (its first sub-env is {chain})")
+    return rule
 
 
 def termination_fn_from_env_id(env_id: str, env_kwargs: dict[str, Any] | None = None, warn: bool = True) -> TerminationFn:
@@ -253,24 +411,19 @@ def get_termination_fn(
     ``"Hopper-v5"`` both map to ``"Hopper"``), then built from the *unwrapped* env instance, whose parameters it reads.
 
     :param env: An env id (the env is made with ``env_kwargs`` and closed again), a gymnasium env (possibly wrapped)
-        or a Stable-Baselines3 ``VecEnv`` (its first sub-env is used; with ``SubprocVecEnv`` a pickled copy of it).
+        or a Stable-Baselines3 ``VecEnv`` (its first sub-env is used; with ``SubprocVecEnv`` a pickled copy of the
+        unwrapped sub-env, whose wrappers are checked in the worker).
     :param env_kwargs: Env keyword arguments, only used when ``env`` is an id
     :param warn: Emit a ``UserWarning`` when no termination function is known
     :return: The termination function; :class:`NeverTerminate` (with a warning) for unknown envs
+    :raises ValueError: If the rule reads observations (it is not :class:`NeverTerminate`) and a wrapper changes them:
+        a gymnasium observation wrapper (see :func:`observation_wrappers`) or a ``VecEnvWrapper`` that changes the
+        observation space, or ``VecFrameStack`` (``VecNormalize`` is fine: PMAC keeps its raw observations)
     """
     if isinstance(env, str):
         return termination_fn_from_env_id(env, env_kwargs, warn)
     if isinstance(env, VecEnv):
-        venv = env.unwrapped
-        if isinstance(venv, DummyVecEnv):
-            return _from_gym_env(venv.envs[0], warn)
-        # e.g. SubprocVecEnv: the sub-env is pickled (MuJoCo envs are re-created from their constructor kwargs)
-        spec = venv.get_attr("spec", indices=[0])[0]
-        sub_env = venv.get_attr("unwrapped", indices=[0])[0]
-        try:
-            return _from_gym_env(sub_env, warn, spec)
-        finally:
-            sub_env.close()
+        return _from_vec_env(env, warn)
     if isinstance(env, gym.Env):
         return _from_gym_env(env, warn)
     raise TypeError(f"Expected an env id, a gymnasium.Env or a VecEnv, got {type(env).__name__}")
