@@ -495,6 +495,18 @@ def test_value_keeping_observation_wrappers_accepted() -> None:
         venv.close()
 
 
+def test_other_wrappers_that_change_the_observation_space_refused() -> None:
+    from gymnasium.wrappers import FrameStackObservation
+
+    # FrameStackObservation is a plain gym.Wrapper, not an ObservationWrapper: the Hopper rule would read the oldest frame
+    stacked = FrameStackObservation(make("Hopper-v5"), 2)
+    assert observation_wrappers(stacked) == ["FrameStackObservation"]
+    with pytest.raises(ValueError, match="FrameStackObservation"):
+        get_termination_fn(stacked)
+    # wrappers that leave the observation space alone (Monitor, TimeLimit, RecordEpisodeStatistics) stay accepted
+    assert get_termination_fn(gym.wrappers.RecordEpisodeStatistics(make("Hopper-v5"))) == HopperTermination()
+
+
 def test_rules_that_read_no_observations_skip_the_wrapper_check() -> None:
     pendulum = make("Pendulum-v1")
     env = TransformObservation(pendulum, lambda obs: 2 * obs, pendulum.observation_space)

@@ -232,11 +232,14 @@ def _cast_keeps_values(source: np.dtype, target: np.dtype) -> bool:
 def _changes_termination_inputs(wrapper: Any) -> bool:
     """
     Whether ``wrapper`` itself (not the envs it wraps) changes the observations a rule reads: an observation wrapper,
-    unless it sets ``keeps_termination_inputs`` or keeps the values (``DtypeObservation`` of a ``Box`` to a float
-    dtype or by a safe cast, ``FlattenObservation`` of a 1-D ``Box``). The one predicate of every wrapper check.
+    or any other wrapper that changes the observation space (``FrameStackObservation``, ...), unless it sets
+    ``keeps_termination_inputs`` or keeps the values (``DtypeObservation`` of a ``Box`` to a float dtype or by a safe
+    cast, ``FlattenObservation`` of a 1-D ``Box``). The one predicate of every wrapper check.
     """
-    if not isinstance(wrapper, gym.ObservationWrapper) or _keeps_termination_inputs(wrapper):
+    if not isinstance(wrapper, gym.Wrapper) or _keeps_termination_inputs(wrapper):
         return False
+    if not isinstance(wrapper, gym.ObservationWrapper):
+        return wrapper.observation_space != wrapper.env.observation_space
     source, target = wrapper.env.observation_space, wrapper.observation_space
     # exact types: a subclass may transform the values
     if type(wrapper) is DtypeObservation and isinstance(source, spaces.Box) and isinstance(target, spaces.Box):
