@@ -79,6 +79,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--learning-starts", type=int, default=300, help="reduced settings: random warm-up steps")
     parser.add_argument("--model-max-epochs", type=int, default=10, help="reduced settings: epochs per model training")
     parser.add_argument("--rollout-batch-size", type=int, default=None, help="reduced settings: rollout starts")
+    parser.add_argument("--model-train-freq", type=int, default=None, help="reduced settings: env steps per model step")
     parser.add_argument("--net-arch", type=int, nargs="+", default=None, help="SAC hidden sizes (default 256 256)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="auto")
@@ -100,6 +101,8 @@ def agent_kwargs(args: argparse.Namespace) -> dict[str, Any]:
             kwargs["ent_coef"] = "auto"  # SB3's learned coefficient, as the reduced runs of docs/results.md used
             if args.rollout_batch_size is not None:
                 kwargs["rollout_batch_size"] = args.rollout_batch_size
+            if args.model_train_freq is not None:
+                kwargs["model_train_freq"] = args.model_train_freq
     elif args.algo == "sac":
         kwargs.update(learning_starts=5000, gradient_steps=20)  # the paper's SAC side of Table 2
     else:
@@ -128,6 +131,8 @@ def settings_record(args: argparse.Namespace) -> dict[str, Any]:
     keys = ["algo", "env", "seed", "timesteps", "eval_freq", "eval_episodes", "settings", "gradient_steps",
             "learning_starts", "model_max_epochs", "rollout_batch_size", "net_arch", "diagnostics_freq",
             "diagnostics_horizon"]  # fmt: skip
+    if getattr(args, "model_train_freq", None) is not None:  # recorded only when set: earlier runs resume unchanged
+        keys.append("model_train_freq")
     return {key: getattr(args, key) for key in keys}
 
 

@@ -557,8 +557,10 @@ class PMAC(ModelStepSAC):
 
         :param path: the path given to :meth:`save_replay_buffer` (or the file it wrote), or open binary file
         :param truncate_last_traj: SB3's option for ``HerReplayBuffer``, which PMAC does not use (ignored)
-        :param allow_pickle: also read a pickle (the buffer files of earlier sb3_pmac versions). Reading a pickle
-            executes the code it holds: only for files you trust. Without it a pickle raises ``ValueError``
+        :param allow_pickle: also read a pickle: the buffer files of earlier sb3_pmac versions, and SB3's replay buffer
+            files (``SAC.save_replay_buffer``), whose transitions load as one policy version, 0, the warm-up's; the
+            file's buffer size is kept. Reading a pickle executes the code it holds: only for files you trust. Without
+            it a pickle raises ``ValueError``
         """
         buffer, model_state = load_buffers(
             path,

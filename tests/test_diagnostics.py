@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import gymnasium as gym
@@ -708,3 +709,23 @@ def test_callback_refuses_another_kind_of_csv_before_training(tmp_path):
     with pytest.raises(ValueError, match=r"monitor\.csv"):
         agent.learn(150, callback=callback)
     assert agent.num_timesteps == 0 and monitor.read_bytes() == before  # refused at the start, the file untouched
+
+
+def test_predictions_keep_the_precision_of_float64_observations():
+    # (model_prediction="sample" goes through ProbabilisticEnsemble.sample, whose float64 sum test_dynamics checks)
+    from sb3_pmac.diagnostics.metrics import _predict
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        agent = PMAC("MlpPolicy", "Pendulum-v1", **TINY_PMAC_KWARGS)
+    observations = np.array([[1e4, 2e4, 5e4], [1e4 + 1e-3, -3e4, 7e4]])  # float32 spacing at 5e4: 0.004
+    actions = np.zeros((2, 1))
+    next_obs, _ = _predict(agent, observations, actions, "mean")
+    with th.no_grad():
+        mean, _ = agent.dynamics_model.predict(th.as_tensor(observations, dtype=th.float32), th.zeros(2, 1))
+    change = next_obs - observations  # exactly the elites' mean change, added in float64
+    np.testing.assert_allclose(change, mean.mean(dim=0)[:, :-1].double().numpy(), rtol=1e-6, atol=1e-9)
+    # a float32 sum would leave changes that are multiples of the float32 spacing of the observations
+    spacing = np.spacing(observations.astype(np.float32)).astype(np.float64)
+    ratio = change / spacing
+    assert np.abs(ratio - np.round(ratio)).max() > 1e-3

@@ -29,7 +29,8 @@ def runner():
 def tiny_args(runner, out: Path, *extra: str):
     argv = ["--algo", "pmac", "--env", "InvertedPendulum-v5", "--timesteps", "300", "--eval-freq", "100",
             "--eval-episodes", "2", "--learning-starts", "100", "--gradient-steps", "1", "--net-arch", "32", "32",
-            "--rollout-batch-size", "200", "--model-max-epochs", "2", "--out", str(out), *extra]  # fmt: skip
+            "--rollout-batch-size", "200", "--model-max-epochs", "2", "--model-train-freq", "50", "--out", str(out),
+            *extra]  # fmt: skip
     return runner.parse_args(argv)
 
 

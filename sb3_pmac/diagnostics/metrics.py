@@ -126,12 +126,14 @@ def _predict(
     model = agent.dynamics_model
     next_parts, reward_parts = [], []
     for start in range(0, len(observations), _PREDICT_CHUNK):
-        obs = th.as_tensor(observations[start : start + _PREDICT_CHUNK], dtype=th.float32, device=agent.device)
+        # float64 observations keep their precision in s + (s' - s); the model itself runs in float32
+        obs = th.as_tensor(observations[start : start + _PREDICT_CHUNK], device=agent.device)
+        obs = obs if obs.dtype == th.float64 else obs.float()
         act = th.as_tensor(actions[start : start + _PREDICT_CHUNK], dtype=th.float32, device=agent.device)
         if model_prediction == "mean":
-            mean, _ = model.predict(obs, act)  # [n_elites, N, obs_dim + 1]: (s' - s, r) of every elite
+            mean, _ = model.predict(obs.float(), act)  # [n_elites, N, obs_dim + 1]: (s' - s, r) of every elite
             mean = mean.mean(dim=0)
-            next_obs, rewards = obs + mean[:, :-1], mean[:, -1]
+            next_obs, rewards = obs + mean[:, :-1].to(obs.dtype), mean[:, -1]
         else:
             next_obs, rewards, _ = model.sample(obs, act, deterministic=False)
         next_parts.append(next_obs.double().cpu().numpy())
