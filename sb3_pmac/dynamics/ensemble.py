@@ -51,7 +51,13 @@ class ProbabilisticEnsemble(nn.Module):
     so it always lies in ``[min_logvar, max_logvar + log(1 + exp(min_logvar - max_logvar))]``
     (the upper excess is below ``3e-5`` with the default bounds).
 
-    Inputs are standardized by an :class:`InputNormalizer` inside :meth:`forward` (fitted by the trainer).
+    Inputs are standardized by an :class:`InputNormalizer` inside :meth:`forward` (fitted by the trainer). With
+    ``normalize_targets=True`` the targets are standardized too (a second normalizer, fitted on the training targets):
+    the network, the log-variance bounds, the loss and :meth:`mse` work in standardized target units, and
+    :meth:`forward`, :meth:`predict` and :meth:`sample` convert back (``mean * std + mu``, ``logvar + 2 log std``). MBPO
+    and mbrl-lib fit the raw targets, which is the default; standardized targets make the fit independent of each
+    dimension's scale (rewards of 1e3, observations of 1e-4, a nearly constant feature), where the raw fit fails
+    because the log-variance bounds are absolute.
 
     :param obs_dim: observation dimension
     :param action_dim: action dimension (actions are expected to be scaled to ``[-1, 1]``)
@@ -65,6 +71,8 @@ class ProbabilisticEnsemble(nn.Module):
     :param logvar_bound_penalty: coefficient of the ``max_logvar.sum() - min_logvar.sum()`` penalty
     :param min_logvar: initial value of the learned lower bound on the log-variance
     :param max_logvar: initial value of the learned upper bound on the log-variance
+    :param normalize_targets: standardize the targets ``(s' - s, r)`` per dimension (see above); ``False``: MBPO's
+        raw targets
     :param device: device of the parameters
     """
 
@@ -82,6 +90,7 @@ class ProbabilisticEnsemble(nn.Module):
         logvar_bound_penalty: float = 0.01,
         min_logvar: float = -10.0,
         max_logvar: float = 0.5,
+        normalize_targets: bool = False,
         device: th.device | str = "cpu",
     ) -> None:
         super().__init__()
@@ -135,6 +144,8 @@ class ProbabilisticEnsemble(nn.Module):
         self.max_logvar = nn.Parameter(th.full((1, self.output_dim), float(max_logvar)))
         self.min_logvar = nn.Parameter(th.full((1, self.output_dim), float(min_logvar)))
         self.input_normalizer = InputNormalizer(self.input_dim)
+        # a submodule only when used, so that the state_dict of a model without it is what it always was
+        self.target_normalizer: InputNormalizer | None = InputNormalizer(self.output_dim) if normalize_targets else None
         self.register_buffer("elite_indices", th.arange(n_elites, dtype=th.long))
         self.to(device)
 
@@ -178,6 +189,41 @@ class ProbabilisticEnsemble(nn.Module):
         logvar = self.min_logvar + F.softplus(logvar - self.min_logvar)
         return mean, logvar
 
+    @property
+    def normalize_targets(self) -> bool:
+        """Whether the targets are standardized (``normalize_targets`` of the constructor)."""
+        return self.target_normalizer is not None
+
+    def fit_normalizers(self, inputs: th.Tensor, targets: th.Tensor) -> None:
+        """
+        Fit the input normalizer (and the target normalizer, with ``normalize_targets``) on a training set.
+
+        :param inputs: ``[N, input_dim]`` raw inputs
+        :param targets: ``[N, output_dim]`` targets ``(s' - s, r)``
+        """
+        self.input_normalizer.fit(inputs)
+        if self.target_normalizer is not None:
+            self.target_normalizer.fit(targets)
+
+    def fitted_targets(self, targets: th.Tensor) -> th.Tensor:
+        """:return: ``targets`` in the units the network is fitted in (standardized with ``normalize_targets``)."""
+        return targets if self.target_normalizer is None else self.target_normalizer(targets)
+
+    def fitted_outputs(self, inputs: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """
+        :meth:`forward` in the units the network is fitted in (the loss's and :meth:`mse`'s): the same as
+        :meth:`forward` unless ``normalize_targets``.
+        """
+        x = self._expand(inputs, "inputs", self.input_dim)
+        return self._network(self.input_normalizer(x))
+
+    def _to_target_units(self, mean: th.Tensor, logvar: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """Network outputs in the targets' own units (unchanged unless ``normalize_targets``)."""
+        if self.target_normalizer is None:
+            return mean, logvar
+        std = self.target_normalizer.std
+        return mean * std + self.target_normalizer.mean, logvar + 2.0 * th.log(std)
+
     def _expand(self, x: th.Tensor, name: str, size: int) -> th.Tensor:
         """Broadcast ``[N, size]`` to ``[E, N, size]``, check ``[E, N, size]``."""
         if x.dim() == 2 and x.shape[-1] == size:
@@ -196,8 +242,7 @@ class ProbabilisticEnsemble(nn.Module):
             or ``[ensemble_size, N, input_dim]`` (one batch per member)
         :return: mean and log-variance, each ``[ensemble_size, N, output_dim]``
         """
-        x = self._expand(inputs, "inputs", self.input_dim)
-        return self._network(self.input_normalizer(x))
+        return self._to_target_units(*self.fitted_outputs(inputs))
 
     def loss(self, inputs: th.Tensor, targets: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
         """
@@ -211,11 +256,12 @@ class ProbabilisticEnsemble(nn.Module):
         + sum_l weight_decay_l * 0.5 * ||W_l||^2``.
 
         :param inputs: ``[ensemble_size, N, input_dim]`` (or ``[N, input_dim]``, shared by all members)
-        :param targets: ``[ensemble_size, N, output_dim]`` (or ``[N, output_dim]``) targets ``(s' - s, r)``
+        :param targets: ``[ensemble_size, N, output_dim]`` (or ``[N, output_dim]``) targets ``(s' - s, r)``, in their
+            own units (standardized here with ``normalize_targets``)
         :return: the total scalar loss to minimize and the per-member Eq. 5 NLL ``[ensemble_size]``
         """
-        targets = self._expand(targets, "targets", self.output_dim)
-        mean, logvar = self(inputs)
+        targets = self.fitted_targets(self._expand(targets, "targets", self.output_dim))
+        mean, logvar = self.fitted_outputs(inputs)
         nll = ((mean - targets).pow(2) * th.exp(-logvar) + logvar).mean(dim=(1, 2))
         total = nll.sum() + self.logvar_bound_penalty * (self.max_logvar.sum() - self.min_logvar.sum())
         for layer in self.layers:
@@ -225,14 +271,16 @@ class ProbabilisticEnsemble(nn.Module):
     @th.no_grad()
     def mse(self, inputs: th.Tensor, targets: th.Tensor) -> th.Tensor:
         """
-        Per-member mean squared error of the predicted mean (used on the holdout set and to select elites).
+        Per-member mean squared error of the predicted mean (used on the holdout set and to select elites), in the
+        units the network is fitted in: the targets' own, or standardized ones with ``normalize_targets`` (every
+        dimension then counts alike).
 
         :param inputs: ``[N, input_dim]`` or ``[ensemble_size, N, input_dim]``
         :param targets: ``[N, output_dim]`` or ``[ensemble_size, N, output_dim]``
         :return: tensor ``[ensemble_size]``
         """
-        targets = self._expand(targets, "targets", self.output_dim)
-        mean, _ = self(inputs)
+        targets = self.fitted_targets(self._expand(targets, "targets", self.output_dim))
+        mean, _ = self.fitted_outputs(inputs)
         return (mean - targets).pow(2).mean(dim=(1, 2))
 
     def set_elites(self, indices: Sequence[int] | th.Tensor) -> None:
@@ -260,7 +308,7 @@ class ProbabilisticEnsemble(nn.Module):
         :return: mean and log-variance, each ``[n_elites, N, output_dim]`` (order of ``elite_indices``)
         """
         x = self.input_normalizer(self.make_inputs(observations, actions))
-        return self._network(x.unsqueeze(0).expand(self.n_elites, -1, -1), self.elite_indices)
+        return self._to_target_units(*self._network(x.unsqueeze(0).expand(self.n_elites, -1, -1), self.elite_indices))
 
     @th.no_grad()
     def sample(
@@ -315,7 +363,7 @@ class ProbabilisticEnsemble(nn.Module):
         x = self.input_normalizer(self.make_inputs(observations, actions))
         padded = x.new_zeros(self.n_elites, max_group, self.input_dim)
         padded[sorted_slots, ranks] = x[order]
-        mean_padded, logvar_padded = self._network(padded, self.elite_indices)
+        mean_padded, logvar_padded = self._to_target_units(*self._network(padded, self.elite_indices))
 
         mean = th.empty(n, self.output_dim, device=device, dtype=x.dtype)
         logvar = th.empty_like(mean)

@@ -192,7 +192,8 @@ class ModelTrainer:
     @th.no_grad()
     def evaluate(self, inputs: th.Tensor, targets: th.Tensor, chunk_size: int = 8192) -> tuple[np.ndarray, np.ndarray]:
         """
-        Per-member MSE and Gaussian NLL (Eq. 5, averaged) of a dataset shared by all members.
+        Per-member MSE and Gaussian NLL (Eq. 5, averaged) of a dataset shared by all members, in the units the model
+        is fitted in (standardized targets with ``normalize_targets``, see :meth:`ProbabilisticEnsemble.mse`).
 
         :param inputs: ``[N, input_dim]``
         :param targets: ``[N, output_dim]``
@@ -205,8 +206,8 @@ class ModelTrainer:
         for start in range(0, n, chunk_size):
             x, y = inputs[start : start + chunk_size], targets[start : start + chunk_size]
             weight = x.shape[0] / n
-            mean, logvar = self.model(x)
-            sq_err = (mean - y.unsqueeze(0)).pow(2)
+            mean, logvar = self.model.fitted_outputs(x)  # (the units of the loss: standardized with normalize_targets)
+            sq_err = (mean - self.model.fitted_targets(y).unsqueeze(0)).pow(2)
             mse += weight * sq_err.mean(dim=(1, 2))
             nll += weight * (sq_err * th.exp(-logvar) + logvar).mean(dim=(1, 2))
         return mse.cpu().numpy(), nll.cpu().numpy()
@@ -340,7 +341,7 @@ class ModelTrainer:
             eval_rows = th.as_tensor(rng.permutation(n_train)[: self.max_holdout_size], device=device)
             eval_in, eval_tg = train_in[eval_rows], train_tg[eval_rows]
 
-        model.input_normalizer.fit(train_in)
+        model.fit_normalizers(train_in, train_tg)
         model.train()
 
         member_params = model.member_parameters()
