@@ -13,20 +13,22 @@ same data, same policy sequence, only the configuration differs. Two questions:
         --reference-every 4000 --configs pmac_ref=exponential:full:none pmac_auto_300=exponential:auto:300 \\
         --csv results/Hopper-v4/model_replay/pmac.csv
 
-A configuration is ``name=selection:rows:steps[:bootstrap]``:
+A configuration is ``name=selection:rows:steps[:flag...]``:
 
 * ``selection``: ``exponential`` (Algorithm 1, ``--alpha``) or ``uniform`` (MBPO);
 * ``rows``: training rows drawn per round with :func:`~sb3_pmac.buffers.draw_rows_per_version` (as
   ``PMAC.train_dynamics_model`` draws them): ``full`` (as many as the history holds: PMAC's
   ``model_training="full"``), ``auto`` (``PMAC``'s default: version length x (1 + alpha) / (1 - alpha)) or an int;
 * ``steps``: gradient steps per round (``none``: early stopping only, at most ``--reference-max-epochs`` epochs);
-* ``bootstrap``: every ensemble member trains on its own bootstrap resample of the rows.
+* flags: ``bootstrap`` (every ensemble member trains on its own bootstrap resample of the rows), ``normalized``
+  (``ProbabilisticEnsemble(normalize_targets=True)``: standardized targets).
 
 At every ``--every`` env steps ``t`` in ``[start, end]`` each configuration trains its own ensemble (warm-started
 from its previous round, as PMAC does) on rows drawn from the first ``t`` transitions; configurations with
 ``rows=full`` train only every ``--reference-every`` steps (they run to convergence, so the warm start matters less,
 and they cost the most). After training, each is evaluated (elite-mean prediction of ``[next_obs - obs, reward]``,
-raw units, MSE over all entries) on
+raw units, MSE over all entries; ``local_rel``: the local MSE of each dimension over that dimension's variance in the
+first ``t`` transitions, averaged over the dimensions, so that small-scale dimensions count alike) on
 
 * ``local``: the next 250 real transitions ``[t, t + 250)``: fresh data of the policy that is about to use the model
   (never trained on);
@@ -53,7 +55,7 @@ from sb3_pmac.buffers import draw_rows_per_version
 from sb3_pmac.dynamics import ModelTrainer, ProbabilisticEnsemble
 from sb3_pmac.policy_mixture import PolicyMixture, bounded_train_size
 
-KEYS = ("epochs", "grad_steps", "seconds", "local", "global", "n_rows", "distinct")
+KEYS = ("epochs", "grad_steps", "seconds", "local", "global", "local_rel", "n_rows", "distinct")
 LOCAL_WINDOW = 250
 
 
@@ -64,6 +66,7 @@ class Config:
     rows: str  # "full", "auto" or an int as text
     steps: int | None
     bootstrap: bool = False
+    normalize_targets: bool = False
 
     @property
     def is_reference(self) -> bool:
@@ -73,12 +76,13 @@ class Config:
 def parse_config(text: str) -> Config:
     name, _, value = text.partition("=")
     parts = value.split(":")
-    if len(parts) not in (3, 4) or parts[0] not in ("exponential", "uniform"):
-        raise SystemExit(f"bad configuration {text!r}: expected name=selection:rows:steps[:bootstrap]")
+    flags = set(parts[3:])
+    if len(parts) < 3 or parts[0] not in ("exponential", "uniform") or not flags <= {"bootstrap", "normalized"}:
+        raise SystemExit(f"bad configuration {text!r}: expected name=selection:rows:steps[:bootstrap][:normalized]")
     if parts[1] not in ("full", "auto") and not parts[1].isdigit():
         raise SystemExit(f"bad rows {parts[1]!r} in {text!r}")
     steps = None if parts[2].lower() == "none" else int(parts[2])
-    return Config(name, parts[0], parts[1], steps, len(parts) == 4 and parts[3] == "bootstrap")
+    return Config(name, parts[0], parts[1], steps, "bootstrap" in flags, "normalized" in flags)
 
 
 @dataclass
@@ -102,12 +106,19 @@ class RunData:
                 versions=data["versions"],
             )
 
-    def error(self, model: ProbabilisticEnsemble, rows: np.ndarray | slice) -> float:
-        """MSE of the elite-mean prediction of ``[next_obs - obs, reward]`` on ``rows`` (raw units)."""
+    def targets(self, rows: np.ndarray | slice) -> np.ndarray:
+        """``[next_obs - obs, reward]`` of ``rows``."""
+        return np.concatenate([self.next_obs[rows] - self.obs[rows], self.rewards[rows, None]], axis=1)
+
+    def error(self, model: ProbabilisticEnsemble, rows: np.ndarray | slice, scale: np.ndarray | None = None) -> float:
+        """
+        MSE of the elite-mean prediction of ``[next_obs - obs, reward]`` on ``rows`` (raw units; with ``scale``, each
+        dimension's squared error divided by ``scale`` first).
+        """
         with th.no_grad():
             mean, _ = model.predict(th.as_tensor(self.obs[rows]), th.as_tensor(self.actions[rows]))
-        target = np.concatenate([self.next_obs[rows] - self.obs[rows], self.rewards[rows, None]], axis=1)
-        return float(np.mean((mean.mean(0).numpy() - target) ** 2))
+        squared = (mean.mean(0).numpy() - self.targets(rows)) ** 2
+        return float(np.mean(squared if scale is None else squared / scale))
 
 
 def n_rows_of(config: Config, t: int, version_length: int, alpha: float) -> int:
@@ -129,7 +140,9 @@ def replay(data: RunData, configs: list[Config], args: argparse.Namespace, end: 
     models, trainers = {}, {}
     for config in configs:
         th.manual_seed(args.seed)  # every configuration starts from the same initial ensemble
-        models[config.name] = ProbabilisticEnsemble(data.obs.shape[1], data.actions.shape[1])
+        models[config.name] = ProbabilisticEnsemble(
+            data.obs.shape[1], data.actions.shape[1], normalize_targets=config.normalize_targets
+        )
         trainer_kwargs = dict(max_grad_steps=config.steps, bootstrap=config.bootstrap, seed=args.seed)
         trainer_kwargs["max_epochs"] = args.reference_max_epochs if config.steps is None else None
         trainers[config.name] = ModelTrainer(models[config.name], **trainer_kwargs)
@@ -141,6 +154,7 @@ def replay(data: RunData, configs: list[Config], args: argparse.Namespace, end: 
             held, firsts, counts = np.unique(data.versions[:t], return_index=True, return_counts=True)
             local = slice(t, t + LOCAL_WINDOW)
             global_rows = rng.integers(0, t, size=args.n_global)
+            variance = np.maximum(data.targets(slice(0, t)).var(axis=0), 1e-12)  # of each target dimension so far
             probabilities = {}
             for mode in {config.selection for config in configs}:
                 mixture = PolicyMixture(args.alpha, mode=mode)  # type: ignore[arg-type]
@@ -166,6 +180,7 @@ def replay(data: RunData, configs: list[Config], args: argparse.Namespace, end: 
                     seconds=round(info.seconds, 3),
                     local=data.error(models[config.name], local),
                     **{"global": data.error(models[config.name], global_rows)},
+                    local_rel=data.error(models[config.name], local, scale=variance),
                     n_rows=len(picks),
                     distinct=len(np.unique(picks)),
                 )
@@ -173,7 +188,10 @@ def replay(data: RunData, configs: list[Config], args: argparse.Namespace, end: 
                 if writer is not None:
                     writer.writerow(row)
                     csv_file.flush()
-                line.append(f"{config.name} {info.grad_steps} st local {row['local']:.4f} global {row['global']:.4f}")
+                line.append(
+                    f"{config.name} {info.grad_steps} st local {row['local']:.4f} (rel {row['local_rel']:.4f}) "
+                    f"global {row['global']:.4f}"
+                )
             print(f"t={t}: " + ", ".join(line), flush=True)
     except KeyboardInterrupt:
         print("interrupted: summary of the rounds done")
@@ -188,7 +206,7 @@ def summary(rows: list[dict[str, float | str]], configs: list[Config]) -> None:
     by_config = {c.name: {int(float(r["t"])): r for r in rows if r["config"] == c.name} for c in configs}
     references = {c.selection: c.name for c in configs if c.is_reference}
     print(f"{'config':>18} {'rows':>6} {'steps':>6} {'rounds':>6} {'epochs':>7} {'grad steps':>10} {'s/round':>8} "
-          f"{'med local':>10} {'med global':>10} {'local vs ref':>12} {'global vs ref':>13}")  # fmt: skip
+          f"{'med local':>10} {'med rel':>8} {'med global':>10} {'local vs ref':>12} {'global vs ref':>13}")  # fmt: skip
     for config in configs:
         mine = by_config[config.name]
         if not mine:
@@ -205,6 +223,7 @@ def summary(rows: list[dict[str, float | str]], configs: list[Config]) -> None:
                 ratio_global = _median_at(mine, "global", common) / _median_at(ref, "global", common)
         print(f"{config.name:>18} {config.rows:>6} {config.steps!s:>6} {len(mine):>6} {values['epochs'].mean():>7.1f} "
               f"{values['grad_steps'].mean():>10.0f} {values['seconds'].mean():>8.2f} {np.median(values['local']):>10.4f} "
+              f"{np.median(values['local_rel']):>8.4f} "
               f"{np.median(values['global']):>10.4f} {ratio_local:>12.3f} {ratio_global:>13.3f}")  # fmt: skip
 
 
