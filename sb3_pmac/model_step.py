@@ -131,7 +131,7 @@ class ModelStepSAC(SAC):
         if self.model_buffer.size() == 0:
             warnings.warn(
                 f"The model buffer is empty after the model step at step {self.num_timesteps} (no trained model yet, "
-                "or every rollout prediction was non-finite): SAC trains on real data only",
+                "or every rollout prediction was non-finite or out of range): SAC trains on real data only",
                 UserWarning,
                 stacklevel=2,
             )
