@@ -279,33 +279,51 @@ class ModelStepSAC(SAC):
 
     def rollout_state_bounds(self) -> tuple[th.Tensor, th.Tensor] | None:
         """
-        Bounds of the states model rollouts may reach: per dimension, the range of the real buffer's (finite)
-        observations widened by ``rollout_bounds_margin`` times its width on each side; a dimension constant in the
-        data is left unbounded. A guard against models that diverge (a branch beyond it is dropped, as a non-finite
-        one is), not a constraint on ordinary extrapolation.
+        Bounds of the states model rollouts may reach: per dimension, the range of the real (finite) observations
+        widened by ``rollout_bounds_margin`` times its width on each side; a dimension constant in the data is left
+        unbounded. A guard against models that diverge (a branch beyond it is dropped, as a non-finite one is), not a
+        constraint on ordinary extrapolation. The range is kept up to date from the transitions added since the last
+        call (the extremes of transitions the buffer has since overwritten stay in it).
 
-        :return: ``(low, high)`` on the agent's device, or ``None`` when ``rollout_bounds_margin`` is ``None`` or the
-            buffer holds no finite observation
+        :return: ``(low, high)`` on the agent's device, in the precision of the stored observations (float64 ones
+            keep small ranges at large magnitudes), or ``None`` when ``rollout_bounds_margin`` is ``None`` or no
+            finite observation is stored
         """
         if self.rollout_bounds_margin is None:
             return None
-        n, obs_dim = self.replay_buffer.size(), self.replay_buffer.obs_shape[0]
-        lows, highs = [], []
-        for stored in (self.replay_buffer.observations, self.replay_buffer.next_observations):
-            rows = stored[:n].reshape(-1, obs_dim)
-            finite = np.isfinite(rows).all(axis=1)
-            rows = rows if finite.all() else rows[finite]
-            if len(rows) > 0:
-                lows.append(rows.min(axis=0))
-                highs.append(rows.max(axis=0))
-        if not lows:
+        data_range = self._real_data_range()
+        if data_range is None:
             return None
-        low, high = np.min(lows, axis=0).astype(np.float64), np.max(highs, axis=0).astype(np.float64)
+        low, high = data_range
         margin = float(self.rollout_bounds_margin) * (high - low)
         constant = high == low
         low, high = np.where(constant, -np.inf, low - margin), np.where(constant, np.inf, high + margin)
-        dtype = self.dynamics_model.max_logvar.dtype
+        dtype = th.promote_types(
+            th.from_numpy(self.replay_buffer.observations[:0]).dtype, self.dynamics_model.max_logvar.dtype
+        )
         return th.as_tensor(low, dtype=dtype, device=self.device), th.as_tensor(high, dtype=dtype, device=self.device)
+
+    def _real_data_range(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Per-dimension (min, max) of the finite real observations and next observations, in float64, kept up to date."""
+        buffer = self.replay_buffer
+        cache = getattr(self, "_data_range_cache", None)  # (buffer, n_written, low, high); not saved with the agent
+        n_written = buffer.n_written
+        if cache is not None and cache[0] is buffer and 0 <= n_written - cache[1] <= buffer.buffer_size:
+            positions = np.arange(cache[1], n_written) % buffer.buffer_size  # only the rows added since
+            low, high = cache[2], cache[3]
+        else:  # first call, another buffer (load_replay_buffer), or more new rows than the buffer holds
+            positions = np.arange(buffer.size())
+            low = high = None
+        obs_dim = buffer.obs_shape[0]
+        for stored in (buffer.observations, buffer.next_observations):
+            rows = stored[positions].reshape(-1, obs_dim)
+            rows = rows[np.isfinite(rows).all(axis=1)]
+            if len(rows) > 0:
+                rows_low, rows_high = rows.min(axis=0).astype(np.float64), rows.max(axis=0).astype(np.float64)
+                low = rows_low if low is None else np.minimum(low, rows_low)
+                high = rows_high if high is None else np.maximum(high, rows_high)
+        self._data_range_cache = (buffer, n_written, low, high)
+        return None if low is None or high is None else (low, high)
 
     def rollout_policy(self, observations: th.Tensor) -> th.Tensor:
         """The current actor, stochastic, on raw observations (normalized first when the env is a VecNormalize)."""

@@ -466,6 +466,7 @@ class PMAC(ModelStepSAC):
             "_last_tv_distances",
             "_buffers_allocated",
             "_lazy_buffers",
+            "_data_range_cache",
         ]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:

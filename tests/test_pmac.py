@@ -510,3 +510,36 @@ def test_standardized_targets_keep_the_nearly_constant_feature_in_range_and_surv
     with th.no_grad():
         for actual, expected in zip(loaded.dynamics_model(inputs), model.dynamics_model(inputs), strict=True):
             assert th.equal(actual, expected)
+
+
+def test_rollout_state_bounds_follow_new_data_and_keep_float64_precision():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model = PMAC("MlpPolicy", gym.make("Hopper-v5"), **{**TINY, "learning_starts": 1000, "buffer_size": 300})
+    model.learn(250)
+    buffer = model.replay_buffer
+    assert buffer.observations.dtype == np.float64
+
+    def full_scan():
+        stored = np.concatenate([buffer.observations[: buffer.size(), 0], buffer.next_observations[: buffer.size(), 0]])
+        return stored.min(axis=0), stored.max(axis=0)
+
+    low, high = model.rollout_state_bounds()
+    data_low, data_high = full_scan()
+    np.testing.assert_array_equal(low.numpy(), data_low - (data_high - data_low))
+    # kept up to date from the new rows only, also when the buffer wraps around (300 positions, 420 written)
+    model.learn(170, reset_num_timesteps=False)
+    assert buffer.full and buffer.n_written == 420
+    low, high = model.rollout_state_bounds()
+    cached_range = model._data_range_cache[2:]
+    assert (cached_range[0] <= full_scan()[0]).all() and (cached_range[1] >= full_scan()[1]).all()  # new rows in
+    model._data_range_cache = None  # a fresh scan sees the stored rows only (extremes of overwritten ones go)
+    np.testing.assert_array_equal(model._real_data_range()[0], full_scan()[0])
+    # a feature of range 1 at magnitude 1e8 (float32 spacing: 8): the bounds stay in float64 and hold the data
+    buffer.observations[:, 0, 1] = 1e8 + np.random.default_rng(0).uniform(0, 1, buffer.buffer_size)
+    buffer.next_observations[:, 0, 1] = buffer.observations[:, 0, 1]
+    model._data_range_cache = None
+    low, high = model.rollout_state_bounds()
+    assert low.dtype == th.float64
+    assert (buffer.observations[:, 0, 1] >= low[1].item()).all() and (buffer.observations[:, 0, 1] <= high[1].item()).all()
+    assert high[1].item() - low[1].item() < 4  # 3 widths of about 1

@@ -589,3 +589,26 @@ def test_hand_made_states() -> None:
     # too short observations are rejected
     with pytest.raises(ValueError, match="at least"):
         hopper(None, None, np.zeros((2, 5)))
+
+
+@pytest.mark.parametrize("handle_timeout_termination", [True, False])
+def test_termination_agreement_counts_only_what_the_buffer_can_tell(handle_timeout_termination: bool) -> None:
+    from sb3_pmac.buffers import PolicyVersionedReplayBuffer
+    from sb3_pmac.termination.agreement import termination_agreement
+
+    space = gym.spaces.Box(-10, 10, (2,), np.float32)
+    buffer = PolicyVersionedReplayBuffer(100, space, gym.spaces.Box(-1, 1, (1,), np.float32), device="cpu",
+                                         handle_timeout_termination=handle_timeout_termination)  # fmt: skip
+    rule = lambda obs, act, next_obs: next_obs[:, 0] > 1  # noqa: E731  (the env's rule: x > 1 terminates)
+    for step in range(60):
+        x = 2.0 if step % 10 == 9 else 0.0  # every 10th transition terminates ...
+        truncated = step % 20 == 4  # ... and a time limit truncates others
+        buffer.add(np.zeros((1, 2)), np.array([[x, 0.0]]), np.zeros((1, 1)), np.zeros(1), np.array([x > 1 or truncated]),
+                   [{"TimeLimit.truncated": truncated and x <= 1}])  # fmt: skip
+    agreement = termination_agreement(rule, buffer)
+    assert agreement.n_missed == agreement.n_false == 0 and not agreement.disagrees()
+    assert agreement.n_nonterminal == 60 - 6 - 3
+    # without handle_timeout_termination a truncation is stored as a plain done: it cannot count as a terminal
+    assert agreement.n_terminal == (6 if handle_timeout_termination else 0)
+    never = termination_agreement(lambda obs, act, next_obs: np.zeros(len(obs), bool), buffer)
+    assert never.n_missed == (6 if handle_timeout_termination else 0)

@@ -26,7 +26,7 @@ class TerminationAgreement:
 
     n_terminal: int  #: real transitions the env terminated (time-limit truncations excluded)
     n_missed: int  #: of those, the ones the function does not end
-    n_nonterminal: int  #: real transitions the env did not terminate
+    n_nonterminal: int  #: real transitions that did not end the episode (neither terminated nor truncated)
     n_false: int  #: of those, the ones the function ends
 
     @property
@@ -58,16 +58,19 @@ def termination_agreement(
     from the env.
 
     :param termination_fn: ``(obs, actions, next_obs) -> done``
-    :param buffer: the real replay buffer
+    :param buffer: the real replay buffer. One made with ``handle_timeout_termination=False`` does not tell time-limit
+        truncations from terminations: only its non-terminal transitions are checked (``n_terminal`` is 0)
     :param n_samples: transitions of each kind to check at most (drawn without replacement)
     :param seed: seed of the draw (a generator of its own: the global ones are left alone)
     :return: the counts
     """
     n = buffer.size()
-    terminal = (buffer.dones[:n] > 0.5) & (buffer.timeouts[:n] < 0.5)  # [n, n_envs]
+    done = buffer.dones[:n] > 0.5  # [n, n_envs]
+    terminal = done & (buffer.timeouts[:n] < 0.5)
     rng = np.random.default_rng(seed)
     counts = []
-    for mask in (terminal, ~terminal):
+    known_terminal = terminal if buffer.handle_timeout_termination else np.zeros_like(terminal)
+    for mask in (known_terminal, ~done):
         batch_inds, env_inds = np.nonzero(mask)
         if len(batch_inds) > n_samples:
             keep = np.sort(rng.choice(len(batch_inds), n_samples, replace=False))
