@@ -66,6 +66,10 @@ class ModelStepSAC(SAC):
     _last_rollout_info: RolloutInfo | None
     _last_tv_distances: np.ndarray | None
     _nan_predictions_dropped: int
+    _out_of_bounds_dropped: int
+    _out_of_bounds_warned: bool
+    _termination_fn_warned: bool
+    _data_range_cache: tuple[Any, int, np.ndarray | None, np.ndarray | None] | None
     _model_rounds_trained: int
     _nonfinite_rows_dropped: int
     _model_rounds_kept: int
@@ -166,7 +170,7 @@ class ModelStepSAC(SAC):
 
     def _check_termination_fn(self) -> None:
         """Warn (once) when the termination function disagrees with the env's own terminations on the real data."""
-        if getattr(self, "_termination_fn_warned", False) or self.termination_fn is None:
+        if self._termination_fn_warned or self.termination_fn is None:
             return
         agreement = termination_agreement(self.termination_fn, self.replay_buffer, seed=self.num_timesteps)
         if agreement.disagrees():
@@ -258,9 +262,9 @@ class ModelStepSAC(SAC):
         info = rollout_model(self.dynamics_model, policy, termination, starts, horizon, self.model_buffer, state_bounds=bounds)
         self._nan_predictions_dropped += info.nan_predictions_dropped
         self._nonfinite_rows_dropped += info.nonfinite_starts_dropped
-        self._out_of_bounds_dropped = getattr(self, "_out_of_bounds_dropped", 0) + info.out_of_bounds_dropped
+        self._out_of_bounds_dropped += info.out_of_bounds_dropped
         predictions = info.n_transitions + info.nan_predictions_dropped + info.out_of_bounds_dropped
-        if info.out_of_bounds_dropped > 0.1 * max(predictions, 1) and not getattr(self, "_out_of_bounds_warned", False):
+        if info.out_of_bounds_dropped > 0.1 * max(predictions, 1) and not self._out_of_bounds_warned:
             self._out_of_bounds_warned = True
             warnings.warn(
                 f"{info.out_of_bounds_dropped} of {predictions} model predictions at step {self.num_timesteps} left the "
@@ -306,7 +310,7 @@ class ModelStepSAC(SAC):
     def _real_data_range(self) -> tuple[np.ndarray, np.ndarray] | None:
         """Per-dimension (min, max) of the finite real observations and next observations, in float64, kept up to date."""
         buffer = self.replay_buffer
-        cache = getattr(self, "_data_range_cache", None)  # (buffer, n_written, low, high); not saved with the agent
+        cache = self._data_range_cache
         n_written = buffer.n_written
         if cache is not None and cache[0] is buffer and 0 <= n_written - cache[1] <= buffer.buffer_size:
             positions = np.arange(cache[1], n_written) % buffer.buffer_size  # only the rows added since
@@ -363,6 +367,6 @@ class ModelStepSAC(SAC):
             self.logger.record("rollout/model_rollout_length", rollout_info.mean_length)
         self.logger.record("rollout/model_buffer_size", self.model_buffer.size())
         self.logger.record("rollout/nan_predictions_dropped", self._nan_predictions_dropped)
-        self.logger.record("rollout/out_of_bounds_dropped", getattr(self, "_out_of_bounds_dropped", 0))
+        self.logger.record("rollout/out_of_bounds_dropped", self._out_of_bounds_dropped)
         self.logger.record("time/model_train_s", self._timings["model_train"])
         self.logger.record("time/rollout_s", self._timings["rollout"])

@@ -306,6 +306,8 @@ class PMAC(ModelStepSAC):
         self._nan_predictions_dropped = 0
         self._out_of_bounds_dropped = 0  # model predictions beyond rollout_state_bounds(), dropped
         self._out_of_bounds_warned = False
+        # (buffer, n_written, low, high) of rollout_state_bounds' running range; not saved with the agent
+        self._data_range_cache = None
         self._termination_fn_warned = False  # warned that the termination function disagrees with the env
         self._lazy_buffers = False  # set by ``load``: allocate the replay buffer only when learning starts
         self._rng_states: dict[str, Any] | None = None

@@ -80,8 +80,8 @@ def termination_agreement(
             continue
         data = buffer.get_transitions(batch_inds, env_inds)
         with th.no_grad():
-            done = th.as_tensor(termination_fn(data.observations, data.actions, data.next_observations))
-        n_ended = int(done.reshape(-1).bool().sum())
+            ended = th.as_tensor(termination_fn(data.observations, data.actions, data.next_observations))
+        n_ended = int(ended.reshape(-1).bool().sum())
         counts.append((len(batch_inds), n_ended))
     (n_terminal, n_ended_terminal), (n_nonterminal, n_false) = counts
     return TerminationAgreement(n_terminal, n_terminal - n_ended_terminal, n_nonterminal, n_false)
