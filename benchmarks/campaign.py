@@ -19,6 +19,11 @@ Each run is ``benchmarks/learning_curves.py`` with ``--max-seconds`` (a resumabl
 again until it finishes. Runs write to ``results/campaign/Hopper-v4/<algo>/seed_<seed>/``: the small files
 (``evaluations.csv``, ``progress.csv``, ``diagnostics.csv``, ``monitor.csv``, ``run.json``) are committed, the pauses'
 agents and buffers (``*.zip``, ``*.pkl``, ``*.npz``) are ignored by git.
+
+The runs do not record their machine, and the campaign's machine can change between sessions (its checkpoints are lost
+then, and the unfinished runs start over). When a run starts or starts over, write its CPU by hand into the committed
+copy of its folder, ``results/campaign/Hopper-v4/<algo>/seed_<seed>/machine.json`` (``{"cpu": ..., "started": ...}``,
+from ``lscpu``): the report gives it beside the wall times.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ The report of the Hopper campaign (issue 14) from whatever runs exist, partial o
     python benchmarks/campaign_report.py
 
 reads ``results/campaign/<env>/<algo>/seed_<n>/`` (``evaluations.csv``, ``progress.csv``, ``diagnostics.csv``,
-``run.json``: copy the latest with ``python <campaign checkout>/benchmarks/campaign.py sync .`` first), draws the learning
+``run.json``, and ``machine.json`` where recorded: copy the latest with ``python <campaign checkout>/benchmarks/campaign.py
+sync .`` first), draws the learning
 curves and the model errors (:mod:`sb3_pmac.plot`) into ``docs/results/hopper_campaign_*.png`` and writes the markdown
 (where the runs stand, returns at 25k/50k/75k/100k steps with rliable's IQM and 95 % stratified-bootstrap intervals,
 PMAC against MBPO at those steps (mean difference, rliable's probability of improvement, exact rank test), wall time
@@ -20,7 +21,7 @@ import math
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,10 @@ START_MARKER = "<!-- campaign:start -->"
 END_MARKER = "<!-- campaign:end -->"
 CURVES_PNG = "hopper_campaign_curves.png"
 MODEL_ERROR_PNG = "hopper_campaign_model_error.png"
+#: A run's machine, written into its folder by hand when the run (re)starts: ``{"cpu": "<lscpu's model name>"}``. The
+#: runs' code (pinned at the campaign's commit) does not record it, and the campaign's machine can change between
+#: sessions: a run that starts over on another machine gets a new file.
+MACHINE_FILE = "machine.json"
 #: The extra that installs rliable
 RLIABLE_EXTRA = "zoo"
 #: rl-zoo3's benchmark.md: SAC on Hopper-v3 after 1M steps, one trained agent, mean and std over 236 episodes
@@ -80,6 +85,13 @@ class Run:
     record: dict[str, Any]
     progress: dict[str, np.ndarray]
     diagnostics_steps: np.ndarray
+    #: ``machine.json`` of the run, written by hand when a run (re)starts on a machine (``{"cpu": ...}``); ``{}``
+    #: where none was recorded
+    machine: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def cpu(self) -> str:
+        return str(self.machine.get("cpu", "not recorded"))
 
     @property
     def last_step(self) -> int:
@@ -122,6 +134,7 @@ def load_campaign(results: Path, env: str = ENV_ID, algos: Sequence[str] = ALGOS
                 record=json.loads((curve.path / "run.json").read_text()),
                 progress=read_columns(progress_file) if progress_file.is_file() else {},
                 diagnostics_steps=_diagnostics_steps(curve.path / "diagnostics.csv"),
+                machine=_read_json(curve.path / MACHINE_FILE),
             )
             campaign.setdefault(algo, []).append(run)
     for runs in campaign.values():
@@ -330,17 +343,25 @@ def _fmt(value: float, like: float | None = None) -> str:
     return f"{value:.0f}" if abs(value if like is None else like) >= 100 else f"{value:.1f}"
 
 
+def _read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def status_table(campaign: dict[str, list[Run]], algos: Sequence[str], seeds: Sequence[int]) -> list[str]:
-    lines = ["| algorithm | seed | status | last evaluation (10 episodes) | wall time |", "| --- | --- | --- | --- | --- |"]
+    lines = [
+        "| algorithm | seed | status | last evaluation (10 episodes) | wall time | CPU |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for algo in algos:
         by_seed = {run.seed: run for run in campaign.get(algo, [])}
         for seed in sorted({*seeds, *by_seed}):
             run = by_seed.get(seed)
             if run is None:
-                lines.append(f"| {_label(algo)} | {seed} | not started | - | - |")
+                lines.append(f"| {_label(algo)} | {seed} | not started | - | - | - |")
             else:
                 last = f"{_fmt(float(run.returns[-1]))} at {fmt_steps(run.last_step)}"
-                lines.append(f"| {_label(algo)} | {seed} | {run.status} | {last} | {run.wall_s[-1] / 3600:.2f} h |")
+                wall = f"{run.wall_s[-1] / 3600:.2f} h"
+                lines.append(f"| {_label(algo)} | {seed} | {run.status} | {last} | {wall} | {run.cpu} |")
     return lines
 
 
@@ -406,7 +427,8 @@ def settings_text(campaign: dict[str, list[Run]]) -> str:
     eval_text = "; ".join(f"{episodes} deterministic episodes every {fmt_steps(freq)} steps" for episodes, freq in evals)
     return (
         "Settings (`benchmarks/campaign.py`: `benchmarks/learning_curves.py --settings paper`, 100 000 steps, one "
-        "thread per run, two runs at a time at nice 19 on a 2-vCPU AMD EPYC machine without GPU). PMAC and MBPO: "
+        "thread per run, two runs at a time at nice 19 on 2-vCPU machines without GPU, whose CPU the status table gives: wall times "
+        "are comparable only between runs on the same CPU). PMAC and MBPO: "
         "Table 2's values (ensemble of 7 with 5 elites, model of 4 layers of 200 units, SAC of 2 layers of 256 "
         "units, batch 256, learning rate 3e-4, real ratio 0.05, 20 SAC updates per env step, model training every "
         "250 steps, 100 000 rollout starts, 5000 random warm-up steps), PMAC's adaptation rate 0.9; the SAC of "

@@ -61,6 +61,8 @@ def write_run(root: Path, algo: str, seed: int, last: int, slope: float, offset:
               "diagnostics_freq": 10_000, "agent_kwargs": {"ent_coef": 0.2}, "commit": "abcdef0123",
               "finished": last == TARGET}  # fmt: skip
     (run_dir / "run.json").write_text(json.dumps(record))
+    if (algo, seed) == ("mbpo", 1):  # the machine is recorded by hand, for some runs only
+        (run_dir / "machine.json").write_text(json.dumps({"cpu": "Some CPU 9000", "started": "2026-12-01"}))
 
 
 @pytest.fixture
@@ -91,8 +93,9 @@ def test_returns_table_by_hand(report, results: Path):
     assert split.per_1000 == pytest.approx(expected)
 
     status = "\n".join(report.status_table(campaign, ("pmac", "mbpo"), (0, 1, 2)))
-    assert "| MBPO | 1 | partial: 27 000 of 30 000 steps | 145 at 27 000 |" in status
-    assert "| PMAC | 0 | finished |" in status and "| PMAC | 2 | not started |" in status
+    assert "| MBPO | 1 | partial: 27 000 of 30 000 steps | 145 at 27 000 | 0.07 h | Some CPU 9000 |" in status
+    assert "| PMAC | 0 | finished | 300 at 30 000 | 0.08 h | not recorded |" in status
+    assert "| PMAC | 2 | not started | - | - | - |" in status
     table = "\n".join(report.returns_table(list(rows.values()), 2, with_iqm=False))
     assert "| 25 000 | PMAC | 2 of 2 | 255 ± 25 | - |" in table
     assert "| 30 000 | MBPO | 1 of 2 | 140 ± 0 | - |" in table
