@@ -1,6 +1,7 @@
 """Argument checks of PMAC and its diagnostics: every check once, with a message that says what to do."""
 
 import warnings
+from numbers import Integral
 from typing import Any, Literal
 
 import gymnasium as gym
@@ -66,7 +67,7 @@ def check_pmac_arguments(
     check_positive(**positive)
     if learning_starts < 0:
         raise ValueError(f"learning_starts must be >= 0, got {learning_starts}")
-    if isinstance(gradient_steps, bool) or not isinstance(gradient_steps, int) or gradient_steps < -1:
+    if isinstance(gradient_steps, (bool, np.bool_)) or not isinstance(gradient_steps, Integral) or gradient_steps < -1:
         raise ValueError(f"gradient_steps must be an int >= 0 (or -1), got {gradient_steps!r}")
     n_elites, ensemble_size = positive.get("n_elites"), positive.get("ensemble_size")
     if n_elites is not None and ensemble_size is not None and n_elites > ensemble_size:
@@ -114,7 +115,7 @@ def check_spaces(env: gym.Env | VecEnv) -> None:
             f"PMAC needs a 1-D observation space, got shape {observation_space.shape}: image and other "
             "multi-dimensional observations are not supported; flatten them with a wrapper"
         )
-    if np.issubdtype(observation_space.dtype, np.integer):
+    if np.issubdtype(observation_space.dtype, np.integer) or np.issubdtype(observation_space.dtype, np.bool_):
         raise UnsupportedSpaceError(
             f"PMAC needs float observations, got dtype {observation_space.dtype}: the dynamics model predicts "
             "continuous states; cast them with a wrapper (e.g. gymnasium.wrappers.DtypeObservation(env, np.float32))"

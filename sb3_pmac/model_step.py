@@ -97,6 +97,17 @@ class ModelStepSAC(SAC):
         # Allocated at the first rollout, when the horizon (hence MBPO's capacity) is known
         self.model_buffer = ModelReplayBuffer(1, obs_dim, action_dim, device=self.device)
 
+    def set_random_seed(self, seed: int | None = None) -> None:
+        """
+        SB3's seeding (python, numpy, torch, the action space) and the model trainer's own generator (its hold-out
+        splits and minibatch orders), so that re-seeding an agent repeats its run as SB3's ``set_random_seed`` does.
+
+        :param seed: the seed (None: nothing is re-seeded, as in SB3)
+        """
+        super().set_random_seed(seed)
+        if seed is not None and getattr(self, "model_trainer", None) is not None:  # (None while _setup_model runs)
+            self.model_trainer.rng = np.random.default_rng(seed)
+
     def _model_step(self) -> None:
         """
         Algorithm 2, lines 2-4 and 7-10, once per interaction epoch of ``model_train_freq`` env steps:
@@ -330,11 +341,24 @@ class ModelStepSAC(SAC):
         return None if low is None or high is None else (low, high)
 
     def rollout_policy(self, observations: th.Tensor) -> th.Tensor:
-        """The current actor, stochastic, on raw observations (normalized first when the env is a VecNormalize)."""
+        """
+        The current actor, stochastic, on raw observations (normalized first when the env is a VecNormalize).
+
+        With gSDE (``use_sde=True``) the actor's noise is ``features(s) @ M`` with one exploration matrix ``M`` for
+        the whole batch: every branch, at every model step, would get the same noise function, i.e. a single action
+        per state. Each row here gets the noise of its own fresh matrix instead, drawn from its exact distribution
+        (a Gaussian whose variance is ``features(s)**2 @ std**2``, SB3's ``StateDependentNoiseDistribution``), as if
+        every branch were an env with its own matrix, resampled at every step.
+        """
         if self._vec_normalize_env is not None:
             normalized = self._vec_normalize_env.normalize_obs(observations.cpu().numpy())
             observations = th.as_tensor(normalized, device=self.device)
-        return self.actor(observations, deterministic=False)
+        if not self.actor.use_sde:
+            return self.actor(observations, deterministic=False)
+        mean_actions, log_std, kwargs = self.actor.get_action_dist_params(observations)
+        distribution = self.actor.action_dist.proba_distribution(mean_actions, log_std, kwargs["latent_sde"])
+        actions = distribution.distribution.rsample()  # Normal(mean, sqrt(latent**2 @ std**2)): a fresh matrix per row
+        return actions if distribution.bijector is None else distribution.bijector.forward(actions)
 
     def _log_model_step(self) -> None:
         assert self.policy_mixture is not None

@@ -239,7 +239,7 @@ class PMAC(ModelStepSAC):
             tau=tau,
             gamma=gamma,
             train_freq=train_freq,
-            gradient_steps=gradient_steps,
+            gradient_steps=int(gradient_steps),  # numpy integers too, as SB3 accepts them
             action_noise=action_noise,
             replay_buffer_class=replay_buffer_class,
             replay_buffer_kwargs=replay_buffer_kwargs,
@@ -309,19 +309,24 @@ class PMAC(ModelStepSAC):
         # (buffer, n_written, low, high) of rollout_state_bounds' running range; not saved with the agent
         self._data_range_cache = None
         self._termination_fn_warned = False  # warned that the termination function disagrees with the env
-        self._lazy_buffers = False  # set by ``load``: allocate the replay buffer only when learning starts
         self._rng_states: dict[str, Any] | None = None
         if _init_setup_model:
             self._setup_model()
 
     # ------------------------------------------------------------------ set-up
     def _setup_model(self) -> None:
-        lazy = getattr(self, "_lazy_buffers", False) and self.replay_buffer is None
-        if lazy:
-            # Loading for evaluation must not allocate a 10^6 buffer: a placeholder until learn() needs the real one.
-            self.replay_buffer = self._make_replay_buffer(buffer_size=1)
+        if self.replay_buffer_class is None or not issubclass(self.replay_buffer_class, PolicyVersionedReplayBuffer):
+            # an agent of another algorithm loaded as PMAC (e.g. PMAC.load of a SAC file): say so before SB3 builds it
+            raise ValueError(
+                f"{type(self).__name__} needs a PolicyVersionedReplayBuffer, got replay_buffer_class="
+                f"{self.replay_buffer_class}: was this agent saved by another algorithm (e.g. SAC)? Load it with that "
+                f"algorithm's load; to start {type(self).__name__} from a SAC agent's networks, build one and call "
+                "set_parameters(path, exact_match=False)"
+            )
+        # The real replay buffer is allocated here, also by ``load`` (as SB3 does): numpy does not touch the pages of
+        # an empty buffer's large arrays, so an agent loaded for evaluation costs little memory for it (Humanoid, 10^6
+        # transitions: 18 MB resident).
         super()._setup_model()
-        self._buffers_allocated = not lazy
         self._setup_dynamics_model()
         self._uniform_mixture = PolicyMixture(mode="uniform")
         if self.policy_mixture is None:
@@ -336,22 +341,14 @@ class PMAC(ModelStepSAC):
         if self.termination_fn is None and self.env is not None:
             self.termination_fn = get_termination_fn(self.env)
 
-    def _make_replay_buffer(self, buffer_size: int) -> PolicyVersionedReplayBuffer:
-        assert self.replay_buffer_class is not None
-        return self.replay_buffer_class(  # type: ignore[return-value]
-            buffer_size,
-            self.observation_space,
-            self.action_space,
-            device=self.device,
-            n_envs=self.n_envs,
-            **self.replay_buffer_kwargs,
-        )
-
     def _setup_learn(self, total_timesteps: int, callback: MaybeCallback = None, *args: Any, **kwargs: Any):  # type: ignore[override]
-        if not self._buffers_allocated:
-            self.replay_buffer = self._make_replay_buffer(self.buffer_size)
-            self.replay_buffer.set_policy_version(self.policy_version)
-            self._buffers_allocated = True
+        if not isinstance(self.replay_buffer, PolicyVersionedReplayBuffer):  # e.g. a SAC agent's buffer, assigned
+            raise TypeError(
+                f"{type(self).__name__}'s replay buffer must be a PolicyVersionedReplayBuffer (it records which policy "
+                f"version collected each transition), got {type(self.replay_buffer).__name__}: to train on an SB3 "
+                "agent's transitions, save them with its save_replay_buffer and read the file with "
+                "load_replay_buffer(path, allow_pickle=True), which stores them as policy version 0"
+            )
         if self.termination_fn is None:
             self.termination_fn = get_termination_fn(self.env)  # type: ignore[arg-type]
         return super()._setup_learn(total_timesteps, callback, *args, **kwargs)
@@ -466,8 +463,6 @@ class PMAC(ModelStepSAC):
             "_last_model_info",
             "_last_rollout_info",
             "_last_tv_distances",
-            "_buffers_allocated",
-            "_lazy_buffers",
             "_data_range_cache",
         ]
 
@@ -501,17 +496,18 @@ class PMAC(ModelStepSAC):
         **kwargs: Any,
     ) -> SelfPMAC:
         """
-        Load an agent (see ``BaseAlgorithm.load`` for the parameters). The replay buffer is only allocated when
-        ``learn`` is called (cheap evaluation). The agent's own generators (the warm-up action sampler, the model
-        trainer's) continue where they were saved. The process-wide numpy, python and torch generators are left alone
-        (SB3's own ``load`` re-seeds them with the agent's seed), unless ``restore_random_state=True``: then they are
-        restored to their state at ``save``, so that ``learn(..., reset_num_timesteps=False)`` continues the run
-        exactly as an uninterrupted run would, provided the env is in its state at ``save`` and ``force_reset=False``
-        (the default ``True`` resets it) and the replay buffer is loaded with :meth:`load_replay_buffer`.
+        Load an agent (see ``BaseAlgorithm.load`` for the parameters). Its replay buffer is allocated empty, as SB3
+        allocates it (numpy does not touch an empty buffer's pages: loading for evaluation costs little memory for it); fill
+        it with :meth:`load_replay_buffer` or by adding transitions. The agent's own generators (the warm-up action
+        sampler, the model trainer's) continue where they were saved. The process-wide numpy, python and torch
+        generators are left alone (SB3's own ``load`` re-seeds them with the agent's seed), unless
+        ``restore_random_state=True``: then they are restored to their state at ``save``, so that ``learn(...,
+        reset_num_timesteps=False)`` continues the run exactly as an uninterrupted run would, provided the env is in its
+        state at ``save`` and ``force_reset=False`` (the default ``True`` resets it) and the replay buffer is loaded
+        with :meth:`load_replay_buffer`.
 
         :param restore_random_state: restore the process-wide numpy, python and torch generators saved with the agent
         """
-        kwargs.setdefault("_lazy_buffers", True)
         for key, value in legacy_defaults(path).items():
             kwargs.setdefault(key, value)
         with preserved_rng_states(get_device(device)):
@@ -541,13 +537,7 @@ class PMAC(ModelStepSAC):
             ``replay_buffer.pkl``, is written as given) or open binary file
         """
         assert self.replay_buffer is not None, "The replay buffer is not defined"
-        replay_buffer = self.replay_buffer
-        if not self._buffers_allocated:
-            # loaded without a buffer and not trained since: an empty buffer of the agent's size, not the 1-slot
-            # placeholder (allocated lazily: numpy does not touch the pages of an empty buffer, and nothing is kept)
-            replay_buffer = self._make_replay_buffer(self.buffer_size)
-            replay_buffer.set_policy_version(self.policy_version)
-        save_buffers(path, replay_buffer, self.model_buffer, self.verbose)
+        save_buffers(path, self.replay_buffer, self.model_buffer, self.verbose)
 
     def load_replay_buffer(
         self,
@@ -584,7 +574,6 @@ class PMAC(ModelStepSAC):
         self.policy_version = max(self.policy_version, buffer.current_version)
         buffer.set_policy_version(self.policy_version)
         self.replay_buffer = buffer
-        self._buffers_allocated = True
         if model_state is not None:
             self.model_buffer.load_state_dict(model_state)
 

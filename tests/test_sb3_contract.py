@@ -36,6 +36,7 @@ BOX_ACT = spaces.Box(-1, 1, (2,), np.float32)
         (spaces.Discrete(4), BOX_ACT, "flat Box"),
         (spaces.Box(0, 255, (8, 8, 3), np.uint8), BOX_ACT, "1-D"),
         (spaces.Box(0, 10, (4,), np.int64), BOX_ACT, "float observations"),
+        (spaces.Box(0, 1, (4,), np.bool_), BOX_ACT, "float observations"),
         (BOX_OBS, spaces.Box(-np.inf, np.inf, (2,), np.float32), "bounded action space"),
         (BOX_OBS, spaces.Box(np.array([-1, -np.inf]), np.array([1, 2]), dtype=np.float32), "bounded action space"),
     ],
@@ -508,7 +509,7 @@ def test_save_replay_buffer_of_a_loaded_agent_keeps_the_buffer_size(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         PMAC("MlpPolicy", "Pendulum-v1", **TINY_PMAC_KWARGS).save(tmp_path / "agent")
-        loaded = PMAC.load(tmp_path / "agent")  # no buffer allocated (a 1-slot placeholder) until learn()
+        loaded = PMAC.load(tmp_path / "agent")  # an empty buffer of the agent's size
         loaded.save_replay_buffer(tmp_path / "buffer")
         other = PMAC("MlpPolicy", "Pendulum-v1", **TINY_PMAC_KWARGS)
     other.load_replay_buffer(tmp_path / "buffer")
@@ -556,3 +557,104 @@ def test_a_termination_fn_that_misses_the_envs_terminations_warns_once():
     assert not [w for w in caught if "disagrees with the env" in str(w.message)]
     agreement = termination_agreement(model.termination_fn, model.replay_buffer)
     assert agreement.n_terminal >= 3 and agreement.n_missed == 0 and agreement.n_false == 0
+
+
+# ---------------------------------------------------------------------------------------------- an SB3 user's paths
+def _tiny(env="Pendulum-v1", **kwargs):
+    from conftest import TINY_PMAC_KWARGS
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return PMAC("MlpPolicy", env, **{**TINY_PMAC_KWARGS, **kwargs})
+
+
+def _add_transitions(buffer, env, n, seed=0):
+    rng = np.random.default_rng(seed)
+    obs = env.reset(seed=seed)[0]
+    for _ in range(n):
+        action = rng.uniform(-1, 1, (1, *env.action_space.shape)).astype(np.float32)
+        next_obs, reward, terminated, truncated, _ = env.step(env.action_space.high * action[0])
+        buffer.add(obs[None], next_obs[None], action, np.array([reward]), np.array([terminated]), [{}])
+        obs = env.reset()[0] if terminated or truncated else next_obs
+
+
+def test_transitions_added_to_a_loaded_agents_buffer_are_kept(tmp_path):
+    """SB3's pattern of filling a loaded agent's buffer (demonstrations) or handing it another agent's buffer."""
+    _tiny().save(tmp_path / "agent")
+    env = gym.make("Pendulum-v1")
+    loaded = PMAC.load(tmp_path / "agent", env=env)
+    assert loaded.replay_buffer.buffer_size == 10_000 and loaded.replay_buffer.size() == 0
+    _add_transitions(loaded.replay_buffer, env, 150)
+    assert loaded.replay_buffer.size() == 150
+    stored = loaded.replay_buffer.observations[:150].copy()
+    loaded.learn(10, reset_num_timesteps=False)
+    assert loaded.replay_buffer.size() == 160
+    np.testing.assert_array_equal(loaded.replay_buffer.observations[:150], stored)
+
+    donor = _tiny()
+    donor.learn(120)
+    other = PMAC.load(tmp_path / "agent", env=env)
+    other.replay_buffer = donor.replay_buffer
+    other.learn(10, reset_num_timesteps=False)
+    assert other.replay_buffer is donor.replay_buffer and other.replay_buffer.size() == 130
+
+
+def test_an_sb3_buffer_or_agent_file_is_refused_with_the_way_to_use_it(tmp_path):
+    from stable_baselines3 import SAC
+
+    sac = SAC("MlpPolicy", "Pendulum-v1", buffer_size=1000, learning_starts=10, policy_kwargs=dict(net_arch=[32, 32]))
+    sac.learn(20)
+    model = _tiny()
+    model.replay_buffer = sac.replay_buffer
+    with pytest.raises(TypeError, match=r"load_replay_buffer\(path, allow_pickle=True\)"):
+        model.learn(10)
+    sac.save(tmp_path / "sac")
+    with pytest.raises(ValueError, match="saved by another algorithm"):
+        PMAC.load(tmp_path / "sac")
+    # the route the message gives: a PMAC agent starts from the SAC agent's networks
+    model = _tiny()
+    model.set_parameters(tmp_path / "sac", exact_match=False)
+    for actual, expected in zip(model.actor.parameters(), sac.actor.parameters(), strict=True):
+        assert th.equal(actual, expected)
+
+
+def test_set_random_seed_repeats_a_run_model_training_included():
+    """SB3: agents re-seeded alike, with the same parameters, learn alike (here through model steps)."""
+    first, second = _tiny(seed=1), _tiny(seed=2)
+    second.set_parameters(first.get_parameters(), exact_match=True)
+    for model in (first, second):
+        model.set_random_seed(7)
+        model.learn(160)  # model steps at 101 and 151: hold-out splits and minibatches drawn by the trainer
+    for (name, actual), expected in zip(first.dynamics_model.state_dict().items(),
+                                        second.dynamics_model.state_dict().values(), strict=True):  # fmt: skip
+        assert th.equal(actual, expected), name
+    for actual, expected in zip(first.actor.parameters(), second.actor.parameters(), strict=True):
+        assert th.equal(actual, expected)
+
+
+def test_numpy_integer_gradient_steps_are_accepted():
+    model = _tiny(gradient_steps=np.int64(2))
+    assert model.gradient_steps == 2 and type(model.gradient_steps) is int
+    with pytest.raises(ValueError, match="gradient_steps"):
+        _tiny(gradient_steps=np.bool_(True))
+
+
+def test_gsde_rollouts_draw_a_fresh_exploration_matrix_per_branch():
+    """With gSDE, one shared matrix would give every branch from a state the same action; SB3 gives each env its own."""
+    model = _tiny(use_sde=True, seed=0, policy_kwargs=dict(net_arch=[32, 32], log_std_init=0.0))
+    n = 4000
+    state = np.random.default_rng(0).uniform(-1, 1, (1, 3)).astype(np.float32)
+    states = th.as_tensor(state.repeat(n, axis=0))
+    th.manual_seed(0)
+    with th.no_grad():
+        actions = model.rollout_policy(states)
+        model.actor.reset_noise(n)  # SB3's own per-env matrices (its bmm path): the reference distribution
+        reference = model.actor(states, deterministic=False)
+    assert actions.shape == reference.shape == (n, 1)
+    std = reference.std()
+    assert std > 0.3  # log_std_init=0: the state's noise is large
+    # the same distribution: mean within 4 standard errors of the difference, std within 5 %, matching quantiles
+    assert abs(actions.mean() - reference.mean()) < 4 * std * np.sqrt(2 / n)
+    assert abs(actions.std() / std - 1) < 0.05
+    quantiles = th.tensor([0.1, 0.5, 0.9])
+    assert th.allclose(th.quantile(actions[:, 0], quantiles), th.quantile(reference[:, 0], quantiles), atol=0.15 * std)

@@ -62,8 +62,8 @@ def trajectory_starts(n_local: int, n_trajectories: int) -> np.ndarray:
 
 def agent_buffer(agent: PMAC) -> PolicyVersionedReplayBuffer | None:
     """
-    The agent's real replay buffer, or None when it holds no data (e.g. loaded without ``load_replay_buffer``: the
-    placeholder that :meth:`PMAC.load <sb3_pmac.pmac.PMAC.load>` puts in its place stays empty until ``learn``).
+    The agent's real replay buffer, or None when it holds no data (e.g. an agent loaded without
+    ``load_replay_buffer``: :meth:`PMAC.load <sb3_pmac.pmac.PMAC.load>` allocates its buffer empty).
     """
     buffer = getattr(agent, "replay_buffer", None)
     if buffer is None or buffer.size() == 0:
