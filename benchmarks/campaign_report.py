@@ -427,8 +427,8 @@ def settings_text(campaign: dict[str, list[Run]]) -> str:
     eval_text = "; ".join(f"{episodes} deterministic episodes every {fmt_steps(freq)} steps" for episodes, freq in evals)
     return (
         "Settings (`benchmarks/campaign.py`: `benchmarks/learning_curves.py --settings paper`, 100 000 steps, one "
-        "thread per run, two runs at a time at nice 19 on 2-vCPU machines without GPU, whose CPU the status table gives: wall times "
-        "are comparable only between runs on the same CPU). PMAC and MBPO: "
+        "thread per run, two runs at a time at nice 19 on 2-vCPU machines without GPU, whose CPU the status table "
+        "gives: wall times are comparable only between runs on the same CPU). PMAC and MBPO: "
         "Table 2's values (ensemble of 7 with 5 elites, model of 4 layers of 200 units, SAC of 2 layers of 256 "
         "units, batch 256, learning rate 3e-4, real ratio 0.05, 20 SAC updates per env step, model training every "
         "250 steps, 100 000 rollout starts, 5000 random warm-up steps), PMAC's adaptation rate 0.9; the SAC of "
