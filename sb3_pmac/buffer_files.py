@@ -382,7 +382,8 @@ def _load_pickle(
             f"{name} is not an .npz replay buffer file: it may be a pickle (the replay buffer files of earlier "
             "sb3_pmac versions and of SB3, whose transitions load as one policy version), and reading a pickle "
             "executes the code it holds. If you trust the file, load it with allow_pickle=True "
-            "(load_replay_buffer(path, allow_pickle=True), --allow-pickle on the command line); "
+            "(load_replay_buffer(path, allow_pickle=True); --allow-pickle on the command lines of "
+            "python -m sb3_pmac.diagnostics and of python -m sb3_pmac.zoo train -i); "
             "save_replay_buffer then writes it again as .npz"
         )
     buffer = load_from_pkl(file, verbose)

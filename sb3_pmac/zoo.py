@@ -19,6 +19,7 @@ import argparse
 import atexit
 import copy
 import difflib
+import functools
 import importlib
 import importlib.resources
 import pickle
@@ -173,6 +174,53 @@ def mask_saved_credentials() -> None:
         _save_config._sb3_pmac_masked = True  # type: ignore[attr-defined]
         manager._save_config = _save_config  # type: ignore[method-assign]
     exp_manager.pkl = _MaskingPickleModule()  # type: ignore[assignment]
+
+
+#: PMAC's keyword-argument hyperparameters that the launcher evaluates from strings, as rl-zoo3 evaluates
+#: ``policy_kwargs`` (``dynamics_kwargs: "dict(hidden_sizes=[64, 64])"`` in a YAML or ``-params``)
+EVALUATED_KWARGS = ("dynamics_kwargs", "model_trainer_kwargs")
+
+
+def evaluate_kwargs_strings() -> None:
+    """
+    Make rl-zoo3 evaluate :data:`EVALUATED_KWARGS` written as strings, as it evaluates ``policy_kwargs`` (with
+    ``eval``, on the user's own YAML and command line). Idempotent.
+    """
+    from rl_zoo3 import exp_manager
+
+    manager = exp_manager.ExperimentManager
+    if getattr(manager._preprocess_hyperparams, "_sb3_pmac_kwargs", False):
+        return
+    preprocess = manager._preprocess_hyperparams
+
+    def _preprocess_hyperparams(self: Any, hyperparams: dict[str, Any]) -> Any:
+        for key in EVALUATED_KWARGS:
+            if isinstance(hyperparams.get(key), str):
+                hyperparams[key] = eval(hyperparams[key])  # rl-zoo3's own rule for policy_kwargs
+        return preprocess(self, hyperparams)
+
+    _preprocess_hyperparams._sb3_pmac_kwargs = True  # type: ignore[attr-defined]
+    manager._preprocess_hyperparams = _preprocess_hyperparams  # type: ignore[method-assign]
+
+
+#: ``train`` option of the launcher (not rl-zoo3's): ``-i`` reads a pickled ``replay_buffer.pkl`` next to the agent
+ALLOW_PICKLE_OPTION = "--allow-pickle"
+
+
+@contextmanager
+def _pickled_buffers_allowed(allowed: bool) -> Iterator[None]:
+    """While a command runs: ``PMAC.load_replay_buffer`` reads pickles (earlier sb3-pmac's and SB3's buffer files)."""
+    if not allowed:
+        yield
+        return
+    from sb3_pmac.pmac import PMAC
+
+    load_replay_buffer = PMAC.__dict__["load_replay_buffer"]
+    PMAC.load_replay_buffer = functools.partialmethod(load_replay_buffer, allow_pickle=True)  # type: ignore[assignment,method-assign]
+    try:
+        yield
+    finally:
+        PMAC.load_replay_buffer = load_replay_buffer  # type: ignore[method-assign]
 
 
 @contextmanager
@@ -413,6 +461,9 @@ Runs rl-zoo3's COMMAND with the algorithms 'pmac' and 'mbpo' registered.
 COMMAND: {", ".join(COMMANDS)}
 ARGS: rl-zoo3's arguments of that command (see `python -m sb3_pmac.zoo COMMAND --help`).
 For `train --algo pmac|mbpo` without -conf/--conf-file, the hyperparameters come from sb3-pmac's pmac.yml/mbpo.yml.
+`train ... -i AGENT --allow-pickle` (not an rl-zoo3 option) also reads a pickled replay_buffer.pkl next to AGENT
+(earlier sb3-pmac or SB3 files; reading a pickle runs the code it holds: only for files you trust).
+dynamics_kwargs and model_trainer_kwargs may be strings, evaluated as rl-zoo3 evaluates policy_kwargs.
 There, an --env that gymnasium does not know, or that these files have no entry for, exits with status 2.
 """
 
@@ -449,12 +500,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     register()
     mask_saved_credentials()
+    evaluate_kwargs_strings()
+    allow_pickle = command == "train" and ALLOW_PICKLE_OPTION in args
     if command == "train":
-        args = with_default_conf(args)
+        args = with_default_conf([arg for arg in args if arg != ALLOW_PICKLE_OPTION])
     saved_argv = sys.argv
     sys.argv = [f"sb3_pmac.zoo {command}", *args]  # the real values: rl-zoo3 connects with them
     try:
-        with _masked_orig_argv():
+        with _masked_orig_argv(), _pickled_buffers_allowed(allow_pickle):
             commands[command]()
     except gym.error.DependencyNotInstalled as error:
         if mujoco_installed():

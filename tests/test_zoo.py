@@ -657,3 +657,37 @@ def test_continue_with_trained_agent_and_its_replay_buffer(tmp_path):
     model.load_replay_buffer(second / "replay_buffer.pkl")
     versions, counts = model.replay_buffer.version_counts()
     assert versions.tolist() == [0, 1, 2, 3] and counts.sum() == 250 + 150  # the first run's transitions are kept
+
+
+def test_kwargs_strings_are_evaluated_and_pickled_buffers_read_on_request(tmp_path):
+    """
+    ``dynamics_kwargs`` written as a string in a YAML (as ``policy_kwargs`` is) is evaluated, not refused; ``-i`` with a
+    pickled ``replay_buffer.pkl`` (an earlier release's file) fails with the way out, ``--allow-pickle``, which reads it.
+    """
+    import gymnasium as gym
+    import yaml
+    from stable_baselines3.common.save_util import save_to_pkl
+
+    entry = yaml.safe_load(hyperparams_path("pmac").read_text())["Pendulum-v1"]
+    entry["dynamics_kwargs"] = "dict(hidden_sizes=[16, 16])"
+    entry["model_trainer_kwargs"] = "dict(max_epochs=2)"
+    conf = tmp_path / "my_pmac.yml"
+    conf.write_text(yaml.safe_dump({"Pendulum-v1": entry}))
+    args = ["train", "--algo", "pmac", "--env", "Pendulum-v1", "-f", "logs", "--seed", "3", "--eval-freq", "-1", *THREADS]
+    zoo([*args, "-conf", str(conf), "-n", "150"], tmp_path)
+    first = tmp_path / "logs" / "pmac" / "Pendulum-v1_1"
+    agent = PMAC.load(first / "Pendulum-v1.zip", env=gym.make("Pendulum-v1"), device="cpu")
+    assert agent.dynamics_kwargs == {"hidden_sizes": [16, 16]} and agent.model_trainer_kwargs == {"max_epochs": 2}
+    assert agent.dynamics_model.layers[0].weight.shape[-1] == 16
+
+    agent.learn(120)  # a buffer of 120 transitions, pickled next to the agent as an earlier release wrote it
+    save_to_pkl(first / "replay_buffer.pkl", agent.replay_buffer)
+    more = [*args, "-conf", str(conf), "-n", "30", "-i", str(first / "Pendulum-v1.zip"), "--save-replay-buffer"]
+    proc = subprocess.run([sys.executable, "-m", "sb3_pmac.zoo", *more], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300, env=_env())  # fmt: skip
+    assert proc.returncode != 0 and "--allow-pickle" in proc.stderr and "sb3_pmac.zoo train -i" in proc.stderr
+    zoo([*more, "--allow-pickle"], tmp_path)
+    continued = sorted((tmp_path / "logs" / "pmac").glob("Pendulum-v1_*"))[-1]
+    model = PMAC.load(continued / "Pendulum-v1.zip", device="cpu")
+    model.load_replay_buffer(continued / "replay_buffer.pkl")  # written again as .npz
+    assert model.replay_buffer.size() == 120 + 30
