@@ -2,6 +2,7 @@
 
 import importlib.util
 import os
+import re
 import sys
 
 sys.path.insert(0, os.path.abspath(".."))
@@ -27,6 +28,8 @@ myst_enable_extensions = ["dollarmath", "colon_fence", "deflist"]
 myst_heading_anchors = 3
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
+# Type aliases written as names in annotations (``from __future__ import annotations``), linked to their documentation
+autodoc_type_aliases = {"BatchSource": "sb3_pmac.fast_sac.updates.BatchSource"}
 # The rl-zoo3 modules import optuna at module level; it comes with the [zoo] extra. Mock it when it is missing so that
 # a docs-only install ([docs]) still builds.
 autodoc_mock_imports: list[str] = [name for name in ("optuna",) if importlib.util.find_spec(name) is None]
@@ -47,6 +50,38 @@ def _protect_attribute_docstrings(app, what, name, obj, options, lines):
         lines[:0] = ["..", ""]
 
 
+_SELF_TYPEVAR = re.compile(r"\b(sb3_pmac(?:\.\w+)*)\.Self(\w+)\b")
+
+
+def _drop_self_annotations(app, domain, objtype, contentnode):
+    """
+    With ``autodoc_typehints = "description"``, autodoc lists every annotated parameter, so SB3's annotated ``self:
+    SelfPMAC`` (``learn``) and ``cls: type[SelfPMAC]`` (``load``) would appear as parameters. This drops them from
+    autodoc's record before it writes the field list, and shows the ``Self...`` type variables of the return types as
+    the class they are bound to (``SelfPMAC`` -> ``PMAC``).
+    """
+    if domain != "py" or not contentnode.parent.children:
+        return
+    signature = contentnode.parent[0]
+    try:
+        fullname = f"{signature['module']}.{signature['fullname']}" if signature["module"] else signature["fullname"]
+    except KeyError:
+        return
+    document = getattr(app.env, "current_document", None)  # Sphinx >= 8.2; earlier: temp_data
+    annotations = getattr(document, "autodoc_annotations", None)
+    if annotations is None:
+        annotations = app.env.temp_data.get("annotations", {})
+    record = annotations.get(fullname)
+    if not record:
+        return
+    for name in ("self", "cls"):
+        record.pop(name, None)
+    for name, value in record.items():
+        record[name] = _SELF_TYPEVAR.sub(r"\1.\2", value)
+
+
 def setup(app):
     # before napoleon's own handler (default priority 500)
     app.connect("autodoc-process-docstring", _protect_attribute_docstrings, priority=400)
+    # before autodoc's handler that writes the types into the description (default priority 500)
+    app.connect("object-description-transform", _drop_self_annotations, priority=400)

@@ -4,7 +4,7 @@ The versioned real replay buffer of PMAC.
 :class:`PolicyVersionedReplayBuffer` is the real sample buffer :math:`\\mathbb{D}_e`: SB3's ``ReplayBuffer`` that also
 remembers which *policy version* collected each transition, and can draw samples **per policy, then uniformly within
 that policy's transitions** with the weights of a :class:`~sb3_pmac.policy_mixture.PolicyMixture` (Algorithm 2, lines 3
-and 8). Its ordinary :meth:`sample` stays uniform, for SAC's real share of each batch. The model buffer
+and 8). Its ordinary ``sample`` (SB3's) stays uniform, for SAC's real share of each batch. The model buffer
 :math:`\\mathbb{D}_m` is :mod:`sb3_pmac.model_buffer`, the mixed SAC batches :mod:`sb3_pmac.mixed_sampler`.
 
 With ``store_policy_params=True`` (PMAC's ``mixture="tv"``) the real buffer also keeps, for every transition, the
@@ -48,7 +48,7 @@ class PolicyVersionedReplayBuffer(ReplayBuffer):
     :param handle_timeout_termination: Handle timeout termination (due to timelimit) separately and treat the task
         as infinite horizon task.
     :param store_policy_params: Also store the collecting policy's Gaussian parameters per transition
-        (:attr:`policy_means`, :attr:`policy_log_stds`; call :meth:`set_policy_params` before each :meth:`add`).
+        (``policy_means``, ``policy_log_stds``; call :meth:`set_policy_params` before each :meth:`add`).
         Costs ``2 * action_dim`` float32 per transition (e.g. 136 MB for 10^6 Humanoid transitions).
     """
 

@@ -37,6 +37,10 @@ class TruncateObservation(gym.ObservationWrapper):
         self.observation_space = spaces.Box(space.low[:size], space.high[:size], dtype=space.dtype)  # type: ignore[arg-type]
 
     def observation(self, observation: np.ndarray) -> np.ndarray:
+        """
+        :param observation: an observation of the wrapped env
+        :return: its first ``size`` entries
+        """
         return observation[: self.size]
 
 

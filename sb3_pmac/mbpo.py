@@ -11,9 +11,10 @@ SelfMBPO = TypeVar("SelfMBPO", bound="MBPO")
 
 class MBPO(PMAC):
     """
-    Model-Based Policy Optimization (Janner et al., 2019): :class:`PMAC` with uniform data selection (every real
-    transition equally likely for model training and rollout starts), the baseline PMAC improves on.
-    All parameters are those of :class:`PMAC`; ``adapt_model_training`` and ``adapt_rollout_starts`` default to False.
+    Model-Based Policy Optimization (Janner et al., 2019): :class:`~sb3_pmac.pmac.PMAC` with uniform data selection
+    (every real transition equally likely for model training and rollout starts), the baseline PMAC improves on.
+    All parameters are those of :class:`~sb3_pmac.pmac.PMAC`; ``adapt_model_training`` and ``adapt_rollout_starts``
+    default to False.
     """
 
     _adapt_by_default: ClassVar[bool] = False

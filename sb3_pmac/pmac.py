@@ -71,7 +71,7 @@ class PMAC(ModelStepSAC):
     :param gradient_steps: SAC updates per ``train_freq`` (20 per environment step in the paper); 0 collects
         without training (no model steps either), -1 makes as many updates as environment steps collected
     :param action_noise: the action noise type (None by default)
-    :param replay_buffer_class: Replay buffer class; must be a :class:`PolicyVersionedReplayBuffer` (default)
+    :param replay_buffer_class: Replay buffer class; must be a :class:`~sb3_pmac.buffers.PolicyVersionedReplayBuffer` (default)
     :param replay_buffer_kwargs: Keyword arguments to pass to the replay buffer on creation.
     :param optimize_memory_usage: Not supported by PMAC (raises ``ValueError``)
     :param n_steps: n-step returns of SB3's SAC; only 1 is supported (model rollouts produce one-step transitions)
@@ -109,9 +109,9 @@ class PMAC(ModelStepSAC):
         rollouts per epoch x retained epochs (it then grows with the horizon)
     :param ensemble_size: number of networks in the dynamics ensemble (7)
     :param n_elites: number of elite networks used for rollouts (5)
-    :param dynamics_kwargs: extra arguments of :class:`~sb3_pmac.dynamics.ProbabilisticEnsemble`
+    :param dynamics_kwargs: extra arguments of :class:`~sb3_pmac.dynamics.ensemble.ProbabilisticEnsemble`
         (``hidden_sizes``, ``activation``, ``weight_decays``, ...)
-    :param model_trainer_kwargs: extra arguments of :class:`~sb3_pmac.dynamics.ModelTrainer`
+    :param model_trainer_kwargs: extra arguments of :class:`~sb3_pmac.dynamics.model_trainer.ModelTrainer`
         (``learning_rate``, ``batch_size``, ``holdout_ratio``, ``max_grad_steps``, ``max_epochs``, ``bootstrap``, ...)
     :param model_training: ``"bounded"`` (default): each model training draws ``model_train_size`` transitions per
         the mixture and takes at most ``max_grad_steps`` (``DEFAULT_MODEL_GRAD_STEPS``) gradient steps next to early

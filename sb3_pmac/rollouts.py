@@ -20,7 +20,7 @@ PolicyFn = Callable[[th.Tensor], th.Tensor]
 
 
 class DynamicsSampler(Protocol):
-    """What rollouts need from a dynamics model (see :class:`sb3_pmac.dynamics.ProbabilisticEnsemble`)."""
+    """What rollouts need from a dynamics model (see :class:`~sb3_pmac.dynamics.ensemble.ProbabilisticEnsemble`)."""
 
     def sample(
         self, observations: th.Tensor, actions: th.Tensor, deterministic: bool = False, generator: th.Generator | None = None

@@ -14,7 +14,20 @@ pytest.importorskip("myst_parser")
 pytest.importorskip("furo")
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
-PAGES = ("index", "install", "quickstart", "algorithm", "hyperparameters", "zoo", "diagnostics", "results", "api", "changelog")
+PAGES = (
+    "index",
+    "install",
+    "quickstart",
+    "algorithm",
+    "hyperparameters",
+    "zoo",
+    "diagnostics",
+    "troubleshooting",
+    "results",
+    "architecture",
+    "api",
+    "changelog",
+)
 
 
 def build_html(out: Path) -> None:
@@ -93,7 +106,10 @@ def python_blocks(page: str) -> list[str]:
 
 @pytest.mark.slow
 def test_snippets_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every ```python block of the README and the user guide runs, in page order, at a tiny budget (patched PMAC)."""
+    """
+    Every ```python block of the README and the user guide runs on its own (a fresh namespace per block, as the docs
+    promise), in page order (a block may read files an earlier one wrote), at a tiny budget (patched PMAC).
+    """
     pytest.importorskip("tensorboard")
     from sb3_pmac.pmac import PMAC
 
@@ -113,8 +129,8 @@ def test_snippets_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     unused = set(REPLACE)
     n_blocks = 0
     for page in ("README", "quickstart", "algorithm", "hyperparameters", "diagnostics"):
-        namespace: dict = {"__name__": f"docs_{page}"}
         for block in python_blocks(page):
+            namespace: dict = {"__name__": f"docs_{page}"}
             for old, new in REPLACE.items():
                 if old in block:
                     block = block.replace(old, new)

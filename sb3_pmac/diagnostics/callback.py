@@ -156,7 +156,11 @@ class ModelDiagnosticsCallback(BaseCallback):
         return csv_columns(self.horizon, self.config.newest_k)
 
     def evaluate(self) -> dict[str, float]:
-        """Evaluate now, record, write and keep the row; :return: the row."""
+        """
+        Evaluate now, record, write and keep the row.
+
+        :return: the row
+        """
         assert self.eval_env is not None, "the evaluation env is built when the callback is initialised"
         row = evaluate_model(self.agent, self.eval_env, self.config)
         self.history.append(row)

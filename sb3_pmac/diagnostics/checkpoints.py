@@ -28,8 +28,8 @@ def load_agent(path: str | os.PathLike[str], algo: str | None = None, device: st
     Load a saved PMAC or MBPO agent (the replay buffer is not loaded).
 
     MBPO is PMAC with the adaptive switches off, and the switches are saved with the agent: loading with
-    :class:`PMAC` restores either algorithm. ``algo`` only picks the class of the returned object (``"mbpo"`` for a
-    PMAC agent warns that it goes on as PMAC).
+    :class:`~sb3_pmac.pmac.PMAC` restores either algorithm. ``algo`` only picks the class of the returned object
+    (``"mbpo"`` for a PMAC agent warns that it goes on as PMAC).
 
     :param path: the agent's zip file
     :param algo: ``"pmac"``, ``"mbpo"`` or None (as saved)
@@ -41,7 +41,8 @@ def load_agent(path: str | os.PathLike[str], algo: str | None = None, device: st
 
 def load_buffer(path: str | os.PathLike[str], allow_pickle: bool = False) -> PolicyVersionedReplayBuffer:
     """
-    Load a replay buffer file written by :meth:`PMAC.save_replay_buffer` (the model buffer it carries is dropped).
+    Load a replay buffer file written by :meth:`~sb3_pmac.pmac.PMAC.save_replay_buffer` (the model buffer it carries
+    is dropped).
 
     :param path: the ``.npz`` file (see :func:`~sb3_pmac.buffer_files.load_buffers`)
     :param allow_pickle: also read a pickle (the buffer files of earlier versions); reading a pickle executes the
@@ -93,8 +94,8 @@ def evaluate_checkpoints(
 
     :param paths: agent zip files
     :param env_id: environment id; the evaluation env is ``make_preset_env(env_id)`` (the observations of training)
-    :param buffer_path: the run's replay buffer file (:meth:`PMAC.save_replay_buffer`); None: NaN global error and
-        mixture statistics
+    :param buffer_path: the run's replay buffer file (:meth:`~sb3_pmac.pmac.PMAC.save_replay_buffer`); None: NaN global
+        error and mixture statistics
     :param csv_path: CSV file the rows are appended to (None: no file). An existing file must be a diagnostics CSV
         (``ValueError`` before anything is evaluated otherwise; the file is left unchanged)
     :param config: what to measure (:class:`~sb3_pmac.diagnostics.DiagnosticsConfig`; default: its defaults with

@@ -189,7 +189,7 @@ def mixture_statistics(
     """
     Effective number of versions and share of the newest versions of the probabilities the buffer is sampled with.
 
-    :param mixture: the policy mixture used for sampling (its :meth:`~PolicyMixture.probabilities`)
+    :param mixture: the policy mixture used for sampling (its :meth:`~sb3_pmac.policy_mixture.PolicyMixture.probabilities`)
     :param versions: versions that have data, oldest first
     :param counts: number of transitions of each version
     :param newest_k: the ``k`` of the newest-``k`` shares

@@ -20,6 +20,7 @@ TIMESTEPS = "timesteps"
 MIXTURE_EFFECTIVE_VERSIONS = "mixture_effective_versions"
 #: The file name a run folder's diagnostics are looked for under (``python -m sb3_pmac.plot diagnostics``)
 DIAGNOSTICS_CSV = "diagnostics.csv"
+#: The ``k`` of the default newest-``k`` shares (the ``mixture_newest_<k>_share`` columns)
 DEFAULT_NEWEST_K = (1, 5)
 _COMPOUNDING = re.compile(r"^compounding_obs_mse_h(\d+)$")
 _NEWEST_SHARE = re.compile(r"^mixture_newest_(\d+)_share$")
@@ -128,7 +129,7 @@ def check_diagnostics_csv(path: str | os.PathLike[str], columns: Sequence[str] =
 
 
 def _read_csv(path: str, columns: Sequence[str]) -> tuple[list[str], str] | None:
-    """Header and text of the CSV file ``path`` (None: no file, or an empty one); see :func:`check_diagnostics_csv`."""
+    """Header and text of the CSV file ``path`` (None: no file, or an empty one); see ``check_diagnostics_csv``."""
     if not os.path.exists(path):
         return None
     with open(path, "rb") as binary:
@@ -172,7 +173,7 @@ def append_csv_row(path: str | os.PathLike[str], row: Mapping[str, Any]) -> None
 
     If the file's columns differ from the row's (e.g. rows of another compounding horizon), the file is rewritten
     with the union of the columns (existing ones first); missing cells stay empty. An existing file must hold rows of
-    this kind (:func:`check_diagnostics_csv`), else ``ValueError``. The file is replaced atomically (written to a
+    this kind (``check_diagnostics_csv``), else ``ValueError``. The file is replaced atomically (written to a
     temporary file in its folder, then renamed): a failure while writing leaves it as it was.
 
     :param path: CSV file

@@ -51,11 +51,11 @@ class ProbabilisticEnsemble(nn.Module):
     so it always lies in ``[min_logvar, max_logvar + log(1 + exp(min_logvar - max_logvar))]``
     (the upper excess is below ``3e-5`` with the default bounds).
 
-    Inputs are standardized by an :class:`InputNormalizer` inside :meth:`forward` (fitted by the trainer). With
-    ``normalize_targets=True`` the targets are standardized too (a second normalizer, fitted on the training targets):
-    the network, the log-variance bounds, the loss and :meth:`mse` work in standardized target units, and
-    :meth:`forward`, :meth:`predict` and :meth:`sample` convert back (``mean * std + mu``, ``logvar + 2 log std``). MBPO
-    and mbrl-lib fit the raw targets, which is the default; standardized targets make the fit independent of each
+    Inputs are standardized by an :class:`~sb3_pmac.dynamics.layers.InputNormalizer` inside :meth:`forward` (fitted by
+    the trainer). With ``normalize_targets=True`` the targets are standardized too (a second normalizer, fitted on the
+    training targets): the network, the log-variance bounds, the loss and :meth:`mse` work in standardized target units,
+    and :meth:`forward`, :meth:`predict` and :meth:`sample` convert back (``mean * std + mu``, ``logvar + 2 log std``).
+    MBPO and mbrl-lib fit the raw targets, which is the default; standardized targets make the fit independent of each
     dimension's scale (rewards of 1e3, observations of 1e-4, a nearly constant feature), where the raw fit fails
     because the log-variance bounds are absolute.
 

@@ -49,7 +49,8 @@ class EnsembleLinear(nn.Module):
     :param ensemble_size: number of ensemble members
     :param in_features: input size
     :param out_features: output size
-    :param weight_decay: L2 coefficient for this layer's weight (used by :meth:`ProbabilisticEnsemble.loss`)
+    :param weight_decay: L2 coefficient for this layer's weight (used by
+        :meth:`~sb3_pmac.dynamics.ensemble.ProbabilisticEnsemble.loss`)
     """
 
     def __init__(self, ensemble_size: int, in_features: int, out_features: int, weight_decay: float = 0.0) -> None:

@@ -24,7 +24,8 @@ class ModelTrainingInfo:
     Summary of one call to :meth:`ModelTrainer.train`.
 
     :param epochs: number of training epochs run (the last one may be partial when ``max_grad_steps`` ended it)
-    :param train_loss: mean total loss (:meth:`ProbabilisticEnsemble.loss`) over the minibatches of the last epoch
+    :param train_loss: mean total loss (:meth:`~sb3_pmac.dynamics.ensemble.ProbabilisticEnsemble.loss`) over the
+        minibatches of the last epoch
     :param holdout_mse: holdout mean squared error of the final (restored) model, averaged over the elites
     :param holdout_mse_per_member: holdout MSE of every member, shape ``[ensemble_size]``
     :param holdout_nll: holdout Gaussian NLL (Eq. 5, averaged over samples and dimensions), averaged over the elites
@@ -82,7 +83,7 @@ class ModelTrainer:
       mixture), a transition may appear several times; all its copies go to the same side of the split (no leak), and
       multiplicities are kept so that the holdout is weighted like the training set.
     * Each epoch, every member visits the training rows in its own random order (minibatches ``[E, batch_size, in]``,
-      one Adam step per minibatch on :meth:`ProbabilisticEnsemble.loss`).
+      one Adam step per minibatch on :meth:`~sb3_pmac.dynamics.ensemble.ProbabilisticEnsemble.loss`).
     * Early stopping: after each epoch a member improves when its holdout MSE decreases by more than
       ``improvement_threshold`` (relative) with respect to its best value; the best parameters of each member are kept.
       Training stops after ``patience`` epochs without any member improving, at ``max_epochs``, or after
@@ -159,7 +160,7 @@ class ModelTrainer:
         self.verbose = verbose
         self.optimizer = th.optim.Adam(model.parameters(), lr=learning_rate)
         #: number of calls that trained the model (calls that kept the previous model, see
-        #: :attr:`ModelTrainingInfo.reverted`, do not count)
+        #: ``ModelTrainingInfo.reverted``, do not count)
         self.n_trained = 0
         #: the generator of the splits and minibatch orders (its state is saved with the agent)
         self.rng = np.random.default_rng(seed)
@@ -193,7 +194,8 @@ class ModelTrainer:
     def evaluate(self, inputs: th.Tensor, targets: th.Tensor, chunk_size: int = 8192) -> tuple[np.ndarray, np.ndarray]:
         """
         Per-member MSE and Gaussian NLL (Eq. 5, averaged) of a dataset shared by all members, in the units the model
-        is fitted in (standardized targets with ``normalize_targets``, see :meth:`ProbabilisticEnsemble.mse`).
+        is fitted in (standardized targets with ``normalize_targets``, see
+        :meth:`~sb3_pmac.dynamics.ensemble.ProbabilisticEnsemble.mse`).
 
         :param inputs: ``[N, input_dim]``
         :param targets: ``[N, output_dim]``
@@ -414,7 +416,7 @@ class ModelTrainer:
     def _kept(
         self, start_time: float, n_nonfinite: int, epochs: int = 0, grad_steps: int = 0, n_train: int = 0, n_holdout: int = 0
     ) -> ModelTrainingInfo:
-        """The summary of a call that kept the model as it was (:attr:`ModelTrainingInfo.reverted`)."""
+        """The summary of a call that kept the model as it was (``ModelTrainingInfo.reverted``)."""
         nan_per_member = np.full(self.model.ensemble_size, np.nan)
         info = ModelTrainingInfo(
             epochs=epochs,

@@ -1,7 +1,7 @@
 """
 Fast SAC updates: the updates of Stable-Baselines3's ``SAC.train`` with the same math and less overhead (batches
 drawn once per call, fused Adam, twin critics batched, hand-written backward passes for ReLU MLPs). PMAC's
-``train`` calls :func:`train`. How and why: ``docs/algorithm.md``, section "Fast SAC updates".
+``train`` calls :func:`~sb3_pmac.fast_sac.train`. How and why: ``docs/algorithm.md``, section "Fast SAC updates".
 """
 
 from sb3_pmac.fast_sac.kernels import fast_path_available, fused_adam_supported, kernel_error, use_fused_adam

@@ -1,6 +1,7 @@
 """
-The private torch kernels of the fast SAC path: their trial calls and the fallback switch (:func:`kernel_error`,
-:func:`fast_path_available`, ``FAST_PATH_ENABLED``), and Adam's fused step called directly (:class:`AdamStep`).
+The private torch kernels of the fast SAC path: their trial calls and the fallback switch
+(:func:`~sb3_pmac.fast_sac.kernel_error`, :func:`~sb3_pmac.fast_sac.fast_path_available`,
+:data:`~sb3_pmac.fast_sac.kernels.FAST_PATH_ENABLED`), and Adam's fused step called directly (``AdamStep``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import torch as th
 #: Whether :func:`~sb3_pmac.fast_sac.train` (hence :meth:`PMAC.train <sb3_pmac.pmac.PMAC.train>`) uses the fast
 #: path (else SB3's ``SAC.train``): set ``sb3_pmac.fast_sac.kernels.FAST_PATH_ENABLED = False`` to turn it off.
 #: The fast path uses private torch kernels (fused Adam, ``threshold_backward``, ``tanh_backward``); when they fail
-#: their trial call (another torch release, another signature), SB3's ``SAC.train`` is used (:func:`fast_path_available`).
+#: their trial call (another torch release, another signature), SB3's ``SAC.train`` is used
+#: (:func:`~sb3_pmac.fast_sac.fast_path_available`).
 FAST_PATH_ENABLED = hasattr(th, "_fused_adam_") and hasattr(th.ops.aten.threshold_backward, "grad_input")
 
 #: ``threshold_backward(grad, result, 0, grad_input=out)``: ReLU's backward (autograd's ``ReluBackward0``) into ``out``
@@ -45,7 +47,7 @@ def use_fused_adam(optimizer: th.optim.Optimizer) -> bool:
     """
     Switch an existing ``torch.optim.Adam`` to its fused kernel (``fused=True`` on its parameter groups; Adam states
     already created move their ``step`` to the parameter's device, as a fused Adam keeps it). Same algorithm. The fast
-    SAC path does not use it (it calls the kernel without changing the optimizer, see :class:`AdamStep`).
+    SAC path does not use it (it calls the kernel without changing the optimizer, see ``AdamStep``).
 
     :return: whether the optimizer now runs fused (False: not an Adam, or a device/dtype without the fused kernel)
     """

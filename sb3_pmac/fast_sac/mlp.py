@@ -1,6 +1,6 @@
 """
-Linear/ReLU MLPs with hand-written forward and backward passes (:class:`ReluMLPs`): ``n`` networks of the same shapes
-run together (``n = 1``: one network), activations and gradients in buffers kept between calls (:class:`Workspace`).
+Linear/ReLU MLPs with hand-written forward and backward passes (``ReluMLPs``): ``n`` networks of the same shapes
+run together (``n = 1``: one network), activations and gradients in buffers kept between calls (``Workspace``).
 """
 
 from __future__ import annotations

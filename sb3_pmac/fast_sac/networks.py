@@ -1,7 +1,7 @@
 """
 SAC's networks as the updates run them: the squashed Gaussian of SB3's actor without distribution objects, the actor
-and critics for the autograd path (:class:`ActorSampler`, :class:`Critic`) and for the hand-written one
-(:class:`ManualNets`, on :class:`~sb3_pmac.fast_sac.mlp.ReluMLPs`).
+and critics for the autograd path (``ActorSampler``, ``Critic``) and for the hand-written one (``ManualNets``, on
+``ReluMLPs`` of :mod:`sb3_pmac.fast_sac.mlp`).
 """
 
 from __future__ import annotations
@@ -162,7 +162,7 @@ class SquashedGaussian:
 
 class ManualNets:
     """
-    The actor as a :class:`~sb3_pmac.fast_sac.mlp.ReluMLPs` trunk (``n = 1``) with two linear heads, the critics and
+    The actor as a ``ReluMLPs`` trunk (``n = 1``) with two linear heads, the critics and
     their targets as stacked ``ReluMLPs`` (:meth:`build` returns None when the networks are not of that form).
     """
 
@@ -242,7 +242,7 @@ class ManualNets:
         return all(p in self.actor_grads for p in actor_params) and all(p in self.critic_grads for p in critic_params)
 
     def attach(self) -> None:
-        """The parameters of the networks become views into their flat tensors (:meth:`ReluMLPs.attach`)."""
+        """The parameters of the networks become views into their flat tensors (``ReluMLPs.attach``)."""
         for mlp in self._mlps:
             mlp.attach()
 

@@ -1,7 +1,7 @@
 """
-The entry point :func:`train` (SB3's ``SAC.train`` on the fast path, or SB3's own when the fast path is unavailable),
-the stacked batches it draws (:func:`sample_batches`) and SB3's own ``SAC.train`` as the reference
-(:func:`reference_sac_train`).
+The entry point :func:`~sb3_pmac.fast_sac.train` (SB3's ``SAC.train`` on the fast path, or SB3's own when the fast
+path is unavailable), the stacked batches it draws (:func:`~sb3_pmac.fast_sac.sample_batches`) and SB3's own
+``SAC.train`` as the reference (:func:`~sb3_pmac.fast_sac.reference_sac_train`).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """
-:func:`sac_updates`: ``gradient_steps`` updates of SB3's SAC with its math (see ``docs/algorithm.md``, "Fast SAC
-updates"), on the hand-written networks of :class:`~sb3_pmac.fast_sac.networks.ManualNets` or with autograd, and
-the means of their losses (:class:`SACUpdateStats`).
+:func:`~sb3_pmac.fast_sac.sac_updates`: ``gradient_steps`` updates of SB3's SAC with its math (see
+``docs/algorithm.md``, "Fast SAC updates"), on the hand-written networks of ``ManualNets`` or with autograd, and the
+means of their losses (:class:`~sb3_pmac.fast_sac.SACUpdateStats`).
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from sb3_pmac.mixed_sampler import stack_batches
 if TYPE_CHECKING:
     from stable_baselines3 import SAC
 
+#: The batches of :func:`~sb3_pmac.fast_sac.sac_updates`: SB3's samples stacked ``[gradient_steps, batch_size, ...]``,
+#: or a function that draws them for a given ``gradient_steps``
 BatchSource = ReplayBufferSamples | Callable[[int], ReplayBufferSamples]
 
 

@@ -149,8 +149,8 @@ def summarize(
     :func:`aggregate` of one (env, algorithm)'s runs, with the bookkeeping for legends and tables.
 
     :param curves: the runs (seeds)
-    :param n_points: common grid size; default: the union of evaluation steps, :data:`MONITOR_GRID_POINTS` evenly
-        spaced steps when a run comes from Monitor files
+    :param n_points: common grid size; default: the union of evaluation steps,
+        :data:`~sb3_pmac.plot.aggregation.MONITOR_GRID_POINTS` evenly spaced steps when a run comes from Monitor files
     :param x_max: drop the steps above it
     :param window: moving average over this many points (:func:`smooth`)
     :param truncate: cut the runs to the shortest one (default), else average the runs present at each step
@@ -168,7 +168,7 @@ def summarize(
 def order_algos(names: Iterable[str], algos: Sequence[str] | None = None) -> list[str]:
     """
     Algorithm names in display order: ``algos``' order (case-insensitive; others dropped) when given, else
-    :data:`PREFERRED_ORDER` first, then alphabetical.
+    :data:`~sb3_pmac.plot.aggregation.PREFERRED_ORDER` first, then alphabetical.
     """
     names = list(dict.fromkeys(names))
     if algos:

@@ -236,6 +236,7 @@ def draw_mixture(ax: Axes, runs: dict[str, list[DiagnosticsRun]], algos: Sequenc
     ax.set_title("Policy mixture")
 
 
+#: The panels of :func:`~sb3_pmac.plot.plot_diagnostics`, in their order in the figure
 PANELS = ("errors", "compounding", "mixture")
 
 
@@ -269,7 +270,7 @@ def plot_diagnostics(
         compounding panel each, in this order
     :param kind: ``obs`` or ``reward`` errors in panel (a)
     :param algos: algorithms to show, in this order
-    :param panels: subset of :data:`PANELS`
+    :param panels: subset of :data:`~sb3_pmac.plot.diagnostics_plots.PANELS`
     :param title: figure title (default: the env)
     :param panel_size: inches per panel
     :param truncate: panel (a): cut each algorithm's seeds to the shortest (default), else average the seeds present

@@ -19,12 +19,16 @@ from typing import Any
 import numpy as np
 from stable_baselines3.common.monitor import Monitor
 
-#: File names that make a folder a run directory, in ``--source auto`` order of preference
+# File names that make a folder a run directory, in ``--source auto`` order of preference:
+#: The evaluations of a run as CSV (the source ``eval_csv``)
 EVAL_CSV = "evaluations.csv"
+#: The evaluations of a run as written by SB3's ``EvalCallback`` (the source ``eval_npz``)
 EVAL_NPZ = "evaluations.npz"
+#: The suffix of SB3's ``Monitor`` files (training episodes, the source ``monitor``)
 MONITOR_SUFFIX = Monitor.EXT
 #: Sources of a learning curve
 SOURCES = ("eval_csv", "eval_npz", "monitor")
+#: The env name of a run whose env cannot be told from its files or folders
 UNKNOWN_ENV = "unknown env"
 
 _SEED_DIR = re.compile(r"^seed_(\d+)$")
@@ -45,7 +49,7 @@ class Curve:
     :param run: run name within (env, algo): ``seed_0``, ``Hopper-v4_3``, ...
     :param steps: environment steps, increasing
     :param returns: mean evaluation return (``eval_*`` sources) or training episode return (``monitor``) at ``steps``
-    :param source: one of :data:`SOURCES`
+    :param source: one of :data:`~sb3_pmac.plot.runs.SOURCES`
     :param path: the run directory
     """
 
@@ -178,7 +182,7 @@ def load_monitor(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _run_source(run_dir: Path, source: str) -> str | None:
-    """Which source a folder offers (``source="auto"``: the first of :data:`SOURCES` present), or None."""
+    """Which source a folder offers (``source="auto"``: the first of :data:`~sb3_pmac.plot.runs.SOURCES` present), or None."""
     present = {
         "eval_csv": (run_dir / EVAL_CSV).is_file(),
         "eval_npz": (run_dir / EVAL_NPZ).is_file(),
@@ -234,7 +238,7 @@ def find_run_dirs(
     Run directories under ``root`` (itself included), not looking inside a run directory.
 
     :param root: folder to search recursively
-    :param source: ``auto``, ``eval`` or one of :data:`SOURCES`
+    :param source: ``auto``, ``eval`` or one of :data:`~sb3_pmac.plot.runs.SOURCES`
     :param marker: ``marker(folder, source)`` is not None for a run directory
     """
     found = []

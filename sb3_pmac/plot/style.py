@@ -21,7 +21,7 @@ def pyplot() -> Any:
 
 
 def display_name(algo: str, labels: dict[str, str] | None = None) -> str:
-    """The legend name of ``algo``: its label, else :data:`DEFAULT_LABELS`, else ``algo``."""
+    """The legend name of ``algo``: its label, else :data:`~sb3_pmac.plot.style.DEFAULT_LABELS`, else ``algo``."""
     return (labels or {}).get(algo.lower()) or DEFAULT_LABELS.get(algo.lower(), algo)
 
 

@@ -11,17 +11,19 @@ read every relevant parameter from the env instance itself (``healthy_z_range``,
 ``exclude_current_positions_from_observation``, the pole lengths of the MuJoCo model, ...) instead of copying the
 default constants: envs made with custom kwargs are honoured.
 
-A termination function has the signature :data:`TerminationFn`: ``fn(obs, action, next_obs) -> done`` on batches
-``[N, obs_dim]``, ``[N, action_dim]``, ``[N, obs_dim]``, returning a boolean ``[N]``. The functions below accept
-torch tensors (on any device; the result is a ``torch.bool`` tensor on the same device) and numpy arrays (the result
-is then a numpy ``bool`` array). They only look at ``next_obs``. They are small picklable classes (not closures),
-because they are saved with the agent.
+A termination function has the signature :data:`~sb3_pmac.termination.rules.TerminationFn`:
+``fn(obs, action, next_obs) -> done`` on batches ``[N, obs_dim]``, ``[N, action_dim]``, ``[N, obs_dim]``, returning a
+boolean ``[N]``. The functions below accept torch tensors (on any device; the result is a ``torch.bool`` tensor on
+the same device) and numpy arrays (the result is then a numpy ``bool`` array). They only look at ``next_obs``. They
+are small picklable classes (not closures), because they are saved with the agent.
 
 Covered: the gymnasium MuJoCo ``v4`` and ``v5`` envs: Hopper, Walker2d, Ant, Humanoid (healthy ranges),
 InvertedPendulum, InvertedDoublePendulum (pole-tip height) and HalfCheetah, Swimmer, Pusher, Reacher,
-HumanoidStandup (never terminate). :func:`get_termination_fn` looks the function up by the env's base name (the id
-without ``-vN``); :func:`register_termination_fn` adds your own. For an unknown env it warns and returns
-:class:`NeverTerminate`. Anywhere a :data:`TerminationFn` is expected, any callable with that signature may be used.
+HumanoidStandup (never terminate); and the classic-control Pendulum (never terminates). :func:`get_termination_fn`
+looks the function up by the env's base name (the id without ``-vN``); :func:`register_termination_fn` adds your own
+(a :data:`~sb3_pmac.termination.rules.TerminationFactory`). For an unknown env it warns and returns
+:class:`NeverTerminate`. Anywhere a :data:`~sb3_pmac.termination.rules.TerminationFn` is expected, any callable with
+that signature may be used.
 """
 
 from sb3_pmac.termination.registry import (

@@ -1,6 +1,7 @@
 """
 Which termination rule an env gets: the factories that build a rule from an env's parameters, the registry by env base
-name, and the lookup from an env id, a gymnasium env or a VecEnv (:func:`get_termination_fn`).
+name, and the lookup from an env id, a gymnasium env or a VecEnv
+(:func:`~sb3_pmac.termination.get_termination_fn`).
 """
 
 import pickle
@@ -164,9 +165,9 @@ def register_termination_fn(env_name: str, factory: TerminationFactory) -> None:
 
     :param env_name: The env's base name (``"MyEnv"``); a full id (``"MyEnv-v1"``) is reduced to its base name, so the
         function applies to every version.
-    :param factory: Called with the *unwrapped* env instance, returns the :data:`TerminationFn` (read the env's
-        parameters there). The returned callable should be picklable (a module-level class, not a closure) if the agent
-        is to be saved.
+    :param factory: Called with the *unwrapped* env instance, returns the
+        :data:`~sb3_pmac.termination.rules.TerminationFn` (read the env's parameters there). The returned callable
+        should be picklable (a module-level class, not a closure) if the agent is to be saved.
     """
     if not callable(factory):
         raise TypeError(f"factory must be callable (env -> termination function), got {factory!r}")
