@@ -1,5 +1,6 @@
 """Argument checks of PMAC and its diagnostics: every check once, with a message that says what to do."""
 
+import json
 import warnings
 from numbers import Integral
 from typing import Any, Literal
@@ -7,6 +8,7 @@ from typing import Any, Literal
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
+from stable_baselines3.common.save_util import json_to_data
 from stable_baselines3.common.vec_env import VecEnv
 
 from sb3_pmac.buffers import PolicyVersionedReplayBuffer
@@ -193,3 +195,43 @@ def warn_unused_sac_arguments(algorithm: str, ent_coef: str | float, target_entr
             UserWarning,
             stacklevel=3,
         )
+
+
+#: Settings of a saved agent that ``load(path, **kwargs)`` cannot change: they shape the trained dynamics model (its
+#: weights would not fit) or the kind of data its policy mixture keeps (the TV mixture needs every transition's policy
+#: parameters in the replay buffer)
+FIXED_AT_LOAD = ("ensemble_size", "n_elites", "dynamics_kwargs", "mixture")
+
+
+def _comparable(value: Any) -> Any:
+    """``value`` as JSON would store it (tuples as lists, numpy scalars and arrays as numbers and lists)."""
+
+    def default(item: Any) -> Any:
+        if isinstance(item, np.ndarray):
+            return item.tolist()
+        return item.item() if isinstance(item, np.generic) else repr(item)
+
+    return json.loads(json.dumps(value, default=default, sort_keys=True))
+
+
+def check_load_overrides(saved: dict[str, Any], overrides: dict[str, Any], algo: str) -> None:
+    """
+    Refuse ``load`` keyword arguments that would change :data:`FIXED_AT_LOAD` settings of the saved agent.
+
+    :param saved: the agent file's ``data`` as stored (``sb3_pmac.compat.saved_data``)
+    :param overrides: the keyword arguments given to ``load``
+    :param algo: the class name, for the message
+    :raises ValueError: naming the setting, its saved value and the value asked for
+    """
+    for key in FIXED_AT_LOAD:
+        if key not in overrides or key not in saved:  # (an agent of an earlier release may lack a setting)
+            continue
+        stored = saved[key]
+        if isinstance(stored, dict) and ":serialized:" in stored:
+            stored = json_to_data(json.dumps({key: stored}))[key]
+        if _comparable(stored) != _comparable(overrides[key]):
+            raise ValueError(
+                f"{key} cannot change when an agent is loaded: it was saved with {key}={stored!r}, load asked for "
+                f"{overrides[key]!r}. The trained dynamics model or the replay data depend on it: train a new "
+                f"{algo}(..., {key}=...) instead"
+            )

@@ -23,23 +23,34 @@ LEGACY_DERIVED_DEFAULTS: dict[str, Callable[[dict[str, Any]], Any]] = {
 }
 
 
-def legacy_defaults(path: str | pathlib.Path | io.BufferedIOBase) -> dict[str, Any]:
+def saved_data(path: str | pathlib.Path | io.BufferedIOBase) -> dict[str, Any]:
     """
-    The :data:`LEGACY_DEFAULTS` and :data:`LEGACY_DERIVED_DEFAULTS` missing from a saved agent's data (read without
-    loading its tensors).
+    The ``data`` entry of a saved agent's zip file as stored: JSON, with SB3's ``{":serialized:": ...}`` records for
+    the values it pickled (nothing is unpickled, no tensor is read); ``{}`` when the file has none. An open file is
+    left at the position it had.
     """
     file = open_path(path, "r", verbose=0, suffix="zip")
     position = file.tell()
     try:
         with zipfile.ZipFile(file) as archive:
-            saved = json.loads(archive.read("data"))
+            return dict(json.loads(archive.read("data")))
     except (KeyError, ValueError, zipfile.BadZipFile):
-        return {}  # SB3's load reports what is wrong with the file
+        return {}
     finally:
         if isinstance(path, io.BufferedIOBase):
             file.seek(position)
         else:
             file.close()
+
+
+def legacy_defaults(path: str | pathlib.Path | io.BufferedIOBase) -> dict[str, Any]:
+    """
+    The :data:`LEGACY_DEFAULTS` and :data:`LEGACY_DERIVED_DEFAULTS` missing from a saved agent's data (read without
+    loading its tensors).
+    """
+    saved = saved_data(path)
+    if not saved:
+        return {}  # SB3's load reports what is wrong with the file
     defaults = {key: value for key, value in LEGACY_DEFAULTS.items() if key not in saved}
     defaults.update({key: derive(saved) for key, derive in LEGACY_DERIVED_DEFAULTS.items() if key not in saved})
     return defaults

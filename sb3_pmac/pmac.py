@@ -6,6 +6,7 @@ import io
 import pathlib
 import time
 import warnings
+from contextlib import nullcontext
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -27,22 +28,23 @@ from sb3_pmac.checks import (
     DEFAULT_MIXTURE,
     MixtureName,
     ModelTrainingMode,
+    check_load_overrides,
     check_pmac_arguments,
     check_spaces,
     warn_unused_mixture_arguments,
     warn_unused_sac_arguments,
 )
-from sb3_pmac.compat import legacy_defaults, legacy_policy_version
+from sb3_pmac.compat import legacy_defaults, legacy_policy_version, saved_data
 from sb3_pmac.dynamics import ModelTrainingInfo
 from sb3_pmac.env_presets import apply_presets
 from sb3_pmac.horizon import HorizonSchedule, validate_horizon_schedule
 from sb3_pmac.mixed_sampler import MixedReplaySampler
 from sb3_pmac.model_step import ModelStepSAC
-from sb3_pmac.policy_mixture import PolicyMixture
+from sb3_pmac.policy_mixture import PolicyMixture, check_adaptation_rate
 from sb3_pmac.random_state import get_global_rng_states, preserved_rng_states, set_global_rng_states
 from sb3_pmac.rollouts import RolloutInfo
 from sb3_pmac.termination import TerminationFn, get_termination_fn
-from sb3_pmac.tv_mixture import UNIFORM_ACTION_LOG_STD, TVPolicyMixture, actor_gaussian
+from sb3_pmac.tv_mixture import UNIFORM_ACTION_LOG_STD, TVPolicyMixture, actor_gaussian, check_max_rate
 
 SelfPMAC = TypeVar("SelfPMAC", bound="PMAC")
 
@@ -497,22 +499,47 @@ class PMAC(ModelStepSAC):
     ) -> SelfPMAC:
         """
         Load an agent (see ``BaseAlgorithm.load`` for the parameters). Its replay buffer is allocated empty, as SB3
-        allocates it (numpy does not touch an empty buffer's pages: loading for evaluation costs little memory for it); fill
-        it with :meth:`load_replay_buffer` or by adding transitions. The agent's own generators (the warm-up action
+        allocates it (numpy does not touch an empty buffer's pages: loading for evaluation costs little memory for it);
+        fill it with :meth:`load_replay_buffer` or by adding transitions. The agent's own generators (the warm-up action
         sampler, the model trainer's) continue where they were saved. The process-wide numpy, python and torch
         generators are left alone (SB3's own ``load`` re-seeds them with the agent's seed), unless
         ``restore_random_state=True``: then they are restored to their state at ``save``, so that ``learn(...,
         reset_num_timesteps=False)`` continues the run exactly as an uninterrupted run would, provided the env is in its
         state at ``save`` and ``force_reset=False`` (the default ``True`` resets it) and the replay buffer is loaded
-        with :meth:`load_replay_buffer`.
+        with :meth:`load_replay_buffer`. Keyword arguments are set on the agent, as in SB3 (rl-zoo3's ``-i`` passes its
+        hyperparameters this way): ``adaptation_rate`` and ``max_rate`` reach the policy mixture; ``ensemble_size``,
+        ``n_elites``, ``dynamics_kwargs`` and ``mixture`` must equal the saved values (``ValueError`` otherwise);
+        ``seed=s`` seeds the agent anew, as SB3's ``load`` does (its own and the process-wide generators), instead of
+        continuing the saved generators.
 
         :param restore_random_state: restore the process-wide numpy, python and torch generators saved with the agent
         """
+        check_load_overrides(saved_data(path), kwargs, cls.__name__)
+        seeded = kwargs.get("seed") is not None
+        if seeded and restore_random_state:
+            raise ValueError("load with seed=... seeds the agent anew: restore_random_state=True cannot apply too")
         for key, value in legacy_defaults(path).items():
             kwargs.setdefault(key, value)
-        with preserved_rng_states(get_device(device)):
-            # SB3's load re-seeds the global generators with the agent's seed (in _setup_model): undone here
+        with nullcontext() if seeded else preserved_rng_states(get_device(device)):
+            # SB3's load re-seeds the global generators with the agent's seed (in _setup_model): undone here, unless
+            # a seed is given (then SB3's seeding is what the user asks for)
             model = super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
+        if "adaptation_rate" in kwargs and not isinstance(model.policy_mixture, TVPolicyMixture):
+            assert model.policy_mixture is not None
+            model.policy_mixture.adaptation_rate = model.adaptation_rate = check_adaptation_rate(model.adaptation_rate)
+        if "max_rate" in kwargs and isinstance(model.policy_mixture, TVPolicyMixture):
+            check_max_rate(model.max_rate)
+            model.policy_mixture.max_rate = model.max_rate = float(model.max_rate)
+        switches = {"adapt_model_training", "adapt_rollout_starts"}
+        if cls._adapt_by_default and not model.uses_policy_mixture and not switches & kwargs.keys():
+            warnings.warn(
+                f"{path!s} holds an agent that draws its data uniformly (adapt_model_training=False, "
+                f"adapt_rollout_starts=False: MBPO, or PMAC's ablation): {cls.__name__}.load keeps its saved settings, so "
+                "it goes on as MBPO; to train it as PMAC, load it with adapt_model_training=True, "
+                "adapt_rollout_starts=True",
+                UserWarning,
+                stacklevel=2,
+            )
         if not cls._adapt_by_default and model.uses_policy_mixture:
             warnings.warn(
                 f"{path!s} holds an agent that draws data per the policy mixture (adapt_model_training="
@@ -523,9 +550,9 @@ class PMAC(ModelStepSAC):
             )
         if env is not None:
             model._derive_termination_fn()  # the new env's settings
-        if model._rng_states is not None:
+        if model._rng_states is not None and not seeded:  # (seeded: SB3 seeded them, and the trainer, anew)
             model._set_rng_states(model._rng_states, restore_global=restore_random_state)
-            model._rng_states = None
+        model._rng_states = None
         return model
 
     def save_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase) -> None:

@@ -181,9 +181,11 @@ def test_mbpo_load_of_a_pmac_agent_warns_and_keeps_its_settings(saved_runs):
     with pytest.warns(UserWarning, match="PMAC agent.*load it with PMAC.load"):
         loaded = MBPO.load(pmac_run.agent, device="cpu")
     assert loaded.adapt_model_training and loaded.adapt_rollout_starts  # the saved settings win, as in SB3
+    with pytest.warns(UserWarning, match="goes on as MBPO"):  # (tests/test_load_overrides.py)
+        assert not PMAC.load(mbpo_run.agent, device="cpu").adapt_model_training
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # PMAC.load of an MBPO agent is PMAC's ablation: nothing to warn about
-        for cls, run in ((PMAC, mbpo_run), (MBPO, mbpo_run), (PMAC, pmac_run)):
+        warnings.simplefilter("error")
+        for cls, run in ((MBPO, mbpo_run), (PMAC, pmac_run)):
             assert cls.load(run.agent, device="cpu").adapt_model_training == (run is pmac_run)
 
 

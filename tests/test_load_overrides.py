@@ -1,0 +1,98 @@
+"""
+``PMAC.load(path, **kwargs)``: SB3 sets the keyword arguments on the loaded agent (rl-zoo3's ``-i`` passes the YAML's
+hyperparameters and ``--seed`` this way). What PMAC derives from them must follow: the policy mixture's rate, the seed
+of its own generators; what cannot change on a trained agent (the model's architecture, the kind of mixture) is refused
+before anything is loaded; and an MBPO agent loaded by ``PMAC.load`` says that it stays MBPO.
+"""
+
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+
+from sb3_pmac import MBPO, PMAC
+from sb3_pmac.tv_mixture import TVPolicyMixture
+
+
+def _saved(tmp_path, cls=PMAC, learn=160, **kwargs):
+    from conftest import TINY_PMAC_KWARGS
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model = cls("MlpPolicy", "Pendulum-v1", seed=0, **{**TINY_PMAC_KWARGS, **kwargs})
+        if learn:
+            model.learn(learn)  # model steps at 101 and 151: versions 0, 1, 2
+    path = tmp_path / f"{cls.__name__}_{kwargs.get('mixture', 'exponential')}"
+    model.save(path)
+    return path
+
+
+def test_rate_overrides_reach_the_policy_mixture(tmp_path):
+    path = _saved(tmp_path)
+    loaded = PMAC.load(path, env=gym.make("Pendulum-v1"), adaptation_rate=0.5)
+    assert loaded.adaptation_rate == 0.5 and loaded.policy_mixture.adaptation_rate == 0.5
+    weights = loaded.policy_mixture.weights(np.array([1, 2, 3]))  # (version 0, the first, weighs alpha^k)
+    np.testing.assert_allclose(weights / weights[-1], [0.25, 0.5, 1.0])
+    assert PMAC.load(path).policy_mixture.adaptation_rate == 0.9  # without the override: the saved rate
+    with pytest.raises(ValueError, match="adaptation_rate"):
+        PMAC.load(path, adaptation_rate=1.5)
+
+    tv_path = _saved(tmp_path, mixture="tv", max_rate=0.02)
+    loaded = PMAC.load(tv_path, max_rate=0.05)
+    assert isinstance(loaded.policy_mixture, TVPolicyMixture) and loaded.policy_mixture.max_rate == 0.05
+
+
+@pytest.mark.parametrize(
+    "override, match",
+    [
+        (dict(mixture="tv"), "mixture"),
+        (dict(ensemble_size=3), "ensemble_size"),
+        (dict(n_elites=1), "n_elites"),
+        (dict(dynamics_kwargs=dict(hidden_sizes=(16, 16), weight_decays=None)), "dynamics_kwargs"),
+        (dict(dynamics_kwargs=dict(hidden_sizes=(32, 32), weight_decays=None, activation="relu")), "dynamics_kwargs"),
+    ],
+)
+def test_overrides_that_cannot_apply_to_a_trained_model_are_refused(tmp_path, override, match):
+    path = _saved(tmp_path, learn=0)
+    with pytest.raises(ValueError, match=f"{match}.*cannot change"):
+        PMAC.load(path, **override)
+
+
+def test_overrides_equal_to_the_saved_values_are_accepted(tmp_path):
+    """rl-zoo3's ``-i`` passes the whole YAML entry again: unchanged values must load (lists for tuples included)."""
+    path = _saved(tmp_path, learn=0)
+    loaded = PMAC.load(path, ensemble_size=7, n_elites=5, mixture="exponential",
+                       dynamics_kwargs=dict(hidden_sizes=[32, 32], weight_decays=None))  # fmt: skip
+    assert loaded.ensemble_size == 7
+
+
+def test_pmac_load_of_an_mbpo_agent_says_it_stays_mbpo(tmp_path):
+    path = _saved(tmp_path, cls=MBPO, learn=0)
+    with pytest.warns(UserWarning, match="uniformly.*adapt_model_training=True, adapt_rollout_starts=True"):
+        loaded = PMAC.load(path)
+    assert not loaded.uses_policy_mixture
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        as_pmac = PMAC.load(path, adapt_model_training=True, adapt_rollout_starts=True)
+        assert as_pmac.uses_policy_mixture
+        assert not MBPO.load(path).uses_policy_mixture  # MBPO.load of MBPO: nothing to say
+
+
+def test_load_with_a_seed_seeds_as_sb3(tmp_path):
+    """SB3's ``load(path, seed=s)`` seeds the agent: the warm-up actions and the model trainer follow the new seed."""
+    path = _saved(tmp_path)
+
+    def first_draws(**kwargs):
+        model = PMAC.load(path, **kwargs)
+        return model.action_space.sample(), model.model_trainer.rng.random(), th.rand(1).item()
+
+    a, b, c = first_draws(seed=5), first_draws(seed=5), first_draws(seed=6)
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x, y)
+    assert not np.array_equal(a[0], c[0]) and a[1] != c[1] and a[2] != c[2]
+    # without a seed: the saved generators go on (the same draws whatever the load)
+    d, e = first_draws(), first_draws()
+    np.testing.assert_array_equal(d[0], e[0])
+    assert d[1] == e[1] and not np.array_equal(d[0], a[0])
