@@ -382,6 +382,28 @@ def test_policy_sees_normalized_observations():
     assert row["local_obs_mse"] < 1e-10 and row["global_obs_mse"] < 1e-10  # the model sees raw observations
 
 
+def test_callback_policy_sees_the_training_envs_normalized_observations():
+    """With a VecNormalize training env the callback's policy acts on normalized observations (the agent's)."""
+    venv = VecNormalize(DummyVecEnv([ToyEnv]), clip_obs=1e6)
+    agent = make_agent(env=venv)
+    callback = ModelDiagnosticsCallback(ToyEnv(), eval_freq=50, horizon=2, **{**SMALL, "seed": 3})
+    agent.learn(110, callback=callback)
+    assert [row["timesteps"] for row in callback.history] == [100]
+    venv.obs_rms.mean = np.full(2, 100.0)
+    venv.obs_rms.var = np.ones(2)
+    seen = []
+    handle = agent.actor.register_forward_pre_hook(lambda module, args: seen.append(args[0].clone()))
+    try:
+        row = callback.evaluate()
+    finally:
+        handle.remove()
+    inputs = th.cat(seen)
+    assert len(inputs) >= SMALL["n_local"] and inputs.max() < -90  # raw observations lie in [-0.5, 7]
+    assert row == evaluate_model(agent, ToyEnv(), callback.config)
+    agent._vec_normalize_env = None
+    assert row["local_obs_mse"] != evaluate_model(agent, ToyEnv(), callback.config)["local_obs_mse"]
+
+
 def test_append_csv_row_keeps_columns_consistent(tmp_path):
     path = tmp_path / "sub" / "rows.csv"
     append_csv_row(path, {"timesteps": 1, "a": 0.5})

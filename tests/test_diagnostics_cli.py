@@ -1,4 +1,7 @@
-"""The diagnostics CSV files of ``python -m sb3_pmac.diagnostics`` and the callback: never destroy a file."""
+"""
+The diagnostics CSV files of ``python -m sb3_pmac.diagnostics`` and the callback: never destroy a file. rl-zoo3 runs:
+VecNormalize statistics, checkpoints of a run continued with ``train -i``, an agent of another env.
+"""
 
 import csv
 import os
@@ -6,10 +9,27 @@ import stat
 from pathlib import Path
 
 import gymnasium as gym
+import numpy as np
 import pytest
+from conftest import TINY_PMAC_KWARGS
+from stable_baselines3.common.callbacks import CheckpointCallback
 from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
-from sb3_pmac.diagnostics import append_csv_row, csv_columns, evaluate_checkpoints, main, schema
+from sb3_pmac import PMAC
+from sb3_pmac.diagnostics import (
+    DiagnosticsInputError,
+    append_csv_row,
+    checkpoint_upto,
+    csv_columns,
+    evaluate_checkpoints,
+    evaluate_model,
+    load_agent,
+    load_buffer,
+    main,
+    schema,
+)
+from sb3_pmac.env_presets import make_preset_env
 
 
 def monitor_csv(folder: Path) -> Path:
@@ -138,3 +158,107 @@ def test_a_failed_write_leaves_the_file_unchanged(tmp_path, monkeypatch, horizon
     append_csv_row(path, diagnostics_row(300, horizon))
     with open(path, newline="") as file:
         assert [row["timesteps"] for row in csv.DictReader(file)] == ["100", "200", "300"]
+
+
+# ------------------------------------------------------------------ rl-zoo3 runs: VecNormalize, train -i, wrong --env
+
+ENV_ID = "Pendulum-v1"
+RUN_KWARGS = {**TINY_PMAC_KWARGS, "learning_starts": 50, "model_train_freq": 50, "seed": 0, "device": "cpu"}
+SIZES = dict(n_local=40, n_global=200, n_trajectories=5, horizon=2, seed=7)
+SIZE_ARGS = ["--n-local", "40", "--n-global", "200", "--n-trajectories", "5", "--horizon", "2", "--seed", "7"]
+
+
+@pytest.fixture(scope="module")
+def zoo_vecnormalize_run(tmp_path_factory):
+    """An agent trained on a VecNormalize env, saved as rl-zoo3 saves it (``<run>/<env>/vecnormalize.pkl``)."""
+    run = tmp_path_factory.mktemp("logs") / "pmac" / f"{ENV_ID}_1"
+    (run / ENV_ID).mkdir(parents=True)
+    venv = VecNormalize(DummyVecEnv([lambda: gym.make(ENV_ID)]))
+    agent = PMAC("MlpPolicy", venv, **RUN_KWARGS).learn(120)
+    venv.obs_rms.mean = venv.obs_rms.mean + 3.0  # statistics far from raw observations: normalization matters
+    agent.save(run / f"{ENV_ID}.zip")
+    venv.save(run / ENV_ID / "vecnormalize.pkl")
+    env = make_preset_env(ENV_ID)
+    normalized = evaluate_model(agent, env, **SIZES)
+    agent._vec_normalize_env = None
+    raw = evaluate_model(agent, env, **SIZES)
+    assert normalized["local_obs_mse"] != pytest.approx(raw["local_obs_mse"], rel=1e-3)  # the test can tell them apart
+    return run, normalized, raw
+
+
+def test_cli_normalizes_observations_with_rl_zoo3_vecnormalize(zoo_vecnormalize_run, tmp_path, capsys):
+    run, normalized, raw = zoo_vecnormalize_run
+    agent_zip, stats = run / f"{ENV_ID}.zip", run / ENV_ID / "vecnormalize.pkl"
+    (row,) = main([str(agent_zip), "--env", ENV_ID, "--device", "cpu", *SIZE_ARGS])  # found next to the agent
+    for key in ("local_obs_mse", "local_reward_mse", "compounding_obs_mse_h2"):
+        assert row[key] == pytest.approx(normalized[key], rel=1e-6), key
+    assert f"observations normalized with {stats}" in capsys.readouterr().out  # says which file
+    # the policy acts as in training: the statistics are frozen (an evaluation leaves the file's statistics alone)
+    (again,) = main([str(agent_zip), "--env", ENV_ID, "--device", "cpu", *SIZE_ARGS])
+    assert again["local_obs_mse"] == row["local_obs_mse"]
+    # --vecnormalize none: raw observations, as before
+    (plain,) = main([str(agent_zip), "--env", ENV_ID, "--device", "cpu", "--vecnormalize", "none", *SIZE_ARGS])
+    assert plain["local_obs_mse"] == pytest.approx(raw["local_obs_mse"], rel=1e-6)
+    # an agent copied elsewhere: the statistics passed by path (the Python API takes them too)
+    copied = tmp_path / "agent.zip"
+    copied.write_bytes(agent_zip.read_bytes())
+    (api_row,) = evaluate_checkpoints([copied], ENV_ID, vecnormalize=stats, device="cpu", **SIZES)
+    assert api_row["local_obs_mse"] == pytest.approx(normalized["local_obs_mse"], rel=1e-6)
+    (api_raw,) = evaluate_checkpoints([copied], ENV_ID, device="cpu", **SIZES)  # none found next to it: raw
+    assert api_raw["local_obs_mse"] == pytest.approx(raw["local_obs_mse"], rel=1e-6)
+
+
+def test_cli_refuses_an_agent_of_another_env(zoo_vecnormalize_run):
+    run, _, _ = zoo_vecnormalize_run
+    with pytest.raises(
+        SystemExit,
+        match=r"does not fit --env MountainCarContinuous-v0: observation space Box\(.*\(3,\).*\(the agent\) != .*\(2,\)",
+    ):
+        main([str(run / f"{ENV_ID}.zip"), "--env", "MountainCarContinuous-v0", "--device", "cpu", *SIZE_ARGS])
+
+
+@pytest.fixture(scope="module")
+def continued_run(tmp_path_factory):
+    """
+    rl-zoo3's ``train -i``: a run of 150 steps, then a second one from its agent and buffer with ``num_timesteps``
+    reset (checkpoints ``rl_model_<n>_steps.zip`` every 50 steps of the second run), and the final buffer.
+    """
+    folder = tmp_path_factory.mktemp("continued")
+    first = PMAC("MlpPolicy", gym.make(ENV_ID), **RUN_KWARGS).learn(150)
+    first.save(folder / "first.zip")
+    first.save_replay_buffer(folder / "first_buffer.npz")
+    second = PMAC.load(folder / "first.zip", env=gym.make(ENV_ID), device="cpu")
+    second.load_replay_buffer(folder / "first_buffer.npz")
+    second.learn(100, callback=CheckpointCallback(50, str(folder), name_prefix="rl_model"))
+    assert second.num_timesteps == 100 and second.replay_buffer.size() == 250
+    second.save_replay_buffer(folder / "final_buffer.npz")
+    return folder
+
+
+def test_upto_auto_places_the_checkpoints_of_a_continued_run(continued_run):
+    folder = continued_run
+    buffer = load_buffer(folder / "final_buffer.npz")
+    expected = {"rl_model_50_steps.zip": 200, "rl_model_100_steps.zip": 250, "first.zip": 150}
+    for name, position in expected.items():
+        assert checkpoint_upto(load_agent(folder / name, device="cpu"), buffer) == position, name
+    checkpoint = folder / "rl_model_50_steps.zip"
+    (auto,) = evaluate_checkpoints([checkpoint], ENV_ID, folder / "final_buffer.npz", upto="auto", device="cpu", **SIZES)
+    (given,) = evaluate_checkpoints([checkpoint], ENV_ID, folder / "final_buffer.npz", upto=200, device="cpu", **SIZES)
+    (old,) = evaluate_checkpoints([checkpoint], ENV_ID, folder / "final_buffer.npz", upto=50, device="cpu", **SIZES)
+    assert auto == given
+    assert auto["mixture_effective_versions"] != old["mixture_effective_versions"]  # 50: the first run's warm-up only
+    assert auto["global_obs_mse"] != old["global_obs_mse"]
+
+
+def test_upto_auto_refuses_what_it_cannot_place(continued_run, capsys):
+    folder = continued_run
+    # the second run's checkpoint with the first run's buffer (no position of it holds the checkpoint's version)
+    agent, buffer = load_agent(folder / "rl_model_100_steps.zip", device="cpu"), load_buffer(folder / "first_buffer.npz")
+    with pytest.raises(DiagnosticsInputError, match=r"num_timesteps is 100 .*train -i.*--upto N"):
+        checkpoint_upto(agent, buffer)
+    argv = [str(folder / "rl_model_100_steps.zip"), "--env", ENV_ID, "--buffer", str(folder / "first_buffer.npz")]
+    with pytest.raises(SystemExit, match=r"error: Cannot tell which buffer positions"):
+        main([*argv, "--upto", "auto", "--device", "cpu", *SIZE_ARGS])
+    (row,) = main([*argv, "--upto", "150", "--device", "cpu", *SIZE_ARGS])  # told: evaluated
+    assert np.isfinite(row["global_obs_mse"])
+    assert "upto=150" in capsys.readouterr().out

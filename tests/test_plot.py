@@ -133,7 +133,7 @@ def test_partial_runs_without_truncation(runner_results: Path):
     np.testing.assert_array_equal(summary.n_at, [3, 3, 3, 3, 2, 1])
     assert not summary.truncated
     figure = plot_curves(load_runs(runner_results, verbose=False), truncate=False)
-    assert figure.axes[0].lines[0].get_label() == "PMAC (3 seeds to 400 steps, 2 to 500, 1 to 600)"
+    assert figure.axes[0].lines[0].get_label() == "PMAC (3 runs to 400 steps, 2 to 500, 1 to 600)"
 
 
 def test_smooth_is_a_trailing_mean():
@@ -228,11 +228,11 @@ def test_cli_curves_png_svg_and_table(runner_results: Path, tmp_path: Path, caps
     assert main(["curves", str(runner_results), "--out", str(png), "--out", str(svg), "--title", "Toy"]) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     text = svg.read_text()
-    assert "<svg" in text and "PMAC (3 seeds" in text
+    assert "<svg" in text and "PMAC (3 runs" in text
 
     out = capsys.readouterr()
     lines = out.out.strip().splitlines()
-    assert lines[0].split() == ["algo", "env", "seeds", "final", "return", "steps"]
+    assert lines[0].split() == ["algo", "env", "runs", "final", "return", "steps"]
     pmac = next(line.split() for line in lines if line.startswith("pmac"))
     sac = next(line.split() for line in lines if line.startswith("sac"))
     assert pmac[:5] == ["pmac", ENV, "3", "23.00", "±"] and float(pmac[5]) == pytest.approx(EXPECTED_STD[-1], abs=0.005)
@@ -250,7 +250,7 @@ def test_cli_curves_png_svg_and_table(runner_results: Path, tmp_path: Path, caps
     np.testing.assert_allclose(ax.lines[0].get_ydata(), EXPECTED_MEAN)
     np.testing.assert_allclose(ax.lines[1].get_ydata(), [51.0, 65.0, 80.0, 92.0])
     labels = [text.get_text() for text in ax.get_legend().get_texts()]
-    assert labels == ["PMAC (ours) (3 seeds, cut at 400 steps)", "SAC (1 seed)"]
+    assert labels == ["PMAC (ours) (3 runs, cut at 400 steps)", "SAC (1 run)"]
     band = ax.collections[0].get_paths()[0].vertices[:, 1]  # the std band of the first algorithm
     assert band.max() == pytest.approx(EXPECTED_MEAN[-1] + EXPECTED_STD[-1])
 
@@ -259,8 +259,8 @@ def test_cli_curves_png_svg_and_table(runner_results: Path, tmp_path: Path, caps
     figure = plot_curves(load_runs(runner_results, verbose=False), algos=["sac", "pmac"], labels=["S", "P"])
     assert [ax.get_title() for ax in figure.axes if ax.get_visible()] == [ENV]
     assert [text.get_text() for text in figure.axes[0].get_legend().get_texts()] == [
-        "S (1 seed)",
-        "P (3 seeds, cut at 400 steps)",
+        "S (1 run)",
+        "P (3 runs, cut at 400 steps)",
     ]
     figure = plot_curves(load_runs(runner_results, verbose=False))
     assert [ax.get_title() for ax in figure.axes] == ["Other-v0", ENV]

@@ -5,7 +5,16 @@ Model diagnostics of PMAC and MBPO: local vs global one-step error, compounding 
 """
 
 from sb3_pmac.diagnostics.callback import ModelDiagnosticsCallback
-from sb3_pmac.diagnostics.checkpoints import algo_name, evaluate_checkpoints, load_agent, load_buffer
+from sb3_pmac.diagnostics.checkpoints import (
+    DiagnosticsInputError,
+    algo_name,
+    checkpoint_upto,
+    evaluate_checkpoints,
+    find_vecnormalize,
+    load_agent,
+    load_buffer,
+    load_vecnormalize,
+)
 from sb3_pmac.diagnostics.cli import main
 from sb3_pmac.diagnostics.metrics import (
     DiagnosticsConfig,
@@ -32,18 +41,22 @@ __all__ = [
     "DEFAULT_NEWEST_K",
     "DIAGNOSTICS_CSV",
     "DiagnosticsConfig",
+    "DiagnosticsInputError",
     "ModelDiagnostics",
     "ModelDiagnosticsCallback",
     "algo_name",
     "append_csv_row",
+    "checkpoint_upto",
     "compounding_column",
     "compounding_horizon",
     "csv_columns",
     "evaluate_checkpoints",
     "evaluate_model",
+    "find_vecnormalize",
     "format_row",
     "load_agent",
     "load_buffer",
+    "load_vecnormalize",
     "main",
     "mixture_statistics",
     "model_diagnostics",

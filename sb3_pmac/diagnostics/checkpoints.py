@@ -9,15 +9,26 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Literal
+
+import gymnasium as gym
+import numpy as np
+from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 from sb3_pmac.buffer_files import load_buffers
 from sb3_pmac.buffers import PolicyVersionedReplayBuffer
 from sb3_pmac.diagnostics.metrics import DiagnosticsConfig, evaluate_model
 from sb3_pmac.diagnostics.schema import append_csv_row, check_diagnostics_csv, format_row
+from sb3_pmac.diagnostics.transitions import learn_restarts
 from sb3_pmac.env_presets import make_preset_env
 from sb3_pmac.mbpo import MBPO
 from sb3_pmac.pmac import PMAC
+
+
+class DiagnosticsInputError(ValueError):
+    """Inputs of :func:`evaluate_checkpoints` that do not fit together (reported by the command line without a traceback)."""
+
 
 #: The classes a saved agent can be loaded with, by name
 ALGOS: dict[str, type[PMAC]] = {"pmac": PMAC, "mbpo": MBPO}
@@ -66,6 +77,113 @@ def algo_name(agent: PMAC) -> str:
     return f"{name}_tv" if getattr(agent, "mixture", "exponential") == "tv" else name
 
 
+def check_spaces(agent: PMAC, env: gym.Env, env_id: str) -> None:
+    """``ValueError`` unless ``env`` has the agent's observation and action spaces (the agent was trained on ``env_id``)."""
+    mismatches = [
+        f"{kind} space {agent_space} (the agent) != {env_space} (make_preset_env({env_id!r}))"
+        for kind, agent_space, env_space in (
+            ("observation", agent.observation_space, env.observation_space),
+            ("action", agent.action_space, env.action_space),
+        )
+        if agent_space != env_space
+    ]
+    if mismatches:
+        raise DiagnosticsInputError(
+            f"The agent does not fit --env {env_id}: " + "; ".join(mismatches) + ". Was it trained on another env?"
+        )
+
+
+def find_vecnormalize(agent_path: str | os.PathLike[str], env_id: str) -> Path | None:
+    """
+    The ``VecNormalize`` statistics saved next to an agent, or None: SB3's ``CheckpointCallback(save_vecnormalize=True)``
+    file of the same checkpoint (``<prefix>_vecnormalize_<steps>_steps.pkl`` for ``<prefix>_<steps>_steps.zip``), else
+    rl-zoo3's ``<env_id>/vecnormalize.pkl`` in the agent's folder (written at the end of the run, or at a new best
+    evaluation; rl-zoo3's ``enjoy`` uses it for every checkpoint of the run).
+    """
+    path = Path(agent_path)
+    candidates = []
+    checkpoint = re.fullmatch(r"(?P<prefix>.+)_(?P<steps>\d+)_steps", path.stem)
+    if checkpoint:
+        candidates.append(path.parent / f"{checkpoint['prefix']}_vecnormalize_{checkpoint['steps']}_steps.pkl")
+    candidates.append(path.parent / env_id / "vecnormalize.pkl")
+    return next((candidate for candidate in candidates if candidate.is_file()), None)
+
+
+def load_vecnormalize(path: str | os.PathLike[str], env: gym.Env) -> VecNormalize:
+    """
+    ``VecNormalize`` statistics for evaluation, as rl-zoo3's ``enjoy`` loads them: ``training=False`` (frozen),
+    ``norm_reward=False``. The file is a pickle, like the parts of the agent file SB3 unpickles: only for files you trust.
+
+    :param path: the ``vecnormalize.pkl`` file (``VecNormalize.save``)
+    :param env: an env with the agent's spaces (only its spaces are used: ``ValueError`` if they do not fit the file's)
+    """
+    try:
+        vec_normalize = VecNormalize.load(os.fspath(path), DummyVecEnv([lambda: env]))
+    except AssertionError as error:  # SB3's check of the spaces
+        raise DiagnosticsInputError(f"{os.fspath(path)} does not fit the env: {error}") from None
+    vec_normalize.training = False
+    vec_normalize.norm_reward = False
+    return vec_normalize
+
+
+def checkpoint_upto(agent: PMAC, buffer: PolicyVersionedReplayBuffer) -> int:
+    """
+    The number of buffer positions a checkpoint had collected (``upto="auto"``), from the run's final buffer.
+
+    ``num_timesteps // n_envs`` when the buffer's policy versions agree with the checkpoint's ``policy_version`` (the
+    positions before it hold versions up to the checkpoint's, the positions after it versions from it on). A run
+    continued with ``num_timesteps`` reset on the buffer of an earlier run (rl-zoo3's ``train -i``) counts its steps
+    from a later position: the one of the starts of ``learn`` (:func:`~sb3_pmac.diagnostics.transitions.learn_restarts`)
+    whose position agrees with the versions is used. ``ValueError`` (pass ``upto``) when none or several agree.
+    """
+    size = buffer.size()
+    if buffer.n_written > buffer.buffer_size:
+        raise DiagnosticsInputError(
+            "upto='auto' needs a replay buffer that never wrapped around: positions no longer follow the order of the steps"
+        )
+    steps = int(agent.num_timesteps) // buffer.n_envs
+    version = int(agent.policy_version)
+    versions = buffer.policy_versions[:size]
+
+    def agrees(upto: int) -> bool:
+        return 1 <= upto <= size and versions[upto - 1] <= version and (upto == size or versions[upto] >= version)
+
+    candidates = [int(start) + steps for start in learn_restarts(buffer)]
+    found = [upto for upto in candidates if agrees(upto)]
+    if len(found) == 1:
+        return found[0]
+    lower = int(np.searchsorted(versions, version, side="left"))  # versions never decrease along a buffer
+    upper = int(np.searchsorted(versions, version, side="right"))
+    where = (
+        f"the buffer holds version {version}'s data at positions {lower} to {upper - 1}"
+        if upper > lower
+        else f"the buffer holds no data of its policy version {version}"
+    )
+    reason = (
+        f"several starts of learn agree with its policy version ({found})"
+        if found
+        else "no start of learn in the buffer agrees with its policy version"
+    )
+    raise DiagnosticsInputError(
+        f"Cannot tell which buffer positions the checkpoint had collected: its num_timesteps is {agent.num_timesteps} "
+        f"({steps} positions), {where} and {reason}. Was its run continued from another with num_timesteps reset "
+        "(rl-zoo3's train -i), or is the buffer from another run? Pass upto (--upto N: the number of positions it had "
+        "collected, counted from the start of the buffer)"
+    )
+
+
+def _vecnormalize_path(
+    agent_path: str | os.PathLike[str], env_id: str, vecnormalize: str | os.PathLike[str] | None
+) -> str | os.PathLike[str] | None:
+    """The ``vecnormalize`` argument of :func:`evaluate_checkpoints` resolved for one agent."""
+    if vecnormalize is None or (isinstance(vecnormalize, str) and vecnormalize == "none"):
+        return None
+    if not (isinstance(vecnormalize, str) and vecnormalize == "auto"):
+        return vecnormalize
+    found = find_vecnormalize(agent_path, env_id)
+    return found
+
+
 def _checkpoint_sort_key(path: str | os.PathLike[str]) -> int:
     match = re.search(r"agent_(\d+)", os.path.basename(os.fspath(path)))
     return int(match.group(1)) if match else -1
@@ -83,14 +201,20 @@ def evaluate_checkpoints(
     device: str = "auto",
     verbose: int = 0,
     allow_pickle: bool = False,
+    vecnormalize: str | os.PathLike[str] | None = "auto",
     **options: Any,
 ) -> list[dict[str, float]]:
     """
     Diagnostics of the checkpoints of one run (``agent_<timesteps>.zip``, evaluated in the order of their steps).
 
     Each checkpoint holds the model, policy and policy mixture at its time; the run's final replay buffer holds the
-    data: with ``upto="auto"`` each checkpoint only sees the positions it had collected (``num_timesteps // n_envs``),
-    which requires a buffer that never wrapped around.
+    data: with ``upto="auto"`` each checkpoint only sees the positions it had collected (:func:`checkpoint_upto`:
+    ``num_timesteps // n_envs``, from the start of the buffer or, for a run continued with ``num_timesteps`` reset, from
+    the start of its ``learn``), which requires a buffer that never wrapped around.
+
+    An agent trained on a ``VecNormalize`` env acts on normalized observations: its statistics are loaded (as
+    rl-zoo3's ``enjoy`` does, frozen and without reward normalization) and the policy sees the evaluation env's raw
+    observations through them; the model and the errors stay on raw observations.
 
     :param paths: agent zip files
     :param env_id: environment id; the evaluation env is ``make_preset_env(env_id)`` (the observations of training)
@@ -107,6 +231,10 @@ def evaluate_checkpoints(
     :param verbose: 1: print a table per checkpoint
     :param allow_pickle: also read a ``buffer_path`` that is a pickle (the buffer files of earlier versions); reading
         a pickle executes the code it holds: only for files you trust
+    :param vecnormalize: the ``VecNormalize`` statistics the policy sees observations through: a ``vecnormalize.pkl``
+        file (``VecNormalize.save``; a pickle: only for files you trust) for every checkpoint; ``"auto"``: the file
+        :func:`find_vecnormalize` finds next to each agent (none found: raw observations; an agent file copied without
+        its statistics cannot be told from one trained without them); None: none (raw observations)
     :param options: fields of :class:`~sb3_pmac.diagnostics.DiagnosticsConfig` that replace ``config``'s
     :return: one row per checkpoint
     """
@@ -117,22 +245,32 @@ def evaluate_checkpoints(
         check_diagnostics_csv(csv_path)
     buffer = load_buffer(buffer_path, allow_pickle=allow_pickle) if buffer_path is not None else None
     env = make_preset_env(env_id)
+    normalizers: dict[str, VecNormalize] = {}
     rows = []
     try:
         for path in sorted(paths, key=_checkpoint_sort_key):
             agent = load_agent(path, algo=algo, device=device)
+            check_spaces(agent, env, env_id)
             if buffer is not None:
                 buffer.device = agent.device
+            vecnormalize_path = _vecnormalize_path(path, env_id, vecnormalize)
+            if vecnormalize_path is not None:
+                key = os.path.abspath(vecnormalize_path)
+                if key not in normalizers:
+                    normalizers[key] = load_vecnormalize(vecnormalize_path, env)
+                agent._vec_normalize_env = normalizers[key]  # what rollout_policy normalizes with
+                if verbose >= 1:
+                    print(f"{os.fspath(path)}: observations normalized with {vecnormalize_path} (VecNormalize)")
             config = config.with_run_horizon(agent)
-            checkpoint_upto = None
+            agent_upto = None
             if buffer is not None and upto is not None:
-                checkpoint_upto = agent.num_timesteps // buffer.n_envs if upto == "auto" else int(upto)
-            row = evaluate_model(agent, env, config, upto=checkpoint_upto, replay_buffer=buffer)
+                agent_upto = checkpoint_upto(agent, buffer) if upto == "auto" else int(upto)
+            row = evaluate_model(agent, env, config, upto=agent_upto, replay_buffer=buffer)
             rows.append(row)
             if csv_path is not None:
                 append_csv_row(csv_path, row)
             if verbose >= 1:
-                print(f"== {os.fspath(path)} ({algo_name(agent)}, upto={checkpoint_upto})")
+                print(f"== {os.fspath(path)} ({algo_name(agent)}, upto={agent_upto})")
                 print(format_row(row))
     finally:
         env.close()

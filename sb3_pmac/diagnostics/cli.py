@@ -9,7 +9,7 @@ import argparse
 import dataclasses
 from collections.abc import Sequence
 
-from sb3_pmac.diagnostics.checkpoints import ALGOS, evaluate_checkpoints
+from sb3_pmac.diagnostics.checkpoints import ALGOS, DiagnosticsInputError, evaluate_checkpoints
 from sb3_pmac.diagnostics.metrics import DiagnosticsConfig
 from sb3_pmac.diagnostics.schema import check_diagnostics_csv
 
@@ -17,6 +17,8 @@ EXAMPLES = """examples:
   python -m sb3_pmac.diagnostics run/agent_50000.zip --env Hopper-v4 --buffer run/final_buffer.npz --upto 50000 \\
       --horizon 10 --csv diagnostics.csv --seed 0
   python -m sb3_pmac.diagnostics run/agent_*.zip --env Hopper-v4 --buffer run/final_buffer.npz --csv diagnostics.csv
+  python -m sb3_pmac.diagnostics logs/pmac/Hopper-v4_1/rl_model_*_steps.zip --env Hopper-v4 \
+      --buffer logs/pmac/Hopper-v4_1/replay_buffer.pkl --allow-pickle   # rl-zoo3 run (its vecnormalize.pkl: auto)
 """
 
 
@@ -52,7 +54,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=_parse_upto,
         default=None,
         help="only buffer positions < UPTO; 'auto': each agent's own step count (default: 'auto' with several agents, "
-        "else the whole buffer)",
+        "else the whole buffer); a run continued with rl-zoo3's train -i is placed after the first run's data",
+    )
+    parser.add_argument(
+        "--vecnormalize",
+        default="auto",
+        metavar="PATH|auto|none",
+        help="VecNormalize statistics the policy sees observations through (agents trained with normalize: true), "
+        "loaded frozen and without reward normalization as rl-zoo3's enjoy does; a pickle: only for files you trust. "
+        "auto (default): the file found next to each agent (rl-zoo3's <agent folder>/<ENV>/vecnormalize.pkl, or SB3's "
+        "<prefix>_vecnormalize_<steps>_steps.pkl checkpoint; printed when found), else raw observations. none: raw "
+        "observations",
     )
     parser.add_argument("--horizon", type=int, default=None, help="compounding steps (default: max of the schedule)")
     parser.add_argument(
@@ -72,8 +84,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> list[dict[str, float]]:
     """
     ``python -m sb3_pmac.diagnostics AGENT_ZIP [AGENT_ZIP ...] --env ENV_ID [--buffer BUFFER_NPZ] [--allow-pickle]
-    [--upto N|auto] [--horizon H] [--csv out.csv] [--seed S] [--algo pmac|mbpo]``: print the diagnostics of each
-    agent as a table and append them to the CSV (an existing file that is not a diagnostics CSV is refused, unchanged).
+    [--upto N|auto] [--vecnormalize PATH|auto|none] [--horizon H] [--csv out.csv] [--seed S] [--algo pmac|mbpo]``:
+    print the diagnostics of each agent as a table and append them to the CSV (an existing file that is not a
+    diagnostics CSV is refused, unchanged). An agent that does not fit ``--env``, a ``VecNormalize`` file that does not
+    fit it or an ``--upto auto`` that cannot be told end the command with the error's message.
 
     :param argv: command-line arguments (default: ``sys.argv[1:]``)
     :return: the rows
@@ -88,15 +102,19 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, float]]:
     if upto is None and len(args.agents) > 1:
         upto = "auto"
     config = DiagnosticsConfig(**{field.name: getattr(args, field.name) for field in dataclasses.fields(DiagnosticsConfig)})
-    return evaluate_checkpoints(
-        args.agents,
-        args.env,
-        args.buffer,
-        args.csv,
-        config,
-        upto=upto,
-        algo=args.algo,
-        device=args.device,
-        verbose=1,
-        allow_pickle=args.allow_pickle,
-    )
+    try:
+        return evaluate_checkpoints(
+            args.agents,
+            args.env,
+            args.buffer,
+            args.csv,
+            config,
+            upto=upto,
+            algo=args.algo,
+            device=args.device,
+            verbose=1,
+            allow_pickle=args.allow_pickle,
+            vecnormalize=args.vecnormalize,
+        )
+    except DiagnosticsInputError as error:
+        raise SystemExit(f"error: {error}") from None

@@ -107,3 +107,24 @@ def buffer_sample(
         buffer.rewards[batch_inds, env_inds],
         buffer.next_observations[batch_inds, env_inds],
     )
+
+
+def learn_restarts(buffer: PolicyVersionedReplayBuffer) -> np.ndarray:
+    """
+    Buffer positions where a ``learn`` call started on data of an earlier one: position 0 and every position whose
+    observation is not the previous position's next observation although that transition did not end its episode (SB3
+    resets the env when ``learn`` resets ``num_timesteps``, e.g. rl-zoo3's ``train -i``, which goes on with the buffer
+    of the first run). A run that ended exactly at the end of an episode leaves no trace (the next one starts as any
+    episode does). Only for a buffer that never wrapped around.
+
+    :return: the positions, increasing, 0 first
+    """
+    size = buffer.size()
+    if size < 2:
+        return np.zeros(1, dtype=np.int64)
+    observations = buffer.observations[1:size].reshape(size - 1, buffer.n_envs, -1)
+    previous_next = buffer.next_observations[: size - 1].reshape(size - 1, buffer.n_envs, -1)
+    jumped = (observations != previous_next).any(axis=2)
+    ended = buffer.dones[: size - 1].reshape(size - 1, buffer.n_envs).astype(bool)
+    restarts = np.flatnonzero((jumped & ~ended).any(axis=1)) + 1
+    return np.concatenate([np.zeros(1, dtype=np.int64), restarts.astype(np.int64)])

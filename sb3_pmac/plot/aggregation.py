@@ -30,7 +30,7 @@ class Summary:
     :param steps: common steps
     :param mean: mean over seeds at ``steps``
     :param std: standard deviation over seeds (``ddof=0``) at ``steps``
-    :param n_seeds: number of runs averaged
+    :param n_seeds: number of runs averaged (runs, not distinct seeds; also :attr:`n_runs`)
     :param longest: last step of the longest run (``> steps[-1]`` when the runs were truncated to the shortest one)
     :param sources: the curves' sources
     :param n_at: number of runs averaged at each of ``steps`` (all of them unless aggregated with ``truncate=False``)
@@ -43,6 +43,11 @@ class Summary:
     longest: float
     sources: tuple[str, ...]
     n_at: np.ndarray | None = None
+
+    @property
+    def n_runs(self) -> int:
+        """Number of runs averaged (two runs of the same seed count twice)."""
+        return self.n_seeds
 
     @property
     def truncated(self) -> bool:
@@ -214,17 +219,18 @@ def summarize_runs(
 
 def format_table(summaries: dict[str, dict[str, Summary]], algos: Sequence[str] | None = None) -> str:
     """
-    A text table ``algo, env, seeds, final (mean +/- std over seeds at the last common step), steps``.
+    A text table ``algo, env, runs, final (mean +/- std over the runs at the last common step), steps`` (runs, not
+    distinct seeds).
 
     :param summaries: :func:`summarize_runs`' result
     :param algos: algorithm order/filter (see :func:`order_algos`)
     """
-    rows = [("algo", "env", "seeds", "final return", "steps")]
+    rows = [("algo", "env", "runs", "final return", "steps")]
     for env, by_algo in summaries.items():
         for algo in order_algos(by_algo, algos):
             summary = by_algo[algo]
             steps = f"{summary.steps[-1]:.0f}" + (f" (longest {summary.longest:.0f})" if summary.truncated else "")
             final = f"{summary.mean[-1]:.2f} ± {summary.std[-1]:.2f}"
-            rows.append((algo, env, str(summary.n_seeds), final, steps))
+            rows.append((algo, env, str(summary.n_runs), final, steps))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows)

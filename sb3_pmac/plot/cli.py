@@ -38,9 +38,10 @@ algorithm of every run found there. A run directory is a folder holding one of, 
 * monitor.csv / 0.monitor.csv, 1.monitor.csv, ... (SB3 Monitor): training episode returns against the
   cumulative number of steps (of finished episodes, all envs of a VecEnv merged in wall-clock order).
 
-Runs of the same (env, algorithm) are seeds: they are aligned on their common range of steps (truncated to the shortest
-run, which the legend and a printed note say) and linearly interpolated onto the union of their evaluation steps (onto
---n-points evenly spaced steps for monitor data). A table algo, env, seeds, final mean +/- std, steps goes to stdout.
+Runs of the same (env, algorithm) are averaged (the legend and the table count runs: two runs of one seed count
+twice): they are aligned on their common range of steps (truncated to the shortest run, which the legend and a printed
+note say) and linearly interpolated onto the union of their evaluation steps (onto --n-points evenly spaced steps for
+monitor data). A table algo, env, runs, final mean +/- std, steps goes to stdout.
 
 One-step and compounding model errors and the policy mixture over training, from {DIAGNOSTICS_CSV} files
 (python -m sb3_pmac.diagnostics or its callback; columns timesteps, local_obs_mse, global_obs_mse, ...,

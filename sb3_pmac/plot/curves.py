@@ -30,19 +30,22 @@ def _parse_labels(labels: Sequence[str] | dict[str, str] | None, algos: Sequence
     return {algo.lower(): label for algo, label in zip(algos, labels, strict=True)}
 
 
-def _seeds_text(summary: Summary) -> str:
-    """``3 seeds``, or where fewer runs go on (``truncate=False``): ``3 seeds to 10,000 steps, 1 to 60,000``."""
+def _runs_text(summary: Summary) -> str:
+    """
+    ``3 runs``, or where fewer runs go on (``truncate=False``): ``3 runs to 10,000 steps, 1 to 60,000``. Runs, not
+    seeds: runs of the same seed (e.g. rl-zoo3 runs in several log folders) count each.
+    """
     n_at = summary.n_at
     if n_at is None or len(n_at) == 0 or n_at.min() == n_at.max():
-        return f"{summary.n_seeds} seed{'s' if summary.n_seeds != 1 else ''}"
+        return f"{summary.n_runs} run{'s' if summary.n_runs != 1 else ''}"
     first, *rest = [i for i in range(len(n_at)) if i == len(n_at) - 1 or n_at[i + 1] != n_at[i]]  # segment ends
-    head = f"{n_at[first]} seed{'s' if n_at[first] != 1 else ''} to {summary.steps[first]:,.0f} steps"
+    head = f"{n_at[first]} run{'s' if n_at[first] != 1 else ''} to {summary.steps[first]:,.0f} steps"
     return ", ".join([head, *(f"{n_at[i]} to {summary.steps[i]:,.0f}" for i in rest)])
 
 
 def _legend_label(name: str, summary: Summary) -> str:
     cut = f", cut at {summary.steps[-1]:,.0f} steps" if summary.truncated else ""
-    return f"{name} ({_seeds_text(summary)}{cut})"
+    return f"{name} ({_runs_text(summary)}{cut})"
 
 
 def _y_label(sources: Iterable[str]) -> str:
@@ -81,7 +84,7 @@ def plot_curves(
     :param ncols: panels per row
     :param panel_size: inches per panel
     :param truncate: cut each algorithm's runs to its shortest one (default), else average the runs present at each
-        step (runs still going: the legend says how many seeds each part of the line averages)
+        step (runs still going: the legend says how many runs each part of the line averages)
     """
     plt = pyplot()
     label_map = _parse_labels(labels, algos)
