@@ -280,8 +280,10 @@ class ModelStepSAC(SAC):
             warnings.warn(
                 f"{info.out_of_bounds_dropped} of {predictions} model predictions at step {self.num_timesteps} left the "
                 f"real data's range (per dimension, by more than {self.rollout_bounds_margin} times its width) and were "
-                "dropped. A model that drifts that far is usually fitted on targets of very different scales (e.g. "
-                "a nearly constant observation, or rewards far from 1): try dynamics_kwargs=dict(normalize_targets=True)",
+                "dropped. A model that drifts that far is trained too little for its data (few gradient steps per "
+                "training: model_trainer_kwargs' max_epochs / max_grad_steps) or fitted on targets of very different "
+                "scales (e.g. a nearly constant observation, or rewards far from 1): then try "
+                "dynamics_kwargs=dict(normalize_targets=True)",
                 UserWarning,
                 stacklevel=3,
             )
