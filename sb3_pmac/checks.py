@@ -224,8 +224,12 @@ def check_load_overrides(saved: dict[str, Any], overrides: dict[str, Any], algo:
     :raises ValueError: naming the setting, its saved value and the value asked for
     """
     for key in FIXED_AT_LOAD:
-        if key not in overrides or key not in saved:  # (an agent of an earlier release may lack a setting)
+        if key not in overrides:
             continue
+        if key not in saved:  # an agent of an earlier release: only the mixture's default is known
+            if key != "mixture":
+                continue
+            saved = {**saved, "mixture": DEFAULT_MIXTURE}
         stored = saved[key]
         if isinstance(stored, dict) and ":serialized:" in stored:
             stored = json_to_data(json.dumps({key: stored}))[key]

@@ -351,6 +351,10 @@ class PMAC(ModelStepSAC):
                 "agent's transitions, save them with its save_replay_buffer and read the file with "
                 "load_replay_buffer(path, allow_pickle=True), which stores them as policy version 0"
             )
+        # a buffer assigned by the user keeps its own version counter: the newer of the two goes on (as in
+        # load_replay_buffer), so that version ids never go backwards
+        self.policy_version = max(self.policy_version, self.replay_buffer.current_version)
+        self.replay_buffer.set_policy_version(self.policy_version)
         if self.termination_fn is None:
             self.termination_fn = get_termination_fn(self.env)  # type: ignore[arg-type]
         return super()._setup_learn(total_timesteps, callback, *args, **kwargs)
@@ -514,7 +518,19 @@ class PMAC(ModelStepSAC):
 
         :param restore_random_state: restore the process-wide numpy, python and torch generators saved with the agent
         """
-        check_load_overrides(saved_data(path), kwargs, cls.__name__)
+        for key in ("dynamics_kwargs", "model_trainer_kwargs", "replay_buffer_kwargs"):
+            if key in kwargs and kwargs[key] is None:  # None means {}, as in the constructor
+                kwargs[key] = {}
+        saved = saved_data(path)
+        check_load_overrides(saved, kwargs, cls.__name__)
+        if "replay_buffer_kwargs" in kwargs and saved.get("mixture") == "tv":
+            # the TV distances need the collecting policy's parameters of every transition, as in the constructor
+            kwargs["replay_buffer_kwargs"] = {**kwargs["replay_buffer_kwargs"], "store_policy_params": True}
+        if "adaptation_rate" in kwargs:
+            kwargs["adaptation_rate"] = check_adaptation_rate(kwargs["adaptation_rate"])
+        if "max_rate" in kwargs:
+            check_max_rate(kwargs["max_rate"])
+            kwargs["max_rate"] = float(kwargs["max_rate"])
         seeded = kwargs.get("seed") is not None
         if seeded and restore_random_state:
             raise ValueError("load with seed=... seeds the agent anew: restore_random_state=True cannot apply too")
@@ -526,10 +542,9 @@ class PMAC(ModelStepSAC):
             model = super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
         if "adaptation_rate" in kwargs and not isinstance(model.policy_mixture, TVPolicyMixture):
             assert model.policy_mixture is not None
-            model.policy_mixture.adaptation_rate = model.adaptation_rate = check_adaptation_rate(model.adaptation_rate)
+            model.policy_mixture.adaptation_rate = model.adaptation_rate
         if "max_rate" in kwargs and isinstance(model.policy_mixture, TVPolicyMixture):
-            check_max_rate(model.max_rate)
-            model.policy_mixture.max_rate = model.max_rate = float(model.max_rate)
+            model.policy_mixture.max_rate = model.max_rate
         switches = {"adapt_model_training", "adapt_rollout_starts"}
         if cls._adapt_by_default and not model.uses_policy_mixture and not switches & kwargs.keys():
             warnings.warn(

@@ -196,7 +196,8 @@ def evaluate_kwargs_strings() -> None:
     def _preprocess_hyperparams(self: Any, hyperparams: dict[str, Any]) -> Any:
         for key in EVALUATED_KWARGS:
             if isinstance(hyperparams.get(key), str):
-                hyperparams[key] = eval(hyperparams[key])  # rl-zoo3's own rule for policy_kwargs
+                # rl-zoo3's own rule for policy_kwargs, in the namespace it evaluates them in (nn, th, np, ...)
+                hyperparams[key] = eval(hyperparams[key], vars(exp_manager))
         return preprocess(self, hyperparams)
 
     _preprocess_hyperparams._sb3_pmac_kwargs = True  # type: ignore[attr-defined]

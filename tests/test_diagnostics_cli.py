@@ -262,3 +262,12 @@ def test_upto_auto_refuses_what_it_cannot_place(continued_run, capsys):
     (row,) = main([*argv, "--upto", "150", "--device", "cpu", *SIZE_ARGS])  # told: evaluated
     assert np.isfinite(row["global_obs_mse"])
     assert "upto=150" in capsys.readouterr().out
+
+
+def test_checkpoints_are_taken_in_step_order_whatever_their_prefix():
+    from sb3_pmac.diagnostics.checkpoints import _checkpoint_sort_key
+
+    names = ["rl_model_100_steps.zip", "rl_model_50_steps.zip", "agent_2000.zip", "agent_300.zip", "Pendulum-v1.zip"]
+    assert sorted(names, key=_checkpoint_sort_key) == [
+        "Pendulum-v1.zip", "rl_model_50_steps.zip", "rl_model_100_steps.zip", "agent_300.zip", "agent_2000.zip",
+    ]  # fmt: skip

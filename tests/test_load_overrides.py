@@ -96,3 +96,47 @@ def test_load_with_a_seed_seeds_as_sb3(tmp_path):
     d, e = first_draws(), first_draws()
     np.testing.assert_array_equal(d[0], e[0])
     assert d[1] == e[1] and not np.array_equal(d[0], a[0])
+
+
+def test_tv_agents_keep_their_checks_and_their_buffer_data_on_load(tmp_path):
+    tv_path = _saved(tmp_path, mixture="tv", learn=0)
+    with pytest.raises(ValueError, match="adaptation_rate"):  # checked although the TV mixture does not use it
+        PMAC.load(tv_path, adaptation_rate=1.5)
+    # rl-zoo3's -i with replay_buffer_kwargs in the YAML: the TV mixture still gets the policies' parameters
+    loaded = PMAC.load(tv_path, replay_buffer_kwargs={})
+    assert loaded.replay_buffer.store_policy_params
+
+
+def test_none_means_empty_for_the_kwargs_settings_and_old_agents_were_exponential(tmp_path):
+    from sb3_pmac.checks import check_load_overrides
+
+    path = _saved(tmp_path, learn=0, dynamics_kwargs=None, model_trainer_kwargs=None)
+    loaded = PMAC.load(path, dynamics_kwargs=None, model_trainer_kwargs=None, replay_buffer_kwargs=None)
+    assert loaded.dynamics_kwargs == {} and loaded.model_trainer_kwargs == {}
+    check_load_overrides({}, {"mixture": "exponential"}, "PMAC")  # an agent saved before mixture="tv" existed
+    with pytest.raises(ValueError, match="mixture cannot change"):
+        check_load_overrides({}, {"mixture": "tv"}, "PMAC")
+
+
+def test_an_assigned_buffer_never_takes_the_policy_version_back(tmp_path):
+    from conftest import TINY_PMAC_KWARGS
+
+    path = _saved(tmp_path)  # versions 0, 1, 2
+    loaded = PMAC.load(path, env=gym.make("Pendulum-v1"))
+    assert loaded.policy_version == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        fresh = PMAC("MlpPolicy", "Pendulum-v1", **TINY_PMAC_KWARGS).replay_buffer  # its counter is at 0
+    loaded.replay_buffer = fresh
+    loaded.learn(60, reset_num_timesteps=False)  # a model step at 201
+    versions, _ = fresh.version_counts()
+    assert loaded.policy_version == 3 and versions.tolist() == [2, 3]
+
+
+def test_diagnostics_load_agent_picks_the_saved_algorithm_without_a_warning(tmp_path):
+    from sb3_pmac.diagnostics.checkpoints import load_agent
+
+    mbpo_path, pmac_path = _saved(tmp_path, cls=MBPO, learn=0), _saved(tmp_path, learn=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert type(load_agent(f"{mbpo_path}.zip")) is MBPO and type(load_agent(f"{pmac_path}.zip")) is PMAC

@@ -665,11 +665,12 @@ def test_kwargs_strings_are_evaluated_and_pickled_buffers_read_on_request(tmp_pa
     pickled ``replay_buffer.pkl`` (an earlier release's file) fails with the way out, ``--allow-pickle``, which reads it.
     """
     import gymnasium as gym
+    import torch as th
     import yaml
     from stable_baselines3.common.save_util import save_to_pkl
 
     entry = yaml.safe_load(hyperparams_path("pmac").read_text())["Pendulum-v1"]
-    entry["dynamics_kwargs"] = "dict(hidden_sizes=[16, 16])"
+    entry["dynamics_kwargs"] = "dict(hidden_sizes=[16, 16], activation=nn.Tanh)"  # nn: rl-zoo3's namespace
     entry["model_trainer_kwargs"] = "dict(max_epochs=2)"
     conf = tmp_path / "my_pmac.yml"
     conf.write_text(yaml.safe_dump({"Pendulum-v1": entry}))
@@ -677,7 +678,8 @@ def test_kwargs_strings_are_evaluated_and_pickled_buffers_read_on_request(tmp_pa
     zoo([*args, "-conf", str(conf), "-n", "150"], tmp_path)
     first = tmp_path / "logs" / "pmac" / "Pendulum-v1_1"
     agent = PMAC.load(first / "Pendulum-v1.zip", env=gym.make("Pendulum-v1"), device="cpu")
-    assert agent.dynamics_kwargs == {"hidden_sizes": [16, 16]} and agent.model_trainer_kwargs == {"max_epochs": 2}
+    assert agent.dynamics_kwargs == {"hidden_sizes": [16, 16], "activation": th.nn.Tanh}
+    assert agent.model_trainer_kwargs == {"max_epochs": 2}
     assert agent.dynamics_model.layers[0].weight.shape[-1] == 16
 
     agent.learn(120)  # a buffer of 120 transitions, pickled next to the agent as an earlier release wrote it

@@ -18,6 +18,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 from sb3_pmac.buffer_files import load_buffers
 from sb3_pmac.buffers import PolicyVersionedReplayBuffer
+from sb3_pmac.compat import saved_data
 from sb3_pmac.diagnostics.metrics import DiagnosticsConfig, evaluate_model
 from sb3_pmac.diagnostics.schema import append_csv_row, check_diagnostics_csv, format_row
 from sb3_pmac.diagnostics.transitions import learn_restarts
@@ -38,15 +39,20 @@ def load_agent(path: str | os.PathLike[str], algo: str | None = None, device: st
     """
     Load a saved PMAC or MBPO agent (the replay buffer is not loaded).
 
-    MBPO is PMAC with the adaptive switches off, and the switches are saved with the agent: loading with
-    :class:`~sb3_pmac.pmac.PMAC` restores either algorithm. ``algo`` only picks the class of the returned object
-    (``"mbpo"`` for a PMAC agent warns that it goes on as PMAC).
+    MBPO is PMAC with the adaptive switches off, and the switches are saved with the agent: either class restores
+    either algorithm. ``algo`` only picks the class of the returned object (a class that does not match the saved
+    switches warns that the agent goes on as saved); None picks it from the saved switches, without a warning.
 
     :param path: the agent's zip file
     :param algo: ``"pmac"``, ``"mbpo"`` or None (as saved)
     :param device: torch device
     """
-    cls = PMAC if algo is None else ALGOS[algo.lower()]
+    if algo is None:
+        saved = saved_data(os.fspath(path))
+        uniform = saved.get("adapt_model_training") is False and saved.get("adapt_rollout_starts") is False
+        cls: type[PMAC] = MBPO if uniform else PMAC
+    else:
+        cls = ALGOS[algo.lower()]
     return cls.load(os.fspath(path), device=device)
 
 
@@ -185,8 +191,9 @@ def _vecnormalize_path(
 
 
 def _checkpoint_sort_key(path: str | os.PathLike[str]) -> int:
-    match = re.search(r"agent_(\d+)", os.path.basename(os.fspath(path)))
-    return int(match.group(1)) if match else -1
+    # agent_<n> (CheckpointCallback(name_prefix="agent")), rl_model_<n>_steps (SB3's and rl-zoo3's default prefix)
+    match = re.search(r"agent_(\d+)|_(\d+)_steps", os.path.basename(os.fspath(path)))
+    return int(match.group(1) or match.group(2)) if match else -1
 
 
 def evaluate_checkpoints(
