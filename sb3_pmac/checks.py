@@ -1,6 +1,7 @@
 """Argument checks of PMAC and its diagnostics: every check once, with a message that says what to do."""
 
 import json
+import math
 import warnings
 from numbers import Integral
 from typing import Any, Literal
@@ -192,6 +193,45 @@ def warn_unused_sac_arguments(algorithm: str, ent_coef: str | float, target_entr
         warnings.warn(
             f"{algorithm}: target_entropy={target_entropy!r} set but without effect: ent_coef={ent_coef!r} is fixed "
             "(the default 0.2 of the paper's base code); pass ent_coef='auto' to learn it towards target_entropy",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
+def warn_questionable_settings(
+    algorithm: str, real_ratio: float, buffer_size: int, model_train_freq: int, adaptation_rate: float, adaptive: bool
+) -> None:
+    """
+    Warn about settings that run but do not do what they look like: ``real_ratio=1`` (the model is trained and rolled
+    out, and never used), and, with Algorithm 1's weights, a replay buffer too small for the mixture's support (when it
+    wraps around, a partly overwritten version keeps its whole policy weight: its few remaining transitions are drawn
+    more often than the newer ones).
+
+    :param algorithm: the class name, for the message
+    :param real_ratio: share of real transitions in SAC's batches
+    :param buffer_size: the real replay buffer's size (transitions of all envs)
+    :param model_train_freq: env steps (of all envs) per interaction epoch (policy version)
+    :param adaptation_rate: Algorithm 1's alpha
+    :param adaptive: whether a data selection uses the mixture
+    """
+    if real_ratio == 1.0:
+        warnings.warn(
+            f"{algorithm}: real_ratio=1.0: SAC trains on real transitions only, so the model is trained and rolled out "
+            "for nothing; use SB3's SAC, or real_ratio < 1",
+            UserWarning,
+            stacklevel=3,
+        )
+    if not adaptive or adaptation_rate >= 1.0:  # (alpha = 1: every policy weighs the same, no finite support)
+        return
+    support = model_train_freq * (1 + adaptation_rate) / (1 - adaptation_rate)
+    needed = math.ceil(round(2 * support, 6))  # (round: 950.0000000000001)
+    if buffer_size < needed:
+        warnings.warn(
+            f"{algorithm}: buffer_size={buffer_size} holds fewer than twice the policy mixture's support ({support:.0f} "
+            f"transitions at adaptation_rate={adaptation_rate}, model_train_freq={model_train_freq}): once the buffer "
+            "wraps around, a partly overwritten policy version keeps its whole weight (Algorithm 1 weighs policies, "
+            f"not transitions), so its remaining transitions are drawn more often than newer ones; use buffer_size >= "
+            f"{needed} (the default is 10^6)",
             UserWarning,
             stacklevel=3,
         )

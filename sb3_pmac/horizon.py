@@ -5,6 +5,7 @@ capacity rule, which grows with :math:`H`.
 
 import math
 import numbers
+import warnings
 
 #: A horizon schedule: a fixed horizon, or ``(a, b, x, y)``: horizon ``x`` until epoch ``a``, growing linearly to
 #: ``y`` at epoch ``b`` (paper Appendix D.1, MBPO). One epoch is ``epoch_length`` (1000) environment steps.
@@ -46,6 +47,14 @@ def validate_horizon_schedule(schedule: HorizonSchedule) -> HorizonSchedule:
         raise ValueError(f"Rollout horizon schedule {schedule!r}: epochs must satisfy 0 <= a < b")
     if start_horizon < 1 or end_horizon < 1:
         raise ValueError(f"Rollout horizon schedule {schedule!r}: horizons must be >= 1")
+    if max(start_horizon, end_horizon) > end_epoch:
+        warnings.warn(
+            f"Rollout horizon schedule {schedule!r} reads as epochs {start_epoch} -> {end_epoch}, horizon {start_horizon} -> "
+            f"{end_horizon}: horizons longer than the last epoch usually mean the paper's Table 1 order (x, y, a, b) "
+            f"was copied; the order here is [a, b, x, y] (MBPO's Hopper: [20, 100, 1, 15])",
+            UserWarning,
+            stacklevel=3,
+        )
     return (start_epoch, end_epoch, start_horizon, end_horizon)
 
 

@@ -11,6 +11,7 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch as th
+from gymnasium import spaces
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.policies import BasePolicy
@@ -31,6 +32,7 @@ from sb3_pmac.checks import (
     check_load_overrides,
     check_pmac_arguments,
     check_spaces,
+    warn_questionable_settings,
     warn_unused_mixture_arguments,
     warn_unused_sac_arguments,
 )
@@ -44,6 +46,7 @@ from sb3_pmac.policy_mixture import PolicyMixture, check_adaptation_rate
 from sb3_pmac.random_state import get_global_rng_states, preserved_rng_states, set_global_rng_states
 from sb3_pmac.rollouts import RolloutInfo
 from sb3_pmac.termination import TerminationFn, get_termination_fn
+from sb3_pmac.termination.rules import terminations
 from sb3_pmac.tv_mixture import UNIFORM_ACTION_LOG_STD, TVPolicyMixture, actor_gaussian, check_max_rate
 
 SelfPMAC = TypeVar("SelfPMAC", bound="PMAC")
@@ -276,6 +279,14 @@ class PMAC(ModelStepSAC):
             model_training=model_training,
             model_train_size=model_train_size,
         )
+        warn_questionable_settings(
+            type(self).__name__,
+            real_ratio=real_ratio,
+            buffer_size=buffer_size,
+            model_train_freq=model_train_freq,
+            adaptation_rate=adaptation_rate,
+            adaptive=self.uses_policy_mixture and mixture == "exponential",
+        )
         self.real_ratio = float(real_ratio)
         self.model_train_freq = int(model_train_freq)
         self.rollout_batch_size = int(rollout_batch_size)
@@ -357,7 +368,32 @@ class PMAC(ModelStepSAC):
         self.replay_buffer.set_policy_version(self.policy_version)
         if self.termination_fn is None:
             self.termination_fn = get_termination_fn(self.env)  # type: ignore[arg-type]
+        self._try_termination_fn()
         return super()._setup_learn(total_timesteps, callback, *args, **kwargs)
+
+    def _try_termination_fn(self) -> None:
+        """
+        Call the termination function once on 4 transitions drawn from the spaces, so that a rule that cannot run on
+        a batch fails when learning starts, not at the first model step after the warm-up.
+        """
+        assert self.termination_fn is not None
+        rng = np.random.default_rng(0)  # its own generator: the agent's (warm-up actions) are left alone
+
+        def draw(space: spaces.Space) -> th.Tensor:
+            assert isinstance(space, spaces.Box)
+            values = np.clip(rng.standard_normal((4, *space.shape)), space.low, space.high)
+            return th.as_tensor(values, dtype=th.float32, device=self.device)
+
+        obs, actions, next_obs = draw(self.observation_space), draw(self.action_space), draw(self.observation_space)
+        try:
+            with th.no_grad():
+                terminations(self.termination_fn, obs.reshape(4, -1), actions.reshape(4, -1), next_obs.reshape(4, -1))
+        except Exception as error:
+            raise ValueError(
+                f"The termination function {self.termination_fn!r} fails on a batch of 4 transitions (tensors "
+                f"obs [4, {obs[0].numel()}], action [4, {actions[0].numel()}], next_obs; it must return one bool per "
+                f"transition, as the model rollouts call it on batches): {type(error).__name__}: {error}"
+            ) from error
 
     # ------------------------------------------------------------------ Algorithm 2
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:

@@ -15,6 +15,7 @@ import torch as th
 
 from sb3_pmac.model_buffer import ModelReplayBuffer
 from sb3_pmac.termination import TerminationFn
+from sb3_pmac.termination.rules import terminations
 
 PolicyFn = Callable[[th.Tensor], th.Tensor]
 
@@ -97,8 +98,7 @@ def rollout_model(
             n_out_of_bounds += observations.shape[0] - n_finite - n_nonfinite
             observations, actions = observations[keep], actions[keep]
             next_observations, rewards = next_observations[keep], rewards[keep]
-        dones = th.as_tensor(termination_fn(observations, actions, next_observations), device=observations.device)
-        dones = dones.reshape(-1).bool()
+        dones = terminations(termination_fn, observations, actions, next_observations)
         model_buffer.add(observations, actions, rewards, next_observations, dones)
         n_transitions += n_finite
         n_done = int(dones.sum())

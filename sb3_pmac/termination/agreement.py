@@ -12,7 +12,7 @@ import numpy as np
 import torch as th
 
 from sb3_pmac.buffers import PolicyVersionedReplayBuffer
-from sb3_pmac.termination.rules import TerminationFn
+from sb3_pmac.termination.rules import TerminationFn, terminations
 
 #: Real terminations a rule may miss, and real non-terminal transitions it may end, before PMAC warns (observations
 #: are stored in float32 while envs decide in float64, so a transition at the boundary can flip)
@@ -80,8 +80,8 @@ def termination_agreement(
             continue
         data = buffer.get_transitions(batch_inds, env_inds)
         with th.no_grad():
-            ended = th.as_tensor(termination_fn(data.observations, data.actions, data.next_observations))
-        n_ended = int(ended.reshape(-1).bool().sum())
+            ended = terminations(termination_fn, data.observations, data.actions, data.next_observations)
+        n_ended = int(ended.sum())
         counts.append((len(batch_inds), n_ended))
     (n_terminal, n_ended_terminal), (n_nonterminal, n_false) = counts
     return TerminationAgreement(n_terminal, n_terminal - n_ended_terminal, n_nonterminal, n_false)

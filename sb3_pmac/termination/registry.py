@@ -4,6 +4,7 @@ name, and the lookup from an env id, a gymnasium env or a VecEnv
 (:func:`~sb3_pmac.termination.get_termination_fn`).
 """
 
+import inspect
 import pickle
 import warnings
 from collections.abc import Callable
@@ -171,7 +172,23 @@ def register_termination_fn(env_name: str, factory: TerminationFactory) -> None:
     """
     if not callable(factory):
         raise TypeError(f"factory must be callable (env -> termination function), got {factory!r}")
+    if _required_positional(factory) >= 3:
+        raise TypeError(
+            f"register_termination_fn takes a factory env -> termination function, got {factory!r}, which needs "
+            f"{_required_positional(factory)} arguments (a termination function itself?): pass lambda env: rule, "
+            "or a class whose __init__ reads the env"
+        )
     _REGISTRY[env_base_name(env_name)] = factory
+
+
+def _required_positional(function: Callable[..., Any]) -> int:
+    """The number of positional parameters ``function`` requires (0 when its signature cannot be read)."""
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return 0
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return sum(p.kind in kinds and p.default is inspect.Parameter.empty for p in parameters)
 
 
 def registered_termination_envs() -> list[str]:

@@ -20,6 +20,26 @@ TerminationFactory = Callable[[gym.Env], TerminationFn]
 ArrayT = TypeVar("ArrayT", th.Tensor, np.ndarray)
 
 
+def terminations(termination_fn: TerminationFn, obs: th.Tensor, action: th.Tensor, next_obs: th.Tensor) -> th.Tensor:
+    """
+    ``termination_fn(obs, action, next_obs)`` as a bool tensor ``[N]`` on ``obs``'s device, or a ``ValueError`` that
+    says what the function returned when it does not give one value per transition (e.g. ``done.any()``, or a
+    per-dimension ``[N, obs_dim]`` mask).
+
+    :param termination_fn: the rule
+    :param obs: observations ``[N, o]``
+    :param action: actions ``[N, a]``
+    :param next_obs: next observations ``[N, o]``
+    """
+    done = th.as_tensor(termination_fn(obs, action, next_obs), device=obs.device)
+    if done.numel() != len(obs):
+        raise ValueError(
+            f"The termination function {termination_fn!r} returned shape {tuple(done.shape)} for {len(obs)} "
+            f"transitions: it must return one bool per transition ([N] or [N, 1])"
+        )
+    return done.reshape(-1).bool()
+
+
 def _as_tensor(x: th.Tensor | np.ndarray) -> th.Tensor:
     return x if isinstance(x, th.Tensor) else th.as_tensor(np.asarray(x))
 

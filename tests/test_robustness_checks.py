@@ -1,0 +1,78 @@
+"""
+Inputs that used to run silently wrong or fail late (a review of extremes and user rules): Table 1's horizon order, a
+termination rule that does not return one value per transition or cannot run on a batch, a factory-less registration,
+``real_ratio=1`` and a buffer too small for the mixture's support.
+"""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch as th
+
+from sb3_pmac import MBPO, PMAC
+from sb3_pmac.horizon import validate_horizon_schedule
+from sb3_pmac.termination import NeverTerminate, register_termination_fn
+from sb3_pmac.termination.rules import terminations
+
+
+def _tiny(**kwargs):
+    from conftest import TINY_PMAC_KWARGS
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return PMAC("MlpPolicy", "Pendulum-v1", **{**TINY_PMAC_KWARGS, **kwargs})
+
+
+def test_table_1_horizon_order_warns():
+    with pytest.warns(UserWarning, match=r"Table 1 order.*\[20, 100, 1, 15\]"):
+        assert validate_horizon_schedule([1, 15, 20, 100]) == (1, 15, 20, 100)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for schedule in ([20, 100, 1, 15], [20, 300, 1, 25], 5):  # MBPO's Hopper and Humanoid, a fixed horizon
+            validate_horizon_schedule(schedule)
+
+
+def test_termination_outputs_need_one_value_per_transition():
+    obs, action = th.zeros(5, 3), th.zeros(5, 1)
+    assert terminations(lambda o, a, n: np.ones((5, 1)), obs, action, obs).tolist() == [True] * 5
+    for wrong in (lambda o, a, n: (n.abs() > 1).any(), lambda o, a, n: n.abs() > 1):  # a scalar, a per-dimension mask
+        with pytest.raises(ValueError, match="one bool per transition"):
+            terminations(wrong, obs, action, obs)
+
+
+def per_transition_rule(obs, action, next_obs):
+    return bool(abs(next_obs[0]) > 1)  # written for one transition: fails on a batch
+
+
+def test_a_rule_that_cannot_run_on_a_batch_fails_when_learning_starts():
+    model = _tiny(termination_fn=per_transition_rule, learning_starts=5000)
+    with pytest.raises(ValueError, match="fails on a batch of 4 transitions"):
+        model.learn(10)  # not at the first model step, after the 5000-step warm-up
+    assert model.num_timesteps == 0
+    # the trial draws leave the agent's own generator (its warm-up actions) alone
+    first, second = _tiny(seed=3), _tiny(seed=3, termination_fn=NeverTerminate())
+    for model in (first, second):
+        model.learn(20)
+    np.testing.assert_array_equal(first.replay_buffer.actions[:20], second.replay_buffer.actions[:20])
+
+
+def test_registering_the_rule_instead_of_its_factory_is_refused():
+    with pytest.raises(TypeError, match="factory env -> termination function"):
+        register_termination_fn("SomeEnv", per_transition_rule)
+
+
+def test_settings_that_do_not_do_what_they_look_like_warn():
+    from conftest import TINY_PMAC_KWARGS
+
+    kwargs = {**TINY_PMAC_KWARGS, "real_ratio": 1.0}
+    with pytest.warns(UserWarning, match="real_ratio=1.0"):
+        PMAC("MlpPolicy", "Pendulum-v1", **kwargs)
+    # Algorithm 1's support at alpha = 0.9: 19 interaction epochs; a buffer of fewer than 38 wraps into weighted ones
+    kwargs = {**TINY_PMAC_KWARGS, "buffer_size": 1000, "model_train_freq": 50}
+    with pytest.warns(UserWarning, match="buffer_size=1000 .* use buffer_size >= 1900"):
+        PMAC("MlpPolicy", "Pendulum-v1", **kwargs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # MBPO's uniform selection weighs transitions: nothing to say
+        MBPO("MlpPolicy", "Pendulum-v1", **kwargs)
+        PMAC("MlpPolicy", "Pendulum-v1", **{**kwargs, "buffer_size": 1900})
