@@ -72,6 +72,7 @@ class ModelStepSAC(SAC):
     _data_range_cache: tuple[Any, int, np.ndarray | None, np.ndarray | None] | None
     _model_rounds_trained: int
     _nonfinite_rows_dropped: int
+    _nonfinite_warned: bool
     _model_rounds_kept: int
 
     def _setup_dynamics_model(self) -> None:
@@ -163,10 +164,12 @@ class ModelStepSAC(SAC):
         self._model_rounds_trained += 0 if info.reverted else 1
         self._nonfinite_rows_dropped += info.n_nonfinite
         self._model_rounds_kept += int(info.reverted)
-        if info.n_nonfinite > 0:
+        if info.n_nonfinite > 0 and not self._nonfinite_warned:
+            self._nonfinite_warned = True  # once per agent: the rows stay in the buffer (train/model_nonfinite_rows_dropped)
             warnings.warn(
                 f"{info.n_nonfinite} transitions with NaN or infinite values were left out of the model's training data "
-                f"at step {self.num_timesteps} (SB3's VecCheckNan finds where they come from)",
+                f"at step {self.num_timesteps} (SB3's VecCheckNan finds where they come from; said once, the count "
+                "goes on in the logs)",
                 UserWarning,
                 stacklevel=3,
             )

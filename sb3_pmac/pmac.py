@@ -311,6 +311,7 @@ class PMAC(ModelStepSAC):
         self._model_step_in_progress = False  # True from a model step's new version until its rollouts are done
         self._model_rounds_trained = 0  # model trainings that produced a model (non-finite data: see _model_step)
         self._nonfinite_rows_dropped = 0
+        self._nonfinite_warned = False  # said that non-finite transitions are left out of model training
         self._model_rounds_kept = 0
         self._timings = {"model_train": 0.0, "rollout": 0.0, "sac": 0.0}
         self._last_model_info: ModelTrainingInfo | None = None
