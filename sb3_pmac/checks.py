@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 import warnings
 from numbers import Integral
 from typing import Any, Literal
@@ -232,6 +233,38 @@ def warn_questionable_settings(
             "wraps around, a partly overwritten policy version keeps its whole weight (Algorithm 1 weighs policies, "
             f"not transitions), so its remaining transitions are drawn more often than newer ones; use buffer_size >= "
             f"{needed} (the default is 10^6)",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
+def physical_memory() -> int | None:
+    """This machine's physical memory in bytes (None where the OS does not say)."""
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def warn_model_buffer_memory(algorithm: str, capacity: int, obs_dim: int, action_dim: int, horizon: int) -> None:
+    """
+    Warn at construction when the model buffer will need more than half of this machine's memory once the rollout
+    horizon reaches its maximum (it is allocated then, possibly hours into a run).
+
+    :param algorithm: the class name, for the message
+    :param capacity: the model buffer's capacity at the largest horizon (transitions)
+    :param obs_dim: observation size
+    :param action_dim: action size
+    :param horizon: the largest rollout horizon of the schedule
+    """
+    nbytes = capacity * (2 * obs_dim + action_dim + 2) * 4  # float32 observations, actions, next observations, r, done
+    total = physical_memory()
+    if total is not None and nbytes > total / 2:
+        warnings.warn(
+            f"{algorithm}: the model buffer will hold {capacity:,} transitions ({nbytes / 1e9:.1f} GB) at rollout horizon "
+            f"{horizon}, more than half of this machine's {total / 1e9:.1f} GB; it is allocated when that horizon is "
+            "reached. Its size is rollout_batch_size x horizon x (epoch_length // model_train_freq) x "
+            "model_retain_epochs: lower one of them, or set model_buffer_size",
             UserWarning,
             stacklevel=3,
         )

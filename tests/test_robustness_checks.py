@@ -76,3 +76,19 @@ def test_settings_that_do_not_do_what_they_look_like_warn():
         warnings.simplefilter("error")  # MBPO's uniform selection weighs transitions: nothing to say
         MBPO("MlpPolicy", "Pendulum-v1", **kwargs)
         PMAC("MlpPolicy", "Pendulum-v1", **{**kwargs, "buffer_size": 1900})
+
+
+def test_a_model_buffer_larger_than_half_the_memory_warns_at_construction(monkeypatch):
+    import sb3_pmac.checks
+
+    monkeypatch.setattr(sb3_pmac.checks, "physical_memory", lambda: 10**9)  # a 1 GB machine
+    # Hopper's schedule reaches horizon 15: 100 000 starts x 15 x 4 rollouts per epoch = 6e6 transitions of 108 bytes
+    with pytest.warns(UserWarning, match=r"6,000,000 transitions \(0\.6 GB\) at rollout horizon 15"):
+        PMAC("Hopper-v4", buffer_size=10**6, rollout_batch_size=100_000)
+    # model_train_freq=1 on Pendulum: 1000 rollouts per epoch of 100 000 starts = 1e8 transitions (3.6 GB)
+    with pytest.warns(UserWarning, match=r"100,000,000 transitions \(3\.6 GB\)"):
+        PMAC("MlpPolicy", "Pendulum-v1", model_train_freq=1, buffer_size=10**6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # (gymnasium's DeprecationWarning of the v4 envs aside)
+        PMAC("Hopper-v4", model_buffer_size=10**6)  # a fixed capacity: 0.1 GB
+        PMAC("Hopper-v4", rollout_batch_size=10_000)
