@@ -4,7 +4,7 @@
     python -m sb3_pmac.demo --env Hopper-v4 --timesteps 3000
 
 The defaults keep the paper's algorithm (Algorithm 2 with Algorithm 1's mixture, model training every 250 steps,
-7-member ensemble, 5% real data) but shrink the budget so that the run takes under a minute on 2 idle CPU cores: a
+7-member ensemble, 5% real data) but shrink the budget so that the run takes about a minute on 2 idle CPU cores: a
 shorter random warm-up, fewer SAC updates per step and smaller rollout batches. Use the paper's values with
 ``--paper-settings`` (hours on a CPU).
 """
