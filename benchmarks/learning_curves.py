@@ -119,7 +119,10 @@ def zoo_sac_kwargs(env_id: str) -> dict[str, Any]:
     import yaml
 
     text = (importlib.resources.files("rl_zoo3") / "hyperparams" / "sac.yml").read_text()
-    entry = dict(yaml.safe_load(text)[env_id])
+    entries = yaml.safe_load(text)
+    if env_id not in entries:
+        raise SystemExit(f"rl-zoo3's sac.yml has no entry for {env_id}: sac_zoo needs an env rl-zoo3 tuned (e.g. Hopper-v4)")
+    entry = dict(entries[env_id])
     for key in ("n_timesteps", "policy", "normalize", "env_wrapper", "frame_stack", "callback"):
         entry.pop(key, None)
     if isinstance(entry.get("policy_kwargs"), str):  # a Python expression in rl-zoo3's files: not evaluated here

@@ -1,9 +1,10 @@
 """
-Peak RSS of PMAC's buffers at 10^6 transitions for Humanoid's truncated observations (obs 45, action 17).
+Peak RSS of PMAC's buffers at 10^6 transitions for Humanoid's truncated observations (obs 45, action 17), next to
+the replay buffer of SB3's SAC (``stable_baselines3.common.buffers.ReplayBuffer``, SAC's default) of the same size.
 
 Each configuration runs in a fresh subprocess and writes every row (numpy/torch zeros are allocated lazily, so an
 empty buffer would under-report). Peak RSS is ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` of that subprocess
-(includes the Python/torch baseline, reported as its own row).
+(includes the Python/torch baseline, reported as its own row); ``vs SB3 SAC``: each peak over the SB3 buffer's.
 
 Usage: ``python benchmarks/memory.py [--size 1000000]``
 """
@@ -41,6 +42,25 @@ def fill_real(size: int):
     return buf
 
 
+def fill_sb3(size: int):
+    import numpy as np
+    from gymnasium import spaces
+    from stable_baselines3.common.buffers import ReplayBuffer
+
+    obs_space = spaces.Box(-np.inf, np.inf, (OBS_DIM,), np.float32)
+    act_space = spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32)
+    buf = ReplayBuffer(size, obs_space, act_space, device="cpu")
+    rng = np.random.default_rng(0)
+    obs = rng.standard_normal((1, OBS_DIM)).astype(np.float32)
+    act = rng.uniform(-1, 1, (1, ACTION_DIM)).astype(np.float32)
+    rew, done = np.ones(1, np.float32), np.zeros(1, np.float32)
+    infos = [{}]
+    for _ in range(size):
+        buf.add(obs, obs, act, rew, done, infos)
+    assert buf.full or buf.pos == size
+    return buf
+
+
 def fill_model(size: int):
     import torch as th
 
@@ -60,7 +80,9 @@ def child(config: str, size: int) -> None:
 
     import sb3_pmac.buffers  # noqa: F401
 
-    keep = []  # both buffers stay alive together (else the second reuses the first's freed memory)
+    keep = []
+    if config == "sb3":
+        keep.append(fill_sb3(size))  # both buffers stay alive together (else the second reuses the first's freed memory)
     if config in ("real", "both"):
         keep.append(fill_real(size))
     if config in ("model", "both"):
@@ -70,7 +92,7 @@ def child(config: str, size: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=1_000_000)
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -80,12 +102,14 @@ def main() -> None:
 
     configs = [
         ("baseline (imports only)", "none"),
+        (f"SB3 SAC ReplayBuffer {args.size:,}", "sb3"),
         (f"PolicyVersionedReplayBuffer {args.size:,}", "real"),
         (f"ModelReplayBuffer {args.size:,}", "model"),
         (f"both ({args.size:,} each)", "both"),
     ]
     print(f"Humanoid truncated obs {OBS_DIM}, action {ACTION_DIM}; every row written; fresh process per config")
-    print(f"{'configuration':<44}{'peak RSS GB':>12}{'target GB':>11}{'ok?':>6}")
+    print(f"{'configuration':<44}{'peak RSS GB':>12}{'vs SB3 SAC':>11}{'target GB':>11}{'ok?':>6}")
+    sb3_peak = None
     for name, config in configs:
         out = subprocess.run(
             [sys.executable, __file__, "--child", config, "--size", str(args.size)],
@@ -95,7 +119,9 @@ def main() -> None:
         ).stdout
         peak = json.loads(out.strip().splitlines()[-1])["peak_gb"]
         ok = "yes" if peak <= TARGET_GB else "NO"
-        print(f"{name:<44}{peak:>12.2f}{TARGET_GB:>11.1f}{ok:>6}")
+        sb3_peak = peak if config == "sb3" else sb3_peak
+        ratio = f"{peak / sb3_peak:.2f}x" if sb3_peak else ""
+        print(f"{name:<44}{peak:>12.2f}{ratio:>11}{TARGET_GB:>11.1f}{ok:>6}")
 
 
 if __name__ == "__main__":

@@ -92,7 +92,10 @@ def fill_like_a_run(model: PMAC, data: dict[str, np.ndarray], t: int) -> None:
 
 
 def measure_pmac(args: argparse.Namespace, t: int, data: dict[str, np.ndarray]) -> dict[str, float]:
-    model = PMAC(args.env, seed=args.seed, device=args.device, buffer_size=max(t + args.steps, 1000), ent_coef=args.ent_coef)
+    # the buffer never wraps (t + steps rows); at least 10^4 rows: twice the mixture's support at the default
+    # model_train_freq and adaptation_rate (4750 transitions), below which PMAC warns about a wrapping buffer
+    buffer_size = max(t + args.steps, 10_000)
+    model = PMAC(args.env, seed=args.seed, device=args.device, buffer_size=buffer_size, ent_coef=args.ent_coef)
     model.set_logger(configure(None, []))
     fill_like_a_run(model, data, t)
     for _ in range(args.prime_rounds):
