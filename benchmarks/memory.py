@@ -22,34 +22,18 @@ TARGET_GB = 4.0
 CHUNK = 100_000
 
 
-def fill_real(size: int):
+def fill_real(size: int, sb3: bool = False):
+    """A full replay buffer of ``size`` transitions: PMAC's versioned one, or SB3's ``ReplayBuffer`` (``sb3=True``)."""
     import numpy as np
     from gymnasium import spaces
+    from stable_baselines3.common.buffers import ReplayBuffer
 
     from sb3_pmac.buffers import PolicyVersionedReplayBuffer
 
     obs_space = spaces.Box(-np.inf, np.inf, (OBS_DIM,), np.float32)
     act_space = spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32)
-    buf = PolicyVersionedReplayBuffer(size, obs_space, act_space, device="cpu")
-    rng = np.random.default_rng(0)
-    obs = rng.standard_normal((1, OBS_DIM)).astype(np.float32)
-    act = rng.uniform(-1, 1, (1, ACTION_DIM)).astype(np.float32)
-    rew, done = np.ones(1, np.float32), np.zeros(1, np.float32)
-    infos = [{}]
-    for _ in range(size):
-        buf.add(obs, obs, act, rew, done, infos)
-    assert buf.full or buf.pos == size
-    return buf
-
-
-def fill_sb3(size: int):
-    import numpy as np
-    from gymnasium import spaces
-    from stable_baselines3.common.buffers import ReplayBuffer
-
-    obs_space = spaces.Box(-np.inf, np.inf, (OBS_DIM,), np.float32)
-    act_space = spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32)
-    buf = ReplayBuffer(size, obs_space, act_space, device="cpu")
+    buffer_class = ReplayBuffer if sb3 else PolicyVersionedReplayBuffer
+    buf = buffer_class(size, obs_space, act_space, device="cpu")
     rng = np.random.default_rng(0)
     obs = rng.standard_normal((1, OBS_DIM)).astype(np.float32)
     act = rng.uniform(-1, 1, (1, ACTION_DIM)).astype(np.float32)
@@ -82,7 +66,8 @@ def child(config: str, size: int) -> None:
 
     keep = []
     if config == "sb3":
-        keep.append(fill_sb3(size))  # both buffers stay alive together (else the second reuses the first's freed memory)
+        # both buffers stay alive together (else the second reuses the first's freed memory)
+        keep.append(fill_real(size, sb3=True))
     if config in ("real", "both"):
         keep.append(fill_real(size))
     if config in ("model", "both"):
