@@ -43,12 +43,12 @@ def saved_data(path: str | pathlib.Path | io.BufferedIOBase) -> dict[str, Any]:
             file.close()
 
 
-def legacy_defaults(path: str | pathlib.Path | io.BufferedIOBase) -> dict[str, Any]:
+def legacy_defaults(saved: dict[str, Any]) -> dict[str, Any]:
     """
-    The :data:`LEGACY_DEFAULTS` and :data:`LEGACY_DERIVED_DEFAULTS` missing from a saved agent's data (read without
-    loading its tensors).
+    The :data:`LEGACY_DEFAULTS` and :data:`LEGACY_DERIVED_DEFAULTS` missing from a saved agent's data.
+
+    :param saved: the agent file's ``data`` as stored (:func:`saved_data`: read without loading its tensors)
     """
-    saved = saved_data(path)
     if not saved:
         return {}  # SB3's load reports what is wrong with the file
     defaults = {key: value for key, value in LEGACY_DEFAULTS.items() if key not in saved}

@@ -585,7 +585,7 @@ class PMAC(ModelStepSAC):
         seeded = kwargs.get("seed") is not None
         if seeded and restore_random_state:
             raise ValueError("load with seed=... seeds the agent anew: restore_random_state=True cannot apply too")
-        for key, value in legacy_defaults(path).items():
+        for key, value in legacy_defaults(saved).items():
             kwargs.setdefault(key, value)
         with nullcontext() if seeded else preserved_rng_states(get_device(device)):
             # SB3's load re-seeds the global generators with the agent's seed (in _setup_model): undone here, unless
