@@ -88,6 +88,8 @@ class Run:
     #: ``machine.json`` of the run, written by hand when a run (re)starts on a machine (``{"cpu": ...}``); ``{}``
     #: where none was recorded
     machine: dict[str, Any] = field(default_factory=dict)
+    #: the columns of ``diagnostics.csv`` (``{}`` where there is none), rows in the file's order
+    diagnostics: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def cpu(self) -> str:
@@ -124,6 +126,7 @@ def load_campaign(results: Path, env: str = ENV_ID, algos: Sequence[str] = ALGOS
             evaluations = read_columns(curve.path / "evaluations.csv")
             _, wall = last_per_step(evaluations["timesteps"], evaluations["wall_s"])
             progress_file = curve.path / "progress.csv"
+            diagnostics_file = curve.path / "diagnostics.csv"
             run = Run(
                 algo=algo,
                 seed=int(curve.run.removeprefix("seed_")),
@@ -133,8 +136,9 @@ def load_campaign(results: Path, env: str = ENV_ID, algos: Sequence[str] = ALGOS
                 wall_s=wall,
                 record=json.loads((curve.path / "run.json").read_text()),
                 progress=read_columns(progress_file) if progress_file.is_file() else {},
-                diagnostics_steps=_diagnostics_steps(curve.path / "diagnostics.csv"),
+                diagnostics_steps=_diagnostics_steps(diagnostics_file),
                 machine=_read_json(curve.path / MACHINE_FILE),
+                diagnostics=read_columns(diagnostics_file) if diagnostics_file.is_file() else {},
             )
             campaign.setdefault(algo, []).append(run)
     for runs in campaign.values():
@@ -323,6 +327,114 @@ def wall_time(run: Run) -> WallTime:
     if len(per_1000) > 1:
         per_1000["rest"] = (trained_wall - timed) * scale
     return WallTime(total / 3600, int(trained_steps), per_1000)
+
+
+LOCAL, GLOBAL = "local_obs_mse", "global_obs_mse"
+COMPOUNDING_PREFIX = "compounding_obs_mse_h"
+
+
+def longest_compounding_column(run: Run) -> str | None:
+    """The diagnostics column of the compounding error at the longest horizon recorded, e.g. ``compounding_obs_mse_h10``."""
+    horizons = [int(name.removeprefix(COMPOUNDING_PREFIX)) for name in run.diagnostics if name.startswith(COMPOUNDING_PREFIX)]
+    return f"{COMPOUNDING_PREFIX}{max(horizons)}" if horizons else None
+
+
+def diagnostics_at(run: Run, step: int) -> dict[str, float] | None:
+    """
+    The run's last diagnostics row at or before ``step`` (as the compounding panel picks it), as ``{column: value}``;
+    None if the run has not reached ``step`` or has no row by then.
+    """
+    steps = run.diagnostics.get(TIMESTEPS, np.zeros(0))
+    before = np.flatnonzero(np.isfinite(steps) & (steps <= step))
+    if run.last_step < step or not len(before):
+        return None
+    row = before[-1]
+    return {name: float(values[row]) for name, values in run.diagnostics.items()}
+
+
+@dataclass
+class ModelErrorRow:
+    """The model errors of one algorithm's runs at one step (one value per run that has reached it)."""
+
+    step: int
+    algo: str
+    local: list[float]
+    global_: list[float]
+    compounding: list[float]
+    horizon: int | None
+
+    @property
+    def ratios(self) -> list[float]:
+        """Each run's local over global error."""
+        return [local / global_ for local, global_ in zip(self.local, self.global_, strict=True) if global_ > 0]
+
+
+def model_error_rows(
+    campaign: dict[str, list[Run]], steps: Sequence[int] = REPORT_STEPS, algos: Sequence[str] = ("pmac", "mbpo")
+) -> list[ModelErrorRow]:
+    """One row per (step, algorithm) in that order: local, global and longest-horizon compounding error of each run."""
+    rows = []
+    for step in steps:
+        for algo in algos:
+            local, global_, compounding, horizons = [], [], [], set()
+            for run in campaign.get(algo, []):
+                values = diagnostics_at(run, step)
+                if values is None or LOCAL not in values or GLOBAL not in values:
+                    continue
+                local.append(values[LOCAL])
+                global_.append(values[GLOBAL])
+                column = longest_compounding_column(run)
+                if column is not None and np.isfinite(values[column]):
+                    compounding.append(values[column])
+                    horizons.add(int(column.removeprefix(COMPOUNDING_PREFIX)))
+            horizon = min(horizons) if len(horizons) == 1 else None
+            rows.append(ModelErrorRow(step, algo, local, global_, compounding if horizon else [], horizon))
+    return rows
+
+
+def local_error_wins(campaign: dict[str, list[Run]], a: str = "pmac", b: str = "mbpo") -> tuple[int, int]:
+    """
+    At how many of the diagnostics steps that both algorithms' runs reached the mean local error over ``a``'s runs is
+    below the mean over ``b``'s: ``(wins of a, steps compared)``.
+    """
+
+    def means(algo: str) -> dict[float, float]:
+        by_step: dict[float, list[float]] = {}
+        for run in campaign.get(algo, []):
+            if TIMESTEPS not in run.diagnostics or LOCAL not in run.diagnostics:
+                continue
+            for step, value in zip(run.diagnostics[TIMESTEPS], run.diagnostics[LOCAL], strict=True):
+                if np.isfinite(step) and np.isfinite(value):
+                    by_step.setdefault(float(step), []).append(float(value))
+        return {step: float(np.mean(values)) for step, values in by_step.items()}
+
+    mean_a, mean_b = means(a), means(b)
+    shared = sorted(set(mean_a) & set(mean_b))
+    return sum(mean_a[step] < mean_b[step] for step in shared), len(shared)
+
+
+def _spread(values: Sequence[float]) -> str:
+    if not values:
+        return "-"
+    return f"{np.mean(values):.3g} ± {np.std(values):.2g}" if len(values) > 1 else f"{values[0]:.3g}"
+
+
+def model_error_table(rows: Sequence[ModelErrorRow]) -> list[str]:
+    horizons = {row.horizon for row in rows if row.horizon is not None}
+    h = f"h = {horizons.pop()}" if len(horizons) == 1 else "longest h"
+    lines = [
+        f"| steps | algorithm | runs | local obs MSE | global obs MSE | local / global | compounding obs MSE, {h} |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in rows:
+        if not row.local:
+            lines.append(f"| {fmt_steps(row.step)} | {_label(row.algo)} | 0 | not reached | - | - | - |")
+            continue
+        lines.append(
+            f"| {fmt_steps(row.step)} | {_label(row.algo)} | {len(row.local)} | {_spread(row.local)} | "
+            f"{_spread(row.global_)} | {_spread(row.ratios)} | {_spread(row.compounding)} |"
+        )
+    return lines
 
 
 def replace_between_markers(text: str, content: str, start: str = START_MARKER, end: str = END_MARKER) -> str:
@@ -609,6 +721,7 @@ def report_markdown(campaign: dict[str, list[Run]], options: ReportOptions) -> s
         "### Campaign model errors",
         "",
     ]
+    model_based = [algo for algo in options.algos if algo != "sac_zoo"]
     if at_steps:
         lines += [
             "Left: one-step observation error on fresh transitions of the current policy (local, solid) and on the "
@@ -626,7 +739,20 @@ def report_markdown(campaign: dict[str, list[Run]], options: ReportOptions) -> s
             "trained on PMAC's and on MBPO's selection). Both agents use bounded model training here (MBPO: 4750 "
             "transitions drawn uniformly per training); MBPO's own code trains on the whole buffer "
             '(`model_training="full"`), which this campaign does not run.',
+            "",
+            "The same errors in numbers: each run's diagnostics row at or before the step, mean ± std (ddof = 0) over "
+            "the runs that have reached it; *local / global* is each run's ratio, then averaged.",
+            "",
+            *model_error_table(model_error_rows(campaign, options.steps, model_based)),
         ]
+        if {"pmac", "mbpo"} <= set(model_based):
+            wins, compared = local_error_wins(campaign)
+            if compared:
+                lines += [
+                    "",
+                    f"At {wins} of the {compared} diagnostics steps that runs of both have reached, PMAC's local error "
+                    "(mean over its runs) is below MBPO's.",
+                ]
     else:
         lines.append("No diagnostics row yet (the first is written once a model has been trained).")
     lines += [

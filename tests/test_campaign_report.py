@@ -160,6 +160,8 @@ def test_iqm_and_full_report(report, results: Path, tmp_path: Path, rliable_rows
     assert "### Campaign: PMAC against MBPO at equal steps" in text
     assert "| 25 000 | 2 / 2 | +135 | 1.00 | 0.17 (0.17) |" in text
     assert "| 30 000 | 2 / 1 | +165 | 1.00 | 0.33 (0.33) |" in text
+    assert "| 25 000 | PMAC | 2 | 0.015 ± 0.005 | 0.03 ± 0.01 | 0.5 ± 0 | 0.05 ± 0 |" in text
+    assert "At 0 of the 3 diagnostics steps that runs of both have reached, PMAC's local error" in text
 
 
 def test_pmac_against_mbpo(report, rliable_rows):
@@ -180,3 +182,24 @@ def test_pmac_against_mbpo(report, rliable_rows):
     (behind,) = report.compare([three[0], report.ScoreRow(1000, "mbpo", [7.0, 8.0, 9.0], 3, 1000)])
     assert behind.p_improvement == 0.0 and behind.p_value == 1.0 and behind.mean_difference == pytest.approx(14 / 3 - 8)
     assert report.compare([report.ScoreRow(1000, "pmac", [1.0], 1, 1000)]) == []  # no MBPO score: nothing to compare
+
+
+def test_model_error_table_by_hand(report, results: Path):
+    campaign = report.load_campaign(results, ENV, ("pmac", "mbpo"))
+    # diagnostics every 10 000 steps: seed s has local 0.01 (s + 1), global 0.02 (s + 1), compounding h2 0.05
+    at_25k, mbpo_25k, at_30k, mbpo_30k = report.model_error_rows(campaign, (25_000, 30_000), ("pmac", "mbpo"))
+    assert (at_25k.step, at_25k.algo) == (25_000, "pmac")
+    assert at_25k.local == pytest.approx([0.01, 0.02]) and at_25k.global_ == pytest.approx([0.02, 0.04])  # rows at 20 000
+    assert at_25k.ratios == pytest.approx([0.5, 0.5]) and at_25k.compounding == pytest.approx([0.05, 0.05])
+    assert at_25k.horizon == 2
+    assert mbpo_25k.local == pytest.approx([0.01, 0.02])
+    assert mbpo_30k.local == pytest.approx([0.01])  # MBPO seed 1 stopped at 27 000: not counted at 30 000
+    assert report.diagnostics_at(campaign["mbpo"][1], 30_000) is None
+    assert report.diagnostics_at(campaign["pmac"][0], 9_999) is None  # no row yet
+    table = "\n".join(report.model_error_table([at_25k, mbpo_25k, at_30k, mbpo_30k]))
+    assert "compounding obs MSE, h = 2 |" in table
+    assert "| 25 000 | PMAC | 2 | 0.015 ± 0.005 | 0.03 ± 0.01 | 0.5 ± 0 | 0.05 ± 0 |" in table
+    assert "| 30 000 | MBPO | 1 | 0.01 | 0.02 | 0.5 | 0.05 |" in table
+    # equal local errors at every shared step (10 000 and 20 000 both seeds; 30 000 PMAC 0.015 against MBPO 0.01)
+    assert report.local_error_wins(campaign) == (0, 3)
+    assert report.local_error_wins(campaign, "mbpo", "pmac") == (1, 3)
