@@ -564,7 +564,8 @@ class PMAC(ModelStepSAC):
         with :meth:`load_replay_buffer`. Keyword arguments are set on the agent, as in SB3 (rl-zoo3's ``-i`` passes its
         hyperparameters this way): ``adaptation_rate`` and ``max_rate`` reach the policy mixture; ``ensemble_size``,
         ``n_elites``, ``dynamics_kwargs`` and ``mixture`` must equal the saved values (``ValueError`` otherwise);
-        ``seed=s`` seeds the agent anew, as SB3's ``load`` does (its own and the process-wide generators), instead of
+        ``seed=s`` seeds the agent anew, as SB3's ``load`` does (its own and the process-wide generators, and the model
+        trainer's, as :meth:`set_random_seed` does, even when ``model_trainer_kwargs`` holds a seed), instead of
         continuing the saved generators.
 
         :param restore_random_state: restore the process-wide numpy, python and torch generators saved with the agent
@@ -616,7 +617,9 @@ class PMAC(ModelStepSAC):
             )
         if env is not None:
             model._derive_termination_fn()  # the new env's settings
-        if model._rng_states is not None and not seeded:  # (seeded: SB3 seeded them, and the trainer, anew)
+        if seeded:  # SB3 seeded its generators anew; the trainer's too, whatever seed its kwargs hold (set_random_seed)
+            model.model_trainer.rng = np.random.default_rng(model.seed)
+        elif model._rng_states is not None:
             model._set_rng_states(model._rng_states, restore_global=restore_random_state)
         model._rng_states = None
         return model

@@ -140,3 +140,14 @@ def test_diagnostics_load_agent_picks_the_saved_algorithm_without_a_warning(tmp_
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert type(load_agent(f"{mbpo_path}.zip")) is MBPO and type(load_agent(f"{pmac_path}.zip")) is PMAC
+
+
+def test_load_with_a_seed_reseeds_a_trainer_seeded_by_its_kwargs(tmp_path):
+    """A seed in ``model_trainer_kwargs`` does not win over ``load(seed=s)``: load seeds as ``set_random_seed(s)``."""
+    path = _saved(tmp_path, learn=0, model_trainer_kwargs={"seed": 3})
+    loaded = PMAC.load(path, seed=5)
+    assert loaded.model_trainer.rng.random() == np.random.default_rng(5).random()
+    loaded.set_random_seed(6)
+    assert loaded.model_trainer.rng.random() == np.random.default_rng(6).random()
+    # without a seed the saved generator goes on (it was seeded with 3 and never drawn from)
+    assert PMAC.load(path).model_trainer.rng.random() == np.random.default_rng(3).random()
