@@ -361,6 +361,24 @@ def test_model_steps_every_model_train_freq_steps_when_training_per_episode():
     assert model.n_model_steps == 18 and counts.tolist() == [41] + [20] * 17 + [19], counts
 
 
+def test_gradient_steps_minus_one_makes_one_update_per_collected_transition():
+    """SB3's ``gradient_steps=-1``: as many updates as transitions the rollout collected (all envs), as SAC does."""
+    from conftest import TINY_PMAC_KWARGS
+    from stable_baselines3 import SAC
+    from stable_baselines3.common.env_util import make_vec_env
+
+    kwargs = {"learning_starts": 40, "train_freq": (3, "step"), "gradient_steps": -1, "batch_size": 32, "seed": 0}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model = PMAC("MlpPolicy", make_vec_env("Pendulum-v1", n_envs=2, seed=0), **{**TINY_PMAC_KWARGS, **kwargs})
+        sac = SAC("MlpPolicy", make_vec_env("Pendulum-v1", n_envs=2, seed=0), policy_kwargs={"net_arch": [32]}, **kwargs)
+    model.learn(120)
+    sac.learn(120)
+    # rollouts of 3 steps of 2 envs end at 6, 12, ..., 120 transitions; SAC trains after those past 40 (42 ... 120: 14),
+    # 6 updates each
+    assert model._n_updates == sac._n_updates == 14 * 6
+
+
 # ---------------------------------------------------------------------------------------------- non-finite data
 class NaNObservations(gym.Wrapper):
     """Returns NaN observations at the given steps (counted from the wrapper's creation)."""
