@@ -9,11 +9,18 @@ in the same call; the measured curve is integrated into projected hours for whol
 At each ``t``, a ``PMAC("Hopper-v4")`` with the Table 2 values (20 gradient steps per env step, model every 250
 steps, rollout batch 100k, 7 x 4x200 ensemble, the default bounded model training) gets a real buffer holding ``t``
 transitions of a real run (``--data``, reused cyclically past its end; without ``--data``: random transitions of the
-env), tagged with policy versions as PMAC tags them (the 5000 warm-up steps, then one version per 250 steps), its
+env, with the observations PMAC trains on, MBPO's truncated ones for Ant and Humanoid), tagged with policy versions as PMAC tags them (the 5000 warm-up steps, then one version per 250 steps), its
 policy version advanced to match, and ``num_timesteps = t``, so that the horizon schedule (epochs counted after the warm-up)
 and the mixture are those of step ``t`` of a real run. ``--prime-rounds`` model steps (untimed) warm the ensemble
 up, then ``--steps`` env steps of ``learn`` are timed. PMAC's parts come from its cumulative ``_timings``; env time
 = wall - the other parts. Model training and rollouts are normalised per model step (one every 250 env steps).
+
+Random transitions are not a trained policy's: the model's rollouts from them end early (terminations, predictions
+out of the data's range); ``--full-rollouts`` runs every branch the whole horizon (no termination rule, no state
+bounds), which bounds the rollouts' cost from above:
+
+    python benchmarks/pmac_step_cost.py --env Humanoid-v4 --at 5000 100000 200000 300000 --project 300000 \
+        --threads 1 --steps 250 --full-rollouts
 
 SB3's SAC (same networks, same entropy coefficient ``--ent-coef``, 20 updates per env step) is timed on ``--steps``
 steps after its warm-up; its cost does not depend on ``t``. The projection integrates the piecewise-linear curve
@@ -36,6 +43,8 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import configure
 
 from sb3_pmac import PMAC
+from sb3_pmac.env_presets import make_preset_env
+from sb3_pmac.termination import NeverTerminate
 
 PARTS = (("env stepping", "env"), ("SAC updates", "sac"), ("model training", "model_train"), ("rollouts", "rollout"))
 
@@ -64,7 +73,7 @@ def run_transitions(args: argparse.Namespace, n: int) -> dict[str, np.ndarray]:
             columns = {key: data[key] for key in ("observations", "actions", "rewards", "next_observations", "dones")}
         index = np.arange(n) % len(columns["observations"])
         return {key: value[index] for key, value in columns.items()}
-    env = gym.make(args.env)
+    env = make_preset_env(args.env)  # PMAC's observations (MBPO's truncated ones for Ant and Humanoid)
     obs, _ = env.reset(seed=args.seed)
     rows: dict[str, list] = {key: [] for key in ("observations", "actions", "rewards", "next_observations", "dones")}
     for _ in range(n):
@@ -95,7 +104,11 @@ def measure_pmac(args: argparse.Namespace, t: int, data: dict[str, np.ndarray]) 
     # the buffer never wraps (t + steps rows); at least 10^4 rows: twice the mixture's support at the default
     # model_train_freq and adaptation_rate (4750 transitions), below which PMAC warns about a wrapping buffer
     buffer_size = max(t + args.steps, 10_000)
-    model = PMAC(args.env, seed=args.seed, device=args.device, buffer_size=buffer_size, ent_coef=args.ent_coef)
+    # --full-rollouts: no branch ends (the rule disagrees with the env's terminations: PMAC's warning is expected)
+    kwargs = {"termination_fn": NeverTerminate()} if args.full_rollouts else {}
+    model = PMAC(args.env, seed=args.seed, device=args.device, buffer_size=buffer_size, ent_coef=args.ent_coef, **kwargs)
+    if args.full_rollouts:
+        model.rollout_bounds_margin = None
     model.set_logger(configure(None, []))
     fill_like_a_run(model, data, t)
     for _ in range(args.prime_rounds):
@@ -130,7 +143,7 @@ def measure_sac(args: argparse.Namespace) -> dict[str, float]:
     warmup = 1000
     model = SAC(
         "MlpPolicy",
-        gym.make(args.env),
+        make_preset_env(args.env),
         learning_starts=warmup,
         gradient_steps=20,
         ent_coef=args.ent_coef,
@@ -178,6 +191,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--full-rollouts",
+        action="store_true",
+        help="every model branch runs the whole horizon (no termination rule, no state bounds): the rollouts' cost "
+        "when no branch ends, an upper bound for data that is not a trained policy's (random transitions)",
+    )
     parser.add_argument(
         "--ent-coef", type=ent_coef, default=0.2, help="entropy coefficient of both PMAC and SAC (PMAC's default 0.2)"
     )
