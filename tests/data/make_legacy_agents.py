@@ -1,11 +1,14 @@
 """
 Make the agents of ``tests/test_legacy_agents.py``: small PMAC / MBPO / PMAC(mixture="tv") agents and their replay
-buffers saved by release 0.x (commit b374772, before the module restructure), with the deterministic actions they
-predict on fixed observations. Run once with that release installed; the files are committed, never regenerated:
+buffers saved by an earlier version, with the deterministic actions they predict on fixed observations. Run once with
+that version's ``sb3_pmac`` importable; the files are committed, never regenerated:
 
-    python tests/data/make_legacy_agents.py
+    python tests/data/make_legacy_agents.py               # legacy_*: release 0.x (commit b374772, before the restructure)
+    PYTHONPATH=<checkout of fd46779> python tests/data/make_legacy_agents.py campaign
+                                                          # campaign_*: the Hopper campaign's code (commit fd46779)
 """
 
+import sys
 import warnings
 from pathlib import Path
 
@@ -31,7 +34,7 @@ KWARGS = dict(
 VARIANTS = {"pmac": (PMAC, {}), "mbpo": (MBPO, {}), "pmac_tv": (PMAC, {"mixture": "tv"})}
 
 
-def main() -> None:
+def main(prefix: str = "legacy") -> None:
     th.set_num_threads(1)
     warnings.filterwarnings("ignore")
     observations = np.random.default_rng(0).normal(size=(8, 11)).astype(np.float32)
@@ -39,12 +42,13 @@ def main() -> None:
     for name, (cls, extra) in VARIANTS.items():
         model = cls("Hopper-v5", **KWARGS, **extra)
         model.learn(220)
-        model.save(HERE / f"legacy_{name}.zip")
-        model.save_replay_buffer(HERE / f"legacy_{name}_buffer.pkl")
+        model.save(HERE / f"{prefix}_{name}.zip")
+        # (the legacy release wrote a pickle whatever the suffix; later ones an .npz archive, under this name too)
+        model.save_replay_buffer(HERE / f"{prefix}_{name}_buffer.pkl")
         expected[f"{name}_actions"] = model.predict(observations, deterministic=True)[0]
         expected[f"{name}_num_timesteps"] = np.asarray(model.num_timesteps)
-    np.savez(HERE / "legacy_expected.npz", **expected)
+    np.savez(HERE / f"{prefix}_expected.npz", **expected)
 
 
 if __name__ == "__main__":
-    main()
+    main(*sys.argv[1:])
