@@ -26,7 +26,7 @@ optuna = pytest.importorskip("optuna", reason="optuna not installed (pip install
 from sqlalchemy.dialects import registry  # noqa: E402
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite  # noqa: E402
 
-from sb3_pmac.zoo import _MaskingPickleModule, mask_credentials  # noqa: E402
+from sb3_pmac.zoo_credentials import _MaskingPickleModule, mask_credentials  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 PASSWORD = "S3cret-Pw_4711"
