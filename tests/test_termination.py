@@ -336,6 +336,26 @@ def test_register_user_function(monkeypatch: pytest.MonkeyPatch) -> None:
         register_termination_fn("Foo", 3)  # type: ignore[arg-type]
 
 
+def test_namespaced_rules_apply_to_their_namespace_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(termination.registry, "_REGISTRY", dict(termination.registry._REGISTRY))
+    assert termination.registry.registry_keys("pmac_ns/Hopper-v0") == ["pmac_ns/Hopper", "Hopper"]
+    assert termination.registry.registry_keys("Hopper-v5") == ["Hopper"]
+    assert termination.registry.registry_keys("pmac_ns/Hopper") == ["pmac_ns/Hopper", "Hopper"]
+    for namespace in ("pmac_ns", "pmac_other_ns"):
+        if f"{namespace}/Hopper-v0" not in gym.registry:
+            gym.register(f"{namespace}/Hopper-v0", entry_point="gymnasium.envs.mujoco.hopper_v5:HopperEnv")
+    register_termination_fn("pmac_ns/Hopper-v0", lambda env: _LimitTermination(1.0))
+    assert "pmac_ns/Hopper" in termination.registered_termination_envs()
+    # the namespace's rule: for its ids (by id and by env instance), not for MuJoCo's Hopper (replaced it before)
+    assert isinstance(get_termination_fn("pmac_ns/Hopper-v0"), _LimitTermination)
+    env = gym.make("pmac_ns/Hopper-v0")
+    assert isinstance(get_termination_fn(env), _LimitTermination)
+    env.close()
+    assert isinstance(get_termination_fn("Hopper-v5"), HopperTermination)
+    # another namespace without a rule of its own: the bare name's
+    assert isinstance(get_termination_fn("pmac_other_ns/Hopper-v0"), HopperTermination)
+
+
 def test_env_base_name() -> None:
     assert env_base_name("Hopper-v4") == "Hopper"
     assert env_base_name("Hopper-v5") == "Hopper"

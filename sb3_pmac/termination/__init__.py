@@ -20,10 +20,10 @@ are small picklable classes (not closures), because they are saved with the agen
 Covered: the gymnasium MuJoCo ``v4`` and ``v5`` envs: Hopper, Walker2d, Ant, Humanoid (healthy ranges),
 InvertedPendulum, InvertedDoublePendulum (pole-tip height) and HalfCheetah, Swimmer, Pusher, Reacher,
 HumanoidStandup (never terminate); and the classic-control Pendulum (never terminates). :func:`get_termination_fn`
-looks the function up by the env's base name (the id without ``-vN``); :func:`register_termination_fn` adds your own
-(a :data:`~sb3_pmac.termination.rules.TerminationFactory`). For an unknown env it warns and returns
-:class:`NeverTerminate`. Anywhere a :data:`~sb3_pmac.termination.rules.TerminationFn` is expected, any callable with
-that signature may be used.
+looks the function up by the env's base name (the id without ``-vN``; ``ns/Name`` first for a namespaced id);
+:func:`register_termination_fn` adds your own (a :data:`~sb3_pmac.termination.rules.TerminationFactory`). For an
+unknown env it warns and returns :class:`NeverTerminate`. Anywhere a
+:data:`~sb3_pmac.termination.rules.TerminationFn` is expected, any callable with that signature may be used.
 """
 
 from sb3_pmac.termination.registry import (
@@ -32,6 +32,7 @@ from sb3_pmac.termination.registry import (
     observation_wrappers,
     register_termination_fn,
     registered_termination_envs,
+    registry_keys,
     termination_fn_from_env_id,
 )
 from sb3_pmac.termination.rules import (
@@ -61,5 +62,6 @@ __all__ = [
     "observation_wrappers",
     "register_termination_fn",
     "registered_termination_envs",
+    "registry_keys",
     "termination_fn_from_env_id",
 ]

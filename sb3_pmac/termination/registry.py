@@ -160,12 +160,31 @@ def env_base_name(env_id: str) -> str:
     return name
 
 
+def registry_keys(env_id: str) -> list[str]:
+    """
+    The registry keys an env id is looked up by, the most specific first: ``"ns/Name"`` when the id has a namespace,
+    then the base name ``"Name"`` (:func:`env_base_name`); e.g. ``"my_ns/Hopper-v0" -> ["my_ns/Hopper", "Hopper"]``,
+    ``"Hopper-v5" -> ["Hopper"]``.
+
+    :param env_id: A gymnasium env id or a (namespaced) base name
+    :return: The keys, most specific first
+    """
+    try:
+        namespace, _, _ = gym.envs.registration.parse_env_id(env_id)
+    except gym.error.Error:
+        namespace = env_id.rsplit("/", 1)[0] if "/" in env_id else None
+    name = env_base_name(env_id)
+    return [f"{namespace}/{name}", name] if namespace else [name]
+
+
 def register_termination_fn(env_name: str, factory: TerminationFactory) -> None:
     """
     Register (or replace) the termination function of an env.
 
     :param env_name: The env's base name (``"MyEnv"``); a full id (``"MyEnv-v1"``) is reduced to its base name, so the
-        function applies to every version.
+        function applies to every version. A namespaced name (``"my_ns/Hopper"`` or ``"my_ns/Hopper-v0"``) applies to
+        that namespace only and wins there over the rule of the bare name; the bare name's rule (``"Hopper"``) stays
+        as it is and still applies to namespaced ids without a rule of their own.
     :param factory: Called with the *unwrapped* env instance, returns the
         :data:`~sb3_pmac.termination.rules.TerminationFn` (read the env's parameters there). The returned callable
         should be picklable (a module-level class, not a closure) if the agent is to be saved.
@@ -178,7 +197,7 @@ def register_termination_fn(env_name: str, factory: TerminationFactory) -> None:
             f"{_required_positional(factory)} arguments (a termination function itself?): pass lambda env: rule, "
             "or a class whose __init__ reads the env"
         )
-    _REGISTRY[env_base_name(env_name)] = factory
+    _REGISTRY[registry_keys(env_name)[0]] = factory
 
 
 def _required_positional(function: Callable[..., Any]) -> int:
@@ -192,7 +211,7 @@ def _required_positional(function: Callable[..., Any]) -> int:
 
 
 def registered_termination_envs() -> list[str]:
-    """:return: The base names of the envs with a registered termination function"""
+    """:return: The (namespaced) base names of the envs with a registered termination function"""
     return sorted(_REGISTRY)
 
 
@@ -210,12 +229,13 @@ def _unknown(name: str, warn: bool) -> NeverTerminate:
 
 def _env_names(env: gym.Env, spec: Any = None) -> list[str]:
     """
-    Names to look the env up by: the base name of its spec id, else its class name as it is and without an ``Env``
-    suffix (``HopperEnv`` -> ``Hopper``), so that an env made without ``gym.make`` is found under either.
+    Names to look the env up by: the registry keys of its spec id (:func:`registry_keys`), else its class name as it
+    is and without an ``Env`` suffix (``HopperEnv`` -> ``Hopper``), so that an env made without ``gym.make`` is found
+    under either.
     """
     for candidate in (spec, getattr(env, "spec", None), getattr(env.unwrapped, "spec", None)):
         if candidate is not None and getattr(candidate, "id", None):
-            return [env_base_name(candidate.id)]
+            return registry_keys(candidate.id)
     cls_name = type(env.unwrapped).__name__
     names = [cls_name]
     if cls_name.endswith("Env") and len(cls_name) > 3:
@@ -410,8 +430,8 @@ def termination_fn_from_env_id(env_id: str, env_kwargs: dict[str, Any] | None = 
     :param warn: Emit a ``UserWarning`` for unknown envs
     :return: The termination function
     """
-    name = env_base_name(env_id)
-    if name not in _REGISTRY:
+    name = next((key for key in registry_keys(env_id) if key in _REGISTRY), None)
+    if name is None:
         return _unknown(env_id, warn)
     env = gym.make(env_id, **(env_kwargs or {}))
     try:
@@ -428,8 +448,9 @@ def get_termination_fn(
     """
     Termination function of an env, for model rollouts (see the module docstring).
 
-    Looked up in the registry by the env's base name (id without namespace and ``-vN``: ``"Hopper-v4"`` and
-    ``"Hopper-v5"`` both map to ``"Hopper"``), then built from the *unwrapped* env instance, whose parameters it reads.
+    Looked up in the registry by the env's base name (id without ``-vN``: ``"Hopper-v4"`` and ``"Hopper-v5"`` both map
+    to ``"Hopper"``; a namespaced id ``"ns/Name-vN"`` by ``"ns/Name"`` first, then ``"Name"``), then built from the
+    *unwrapped* env instance, whose parameters it reads.
 
     :param env: An env id (the env is made with ``env_kwargs`` and closed again), a gymnasium env (possibly wrapped)
         or a Stable-Baselines3 ``VecEnv`` (its first sub-env is used; with ``SubprocVecEnv`` a pickled copy of the
