@@ -133,7 +133,12 @@ def make_env(env_id: str, **kwargs: Any) -> gym.Env:
 
 
 def get_preset(env_id: str) -> EnvPreset | None:
-    """The preset of an env id (any version), or ``None``."""
+    """
+    The preset of an env id (any version), or ``None``. The presets are those of gymnasium's own MuJoCo tasks: an id
+    with a namespace (``"my_ns/Humanoid-v4"``, another package's env) has none, whatever its name.
+    """
+    if "/" in env_id:
+        return None
     name, _ = split_env_id(env_id)
     return ENV_PRESETS.get(name)
 

@@ -67,6 +67,23 @@ def test_presets_per_task(env_id, obs_dim, horizon):
     assert model.rollout_horizon == horizon
 
 
+def test_namespaced_ids_get_no_preset():
+    """Another package's env named like a paper task (``my_ns/Humanoid-v4``) keeps its observations and horizon 1."""
+    import gymnasium as gym
+
+    from sb3_pmac.env_presets import get_preset, make_preset_env
+
+    env_id = "pmac_ns/Humanoid-v4"
+    if env_id not in gym.registry:
+        gym.register(env_id, entry_point="gymnasium.envs.mujoco.humanoid_v4:HumanoidEnv")
+    assert get_preset(env_id) is None and get_preset("Humanoid-v4") is not None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        assert make_preset_env(env_id).observation_space.shape == (376,)  # not MBPO's 45 entries
+        model = PMAC(env_id, buffer_size=1000)
+    assert model.observation_space.shape == (376,) and model.rollout_horizon == 1
+
+
 def test_explicit_arguments_override_presets():
     model = PMAC("Hopper-v4", buffer_size=1000, rollout_horizon=3, termination_fn=NeverTerminate(), learning_starts=10)
     assert model.rollout_horizon == 3 and isinstance(model.termination_fn, NeverTerminate) and model.learning_starts == 10
