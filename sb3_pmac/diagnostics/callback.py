@@ -145,8 +145,8 @@ class ModelDiagnosticsCallback(BaseCallback):
         bucket = self.num_timesteps // self.eval_freq
         if bucket > self._last_bucket:
             self._last_bucket = bucket
-            # PMAC has no public count of its model steps yet: the model is trained from the first one on
-            if self.agent.n_model_steps > 0:
+            # only once a model exists (a first training that produced no usable model does not count)
+            if self.agent.model_rounds_trained > 0:
                 self.evaluate()
 
     @property
