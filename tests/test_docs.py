@@ -128,7 +128,7 @@ def test_snippets_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     unused = set(REPLACE)
     n_blocks = 0
-    for page in ("README", "quickstart", "algorithm", "hyperparameters", "diagnostics"):
+    for page in ("README", "quickstart", "algorithm", "hyperparameters", "diagnostics", "architecture"):
         for block in python_blocks(page):
             namespace: dict = {"__name__": f"docs_{page}"}
             for old, new in REPLACE.items():
