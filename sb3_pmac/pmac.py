@@ -13,6 +13,7 @@ import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
@@ -369,7 +370,9 @@ class PMAC(ModelStepSAC):
         if self.termination_fn is None and self.env is not None:
             self.termination_fn = get_termination_fn(self.env)
 
-    def _setup_learn(self, total_timesteps: int, callback: MaybeCallback = None, *args: Any, **kwargs: Any):  # type: ignore[override]
+    def _setup_learn(
+        self, total_timesteps: int, callback: MaybeCallback = None, *args: Any, **kwargs: Any
+    ) -> tuple[int, BaseCallback]:
         if not isinstance(self.replay_buffer, PolicyVersionedReplayBuffer):  # e.g. a SAC agent's buffer, assigned
             raise TypeError(
                 f"{type(self).__name__}'s replay buffer must be a PolicyVersionedReplayBuffer (it records which policy "
