@@ -508,6 +508,9 @@ def test_callback_rows_csv_and_logger(callback_runs):
         assert values["time/total_timesteps"] == row["timesteps"]
         for key in csv_columns(3)[1:]:
             assert values[f"model/{key}"] == row[key]
+    # the evaluations' cumulative seconds: growing, the last one the callback's total
+    seconds = [values["time/diagnostics_s"] for values in logged]
+    assert 0 < seconds[0] < seconds[-1] == diagnostics.elapsed_s and seconds == sorted(seconds)
     # other dumps of the logger (training) carry no model/ keys
     assert any("train/actor_loss" in values for values in writer.rows)
 

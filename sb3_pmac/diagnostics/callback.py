@@ -7,6 +7,7 @@ and :attr:`~sb3_pmac.diagnostics.ModelDiagnosticsCallback.history`.
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 import gymnasium as gym
@@ -30,8 +31,9 @@ class ModelDiagnosticsCallback(BaseCallback):
     step's rollout (the step's transitions are in the replay buffer, its gradient updates and model step are not done
     yet: the row of step ``T`` uses the buffer positions ``< T``, like ``upto=T`` offline), and is skipped while the model
     has never been trained (during the warm-up). Each value is recorded in the SB3 logger as ``model/<key>`` (all keys
-    but ``timesteps``, which is ``time/total_timesteps``) and the logger is dumped, as SB3's ``EvalCallback`` does; the
-    row is appended to ``csv_path`` and kept in :attr:`history`.
+    but ``timesteps``, which is ``time/total_timesteps``), with the seconds of all evaluations so far as
+    ``time/diagnostics_s`` (:attr:`elapsed_s`), and the logger is dumped, as SB3's ``EvalCallback`` does; the row is
+    appended to ``csv_path`` and kept in :attr:`history`.
 
     The compounding horizon is fixed for the whole run, so that every CSV row has the same columns: ``horizon=None``
     means the largest horizon of the agent's rollout schedule (e.g. 15 for Hopper), the horizon the model rollouts
@@ -80,6 +82,8 @@ class ModelDiagnosticsCallback(BaseCallback):
         self.csv_path = os.path.abspath(os.fspath(csv_path)) if csv_path is not None else None
         #: one :func:`~sb3_pmac.diagnostics.evaluate_model` row per evaluation
         self.history: list[dict[str, float]] = []
+        #: seconds spent in evaluations so far (logged as ``time/diagnostics_s``, next to PMAC's ``time/`` counters)
+        self.elapsed_s = 0.0
         self._last_bucket = 0
 
     @property
@@ -162,11 +166,14 @@ class ModelDiagnosticsCallback(BaseCallback):
         :return: the row
         """
         assert self.eval_env is not None, "the evaluation env is built when the callback is initialised"
+        start = time.perf_counter()
         row = evaluate_model(self.agent, self.eval_env, self.config)
+        self.elapsed_s += time.perf_counter() - start
         self.history.append(row)
         for key, value in row.items():
             if key != TIMESTEPS:
                 self.logger.record(f"model/{key}", value)
+        self.logger.record("time/diagnostics_s", self.elapsed_s)
         self.logger.record("time/total_timesteps", self.num_timesteps, exclude="tensorboard")
         self.logger.dump(self.num_timesteps)
         if self.csv_path is not None:
