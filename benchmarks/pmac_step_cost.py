@@ -9,9 +9,10 @@ in the same call; the measured curve is integrated into projected hours for whol
 At each ``t``, a ``PMAC("Hopper-v4")`` with the Table 2 values (20 gradient steps per env step, model every 250
 steps, rollout batch 100k, 7 x 4x200 ensemble, the default bounded model training) gets a real buffer holding ``t``
 transitions of a real run (``--data``, reused cyclically past its end; without ``--data``: random transitions of the
-env, with the observations PMAC trains on, MBPO's truncated ones for Ant and Humanoid), tagged with policy versions as PMAC tags them (the 5000 warm-up steps, then one version per 250 steps), its
-policy version advanced to match, and ``num_timesteps = t``, so that the horizon schedule (epochs counted after the warm-up)
-and the mixture are those of step ``t`` of a real run. ``--prime-rounds`` model steps (untimed) warm the ensemble
+env, with the observations PMAC trains on, MBPO's truncated ones for Ant and Humanoid), tagged with policy versions
+as PMAC tags them (the 5000 warm-up steps, then one version per 250 steps), its policy version advanced to match, and
+``num_timesteps = t``, so that the horizon schedule (epochs counted after the warm-up) and the mixture are those of
+step ``t`` of a real run. ``--prime-rounds`` model steps (untimed) warm the ensemble
 up, then ``--steps`` env steps of ``learn`` are timed. PMAC's parts come from its cumulative ``_timings``; env time
 = wall - the other parts. Model training and rollouts are normalised per model step (one every 250 env steps).
 
