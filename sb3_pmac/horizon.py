@@ -47,15 +47,29 @@ def validate_horizon_schedule(schedule: HorizonSchedule) -> HorizonSchedule:
         raise ValueError(f"Rollout horizon schedule {schedule!r}: epochs must satisfy 0 <= a < b")
     if start_horizon < 1 or end_horizon < 1:
         raise ValueError(f"Rollout horizon schedule {schedule!r}: horizons must be >= 1")
+    return (start_epoch, end_epoch, start_horizon, end_horizon)
+
+
+def warn_table_1_order(schedule: HorizonSchedule, stacklevel: int = 3) -> None:
+    """
+    Warn when a schedule (as :func:`validate_horizon_schedule` returns it) looks copied in the paper's Table 1 order
+    ``(x, y, a, b)``: horizons longer than the last epoch. Called once, where the user's schedule enters (PMAC's
+    constructor), not wherever the schedule is read.
+
+    :param schedule: a validated schedule
+    :param stacklevel: the warning's stack level, counted from this function
+    """
+    if isinstance(schedule, int):
+        return
+    start_epoch, end_epoch, start_horizon, end_horizon = schedule
     if max(start_horizon, end_horizon) > end_epoch:
         warnings.warn(
-            f"Rollout horizon schedule {schedule!r} reads as epochs {start_epoch} -> {end_epoch}, horizon {start_horizon} -> "
-            f"{end_horizon}: horizons longer than the last epoch usually mean the paper's Table 1 order (x, y, a, b) "
-            f"was copied; the order here is [a, b, x, y] (MBPO's Hopper: [20, 100, 1, 15])",
+            f"Rollout horizon schedule {list(schedule)!r} reads as epochs {start_epoch} -> {end_epoch}, horizon "
+            f"{start_horizon} -> {end_horizon}: horizons longer than the last epoch usually mean the paper's Table 1 "
+            f"order (x, y, a, b) was copied; the order here is [a, b, x, y] (MBPO's Hopper: [20, 100, 1, 15])",
             UserWarning,
-            stacklevel=3,
+            stacklevel=stacklevel,
         )
-    return (start_epoch, end_epoch, start_horizon, end_horizon)
 
 
 def _is_int(value: object) -> bool:

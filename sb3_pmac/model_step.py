@@ -260,14 +260,20 @@ class ModelStepSAC(SAC):
         """
         return horizon_at(epoch_at(self.num_timesteps, self.learning_starts, self.epoch_length), self.rollout_horizon)
 
+    def model_buffer_capacity_at(self, horizon: int) -> int:
+        """
+        The model buffer's capacity at rollout horizon ``horizon``: ``model_buffer_size`` when set, else MBPO's rule
+        (:func:`~sb3_pmac.horizon.model_buffer_capacity`).
+        """
+        if self.model_buffer_size is not None:
+            return int(self.model_buffer_size)
+        rollouts_per_epoch = max(1, self.epoch_length // self.model_train_freq)
+        return model_buffer_capacity(self.rollout_batch_size, horizon, rollouts_per_epoch, self.model_retain_epochs)
+
     def rollout(self) -> RolloutInfo:
         """Roll the current actor in the learned model from start states drawn per the mixture (Algorithm 2, l. 7-10)."""
         horizon = self.current_rollout_horizon()
-        capacity = self.model_buffer_size
-        if capacity is None:
-            rollouts_per_epoch = max(1, self.epoch_length // self.model_train_freq)
-            capacity = model_buffer_capacity(self.rollout_batch_size, horizon, rollouts_per_epoch, self.model_retain_epochs)
-        self.model_buffer.resize(capacity)
+        self.model_buffer.resize(self.model_buffer_capacity_at(horizon))
         mixture = self.data_mixture(self.adapt_rollout_starts)
         starts = self.replay_buffer.sample_by_mixture(self.rollout_batch_size, mixture).observations
         assert self.termination_fn is not None

@@ -41,7 +41,7 @@ from sb3_pmac.checks import (
 from sb3_pmac.compat import legacy_defaults, legacy_policy_version, saved_data
 from sb3_pmac.dynamics import ModelTrainingInfo
 from sb3_pmac.env_presets import apply_presets
-from sb3_pmac.horizon import HorizonSchedule, model_buffer_capacity, validate_horizon_schedule
+from sb3_pmac.horizon import HorizonSchedule, max_horizon, validate_horizon_schedule, warn_table_1_order
 from sb3_pmac.mixed_sampler import MixedReplaySampler
 from sb3_pmac.model_step import ModelStepSAC
 from sb3_pmac.policy_mixture import PolicyMixture, check_adaptation_rate
@@ -209,6 +209,7 @@ class PMAC(ModelStepSAC):
                 f"e.g. {type(self).__name__}('Hopper-v4')"
             )
         self.rollout_horizon = validate_horizon_schedule(rollout_horizon)
+        warn_table_1_order(self.rollout_horizon)
         check_pmac_arguments(
             optimize_memory_usage=optimize_memory_usage,
             n_steps=n_steps,
@@ -296,17 +297,14 @@ class PMAC(ModelStepSAC):
         self.model_retain_epochs = int(model_retain_epochs)
         self.model_buffer_size = model_buffer_size
         if env is not None:
-            max_horizon = self.rollout_horizon if isinstance(self.rollout_horizon, int) else max(self.rollout_horizon[2:])
-            rollouts_per_epoch = max(1, self.epoch_length // self.model_train_freq)
-            retain = self.model_retain_epochs
-            capacity = model_buffer_capacity(self.rollout_batch_size, max_horizon, rollouts_per_epoch, retain)
+            largest = max_horizon(self.rollout_horizon)
             assert self.observation_space.shape is not None and self.action_space.shape is not None
             warn_model_buffer_memory(
                 type(self).__name__,
-                capacity if model_buffer_size is None else int(model_buffer_size),
+                self.model_buffer_capacity_at(largest),
                 obs_dim=int(np.prod(self.observation_space.shape)),
                 action_dim=int(np.prod(self.action_space.shape)),
-                horizon=max_horizon,
+                horizon=largest,
             )
         self.ensemble_size = int(ensemble_size)
         self.n_elites = int(n_elites)

@@ -11,7 +11,7 @@ import pytest
 import torch as th
 
 from sb3_pmac import MBPO, PMAC
-from sb3_pmac.horizon import validate_horizon_schedule
+from sb3_pmac.horizon import validate_horizon_schedule, warn_table_1_order
 from sb3_pmac.termination import NeverTerminate, register_termination_fn
 from sb3_pmac.termination.rules import terminations
 
@@ -27,10 +27,23 @@ def _tiny(**kwargs):
 def test_table_1_horizon_order_warns():
     with pytest.warns(UserWarning, match=r"Table 1 order.*\[20, 100, 1, 15\]"):
         assert validate_horizon_schedule([1, 15, 20, 100]) == (1, 15, 20, 100)
+        warn_table_1_order(validate_horizon_schedule([1, 15, 20, 100]))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         for schedule in ([20, 100, 1, 15], [20, 300, 1, 25], 5):  # MBPO's Hopper and Humanoid, a fixed horizon
-            validate_horizon_schedule(schedule)
+            warn_table_1_order(validate_horizon_schedule(schedule))
+
+
+def test_table_1_horizon_order_warns_once_per_agent():
+    """Said where the schedule enters (the constructor), not again at every place that reads it."""
+    from conftest import TINY_PMAC_KWARGS
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = PMAC("MlpPolicy", "Pendulum-v1", **{**TINY_PMAC_KWARGS, "rollout_horizon": [1, 15, 20, 100]})
+        model.learn(220)  # model steps at 101, 151, 201
+    assert model.n_model_steps == 3
+    assert sum("Table 1 order" in str(warning.message) for warning in caught) == 1
 
 
 def test_termination_outputs_need_one_value_per_transition():
