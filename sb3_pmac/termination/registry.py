@@ -148,32 +148,28 @@ _REGISTRY: dict[str, TerminationFactory] = {
 # ---------------------------------------------------------------------------------------------------- lookup
 def env_base_name(env_id: str) -> str:
     """
-    The registry key of an env id: the name without namespace and version, e.g. ``"Hopper-v5" -> "Hopper"``.
+    The name of an env id without namespace and version, e.g. ``"Hopper-v5" -> "Hopper"``, ``"ns/Name-v0" -> "Name"``
+    (the last of its :func:`registry_keys`).
 
     :param env_id: A gymnasium env id (``"Hopper-v4"``, ``"ns/Name-v0"``) or a base name
     :return: The base name
     """
-    try:
-        _, name, _ = gym.envs.registration.parse_env_id(env_id)
-    except gym.error.Error:
-        name = env_id.rsplit("/", 1)[-1]
-    return name
+    return registry_keys(env_id)[-1]
 
 
 def registry_keys(env_id: str) -> list[str]:
     """
     The registry keys an env id is looked up by, the most specific first: ``"ns/Name"`` when the id has a namespace,
-    then the base name ``"Name"`` (:func:`env_base_name`); e.g. ``"my_ns/Hopper-v0" -> ["my_ns/Hopper", "Hopper"]``,
-    ``"Hopper-v5" -> ["Hopper"]``.
+    then the base name ``"Name"``; e.g. ``"my_ns/Hopper-v0" -> ["my_ns/Hopper", "Hopper"]``, ``"Hopper-v5" ->
+    ["Hopper"]``.
 
     :param env_id: A gymnasium env id or a (namespaced) base name
     :return: The keys, most specific first
     """
     try:
-        namespace, _, _ = gym.envs.registration.parse_env_id(env_id)
+        namespace, name, _ = gym.envs.registration.parse_env_id(env_id)
     except gym.error.Error:
-        namespace = env_id.rsplit("/", 1)[0] if "/" in env_id else None
-    name = env_base_name(env_id)
+        namespace, _, name = env_id.rpartition("/")
     return [f"{namespace}/{name}", name] if namespace else [name]
 
 
