@@ -84,12 +84,17 @@ class Run:
     wall_s: np.ndarray
     record: dict[str, Any]
     progress: dict[str, np.ndarray]
-    diagnostics_steps: np.ndarray
     #: ``machine.json`` of the run, written by hand when a run (re)starts on a machine (``{"cpu": ...}``); ``{}``
     #: where none was recorded
     machine: dict[str, Any] = field(default_factory=dict)
     #: the columns of ``diagnostics.csv`` (``{}`` where there is none), rows in the file's order
     diagnostics: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def diagnostics_steps(self) -> np.ndarray:
+        """The steps of the run's diagnostics rows (empty without ``diagnostics.csv``)."""
+        steps = self.diagnostics.get(TIMESTEPS, np.zeros(0))
+        return steps[np.isfinite(steps)]
 
     @property
     def cpu(self) -> str:
@@ -136,7 +141,6 @@ def load_campaign(results: Path, env: str = ENV_ID, algos: Sequence[str] = ALGOS
                 wall_s=wall,
                 record=json.loads((curve.path / "run.json").read_text()),
                 progress=read_columns(progress_file) if progress_file.is_file() else {},
-                diagnostics_steps=_diagnostics_steps(diagnostics_file),
                 machine=_read_json(curve.path / MACHINE_FILE),
                 diagnostics=read_columns(diagnostics_file) if diagnostics_file.is_file() else {},
             )
@@ -144,11 +148,6 @@ def load_campaign(results: Path, env: str = ENV_ID, algos: Sequence[str] = ALGOS
     for runs in campaign.values():
         runs.sort(key=lambda run: run.seed)
     return campaign
-
-
-def _diagnostics_steps(path: Path) -> np.ndarray:
-    steps = read_columns(path).get(TIMESTEPS, np.zeros(0)) if path.is_file() else np.zeros(0)
-    return steps[np.isfinite(steps)]
 
 
 def window_score(run: Run, step: int, window: int = WINDOW) -> float | None:
