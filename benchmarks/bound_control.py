@@ -1,0 +1,129 @@
+"""
+How much of a run's model error is the bounded model training's? A control for the PMAC vs MBPO comparison.
+
+The campaign trains both algorithms' models with the bounded trainer (a fixed budget per round). MBPO's uniform
+selection spreads that budget over the whole history, PMAC's over recent policies, so the bound may cost MBPO more than
+PMAC. This script takes a checkpoint of a run (agent + its replay buffer), measures the model diagnostics of the model
+the run trained (``saved``), then retrains that model on the same buffer to convergence, as MBPO's code does every
+round (``model_training="full"``: as many rows as the buffer holds, early stopping, warm-started from the saved model),
+once with each selection (Algorithm 1's weights and uniform), and measures again on the same fresh transitions of the
+same policy (same seed). The actor is never changed: only the model differs between rows.
+
+    python benchmarks/bound_control.py --agent run/resume_57000.zip --buffer run/resume_57000_buffer.pkl \\
+        --allow-pickle --env Hopper-v4 --label mbpo_seed1 --csv results/campaign/bound_control.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import os
+from collections.abc import Sequence
+
+import gymnasium as gym
+import torch as th
+
+from sb3_pmac import PMAC
+from sb3_pmac.diagnostics import evaluate_model
+from sb3_pmac.diagnostics.checkpoints import load_agent, load_buffer
+from sb3_pmac.dynamics.model_trainer import ModelTrainingInfo
+from sb3_pmac.env_presets import make_preset_env
+
+COLUMNS = [
+    "label",
+    "num_timesteps",
+    "config",
+    "selection",
+    "train_rows",
+    "epochs",
+    "grad_steps",
+    "train_s",
+    "local_obs_mse",
+    "local_reward_mse",
+    "global_obs_mse",
+    "global_reward_mse",
+    "compounding_h10",
+]
+SELECTIONS = ("exponential", "uniform")
+
+
+def _row(label: str, agent: PMAC, config: str, selection: str, diag: dict, info: ModelTrainingInfo | None) -> dict:
+    return {
+        "label": label,
+        "num_timesteps": agent.num_timesteps,
+        "config": config,
+        "selection": selection,
+        "train_rows": info.n_train + info.n_holdout if info else "",
+        "epochs": info.epochs if info else "",
+        "grad_steps": info.grad_steps if info else "",
+        "train_s": round(info.seconds, 1) if info else "",
+        **{key: diag[key] for key in COLUMNS[8:12]},
+        "compounding_h10": diag["compounding_obs_mse_h10"],
+    }
+
+
+def control_rows(agent: PMAC, env: gym.Env, label: str, selections: Sequence[str] = SELECTIONS, seed: int = 0) -> list[dict]:
+    """
+    The diagnostics of ``agent``'s model as saved, then of that model retrained to convergence on the agent's whole
+    replay buffer with each selection in ``selections`` (each from the saved model and trainer state). The agent is
+    left with the saved model.
+
+    :param agent: a PMAC or MBPO agent with its replay buffer
+    :param env: evaluation env (raw observations), reset by every measurement
+    :param label: name of the run in the rows
+    :param selections: ``"exponential"`` (Algorithm 1's weights) and/or ``"uniform"`` (MBPO)
+    :param seed: seed of the measurements (the same fresh transitions for every row)
+    :return: one row (the CSV's columns) per model
+    """
+    own = "exponential" if agent.adapt_model_training else "uniform"
+    rows = [_row(label, agent, "saved", own, evaluate_model(agent, env, horizon=10, seed=seed), None)]
+    saved = (agent.model_trainer, agent.model_training, agent.adapt_model_training)
+    saved_model = copy.deepcopy(agent.dynamics_model.state_dict())
+    for selection in selections:
+        trainer = copy.deepcopy(saved[0])  # holds the model: load the saved weights into its copy
+        trainer.model.load_state_dict(saved_model)
+        trainer.max_grad_steps, trainer.max_epochs = None, None  # MBPO's code: until early stopping
+        agent.dynamics_model = trainer.model
+        agent.model_trainer, agent.model_training = trainer, "full"
+        agent.adapt_model_training = selection == "exponential"
+        info = agent.train_dynamics_model()
+        rows.append(_row(label, agent, "full", selection, evaluate_model(agent, env, horizon=10, seed=seed), info))
+    agent.model_trainer, agent.model_training, agent.adapt_model_training = saved
+    agent.dynamics_model = agent.model_trainer.model
+    agent.dynamics_model.load_state_dict(saved_model)
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> list[dict]:
+    """Command line: see the module's docstring."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--agent", required=True, help="saved agent zip (a run's checkpoint)")
+    parser.add_argument("--buffer", required=True, help="its replay buffer file")
+    parser.add_argument("--allow-pickle", action="store_true", help="read a pickled buffer file (trusted files only)")
+    parser.add_argument("--env", required=True)
+    parser.add_argument("--label", required=True, help="name of the run in the CSV")
+    parser.add_argument("--csv", required=True, help="CSV file the rows are appended to")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the diagnostics (fresh transitions)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--selections", nargs="+", default=list(SELECTIONS), choices=list(SELECTIONS))
+    args = parser.parse_args(argv)
+    th.set_num_threads(args.threads)
+
+    agent = load_agent(args.agent, device="cpu")
+    agent.replay_buffer = load_buffer(args.buffer, allow_pickle=args.allow_pickle)
+    rows = control_rows(agent, make_preset_env(args.env), args.label, args.selections, args.seed)
+    for row in rows:
+        print(", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+    new = not os.path.exists(args.csv)
+    os.makedirs(os.path.dirname(args.csv) or ".", exist_ok=True)
+    with open(args.csv, "a", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=COLUMNS)
+        if new:
+            writer.writeheader()
+        writer.writerows(rows)
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+"""
+The bounded-training control (benchmarks/bound_control.py): every retraining starts from the saved model, uses the
+whole buffer with the selection asked for, and the agent gets its saved model back.
+"""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+
+from sb3_pmac import PMAC
+from sb3_pmac.diagnostics import evaluate_model
+
+SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "bound_control.py"
+
+
+@pytest.fixture(scope="module")
+def bound_control():
+    spec = importlib.util.spec_from_file_location("bound_control", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop(spec.name, None)
+
+
+@pytest.fixture(scope="module")
+def agent():
+    model = PMAC(
+        "MlpPolicy",
+        "Pendulum-v1",
+        learning_starts=100,
+        model_train_freq=100,
+        gradient_steps=1,
+        rollout_batch_size=50,
+        ensemble_size=3,
+        n_elites=2,
+        dynamics_kwargs=dict(hidden_sizes=(16, 16)),
+        model_trainer_kwargs=dict(max_grad_steps=5),
+        seed=0,
+    )
+    model.learn(500)
+    return model
+
+
+def test_retrainings_start_from_the_saved_model_and_use_the_whole_buffer(bound_control, agent):
+    env = gym.make("Pendulum-v1")
+    before = {k: v.clone() for k, v in agent.dynamics_model.state_dict().items()}
+    saved_row = evaluate_model(agent, env, horizon=10, seed=3)
+    rows = bound_control.control_rows(agent, env, "tiny", ("exponential", "uniform"), seed=3)
+    assert [(r["config"], r["selection"]) for r in rows] == [
+        ("saved", "exponential"), ("full", "exponential"), ("full", "uniform")
+    ]  # fmt: skip
+    assert rows[0]["local_obs_mse"] == saved_row["local_obs_mse"]
+    for row in rows[1:]:
+        assert row["train_rows"] == 500  # as many rows as the buffer holds
+        assert row["grad_steps"] > 5  # not bounded by the agent's max_grad_steps
+        assert row["local_obs_mse"] != rows[0]["local_obs_mse"]
+    assert rows[1]["local_obs_mse"] != rows[2]["local_obs_mse"]  # the selections differ
+    # the agent is left as it was: its saved model, bounded training, its own selection
+    for key, value in agent.dynamics_model.state_dict().items():
+        assert th.equal(value, before[key]), key
+    assert agent.model_trainer.model is agent.dynamics_model
+    assert agent.model_training == "bounded" and agent.adapt_model_training
+    assert agent.model_trainer.max_grad_steps == 5
+    # uniform alone gives the same model as uniform after exponential: each retraining starts from the saved state
+    alone = bound_control.control_rows(agent, env, "tiny", ("uniform",), seed=3)
+    np.testing.assert_equal(alone[1]["local_obs_mse"], rows[2]["local_obs_mse"])
+    np.testing.assert_equal(alone[1]["grad_steps"], rows[2]["grad_steps"])
