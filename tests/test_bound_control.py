@@ -11,6 +11,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
+from conftest import TINY_PMAC_KWARGS
 
 from sb3_pmac import PMAC
 from sb3_pmac.diagnostics import evaluate_model
@@ -31,19 +32,8 @@ def bound_control():
 
 @pytest.fixture(scope="module")
 def agent():
-    model = PMAC(
-        "MlpPolicy",
-        "Pendulum-v1",
-        learning_starts=100,
-        model_train_freq=100,
-        gradient_steps=1,
-        rollout_batch_size=50,
-        ensemble_size=3,
-        n_elites=2,
-        dynamics_kwargs=dict(hidden_sizes=(16, 16)),
-        model_trainer_kwargs=dict(max_grad_steps=5),
-        seed=0,
-    )
+    kwargs = {**TINY_PMAC_KWARGS, "model_train_freq": 100, "model_trainer_kwargs": dict(max_grad_steps=5)}
+    model = PMAC("MlpPolicy", "Pendulum-v1", seed=0, **kwargs)
     model.learn(500)
     return model
 
