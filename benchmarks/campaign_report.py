@@ -16,6 +16,7 @@ split) between the ``<!-- campaign:start -->`` and ``<!-- campaign:end -->`` mar
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import math
 import os
@@ -436,6 +437,40 @@ def model_error_table(rows: Sequence[ModelErrorRow]) -> list[str]:
     return lines
 
 
+BOUND_CONTROL_CSV = "bound_control.csv"
+SELECTION_LABELS = {"exponential": "Algorithm 1", "uniform": "uniform (MBPO)"}
+
+
+def bound_control_table(path: Path) -> list[str]:
+    """
+    The rows of ``benchmarks/bound_control.py``'s CSV as a table: per checkpoint, the model as the run trained it
+    (bounded) and the same model retrained to convergence on the whole buffer with each selection. Empty without
+    the file.
+    """
+    if not path.is_file():
+        return []
+    with open(path, newline="") as file:
+        records = list(csv.DictReader(file))
+    lines = [
+        "| run | steps | model | selection | rows | gradient steps | training s | local obs MSE | global obs MSE "
+        "| compounding obs MSE, h = 10 |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for record in records:
+        algo, _, seed = record["label"].partition("_seed")
+        bounded = record["config"] == "saved"
+        lines.append(
+            f"| {_label(algo)} seed {seed} | {fmt_steps(float(record['num_timesteps']))} | "
+            f"{'as the run trained it (bounded)' if bounded else 'retrained to convergence'} | "
+            f"{SELECTION_LABELS.get(record['selection'], record['selection'])} | "
+            f"{'4750' if bounded else fmt_steps(float(record['train_rows']))} | "
+            f"{'≤ 400 per training' if bounded else fmt_steps(float(record['grad_steps']))} | "
+            f"{'-' if bounded else record['train_s']} | {float(record['local_obs_mse']):.3g} | "
+            f"{float(record['global_obs_mse']):.3g} | {float(record['compounding_h10']):.3g} |"
+        )
+    return lines
+
+
 def replace_between_markers(text: str, content: str, start: str = START_MARKER, end: str = END_MARKER) -> str:
     """``text`` with what lies between the ``start`` and ``end`` lines replaced by ``content``; the rest unchanged."""
     if text.count(start) != 1 or text.count(end) != 1 or text.index(start) > text.index(end):
@@ -721,6 +756,7 @@ def report_markdown(campaign: dict[str, list[Run]], options: ReportOptions) -> s
         "",
     ]
     model_based = [algo for algo in options.algos if algo != "sac_zoo"]
+    control = bound_control_table(options.results / options.env / BOUND_CONTROL_CSV)
     if at_steps:
         lines += [
             "Left: one-step observation error on fresh transitions of the current policy (local, solid) and on the "
@@ -737,7 +773,8 @@ def report_markdown(campaign: dict[str, list[Run]], options: ReportOptions) -> s
             "comparison on equal data is the replay above (`benchmarks/model_replay.py`: the same buffer, models "
             "trained on PMAC's and on MBPO's selection). Both agents use bounded model training here (MBPO: 4750 "
             "transitions drawn uniformly per training); MBPO's own code trains on the whole buffer "
-            '(`model_training="full"`), which this campaign does not run.',
+            '(`model_training="full"`), which this campaign does not run'
+            + ("; what that changes for the models of these runs: the subsection below." if control else "."),
             "",
             "The same errors in numbers: each run's diagnostics row at or before the step, mean ± std (ddof = 0) over "
             "the runs that have reached it; *local / global* is each run's ratio, then averaged.",
@@ -752,6 +789,21 @@ def report_markdown(campaign: dict[str, list[Run]], options: ReportOptions) -> s
                     f"At {wins} of the {compared} diagnostics steps that runs of both have reached, PMAC's local error "
                     "(mean over its runs) is below MBPO's.",
                 ]
+        if control:
+            lines += [
+                "",
+                "#### The bound on the runs' own data",
+                "",
+                "How much of a run's model error is the bounded training's? `benchmarks/bound_control.py` takes a "
+                "checkpoint of a run (agent and replay buffer), measures the model as the run trained it, then "
+                "retrains that model (warm start) to convergence on the whole buffer as MBPO's code does every round "
+                '(`model_training="full"`: as many rows as the buffer holds, early stopping with patience 5), once with '
+                "each selection, and measures each model on the same 1000 fresh transitions of the run's current policy "
+                "(same seed; only the model differs between a checkpoint's rows). The two retrained models of a "
+                "checkpoint compare the selections on equal data at an equal (unbounded) budget.",
+                "",
+                *control,
+            ]
     else:
         lines.append("No diagnostics row yet (the first is written once a model has been trained).")
     lines += [

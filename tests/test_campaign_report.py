@@ -162,6 +162,7 @@ def test_iqm_and_full_report(report, results: Path, tmp_path: Path, rliable_rows
     assert "| 30 000 | 2 / 1 | +165 | 1.00 | 0.33 (0.33) |" in text
     assert "| 25 000 | PMAC | 2 | 0.015 ± 0.005 | 0.03 ± 0.01 | 0.5 ± 0 | 0.05 ± 0 |" in text
     assert "At 0 of the 3 diagnostics steps that runs of both have reached, PMAC's local error" in text
+    assert "#### The bound" not in text and "which this campaign does not run." in text  # no control CSV
 
 
 def test_pmac_against_mbpo(report, rliable_rows):
@@ -203,3 +204,29 @@ def test_model_error_table_by_hand(report, results: Path):
     # equal local errors at every shared step (10 000 and 20 000 both seeds; 30 000 PMAC 0.015 against MBPO 0.01)
     assert report.local_error_wins(campaign) == (0, 3)
     assert report.local_error_wins(campaign, "mbpo", "pmac") == (1, 3)
+
+
+def test_bound_control_table(report, results: Path, tmp_path: Path):
+    path = results / ENV / report.BOUND_CONTROL_CSV
+    assert report.bound_control_table(path) == []  # no control run: no table (and no subsection)
+    header = ("label,num_timesteps,config,selection,train_rows,epochs,grad_steps,train_s,local_obs_mse,local_reward_mse,"
+              "global_obs_mse,global_reward_mse,compounding_h10\n")  # fmt: skip
+    path.write_text(
+        header + "mbpo_seed1,57000,saved,uniform,,,,,0.02272,0.0001,0.01897,0.00008,0.1262\n"
+        "mbpo_seed1,57000,full,exponential,57000,41,7052,1203.4,0.004,0.0001,0.02,0.00008,0.03\n"
+    )
+    table = report.bound_control_table(path)
+    assert table[2] == (
+        "| MBPO seed 1 | 57 000 | as the run trained it (bounded) | uniform (MBPO) | 4750 | ≤ 400 per training | - | "
+        "0.0227 | 0.019 | 0.126 |"
+    )
+    assert table[3] == (
+        "| MBPO seed 1 | 57 000 | retrained to convergence | Algorithm 1 | 57 000 | 7 052 | 1203.4 | 0.004 | 0.02 | 0.03 |"
+    )
+    assert len(table) == 4
+    options = report.ReportOptions(results=results, doc=tmp_path / "results.md", figures=tmp_path / "figures",
+                                   algos=("pmac", "mbpo"), seeds=(0, 1), steps=(25_000, 30_000), x_max=30_000,
+                                   iqm=False)  # fmt: skip
+    text = report.report_markdown(report.load_campaign(results, ENV, ("pmac", "mbpo")), options)
+    assert "#### The bound on the runs' own data" in text and table[3] in text
+    assert "which this campaign does not run; what that changes for the models of these runs" in text
