@@ -101,6 +101,20 @@ def check_model_training(model_training: str, model_train_size: int | None) -> N
         raise ValueError("model_train_size sets the bounded training set: it cannot be used with model_training='full'")
 
 
+def check_policy_name(policy: object, algo: str) -> None:
+    """
+    PMAC's policy given by name: ``"MlpPolicy"`` only. SAC's ``CnnPolicy`` and ``MultiInputPolicy`` are for image and
+    dict observations, which the dynamics model cannot predict: refused with that reason instead of the error SAC's
+    policy would raise on a flat observation space.
+    """
+    if isinstance(policy, str) and policy in ("CnnPolicy", "MultiInputPolicy"):
+        raise ValueError(
+            f"{algo} supports policy='MlpPolicy' only, got {policy!r}: its dynamics model predicts flat vector "
+            "observations (image and dict observations are not supported; flatten them with a wrapper and use "
+            "'MlpPolicy', with policy_kwargs=dict(features_extractor_class=...) for a custom feature extractor)"
+        )
+
+
 def check_spaces(env: gym.Env | VecEnv) -> None:
     """PMAC models flat continuous states and actions: reject everything else with a clear message."""
     action_space, observation_space = env.action_space, env.observation_space

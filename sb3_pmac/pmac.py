@@ -32,6 +32,7 @@ from sb3_pmac.checks import (
     ModelTrainingMode,
     check_load_overrides,
     check_pmac_arguments,
+    check_policy_name,
     check_spaces,
     warn_model_buffer_memory,
     warn_questionable_settings,
@@ -142,7 +143,8 @@ class PMAC(ModelStepSAC):
     :param _init_setup_model: Whether or not to build the network at the creation of the instance
     """
 
-    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = SAC.policy_aliases
+    #: ``"MlpPolicy"`` only: SAC's other policies are refused (:func:`~sb3_pmac.checks.check_policy_name`)
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"MlpPolicy": SAC.policy_aliases["MlpPolicy"]}
     #: Whether the policy mixture is Algorithm 1 (PMAC) by default; ``MBPO`` turns both switches off.
     _adapt_by_default: ClassVar[bool] = True
 
@@ -197,6 +199,7 @@ class PMAC(ModelStepSAC):
         device: th.device | str = "auto",
         _init_setup_model: bool = True,
     ):
+        check_policy_name(policy, type(self).__name__)
         # Shorthand PMAC("Hopper-v4"): the first argument is an env id
         if env is None and isinstance(policy, str) and policy not in self.policy_aliases:
             policy, env = "MlpPolicy", policy

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch as th
 from gymnasium import spaces
+from stable_baselines3 import SAC
 
 from sb3_pmac import PMAC
 from sb3_pmac.checks import UnsupportedSpaceError
@@ -682,3 +683,14 @@ def test_gsde_rollouts_draw_a_fresh_exploration_matrix_per_branch():
     assert abs(actions.std() / std - 1) < 0.05
     quantiles = th.tensor([0.1, 0.5, 0.9])
     assert th.allclose(th.quantile(actions[:, 0], quantiles), th.quantile(reference[:, 0], quantiles), atol=0.15 * std)
+
+
+@pytest.mark.parametrize("policy", ["CnnPolicy", "MultiInputPolicy"])
+def test_sacs_image_and_dict_policies_are_refused_by_name(policy):
+    # SAC's own error here would be about its feature extractor ('Box' has no attribute 'spaces', NatureCNN images)
+    for env in (SpacesEnv(BOX_OBS, BOX_ACT), None):
+        with pytest.raises(ValueError, match="supports policy='MlpPolicy' only, got '" + policy):
+            PMAC(policy, env)
+    assert set(PMAC.policy_aliases) == {"MlpPolicy"}
+    model = PMAC("MlpPolicy", SpacesEnv(BOX_OBS, BOX_ACT), buffer_size=100)
+    assert type(model.policy) is SAC.policy_aliases["MlpPolicy"]
