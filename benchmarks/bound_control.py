@@ -63,7 +63,9 @@ def _row(label: str, agent: PMAC, config: str, selection: str, diag: dict, info:
     }
 
 
-def control_rows(agent: PMAC, env: gym.Env, label: str, selections: Sequence[str] = SELECTIONS, seed: int = 0) -> list[dict]:
+def control_rows(
+    agent: PMAC, env: gym.Env, label: str, selections: Sequence[str] = SELECTIONS, seed: int = 0, verbose: int = 0
+) -> list[dict]:
     """
     The diagnostics of ``agent``'s model as saved, then of that model retrained to convergence on the agent's whole
     replay buffer with each selection in ``selections`` (each from the saved model and trainer state). The agent is
@@ -74,6 +76,7 @@ def control_rows(agent: PMAC, env: gym.Env, label: str, selections: Sequence[str
     :param label: name of the run in the rows
     :param selections: ``"exponential"`` (Algorithm 1's weights) and/or ``"uniform"`` (MBPO)
     :param seed: seed of the measurements (the same fresh transitions for every row)
+    :param verbose: the retrainings' verbosity (:class:`~sb3_pmac.dynamics.model_trainer.ModelTrainer`: 2, a line per epoch)
     :return: one row (the CSV's columns) per model
     """
     own = "exponential" if agent.adapt_model_training else "uniform"
@@ -84,6 +87,7 @@ def control_rows(agent: PMAC, env: gym.Env, label: str, selections: Sequence[str
         trainer = copy.deepcopy(saved[0])  # holds the model: load the saved weights into its copy
         trainer.model.load_state_dict(saved_model)
         trainer.max_grad_steps, trainer.max_epochs = None, None  # MBPO's code: until early stopping
+        trainer.verbose = verbose
         agent.dynamics_model = trainer.model
         agent.model_trainer, agent.model_training = trainer, "full"
         agent.adapt_model_training = selection == "exponential"
@@ -106,13 +110,14 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     parser.add_argument("--csv", required=True, help="CSV file the rows are appended to")
     parser.add_argument("--seed", type=int, default=0, help="seed of the diagnostics (fresh transitions)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--verbose", type=int, default=1, help="2: a line per training epoch")
     parser.add_argument("--selections", nargs="+", default=list(SELECTIONS), choices=list(SELECTIONS))
     args = parser.parse_args(argv)
     th.set_num_threads(args.threads)
 
     agent = load_agent(args.agent, device="cpu")
     agent.replay_buffer = load_buffer(args.buffer, allow_pickle=args.allow_pickle)
-    rows = control_rows(agent, make_preset_env(args.env), args.label, args.selections, args.seed)
+    rows = control_rows(agent, make_preset_env(args.env), args.label, args.selections, args.seed, args.verbose)
     for row in rows:
         print(", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
     new = not os.path.exists(args.csv)
