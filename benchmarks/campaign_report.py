@@ -444,7 +444,7 @@ SELECTION_LABELS = {"exponential": "Algorithm 1", "uniform": "uniform (MBPO)"}
 def bound_control_table(path: Path) -> list[str]:
     """
     The rows of ``benchmarks/bound_control.py``'s CSV as a table: per checkpoint, the model as the run trained it
-    (bounded) and the same model retrained to convergence on the whole buffer with each selection. Empty without
+    (bounded) and the same model retrained on the whole buffer with each selection. Empty without
     the file.
     """
     if not path.is_file():
@@ -461,7 +461,7 @@ def bound_control_table(path: Path) -> list[str]:
         bounded = record["config"] == "saved"
         lines.append(
             f"| {_label(algo)} seed {seed} | {fmt_steps(float(record['num_timesteps']))} | "
-            f"{'as the run trained it (bounded)' if bounded else 'retrained to convergence'} | "
+            f"{'as the run trained it (bounded)' if bounded else 'retrained on the whole buffer'} | "
             f"{SELECTION_LABELS.get(record['selection'], record['selection'])} | "
             f"{'4750' if bounded else fmt_steps(float(record['train_rows']))} | "
             f"{'≤ 400 per training' if bounded else fmt_steps(float(record['grad_steps']))} | "
@@ -796,11 +796,12 @@ def report_markdown(campaign: dict[str, list[Run]], options: ReportOptions) -> s
                 "",
                 "How much of a run's model error is the bounded training's? `benchmarks/bound_control.py` takes a "
                 "checkpoint of a run (agent and replay buffer), measures the model as the run trained it, then "
-                "retrains that model (warm start) to convergence on the whole buffer as MBPO's code does every round "
-                '(`model_training="full"`: as many rows as the buffer holds, early stopping with patience 5), once with '
-                "each selection, and measures each model on the same 1000 fresh transitions of the run's current policy "
+                "retrains that model (warm start) on the whole buffer as MBPO's code trains every round "
+                '(`model_training="full"`: as many rows as the buffer holds, early stopping with patience 5, here at '
+                "most 100 epochs), once with each selection, and measures each model on the same 1000 fresh transitions "
+                "of the run's current policy "
                 "(same seed; only the model differs between a checkpoint's rows). The two retrained models of a "
-                "checkpoint compare the selections on equal data at an equal (unbounded) budget.",
+                "checkpoint compare the selections on equal data at an equal budget.",
                 "",
                 *control,
             ]

@@ -221,7 +221,8 @@ def test_bound_control_table(report, results: Path, tmp_path: Path):
         "0.0227 | 0.019 | 0.126 |"
     )
     assert table[3] == (
-        "| MBPO seed 1 | 57 000 | retrained to convergence | Algorithm 1 | 57 000 | 7 052 | 1203.4 | 0.004 | 0.02 | 0.03 |"
+        "| MBPO seed 1 | 57 000 | retrained on the whole buffer | Algorithm 1 | 57 000 | 7 052 | 1203.4 | 0.004 | 0.02 | "
+        "0.03 |"
     )
     assert len(table) == 4
     options = report.ReportOptions(results=results, doc=tmp_path / "results.md", figures=tmp_path / "figures",
