@@ -12,6 +12,7 @@ from conftest import TINY_PMAC_KWARGS
 from gymnasium import spaces
 from stable_baselines3 import SAC
 from stable_baselines3.common.logger import configure
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
 
 from sb3_pmac import PMAC, fast_sac
@@ -41,6 +42,17 @@ class BoxEnv(gym.Env):
 
     def step(self, action):
         return np.zeros(OBS_DIM, np.float32), 0.0, False, False, {}
+
+
+class LinearExtractor(BaseFeaturesExtractor):
+    """A features extractor with parameters (SB3's default, ``FlattenExtractor``, has none)."""
+
+    def __init__(self, observation_space: spaces.Box, features_dim: int = 8):
+        super().__init__(observation_space, features_dim)
+        self.linear = th.nn.Linear(int(observation_space.shape[0]), features_dim)
+
+    def forward(self, observations: th.Tensor) -> th.Tensor:
+        return th.tanh(self.linear(observations))
 
 
 def make_sac(**kwargs) -> SAC:
@@ -136,8 +148,11 @@ def test_same_updates_as_sb3_over_several_calls():
         dict(policy_kwargs=dict(net_arch=dict(pi=[32], qf=[32, 32]), n_critics=3), ent_coef="auto_0.5"),
         dict(policy_kwargs=dict(net_arch=[32, 32], optimizer_kwargs=dict(amsgrad=True, weight_decay=1e-4))),
         dict(policy_kwargs=dict(net_arch=[32, 32], optimizer_class=th.optim.SGD, optimizer_kwargs=dict(momentum=0.9))),
+        # a features extractor with parameters: the critic's own, or the actor's (shared: critic losses leave it alone)
+        dict(policy_kwargs=dict(net_arch=[32], features_extractor_class=LinearExtractor)),
+        dict(policy_kwargs=dict(net_arch=[32], features_extractor_class=LinearExtractor, share_features_extractor=True)),
     ],
-    ids=["tanh", "gsde", "three-critics", "amsgrad", "sgd"],
+    ids=["tanh", "gsde", "three-critics", "amsgrad", "sgd", "own-extractor", "own-extractor-shared"],
 )
 def test_other_networks_take_a_path_with_the_same_math(kwargs):
     check_against_sb3(3, None, **kwargs)
