@@ -13,7 +13,7 @@ bounded model, early stopping alone had not ended after 365 epochs (74 000 gradi
 57 000 transitions.
 
     python benchmarks/bound_control.py --agent run/resume_57000.zip --buffer run/resume_57000_buffer.pkl \\
-        --allow-pickle --env Hopper-v4 --label mbpo_seed1 --csv results/campaign/bound_control.csv
+        --allow-pickle --env Hopper-v4 --label mbpo_seed1 --csv results/campaign/Hopper-v4/bound_control.csv
 """
 
 from __future__ import annotations
@@ -76,9 +76,9 @@ def control_rows(
     max_epochs: int | None = None,
 ) -> list[dict]:
     """
-    The diagnostics of ``agent``'s model as saved, then of that model retrained to convergence on the agent's whole
-    replay buffer with each selection in ``selections`` (each from the saved model and trainer state). The agent is
-    left with the saved model.
+    The diagnostics of ``agent``'s model as saved, then of that model retrained on the agent's whole replay buffer
+    (``model_training="full"``: early stopping, at most ``max_epochs``) with each selection in ``selections``, each
+    from the saved model and trainer state. The agent is left with the saved model.
 
     :param agent: a PMAC or MBPO agent with its replay buffer
     :param env: evaluation env (raw observations), reset by every measurement

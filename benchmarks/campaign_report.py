@@ -801,7 +801,8 @@ def report_markdown(campaign: dict[str, list[Run]], options: ReportOptions) -> s
                 "most 100 epochs), once with each selection, and measures each model on the same 1000 fresh transitions "
                 "of the run's current policy "
                 "(same seed; only the model differs between a checkpoint's rows). The two retrained models of a "
-                "checkpoint compare the selections on equal data at an equal budget.",
+                "checkpoint compare the selections on equal data under the same training rule. Bounded rows: the campaign's "
+                "settings (4750 rows, at most 400 gradient steps per training, every 250 steps).",
                 "",
                 *control,
             ]
