@@ -444,13 +444,15 @@ SELECTION_LABELS = {"exponential": "Algorithm 1", "uniform": "uniform (MBPO)"}
 def bound_control_table(path: Path) -> list[str]:
     """
     The rows of ``benchmarks/bound_control.py``'s CSV as a table: per checkpoint, the model as the run trained it
-    (bounded) and the same model retrained on the whole buffer with each selection. Empty without
+    (bounded) and the same model retrained on the whole buffer with each selection, by run and step. Empty without
     the file.
     """
     if not path.is_file():
         return []
     with open(path, newline="") as file:
         records = list(csv.DictReader(file))
+    # by run, then step (rows are appended as the checkpoints are measured); a checkpoint's rows keep their order
+    records.sort(key=lambda record: (record["label"], float(record["num_timesteps"])))
     lines = [
         "| run | steps | model | selection | rows | gradient steps | training s | local obs MSE | global obs MSE "
         "| compounding obs MSE, h = 10 |",

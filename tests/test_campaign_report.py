@@ -225,6 +225,13 @@ def test_bound_control_table(report, results: Path, tmp_path: Path):
         "0.03 |"
     )
     assert len(table) == 4
+    with open(path, "a") as file:  # measured later: an earlier checkpoint of MBPO, a PMAC checkpoint
+        file.write("pmac_seed0,20000,saved,exponential,,,,,0.01,0.0001,0.02,0.00008,0.1\n")
+        file.write("mbpo_seed1,40000,saved,uniform,,,,,0.03,0.0001,0.02,0.00008,0.1\n")
+    runs = [row.split(" | ")[:2] for row in report.bound_control_table(path)[2:]]
+    assert runs == [["| MBPO seed 1", "40 000"], ["| MBPO seed 1", "57 000"], ["| MBPO seed 1", "57 000"],
+                    ["| PMAC seed 0", "20 000"]]  # fmt: skip
+    assert report.bound_control_table(path)[4] == table[3]  # a checkpoint's rows in their order
     options = report.ReportOptions(results=results, doc=tmp_path / "results.md", figures=tmp_path / "figures",
                                    algos=("pmac", "mbpo"), seeds=(0, 1), steps=(25_000, 30_000), x_max=30_000,
                                    iqm=False)  # fmt: skip
