@@ -151,3 +151,20 @@ def test_load_with_a_seed_reseeds_a_trainer_seeded_by_its_kwargs(tmp_path):
     assert loaded.model_trainer.rng.random() == np.random.default_rng(6).random()
     # without a seed the saved generator goes on (it was seeded with 3 and never drawn from)
     assert PMAC.load(path).model_trainer.rng.random() == np.random.default_rng(3).random()
+
+
+def test_model_training_can_change_at_load_and_brings_its_trainer_bounds(tmp_path):
+    # TINY_PMAC_KWARGS cap model training at 3 epochs; without that cap the modes' own bounds show
+    path = _saved(tmp_path, cls=MBPO, model_trainer_kwargs={})
+    saved = MBPO.load(path)
+    assert saved.model_training == "bounded" and saved.model_trainer.max_grad_steps == 400
+    full = MBPO.load(path, model_training="full")  # the faithful MBPO training from now on (hyperparameters.md)
+    assert full.model_trainer.max_grad_steps is None and full.model_trainer.max_epochs is None
+    assert full.model_trainer.rng.bit_generator.state == saved.model_trainer.rng.bit_generator.state
+    for key, value in saved.dynamics_model.state_dict().items():
+        assert th.equal(full.dynamics_model.state_dict()[key], value), key
+    capped = MBPO.load(path, model_training="full", model_trainer_kwargs=dict(max_epochs=7))
+    assert capped.model_trainer.max_epochs == 7 and capped.model_trainer.max_grad_steps is None
+    full.save(tmp_path / "full")
+    back = MBPO.load(tmp_path / "full", model_training="bounded")
+    assert back.model_trainer.max_grad_steps == 400
