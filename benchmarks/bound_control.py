@@ -61,7 +61,7 @@ def _row(label: str, agent: PMAC, config: str, selection: str, diag: dict, info:
         "epochs": info.epochs if info else "",
         "grad_steps": info.grad_steps if info else "",
         "train_s": round(info.seconds, 1) if info else "",
-        **{key: diag[key] for key in COLUMNS[8:12]},
+        **{key: diag[key] for key in ("local_obs_mse", "local_reward_mse", "global_obs_mse", "global_reward_mse")},
         "compounding_h10": diag["compounding_obs_mse_h10"],
     }
 
