@@ -92,10 +92,8 @@ def control_rows(
     own = "exponential" if agent.adapt_model_training else "uniform"
     rows = [_row(label, agent, "saved", own, evaluate_model(agent, env, horizon=10, seed=seed), None)]
     saved = (agent.model_trainer, agent.model_training, agent.adapt_model_training)
-    saved_model = copy.deepcopy(agent.dynamics_model.state_dict())
     for selection in selections:
-        trainer = copy.deepcopy(saved[0])  # holds the model: load the saved weights into its copy
-        trainer.model.load_state_dict(saved_model)
+        trainer = copy.deepcopy(saved[0])  # with its model: the copies train, the saved trainer and model stay as saved
         trainer.max_grad_steps, trainer.max_epochs = None, max_epochs  # MBPO's code: None, until early stopping
         trainer.verbose = verbose
         agent.dynamics_model = trainer.model
@@ -105,7 +103,6 @@ def control_rows(
         rows.append(_row(label, agent, "full", selection, evaluate_model(agent, env, horizon=10, seed=seed), info))
     agent.model_trainer, agent.model_training, agent.adapt_model_training = saved
     agent.dynamics_model = agent.model_trainer.model
-    agent.dynamics_model.load_state_dict(saved_model)
     return rows
 
 
