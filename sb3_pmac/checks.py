@@ -4,6 +4,7 @@ import json
 import math
 import os
 import warnings
+from collections.abc import Collection
 from numbers import Integral
 from typing import Any, Literal
 
@@ -12,6 +13,7 @@ import numpy as np
 from gymnasium import spaces
 from stable_baselines3.common.save_util import json_to_data
 from stable_baselines3.common.vec_env import VecEnv
+from stable_baselines3.sac import SAC
 
 from sb3_pmac.buffers import PolicyVersionedReplayBuffer
 from sb3_pmac.policy_mixture import check_adaptation_rate
@@ -101,13 +103,17 @@ def check_model_training(model_training: str, model_train_size: int | None) -> N
         raise ValueError("model_train_size sets the bounded training set: it cannot be used with model_training='full'")
 
 
-def check_policy_name(policy: object, algo: str) -> None:
+def check_policy_name(policy: object, algo: str, supported: Collection[str]) -> None:
     """
-    PMAC's policy given by name: ``"MlpPolicy"`` only. SAC's ``CnnPolicy`` and ``MultiInputPolicy`` are for image and
-    dict observations, which the dynamics model cannot predict: refused with that reason instead of the error SAC's
-    policy would raise on a flat observation space.
+    PMAC's policy given by name: one of ``supported`` (its ``policy_aliases``: ``"MlpPolicy"``). SAC's other policies
+    (``CnnPolicy``, ``MultiInputPolicy``) are for image and dict observations, which the dynamics model cannot predict:
+    refused with that reason instead of the error SAC's policy would raise on a flat observation space.
+
+    :param policy: the ``policy`` argument (a name or a class; classes are SB3's to check)
+    :param algo: the algorithm's name, for the message
+    :param supported: the policy names the algorithm accepts
     """
-    if isinstance(policy, str) and policy in ("CnnPolicy", "MultiInputPolicy"):
+    if isinstance(policy, str) and policy in SAC.policy_aliases and policy not in supported:
         raise ValueError(
             f"{algo} supports policy='MlpPolicy' only, got {policy!r}: its dynamics model predicts flat vector "
             "observations (image and dict observations are not supported; flatten them with a wrapper and use "

@@ -199,7 +199,7 @@ class PMAC(ModelStepSAC):
         device: th.device | str = "auto",
         _init_setup_model: bool = True,
     ):
-        check_policy_name(policy, type(self).__name__)
+        check_policy_name(policy, type(self).__name__, self.policy_aliases)
         # Shorthand PMAC("Hopper-v4"): the first argument is an env id
         if env is None and isinstance(policy, str) and policy not in self.policy_aliases:
             policy, env = "MlpPolicy", policy
