@@ -488,6 +488,15 @@ class PMAC(ModelStepSAC):
     ) -> SelfPMAC:
         if reset_num_timesteps:
             self._next_model_step = 0
+        end = total_timesteps + (0 if reset_num_timesteps else self.num_timesteps)
+        if 0 < total_timesteps and end <= self.learning_starts:
+            warnings.warn(
+                f"{type(self).__name__}: learn(total_timesteps={total_timesteps}) ends at step {end}, within the random "
+                f"warm-up (learning_starts={self.learning_starts}): the agent only collects random transitions, with no "
+                "SAC update and no model training; pass more steps or a lower learning_starts",
+                UserWarning,
+                stacklevel=2,
+            )
         return super().learn(
             total_timesteps=total_timesteps,
             callback=callback,

@@ -105,3 +105,19 @@ def test_a_model_buffer_larger_than_half_the_memory_warns_at_construction(monkey
         warnings.simplefilter("error", UserWarning)  # (gymnasium's DeprecationWarning of the v4 envs aside)
         PMAC("Hopper-v4", model_buffer_size=10**6)  # a fixed capacity: 0.1 GB
         PMAC("Hopper-v4", rollout_batch_size=10_000)
+
+
+def test_learn_within_the_warm_up_warns():
+    """``PMAC(...).learn(2000)`` with the paper's 5000 warm-up steps would silently collect random transitions only."""
+    model = _tiny()  # learning_starts=100
+    with pytest.warns(UserWarning, match=r"learn\(total_timesteps=100\) ends at step 100, within the random warm-up"):
+        model.learn(100)
+    assert model.n_model_steps == 0 and model._n_updates == 0  # what the warning says: nothing was trained
+    with pytest.warns(UserWarning, match=r"learn\(total_timesteps=40\) ends at step 40"):
+        model.learn(40)  # a new run (num_timesteps reset)
+    with pytest.warns(UserWarning, match=r"learn\(total_timesteps=60\) ends at step 100"):
+        model.learn(60, reset_num_timesteps=False)  # continued: counts from step 40
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.learn(1, reset_num_timesteps=False)  # to step 101: one SAC update and the first model step, no warning
+    assert model._n_updates == 1 and model.n_model_steps == 1
