@@ -41,6 +41,7 @@ COLUMNS = [
     "train_rows",
     "epochs",
     "grad_steps",
+    "max_grad_steps",
     "train_s",
     "local_obs_mse",
     "local_reward_mse",
@@ -52,14 +53,19 @@ SELECTIONS = ("exponential", "uniform")
 
 
 def _row(label: str, agent: PMAC, config: str, selection: str, diag: dict, info: ModelTrainingInfo | None) -> dict:
+    """
+    One CSV row. The saved model's row (``info`` None) gives the run's per-round bounds instead of a measured training:
+    its training-set size (``train_rows``) and ``max_grad_steps``; a retraining's row gives what it did.
+    """
     return {
         "label": label,
         "num_timesteps": agent.num_timesteps,
         "config": config,
         "selection": selection,
-        "train_rows": info.n_train + info.n_holdout if info else "",
+        "train_rows": info.n_train + info.n_holdout if info else agent.model_training_rows(),
         "epochs": info.epochs if info else "",
         "grad_steps": info.grad_steps if info else "",
+        "max_grad_steps": "" if info or agent.model_trainer.max_grad_steps is None else agent.model_trainer.max_grad_steps,
         "train_s": round(info.seconds, 1) if info else "",
         **{key: diag[key] for key in ("local_obs_mse", "local_reward_mse", "global_obs_mse", "global_reward_mse")},
         "compounding_h10": diag["compounding_obs_mse_h10"],
@@ -127,6 +133,11 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     parser.add_argument("--verbose", type=int, default=1, help="2: a line per training epoch")
     parser.add_argument("--selections", nargs="+", default=list(SELECTIONS), choices=list(SELECTIONS))
     args = parser.parse_args(argv)
+    if os.path.exists(args.csv):  # said before the retrainings (minutes each), not after
+        with open(args.csv, newline="") as file:
+            header = next(csv.reader(file), [])
+        if header != COLUMNS:
+            parser.error(f"{args.csv} has other columns than this script writes ({', '.join(COLUMNS)}); pass a new --csv")
     th.set_num_threads(args.threads)
 
     agent = load_agent(args.agent, device="cpu")

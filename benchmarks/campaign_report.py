@@ -465,12 +465,20 @@ def bound_control_table(path: Path) -> list[str]:
             f"| {_label(algo)} seed {seed} | {fmt_steps(float(record['num_timesteps']))} | "
             f"{'as the run trained it (bounded)' if bounded else 'retrained on the whole buffer'} | "
             f"{SELECTION_LABELS.get(record['selection'], record['selection'])} | "
-            f"{'4750' if bounded else fmt_steps(float(record['train_rows']))} | "
-            f"{'≤ 400 per training' if bounded else fmt_steps(float(record['grad_steps']))} | "
+            f"{_rows(record['train_rows'])} | "
+            f"{_bound(record.get('max_grad_steps', '')) if bounded else fmt_steps(float(record['grad_steps']))} | "
             f"{'-' if bounded else record['train_s']} | {float(record['local_obs_mse']):.3g} | "
             f"{float(record['global_obs_mse']):.3g} | {float(record['compounding_h10']):.3g} |"
         )
     return lines
+
+
+def _rows(value: str) -> str:
+    return fmt_steps(float(value)) if value else "-"
+
+
+def _bound(value: str) -> str:
+    return f"≤ {fmt_steps(float(value))} per training" if value else "-"
 
 
 def replace_between_markers(text: str, content: str, start: str = START_MARKER, end: str = END_MARKER) -> str:

@@ -47,6 +47,7 @@ def test_retrainings_start_from_the_saved_model_and_use_the_whole_buffer(bound_c
         ("saved", "exponential"), ("full", "exponential"), ("full", "uniform")
     ]  # fmt: skip
     assert rows[0]["local_obs_mse"] == saved_row["local_obs_mse"]
+    assert (rows[0]["train_rows"], rows[0]["max_grad_steps"]) == (agent.model_training_rows(), 5)  # the run's bounds
     for row in rows[1:]:
         assert row["train_rows"] == 500  # as many rows as the buffer holds
         assert row["grad_steps"] > 5  # not bounded by the agent's max_grad_steps
@@ -62,3 +63,23 @@ def test_retrainings_start_from_the_saved_model_and_use_the_whole_buffer(bound_c
     alone = bound_control.control_rows(agent, env, "tiny", ("uniform",), seed=3)
     np.testing.assert_equal(alone[1]["local_obs_mse"], rows[2]["local_obs_mse"])
     np.testing.assert_equal(alone[1]["grad_steps"], rows[2]["grad_steps"])
+
+
+def test_the_command_appends_to_its_own_csv_only(bound_control, agent, tmp_path):
+    """A CSV with other columns (an earlier version's) is refused before the retrainings, and left as it was."""
+    agent.save(tmp_path / "agent.zip")
+    agent.save_replay_buffer(tmp_path / "buffer")
+    old = tmp_path / "old.csv"
+    old.write_text("label,num_timesteps,config\nx,1,saved\n")
+    args = ["--agent", str(tmp_path / "agent.zip"), "--buffer", str(tmp_path / "buffer.npz"), "--env", "Pendulum-v1",
+            "--label", "tiny_seed0", "--max-epochs", "2", "--verbose", "0", "--selections", "uniform"]  # fmt: skip
+    with pytest.raises(SystemExit):
+        bound_control.main([*args, "--csv", str(old)])
+    assert old.read_text() == "label,num_timesteps,config\nx,1,saved\n"
+    new = tmp_path / "new.csv"
+    rows = bound_control.main([*args, "--csv", str(new)])
+    rows += bound_control.main([*args, "--csv", str(new)])  # appended under the same header
+    lines = new.read_text().splitlines()
+    assert lines[0].split(",") == bound_control.COLUMNS and len(lines) == 5
+    assert [line.split(",")[2] for line in lines[1:]] == ["saved", "full", "saved", "full"]
+    assert lines[1].split(",")[bound_control.COLUMNS.index("max_grad_steps")] == "5"
