@@ -8,8 +8,9 @@ reads ``results/campaign/<env>/<algo>/seed_<n>/`` (``evaluations.csv``, ``progre
 sync .`` first), draws the learning
 curves and the model errors (:mod:`sb3_pmac.plot`) into ``docs/results/hopper_campaign_*.png`` and writes the markdown
 (where the runs stand, returns at 25k/50k/75k/100k steps with rliable's IQM and 95 % stratified-bootstrap intervals,
-PMAC against MBPO at those steps (mean difference, rliable's probability of improvement, exact rank test), wall time
-split) between the ``<!-- campaign:start -->`` and ``<!-- campaign:end -->`` markers of ``docs/results.md``.
+PMAC against MBPO at those steps (mean difference, rliable's probability of improvement, exact rank test), model
+errors, the bound control's table, the critics' peaks (divergence), wall time split) between the
+``<!-- campaign:start -->`` and ``<!-- campaign:end -->`` markers of ``docs/results.md``.
 ``--print`` writes the markdown to stdout instead. The IQM needs ``rliable`` (the ``[zoo]`` extra).
 """
 
@@ -327,6 +328,86 @@ def wall_time(run: Run) -> WallTime:
     if len(per_1000) > 1:
         per_1000["rest"] = (trained_wall - timed) * scale
     return WallTime(total / 3600, int(trained_steps), per_1000)
+
+
+#: Where a run's critic is read "late": from this step on (after the early phase in which high-UTD critics can diverge)
+LATE_STEP = 30_000
+#: SAC's discount (SB3's default, kept by the paper's settings and rl-zoo3's Hopper entry)
+GAMMA = 0.99
+#: Training episodes shorter than this do not set the reward-per-step scale (a short fall can have a high mean)
+MIN_EPISODE_LENGTH = 100
+
+
+@dataclass
+class CriticPeaks:
+    """
+    A run's critic over training from ``progress.csv``'s logged values (each the mean of one ``train`` call's updates,
+    one row every ``log_interval`` episodes): the largest critic loss and the largest minus actor loss (the actor's
+    Q-value estimate, less its small entropy term), with their steps, the largest of both from ``LATE_STEP`` on, and a
+    scale: the best training episode's mean reward per step over ``1 - GAMMA`` (episodes of ``MIN_EPISODE_LENGTH``+
+    steps, ``monitor.csv``), roughly the largest discounted return the run's policies reached.
+    """
+
+    critic_loss: float
+    critic_step: int
+    q_estimate: float
+    q_step: int
+    late_critic_loss: float
+    late_q_estimate: float
+    return_scale: float
+
+
+def critic_peaks(run: Run) -> CriticPeaks | None:
+    """The run's :class:`CriticPeaks` (None before its first logged SAC update)."""
+    steps = run.progress.get("time/total_timesteps", np.zeros(0))
+    critic = run.progress.get("train/critic_loss", np.full(len(steps), np.nan))
+    q_values = -run.progress.get("train/actor_loss", np.full(len(steps), np.nan))
+    logged = np.isfinite(critic) & np.isfinite(q_values) & np.isfinite(steps)
+    if not logged.any():
+        return None
+    steps, critic, q_values = steps[logged], critic[logged], q_values[logged]
+    late = steps >= LATE_STEP
+    scale = np.nan
+    monitor = run.path / "monitor.csv"
+    if monitor.is_file():
+        episodes = read_columns(monitor)
+        rewards, lengths = episodes.get("r", np.zeros(0)), episodes.get("l", np.zeros(0))
+        long_enough = lengths >= MIN_EPISODE_LENGTH
+        if long_enough.any():
+            scale = float(np.max(rewards[long_enough] / lengths[long_enough])) / (1 - GAMMA)
+    return CriticPeaks(
+        critic_loss=float(critic.max()),
+        critic_step=int(steps[np.argmax(critic)]),
+        q_estimate=float(q_values.max()),
+        q_step=int(steps[np.argmax(q_values)]),
+        late_critic_loss=float(critic[late].max()) if late.any() else np.nan,
+        late_q_estimate=float(q_values[late].max()) if late.any() else np.nan,
+        return_scale=scale,
+    )
+
+
+def critic_table(campaign: dict[str, list[Run]], algos: Sequence[str]) -> list[str]:
+    """One row per run with a logged SAC update: :class:`CriticPeaks`."""
+    late = f"{LATE_STEP // 1000}k"
+    lines = [
+        f"| run | largest critic loss (step) | largest Q estimate (step) | from {late} on: critic loss, Q estimate | "
+        "best reward per step / (1 - gamma) |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for algo in algos:
+        for run in campaign.get(algo, []):
+            peaks = critic_peaks(run)
+            if peaks is None:
+                continue
+            from_late = (
+                f"{_fmt(peaks.late_critic_loss)}, {_fmt(peaks.late_q_estimate)}" if np.isfinite(peaks.late_q_estimate) else "-"
+            )
+            lines.append(
+                f"| {_label(algo)} seed {run.seed} | {_fmt(peaks.critic_loss)} ({fmt_steps(peaks.critic_step)}) | "
+                f"{_fmt(peaks.q_estimate)} ({fmt_steps(peaks.q_step)}) | {from_late} | "
+                f"{_fmt(peaks.return_scale) if np.isfinite(peaks.return_scale) else '-'} |"
+            )
+    return lines
 
 
 LOCAL, GLOBAL = "local_obs_mse", "global_obs_mse"
@@ -811,13 +892,30 @@ def report_markdown(campaign: dict[str, list[Run]], options: ReportOptions) -> s
                 "most 100 epochs), once with each selection, and measures each model on the same 1000 fresh transitions "
                 "of the run's current policy "
                 "(same seed; only the model differs between a checkpoint's rows). The two retrained models of a "
-                "checkpoint compare the selections on equal data under the same training rule. Bounded rows: the campaign's "
-                "settings (4750 rows, at most 400 gradient steps per training, every 250 steps).",
+                "checkpoint compare the selections on equal data under the same training rule. Bounded rows: the run's "
+                "training-set size and cap on gradient steps per training (one training every 250 steps).",
                 "",
                 *control,
             ]
     else:
         lines.append("No diagnostics row yet (the first is written once a model has been trained).")
+    critics = critic_table(campaign, options.algos)
+    if len(critics) > 2:
+        lines += [
+            "",
+            "### Campaign critics",
+            "",
+            "Whether a run's SAC critic diverged on the way (high update-to-data ratios and model data make that "
+            "more likely): per run, the largest critic loss and the largest *Q estimate* (minus the actor loss, "
+            "i.e. the critic's value of the actor's actions less the small entropy term) among the values logged "
+            "in `progress.csv` (each the mean of one `train` call, one row every 4 episodes: peaks between rows are "
+            f"not seen), with their steps, and the largest of both from {fmt_steps(LATE_STEP)} steps on. For scale, "
+            f"the best training episode's mean reward per step (episodes of {MIN_EPISODE_LENGTH} steps or more, "
+            f"`monitor.csv`) over 1 - gamma (gamma = {GAMMA}): about the largest discounted return the run's policies "
+            "reached. A Q estimate far above it is overestimation, not a better policy.",
+            "",
+            *critics,
+        ]
     lines += [
         "",
         "### Campaign wall time",

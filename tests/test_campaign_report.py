@@ -239,3 +239,31 @@ def test_bound_control_table(report, results: Path, tmp_path: Path):
     text = report.report_markdown(report.load_campaign(results, ENV, ("pmac", "mbpo")), options)
     assert "#### The bound on the runs' own data" in text and table[3] in text
     assert "which this campaign does not run; what that changes for the models of these runs" in text
+
+
+def test_critic_peaks_by_hand(report, results: Path, tmp_path: Path):
+    campaign = report.load_campaign(results, ENV, ("pmac", "mbpo"))
+    assert report.critic_peaks(campaign["pmac"][0]) is None  # no critic logged: no row, and no section
+    assert report.critic_table(campaign, ("pmac", "mbpo")) == report.critic_table({}, ())
+    options = report.ReportOptions(results=results, doc=tmp_path / "results.md", figures=tmp_path / "figures",
+                                   algos=("pmac", "mbpo"), seeds=(0, 1), steps=(25_000, 30_000), x_max=30_000,
+                                   iqm=False)  # fmt: skip
+    assert "### Campaign critics" not in report.report_markdown(campaign, options)
+
+    run_dir = results / ENV / "mbpo" / "seed_0"  # a critic that diverges at 11 000 steps and recovers
+    (run_dir / "progress.csv").write_text(
+        "time/total_timesteps,train/critic_loss,train/actor_loss\n"
+        "5000,,\n6000,50,-100\n11000,30000,-9000\n20000,20,-250\n31000,12,-300\n35000,15,-280\n"
+    )
+    (run_dir / "monitor.csv").write_text(
+        '#{"t_start": 0, "env_id": "Hopper-v4"}\nr,l,t\n40,10,1\n300,100,2\n150,200,3\n'  # 4/step, but 10 steps only
+    )
+    campaign = report.load_campaign(results, ENV, ("pmac", "mbpo"))
+    peaks = report.critic_peaks(campaign["mbpo"][0])
+    assert (peaks.critic_loss, peaks.critic_step, peaks.q_estimate, peaks.q_step) == (30000, 11000, 9000, 11000)
+    assert (peaks.late_critic_loss, peaks.late_q_estimate) == (15, 300)  # from 30 000 on: 31 000 and 35 000
+    assert peaks.return_scale == pytest.approx(3 / (1 - 0.99))  # 300 over 100 steps; the 10-step episode left out
+    table = report.critic_table(campaign, ("pmac", "mbpo"))
+    assert table[2:] == ["| MBPO seed 0 | 30000 (11 000) | 9000 (11 000) | 15.0, 300 | 300 |"]
+    text = report.report_markdown(campaign, options)
+    assert "### Campaign critics" in text and table[2] in text
