@@ -129,6 +129,13 @@ class PMAC(ModelStepSAC):
     :param model_train_size: ``model_training="bounded"``: transitions drawn from the real buffer per model
         training (without replacement where the mixture allows); ``None``: the mixture's effective support,
         ``model_train_freq * (1 + alpha) / (1 - alpha)`` (4750 at the defaults), capped at the buffer's size
+    :param max_train_repeat_per_step: the update ramp of the paper's base code (mbpo_pytorch's
+        ``max_train_repeat_per_step``, 5 there): within each epoch of ``epoch_length`` steps after the warm-up, a step's
+        SAC updates are skipped while the epoch's updates so far exceed this many times the steps since the warm-up.
+        With 5 and ``gradient_steps=20`` that averages 5, 10 and 15 updates per step in the first three epochs and 20
+        from then on (about 30 000 fewer updates early on). ``None`` (default): ``gradient_steps`` from the first step,
+        as Table 2 says (MBPO's original code, on softlearning, raises the cap to the updates per step, so it never
+        binds). The model steps are not affected
     :param termination_fn: ``(obs, action, next_obs) -> done`` for model rollouts; ``None``: looked up from the env
         (see :mod:`sb3_pmac.termination`)
     :param use_presets: apply the paper's preset of the env's task when its id is known (given as a string, or the
@@ -189,6 +196,7 @@ class PMAC(ModelStepSAC):
         model_trainer_kwargs: dict[str, Any] | None = None,
         model_training: ModelTrainingMode = "bounded",
         model_train_size: int | None = None,
+        max_train_repeat_per_step: int | None = None,
         termination_fn: TerminationFn | None = None,
         use_presets: bool = True,
         stats_window_size: int = 100,
@@ -234,6 +242,7 @@ class PMAC(ModelStepSAC):
             batch_size=batch_size,
             model_buffer_size=model_buffer_size,
             model_train_size=model_train_size,
+            max_train_repeat_per_step=max_train_repeat_per_step,
         )
         replay_buffer_class = replay_buffer_class or PolicyVersionedReplayBuffer
         if mixture == "tv":
@@ -315,6 +324,9 @@ class PMAC(ModelStepSAC):
         self.model_trainer_kwargs = dict(model_trainer_kwargs or {})
         self.model_training = model_training
         self.model_train_size = model_train_size
+        self.max_train_repeat_per_step = None if max_train_repeat_per_step is None else int(max_train_repeat_per_step)
+        self._updates_epoch = -1  # the epoch (after the warm-up) whose SAC updates _epoch_updates counts
+        self._epoch_updates = 0
         self.termination_fn = termination_fn
         self._user_termination_fn = termination_fn is not None  # else derived from the env, again on set_env / load
 
@@ -427,11 +439,28 @@ class PMAC(ModelStepSAC):
         if self.replay_buffer.size() == 0:  # SB3 samples with replacement: any stored transition is enough
             return
         self._model_step_if_due()  # (done by _on_step already when learn() collects)
+        if self._updates_ramped_off():
+            return
         start = time.perf_counter()
         sampler = MixedReplaySampler(self.replay_buffer, self.model_buffer, self.real_ratio)
         fast_sac.train(self, gradient_steps, batch_size, sampler)
+        self._epoch_updates += gradient_steps
         self._timings["sac"] += time.perf_counter() - start
         self.logger.record("time/sac_s", self._timings["sac"])
+
+    def _updates_ramped_off(self) -> bool:
+        """
+        Whether ``max_train_repeat_per_step`` skips this step's SAC updates: the base code's rule, the updates of the
+        current epoch so far above the cap times the steps since the warm-up (this step not counted; both restart with
+        ``learn(reset_num_timesteps=True)``).
+        """
+        if self.max_train_repeat_per_step is None:
+            return False
+        steps = max(self.num_timesteps - self.learning_starts - 1, 0)  # the first SAC update comes at step 0
+        epoch = steps // self.epoch_length
+        if epoch != self._updates_epoch:
+            self._updates_epoch, self._epoch_updates = epoch, 0
+        return self._epoch_updates > self.max_train_repeat_per_step * steps
 
     def _on_step(self) -> None:
         """
@@ -488,6 +517,7 @@ class PMAC(ModelStepSAC):
     ) -> SelfPMAC:
         if reset_num_timesteps:
             self._next_model_step = 0
+            self._updates_epoch = -1
         end = total_timesteps + (0 if reset_num_timesteps else self.num_timesteps)
         if 0 < total_timesteps and end <= self.learning_starts:
             warnings.warn(

@@ -132,6 +132,8 @@ def test_mbpo_is_uniform():
         (dict(rollout_horizon=0), "horizon"),
         (dict(optimize_memory_usage=True), "optimize_memory_usage"),
         (dict(gradient_steps=-2), "gradient_steps"),
+        (dict(max_train_repeat_per_step=0), "max_train_repeat_per_step"),
+        (dict(max_train_repeat_per_step=2.5), "max_train_repeat_per_step"),
     ],
 )
 def test_bad_hyperparameters(kwargs, match):

@@ -8,6 +8,7 @@ import pytest
 import torch as th
 from gymnasium import spaces
 from stable_baselines3 import SAC
+from stable_baselines3.common.callbacks import BaseCallback
 
 from sb3_pmac import PMAC
 from sb3_pmac.checks import UnsupportedSpaceError
@@ -378,6 +379,57 @@ def test_gradient_steps_minus_one_makes_one_update_per_collected_transition():
     # rollouts of 3 steps of 2 envs end at 6, 12, ..., 120 transitions; SAC trains after those past 40 (42 ... 120: 14),
     # 6 updates each
     assert model._n_updates == sac._n_updates == 14 * 6
+
+
+def base_code_update_counts(steps: int, cap: int, repeat: int, epoch_length: int) -> list[int]:
+    """
+    The paper's base code (mbpo_pytorch) written out: cumulative SAC updates after each step after the warm-up, with
+    ``num_train_repeat = repeat`` and ``max_train_repeat_per_step = cap`` (per-epoch count against the steps so far).
+    """
+    counts, total, total_step = [], 0, 0
+    while total_step < steps:
+        train_policy_steps = 0  # reset at every epoch
+        for _ in range(epoch_length):
+            if total_step >= steps:
+                break
+            if not train_policy_steps > cap * total_step:
+                train_policy_steps += repeat
+                total += repeat
+            counts.append(total)
+            total_step += 1
+    return counts
+
+
+def test_max_train_repeat_per_step_ramps_the_updates_as_the_base_code():
+    from conftest import TINY_PMAC_KWARGS
+
+    from sb3_pmac import MBPO
+
+    reference = base_code_update_counts(steps=70, cap=2, repeat=5, epoch_length=20)
+    # by hand: epoch 0 averages the cap (40 updates in 20 steps); epoch 1 makes 5 per step while its count stays within
+    # 2 x the steps so far (14 steps), then 2 per step on average (80 in all); epochs 2 and 3 never reach the cap
+    assert (reference[19], reference[39], reference[-1]) == (40, 40 + 80, 40 + 80 + 100 + 50)
+    kwargs = {**TINY_PMAC_KWARGS, "learning_starts": 30, "gradient_steps": 5, "epoch_length": 20, "seed": 0}
+    seen = []
+
+    class Record(BaseCallback):
+        def _on_step(self) -> bool:
+            seen.append(self.model._n_updates)  # at step n: the updates of the steps before n
+            return True
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model = MBPO("MlpPolicy", "Pendulum-v1", max_train_repeat_per_step=2, **kwargs)
+        model.learn(30 + 70, callback=Record())
+        plain = PMAC("MlpPolicy", "Pendulum-v1", **kwargs)
+        plain.learn(30 + 70)
+    assert model._n_updates == reference[-1] and plain._n_updates == 70 * 5  # default: 5 at every step
+    assert seen[31:] == reference[:-1]  # step 32 sees the updates of the first step after the warm-up
+    assert seen[:31] == [0] * 31
+    assert model.n_model_steps == plain.n_model_steps  # the model steps are not ramped
+
+    model.learn(30 + 25)  # a new run (num_timesteps reset): warm-up again, then the ramp starts over
+    assert model._n_updates == reference[-1] + reference[24]
 
 
 # ---------------------------------------------------------------------------------------------- non-finite data
