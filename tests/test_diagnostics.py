@@ -581,7 +581,7 @@ def test_cli_reads_a_pickled_buffer_only_with_allow_pickle(callback_runs, tmp_pa
     save_to_pkl(tmp_path / "final_buffer.pkl", buffer)
     sizes = ["--n-local", "60", "--n-global", "500", "--n-trajectories", "10", "--horizon", "3", "--device", "cpu"]
     argv = [str(folder / "agent_150.zip"), "--env", TOY_ID, "--seed", "123", "--upto", "150", *sizes]
-    with pytest.raises(ValueError, match=r"pickle.*--allow-pickle"):
+    with pytest.raises(SystemExit, match=r"error: .*pickle.*--allow-pickle"):  # the message, no traceback
         main([*argv, "--buffer", str(tmp_path / "final_buffer.pkl")])
     (row,) = main([*argv, "--buffer", str(tmp_path / "final_buffer.pkl"), "--allow-pickle"])
     for key, value in diagnostics.history[0].items():
@@ -622,6 +622,25 @@ def test_callback_builds_its_env_from_the_training_envs_spec(tmp_path):
     assert agent.env_id is None
     assert callback.eval_env.spec.id == TOY_ID and callback._eval_env_id == TOY_ID
     assert len(callback.history) == 2 and all(np.isfinite(value) for value in callback.history[-1].values())
+
+
+def test_callback_builds_its_env_with_the_training_envs_kwargs_and_time_limit(tmp_path):
+    """An env made with other dynamics (rl-zoo3's ``env_kwargs``) is evaluated on those dynamics, not the registered ones."""
+    venv = DummyVecEnv([lambda: gym.make(TOY_ID, kink=0.5, max_steps=15, max_episode_steps=12)])
+    _, callback = _diagnostics_run(venv, tmp_path)
+    assert callback.eval_env.unwrapped.kink == 0.5 and callback.eval_env.unwrapped.max_steps == 15
+    assert callback.eval_env.spec.max_episode_steps == 12
+    given = ModelDiagnosticsCallback(gym.make(TOY_ID, kink=0.5, max_steps=15, max_episode_steps=12), eval_freq=50,
+                                     seed=0, **{**CALLBACK_SIZES, "horizon": 2})  # fmt: skip
+    make_agent(env=DummyVecEnv([lambda: gym.make(TOY_ID, kink=0.5, max_steps=15, max_episode_steps=12)])).learn(
+        150, callback=given
+    )
+    assert callback.history == given.history  # the same rows as with that env passed by hand
+    linear = ModelDiagnosticsCallback(gym.make(TOY_ID), eval_freq=50, seed=0, **{**CALLBACK_SIZES, "horizon": 2})
+    make_agent(env=DummyVecEnv([lambda: gym.make(TOY_ID, kink=0.5, max_steps=15, max_episode_steps=12)])).learn(
+        150, callback=linear
+    )
+    assert linear.history[-1]["local_obs_mse"] != callback.history[-1]["local_obs_mse"]  # the registered env differs
 
 
 def test_callback_without_env_id_or_spec_asks_for_an_eval_env(tmp_path):

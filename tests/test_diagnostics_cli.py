@@ -264,6 +264,61 @@ def test_upto_auto_refuses_what_it_cannot_place(continued_run, capsys):
     assert "upto=150" in capsys.readouterr().out
 
 
+def test_one_checkpoint_is_measured_on_its_own_data_by_default(continued_run, capsys):
+    """A glob that matches one checkpoint gives the row it gives among several: the data it had collected."""
+    folder = continued_run
+    checkpoint, final = str(folder / "rl_model_50_steps.zip"), str(folder / "final_buffer.npz")
+    args = ["--env", ENV_ID, "--buffer", final, "--device", "cpu", *SIZE_ARGS]
+    (alone,) = main([checkpoint, *args])
+    among, _ = main([checkpoint, str(folder / "rl_model_100_steps.zip"), *args])  # in step order
+    assert alone == among and "upto=200" in capsys.readouterr().out
+    (whole,) = main([checkpoint, *args, "--upto", "all"])  # the whole buffer when asked
+    assert "upto=None" in capsys.readouterr().out and whole["global_obs_mse"] != alone["global_obs_mse"]
+
+
+@pytest.mark.parametrize(
+    "extra, match",
+    [
+        (["--horizon", "0"], "horizon"),
+        (["--upto", "100000"], "exceeds the 250 positions"),
+        (["--n-local", "0"], "n_local"),
+    ],
+)
+def test_inputs_that_do_not_fit_end_with_the_message(continued_run, extra, match):
+    folder = continued_run
+    argv = [str(folder / "rl_model_50_steps.zip"), "--env", ENV_ID, "--buffer", str(folder / "final_buffer.npz")]
+    with pytest.raises(SystemExit, match=f"error: .*{match}"):
+        main([*argv, "--device", "cpu", *SIZE_ARGS, *extra])
+    with pytest.raises(SystemExit, match=r"error: .*missing\.zip"):
+        main([str(folder / "missing.zip"), *argv[1:], "--device", "cpu", *SIZE_ARGS])
+
+
+def test_env_kwargs_reach_the_evaluation_env(continued_run):
+    """A run on other dynamics (rl-zoo3's env_kwargs) is measured on them: --env-kwargs as rl-zoo3 takes them."""
+    checkpoint = continued_run / "first.zip"
+    args = [str(checkpoint), "--env", ENV_ID, "--device", "cpu", *SIZE_ARGS]
+    (registered,) = main(args)
+    (light,) = main([*args, "--env-kwargs", "g:2.0"])
+    (by_hand,) = evaluate_checkpoints([checkpoint], ENV_ID, env_kwargs={"g": 2.0}, device="cpu", **SIZES)
+    assert light == by_hand and light["local_obs_mse"] != registered["local_obs_mse"]
+    with pytest.raises(SystemExit):
+        main([*args, "--env-kwargs", "g"])  # not KEY:VALUE
+
+
+def test_warm_up_checkpoints_are_skipped_as_the_callback_skips_them(tmp_path):
+    agent = PMAC("MlpPolicy", gym.make(ENV_ID), **RUN_KWARGS)
+    agent.learn(RUN_KWARGS["learning_starts"])  # the warm-up only: no model trained
+    assert agent.model_rounds_trained == 0
+    agent.save(tmp_path / "agent_warm_up.zip")
+    agent.learn(100, reset_num_timesteps=False)
+    agent.save(tmp_path / "agent_trained.zip")
+    agent.save_replay_buffer(tmp_path / "final_buffer.npz")
+    paths = [tmp_path / "agent_warm_up.zip", tmp_path / "agent_trained.zip"]
+    with pytest.warns(UserWarning, match=r"agent_warm_up.zip holds no trained model yet .*skipped"):
+        rows = evaluate_checkpoints(paths, ENV_ID, tmp_path / "final_buffer.npz", device="cpu", **SIZES)
+    assert [row["timesteps"] for row in rows] == [agent.num_timesteps]
+
+
 def test_checkpoints_are_taken_in_step_order_whatever_their_prefix():
     from sb3_pmac.diagnostics.checkpoints import _checkpoint_sort_key
 

@@ -34,6 +34,7 @@ from sb3_pmac.plot import (
     smooth,
     summarize_runs,
 )
+from sb3_pmac.plot.runs import UNKNOWN_ENV
 
 ENV = "Toy-v0"
 # Three seeds with different evaluation grids; seed 0 is the shortest (ends at 400), so the others are cut there.
@@ -188,6 +189,12 @@ def test_monitor_reader(tmp_path: Path):
     steps, returns = load_monitor(vec)
     np.testing.assert_array_equal(steps, [10, 14, 24, 28])
     np.testing.assert_allclose(returns, [1.0, 2.0, 3.0, 4.0])
+    # ... within each resumed part: the appended rows (t restarts) come after the first part's rows of every file
+    (vec / "0.monitor.csv").write_text(header + "r,l,t\n1.0,10,0.1\n3.0,10,0.3\n-1.0,10,0.15\n-3.0,10,0.35\n")
+    (vec / "1.monitor.csv").write_text(header + "r,l,t\n2.0,4,0.2\n4.0,4,0.4\n-2.0,4,0.25\n-4.0,4,0.45\n")
+    steps, returns = load_monitor(vec)
+    np.testing.assert_allclose(returns, [1.0, 2.0, 3.0, 4.0, -1.0, -2.0, -3.0, -4.0])
+    np.testing.assert_array_equal(steps, [10, 14, 24, 28, 38, 42, 52, 56])
 
     # --source monitor on the runner layout: training episode returns, on a 200-point grid
     root = tmp_path / "results"
@@ -213,6 +220,9 @@ def test_npz_reader_and_zoo_layout(tmp_path: Path):
     bare.mkdir(parents=True)
     np.savez(bare / "evaluations.npz", timesteps=np.array([1, 2]), results=np.array([[1.0], [2.0]]))
     assert identify_run(bare) == ("td3", ENV, bare.name)
+    unversioned = tmp_path / "runs" / "pmac_1"  # a folder of one's own, not rl-zoo3's <env id>_<n>: no env read from it
+    unversioned.mkdir(parents=True)
+    assert identify_run(unversioned) == ("runs", UNKNOWN_ENV, "pmac_1")
 
     runs = load_runs(logs)
     assert sorted(runs[ENV]) == ["sac", "td3"]
@@ -346,6 +356,15 @@ def test_compounding_columns_numeric_order():
         "compounding_obs_mse_h1",
     ]
     assert compounding_columns(names) == [(1, names[4]), (2, names[2]), (9, names[3]), (10, names[1])]
+
+
+def test_diagnostics_files_in_folders_of_ones_own_naming(tmp_path: Path):
+    """``--csv pmac=runs/pmac_1/diagnostics.csv --csv mbpo=runs/mbpo_1/diagnostics.csv``: one env, two algorithms."""
+    for algo in ("pmac", "mbpo"):
+        (tmp_path / "runs" / f"{algo}_1").mkdir(parents=True)
+        write_diagnostics(tmp_path / "runs" / f"{algo}_1" / "diagnostics.csv", diagnostics_rows(1.0))
+    runs = load_diagnostics([f"{algo}={tmp_path / 'runs' / f'{algo}_1' / 'diagnostics.csv'}" for algo in ("pmac", "mbpo")])
+    assert list(runs) == [UNKNOWN_ENV] and sorted(runs[UNKNOWN_ENV]) == ["mbpo", "pmac"]
 
 
 def test_diagnostics_plot_and_cli(tmp_path: Path):

@@ -28,9 +28,13 @@ class ModelDiagnosticsCallback(BaseCallback):
     ``learn``).
 
     An evaluation is due whenever ``num_timesteps`` reaches a multiple of ``eval_freq``; it runs at the end of that
-    step's rollout (the step's transitions are in the replay buffer, its gradient updates and model step are not done
-    yet: the row of step ``T`` uses the buffer positions ``< T``, like ``upto=T`` offline), and is skipped while the model
-    has never been trained (during the warm-up). Each value is recorded in the SB3 logger as ``model/<key>`` (all keys
+    step's rollout (the step's transitions are in the replay buffer and its gradient updates are not done yet: the row
+    of step ``T`` uses the buffer positions ``< T``, like ``upto=T`` offline), and is skipped while the model has never
+    been trained (during the warm-up). A model step due at step ``T`` itself has run by then (PMAC runs it as soon as
+    the step's transitions are stored), so that row measures the new model, while a checkpoint saved at step ``T`` (SB3's
+    ``CheckpointCallback``) holds the previous one; with the default settings model steps come at ``learning_starts +
+    1 + k * model_train_freq`` (5001, 5251, ...) and never fall on a multiple of 1000.
+    Each value is recorded in the SB3 logger as ``model/<key>`` (all keys
     but ``timesteps``, which is ``time/total_timesteps``), with the seconds of all evaluations so far as
     ``time/diagnostics_s`` (:attr:`elapsed_s`), and the logger is dumped, as SB3's ``EvalCallback`` does; the row is
     appended to ``csv_path`` and kept in :attr:`history`.
@@ -43,8 +47,9 @@ class ModelDiagnosticsCallback(BaseCallback):
     With ``eval_env=None`` the callback builds its evaluation env when training starts, as
     ``make_preset_env(env_id)`` (:func:`~sb3_pmac.env_presets.make_preset_env`): ``env_id`` is the agent's own when it
     was created from an id (``PMAC("Hopper-v4")``), else the id of the training env's gymnasium spec (an env made with
-    ``gym.make``, ``make_vec_env`` or rl-zoo3). This is how rl-zoo3 can create the callback from the ``callback:``
-    entry of a hyperparameter file, which can only hold plain values.
+    ``gym.make``, ``make_vec_env`` or rl-zoo3), made with that spec's env kwargs (e.g. rl-zoo3's ``env_kwargs``) and
+    time limit, so that the evaluation env has the training env's dynamics. This is how rl-zoo3 can create the
+    callback from the ``callback:`` entry of a hyperparameter file, which can only hold plain values.
 
     :param eval_env: a separate env for fresh transitions of the current policy (raw observations), e.g.
         ``make_preset_env(env_id)``; None: built from the training env's id (see above; ``ValueError`` when there is
@@ -78,6 +83,7 @@ class ModelDiagnosticsCallback(BaseCallback):
         self.eval_env = eval_env
         self._builds_eval_env = eval_env is None
         self._eval_env_id: str | None = None
+        self._eval_env_kwargs: dict[str, Any] = {}
         self.eval_freq = int(eval_freq)
         self.csv_path = os.path.abspath(os.fspath(csv_path)) if csv_path is not None else None
         #: one :func:`~sb3_pmac.diagnostics.evaluate_model` row per evaluation
@@ -104,10 +110,10 @@ class ModelDiagnosticsCallback(BaseCallback):
             check_diagnostics_csv(self.csv_path)  # refuse another kind of CSV before training, not at the first row
         self.config = self.config.with_run_horizon(self.model)
         if self._builds_eval_env:
-            env_id = self._training_env_id()
-            if self.eval_env is None or env_id != self._eval_env_id:
-                self.eval_env = make_preset_env(env_id)
-                self._eval_env_id = env_id
+            env_id, make_kwargs = self._training_env_spec()
+            if self.eval_env is None or (env_id, make_kwargs) != (self._eval_env_id, self._eval_env_kwargs):
+                self.eval_env = make_preset_env(env_id, **make_kwargs)
+                self._eval_env_id, self._eval_env_kwargs = env_id, make_kwargs
         assert self.eval_env is not None
         eval_shape = getattr(self.eval_env.observation_space, "shape", None)
         if eval_shape != self.model.observation_space.shape:
@@ -117,11 +123,15 @@ class ModelDiagnosticsCallback(BaseCallback):
                 + ": pass an eval_env that yields the training env's raw observations"
             )
 
-    def _training_env_id(self) -> str:
-        """The id of the env the agent trains on: its own ``env_id``, else the gymnasium spec of the training env."""
+    def _training_env_spec(self) -> tuple[str, dict[str, Any]]:
+        """
+        The id of the env the agent trains on and the ``gym.make`` arguments that made it: its own ``env_id`` (made by
+        :func:`~sb3_pmac.env_presets.make_preset_env` alone), else the gymnasium spec of the training env, with the
+        spec's env kwargs (``gym.make(id, g=2.0)``, rl-zoo3's ``env_kwargs``) and time limit.
+        """
         env_id = getattr(self.model, "env_id", None)
         if isinstance(env_id, str) and env_id:
-            return env_id
+            return env_id, {}
         training_env = self.model.get_env()
         if training_env is not None:
             try:
@@ -129,7 +139,11 @@ class ModelDiagnosticsCallback(BaseCallback):
             except (AttributeError, IndexError):
                 spec = None
             if getattr(spec, "id", None):
-                return str(spec.id)
+                kwargs = {key: value for key, value in dict(spec.kwargs or {}).items() if key != "render_mode"}
+                make_kwargs: dict[str, Any] = {"env_kwargs": kwargs} if kwargs else {}
+                if spec.max_episode_steps is not None:
+                    make_kwargs["max_episode_steps"] = spec.max_episode_steps
+                return str(spec.id), make_kwargs
         raise ValueError(
             "ModelDiagnosticsCallback(eval_env=None) builds its evaluation env from the training env's id, but the "
             "agent was not created from an env id and its training env has no gymnasium spec (an env instance not "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -145,7 +146,8 @@ def checkpoint_upto(agent: PMAC, buffer: PolicyVersionedReplayBuffer) -> int:
     size = buffer.size()
     if buffer.n_written > buffer.buffer_size:
         raise DiagnosticsInputError(
-            "upto='auto' needs a replay buffer that never wrapped around: positions no longer follow the order of the steps"
+            "upto='auto' needs a replay buffer that never wrapped around: positions no longer follow the order of the "
+            "steps; pass upto=None (--upto all) to measure on the whole buffer"
         )
     steps = int(agent.num_timesteps) // buffer.n_envs
     version = int(agent.policy_version)
@@ -209,6 +211,7 @@ def evaluate_checkpoints(
     verbose: int = 0,
     allow_pickle: bool = False,
     vecnormalize: str | os.PathLike[str] | None = "auto",
+    env_kwargs: dict[str, Any] | None = None,
     **options: Any,
 ) -> list[dict[str, float]]:
     """
@@ -242,8 +245,11 @@ def evaluate_checkpoints(
         file (``VecNormalize.save``; a pickle: only for files you trust) for every checkpoint; ``"auto"``: the file
         :func:`find_vecnormalize` finds next to each agent (none found: raw observations; an agent file copied without
         its statistics cannot be told from one trained without them); None: none (raw observations)
+    :param env_kwargs: keyword arguments of the evaluation env (``make_preset_env(env_id, env_kwargs)``): those the
+        training env was made with (e.g. rl-zoo3's ``env_kwargs``), so that the errors are measured on its dynamics
     :param options: fields of :class:`~sb3_pmac.diagnostics.DiagnosticsConfig` that replace ``config``'s
-    :return: one row per checkpoint
+    :return: one row per checkpoint with a trained model (a checkpoint of the random warm-up, before the first model
+        training, is skipped with a warning, as :class:`~sb3_pmac.diagnostics.ModelDiagnosticsCallback` skips it)
     """
     if config is None:
         options.setdefault("seed", 0)
@@ -251,13 +257,21 @@ def evaluate_checkpoints(
     if csv_path is not None:
         check_diagnostics_csv(csv_path)
     buffer = load_buffer(buffer_path, allow_pickle=allow_pickle) if buffer_path is not None else None
-    env = make_preset_env(env_id)
+    env = make_preset_env(env_id, env_kwargs)
     normalizers: dict[str, VecNormalize] = {}
     rows = []
     try:
         for path in sorted(paths, key=_checkpoint_sort_key):
             agent = load_agent(path, algo=algo, device=device)
             check_spaces(agent, env, env_id)
+            if agent.model_rounds_trained == 0:  # a warm-up checkpoint: the callback skips it too
+                warnings.warn(
+                    f"{os.fspath(path)} holds no trained model yet (saved during the random warm-up, at step "
+                    f"{agent.num_timesteps}): skipped, as ModelDiagnosticsCallback skips such steps",
+                    UserWarning,
+                    stacklevel=2,
+                )
+                continue
             if buffer is not None:
                 buffer.device = agent.device
             vecnormalize_path = _vecnormalize_path(path, env_id, vecnormalize)

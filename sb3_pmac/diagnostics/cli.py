@@ -6,10 +6,12 @@ as a table per agent and rows appended to a CSV file.
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
 from collections.abc import Sequence
+from typing import Any
 
-from sb3_pmac.diagnostics.checkpoints import ALGOS, DiagnosticsInputError, evaluate_checkpoints
+from sb3_pmac.diagnostics.checkpoints import ALGOS, evaluate_checkpoints
 from sb3_pmac.diagnostics.metrics import DiagnosticsConfig
 from sb3_pmac.diagnostics.schema import check_diagnostics_csv
 
@@ -23,12 +25,23 @@ EXAMPLES = """examples:
 
 
 def _parse_upto(value: str) -> int | str:
-    if value == "auto":
+    if value in ("auto", "all"):
         return value
     try:
         return int(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--upto must be an int or 'auto', got {value!r}") from None
+        raise argparse.ArgumentTypeError(f"--upto must be an int, 'auto' or 'all', got {value!r}") from None
+
+
+def _parse_env_kwarg(value: str) -> tuple[str, Any]:
+    """``KEY:VALUE`` (rl-zoo3's form); the value read as a Python literal (``2.0``, ``True``, ``(1, 2)``), else as text."""
+    key, sep, text = value.partition(":")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"--env-kwargs takes KEY:VALUE pairs, got {value!r}")
+    try:
+        return key, ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return key, text
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -42,6 +55,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     defaults = DiagnosticsConfig()  # one option per field, named after it (main builds the config from them)
     parser.add_argument("agents", nargs="+", metavar="AGENT_ZIP", help="saved agent(s); several: checkpoints of one run")
     parser.add_argument("--env", required=True, help="environment id (evaluated on make_preset_env(ENV))")
+    parser.add_argument(
+        "--env-kwargs",
+        type=_parse_env_kwarg,
+        nargs="+",
+        default=[],
+        metavar="KEY:VALUE",
+        help="keyword arguments the training env was made with (rl-zoo3's env_kwargs), e.g. --env-kwargs g:2.0",
+    )
     parser.add_argument("--buffer", default=None, help="replay buffer file (global error and mixture statistics)")
     parser.add_argument(
         "--allow-pickle",
@@ -52,9 +73,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--upto",
         type=_parse_upto,
-        default=None,
-        help="only buffer positions < UPTO; 'auto': each agent's own step count (default: 'auto' with several agents, "
-        "else the whole buffer); a run continued with rl-zoo3's train -i is placed after the first run's data",
+        default="auto",
+        help="only buffer positions < UPTO; 'auto' (default): each agent's own step count, so that a checkpoint is "
+        "measured on the data it had collected (a run continued with rl-zoo3's train -i is placed after the first run's "
+        "data); 'all': the whole buffer (e.g. for a buffer that wrapped around)",
     )
     parser.add_argument(
         "--vecnormalize",
@@ -83,8 +105,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> list[dict[str, float]]:
     """
-    ``python -m sb3_pmac.diagnostics AGENT_ZIP [AGENT_ZIP ...] --env ENV_ID [--buffer BUFFER_NPZ] [--allow-pickle]
-    [--upto N|auto] [--vecnormalize PATH|auto|none] [--horizon H] [--csv out.csv] [--seed S] [--algo pmac|mbpo]``:
+    ``python -m sb3_pmac.diagnostics AGENT_ZIP [AGENT_ZIP ...] --env ENV_ID [--env-kwargs KEY:VALUE ...]
+    [--buffer BUFFER_NPZ] [--allow-pickle]
+    [--upto N|auto|all] [--vecnormalize PATH|auto|none] [--horizon H] [--csv out.csv] [--seed S] [--algo pmac|mbpo]``:
     print the diagnostics of each agent as a table and append them to the CSV (an existing file that is not a
     diagnostics CSV is refused, unchanged). An agent that does not fit ``--env``, a ``VecNormalize`` file that does not
     fit it or an ``--upto auto`` that cannot be told end the command with the error's message.
@@ -98,11 +121,11 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, float]]:
             check_diagnostics_csv(args.csv)
         except ValueError as error:
             raise SystemExit(f"error: --csv {error}") from None
-    upto = args.upto
-    if upto is None and len(args.agents) > 1:
-        upto = "auto"
-    config = DiagnosticsConfig(**{field.name: getattr(args, field.name) for field in dataclasses.fields(DiagnosticsConfig)})
-    try:
+    upto = None if args.upto == "all" else args.upto
+    try:  # inputs that do not fit (a missing file, --horizon 0, --upto beyond the buffer): the message, no traceback
+        config = DiagnosticsConfig(
+            **{field.name: getattr(args, field.name) for field in dataclasses.fields(DiagnosticsConfig)}
+        )
         return evaluate_checkpoints(
             args.agents,
             args.env,
@@ -115,6 +138,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, float]]:
             verbose=1,
             allow_pickle=args.allow_pickle,
             vecnormalize=args.vecnormalize,
+            env_kwargs=dict(args.env_kwargs),
         )
-    except DiagnosticsInputError as error:
+    except (ValueError, FileNotFoundError) as error:  # (DiagnosticsInputError is a ValueError)
         raise SystemExit(f"error: {error}") from None

@@ -32,7 +32,9 @@ SOURCES = ("eval_csv", "eval_npz", "monitor")
 UNKNOWN_ENV = "unknown env"
 
 _SEED_DIR = re.compile(r"^seed_(\d+)$")
-_ZOO_RUN_DIR = re.compile(r"^(?P<env>.+?)_(?P<run>\d+)(?:_[0-9a-fA-F]{8}-[0-9a-fA-F-]{27})?$")
+#: rl-zoo3's run folder ``<env id>_<n>`` (and an optional uuid); the env id must carry a version (``Hopper-v4``), so
+#: that a folder such as ``pmac_1`` is not read as the env "pmac"
+_ZOO_RUN_DIR = re.compile(r"^(?P<env>.+?-v\d+)_(?P<run>\d+)(?:_[0-9a-fA-F]{8}-[0-9a-fA-F-]{27})?$")
 
 
 class PlotError(ValueError):
@@ -155,8 +157,10 @@ def load_monitor(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     Training episodes of SB3 Monitor files: ``(cumulative steps at each episode's end, episode return)``.
 
     One file is read in its row order (a resumed run appends rows whose ``t`` restarts from 0); the files of a
-    ``VecEnv`` (``0.monitor.csv``, ``1.monitor.csv``, ...) are merged by wall-clock time ``t`` first, like
-    ``stable_baselines3.common.monitor.load_results``. That function is not used: it sorts a single file by ``t``
+    ``VecEnv`` (``0.monitor.csv``, ``1.monitor.csv``, ...) are merged by wall-clock time ``t``, like
+    ``stable_baselines3.common.monitor.load_results``, within each resumed part (a file's part ends where its ``t``
+    goes back), so that the episodes of a resume come after those of the run it continues.
+    That function is not used: it sorts a single file by ``t``
     too (reordering a resumed run), keeps a half-written last line, and needs pandas.
 
     :param path: a Monitor file, or a folder holding Monitor files
@@ -165,17 +169,19 @@ def load_monitor(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     files = monitor_files(path) if path.is_dir() else [path]
     if not files:
         raise PlotError(f"{path}: no *monitor.csv file")
-    lengths, returns, times = [], [], []
+    lengths, returns, times, parts = [], [], [], []
     for file in files:
         columns = read_columns(file)
         if not {"r", "l"} <= columns.keys():
             raise PlotError(f"{file}: not an SB3 Monitor file (expected columns r,l,t; got {sorted(columns)})")
         lengths.append(columns["l"])
         returns.append(columns["r"])
-        times.append(columns.get("t", np.arange(len(columns["r"]), dtype=float)))
+        time = columns.get("t", np.arange(len(columns["r"]), dtype=float))
+        times.append(time)
+        parts.append(np.concatenate([[0], np.cumsum(np.diff(time) < 0)]) if len(time) else np.zeros(0))
     length, episode_return = np.concatenate(lengths), np.concatenate(returns)
     if len(files) > 1:
-        order = np.argsort(np.concatenate(times), kind="stable")
+        order = np.lexsort((np.concatenate(times), np.concatenate(parts)))  # by resumed part, then by time
         length, episode_return = length[order], episode_return[order]
     keep = np.isfinite(length) & np.isfinite(episode_return)
     return np.cumsum(length[keep]), episode_return[keep]
@@ -210,8 +216,8 @@ def identify_run(run_dir: str | Path) -> tuple[str, str, str]:
     * ``run.json`` (``algo``, ``env``, ``seed``): ``benchmarks/learning_curves.py``;
     * rl-zoo3's ``<algo>/<env>_<n>/`` with its ``<env>/config.yml`` sub-folder;
     * a Monitor file header's ``env_id``;
-    * the folder names: ``<env>/<algo>/seed_<n>/`` or ``<algo>/<env>_<n>/``; otherwise the algorithm is the parent
-      folder's name and the env unknown.
+    * the folder names: ``<env>/<algo>/seed_<n>/`` or ``<algo>/<env>_<n>/`` (an env id with its version, e.g.
+      ``Hopper-v4_1``); otherwise the algorithm is the parent folder's name and the env unknown.
     """
     run_dir = Path(run_dir).resolve()
     record = _read_run_json(run_dir)
