@@ -153,7 +153,8 @@ class _QuietParser(argparse.ArgumentParser):
 
 def _parse_train_args(args: Sequence[str]) -> argparse.Namespace | None:
     """
-    The ``train`` arguments the launcher looks at (``--algo``, ``--env``, ``--gym-packages``, ``-conf``), parsed like
+    The ``train`` arguments the launcher looks at (``--algo``, ``--env``, ``--env-kwargs``, ``--gym-packages``,
+    ``-conf``, ``-optimize``, ``--storage``, ``--study-name``, ``--trial-id``), parsed like
     rl-zoo3 parses them (``--env=Hopper-v4``, abbreviations, its defaults); ``None`` when they are malformed, which
     rl-zoo3's own parser then reports.
 
@@ -163,9 +164,13 @@ def _parse_train_args(args: Sequence[str]) -> argparse.Namespace | None:
     parser = _QuietParser(add_help=False)
     parser.add_argument("--algo", type=str, default=None)
     parser.add_argument("--env", type=str, default=None)  # None: rl-zoo3's default, ZOO_DEFAULT_ENV
-    parser.add_argument("--env-kwargs", nargs="+")  # unused: makes "--en" ambiguous, as it is for rl-zoo3
+    parser.add_argument("--env-kwargs", nargs="+", default=None)  # (also makes "--en" ambiguous, as for rl-zoo3)
     parser.add_argument("--gym-packages", type=str, nargs="+", default=[])
     parser.add_argument("-conf", "--conf-file", type=str, default=None)
+    parser.add_argument("-optimize", "--optimize-hyperparameters", action="store_true", default=False)
+    parser.add_argument("--storage", type=str, default=None)
+    parser.add_argument("--study-name", type=str, default=None)
+    parser.add_argument("--trial-id", type=int, default=None)
     try:
         known, _ = parser.parse_known_args(list(args))
     except argparse.ArgumentError:
@@ -259,21 +264,69 @@ def missing_entry_error(algo: str, env_id: str) -> str | None:
     )
 
 
-def unsupported_actions_error(algo: str, env_id: str, env_given: bool = True) -> str | None:
+def train_env_kwargs(algo: str, env_id: str, conf_file: str | None, cli_env_kwargs: Sequence[str] | None) -> dict | None:
+    """
+    The env kwargs rl-zoo3 will make the training env with: ``--env-kwargs KEY:VALUE ...`` when given (they replace
+    the file's), else the ``env_kwargs`` of the hyperparameter file's entry for ``env_id`` (``-conf``, else this
+    package's file; its ``default`` entry when it has none for the id).
+
+    :param algo: ``"pmac"`` or ``"mbpo"``
+    :param env_id: the ``--env`` of ``train``
+    :param conf_file: the ``-conf`` file, or None
+    :param cli_env_kwargs: the ``--env-kwargs`` items, or None
+    :return: the kwargs (none for a ``-conf`` file that does not exist), or ``None`` when they cannot be read here (a
+        Python ``-conf`` file, a value rl-zoo3 would evaluate as code): the checks that need them are then left to
+        rl-zoo3
+    """
+    import ast
+
+    import yaml
+
+    if cli_env_kwargs is not None:
+        kwargs: dict[str, Any] = {}
+        for item in cli_env_kwargs:
+            key, sep, text = item.partition(":")
+            if not sep:
+                return None
+            try:
+                kwargs[key] = ast.literal_eval(text)
+            except (ValueError, SyntaxError):
+                return None
+        return kwargs
+    path = Path(conf_file) if conf_file is not None else hyperparams_path(algo)
+    if path.suffix not in (".yml", ".yaml"):
+        return None
+    if not path.is_file():
+        return {}  # rl-zoo3 reports the missing file; the env's own spaces can still be checked
+    try:
+        with open(path) as file:
+            entries = yaml.safe_load(file) or {}
+    except (OSError, yaml.YAMLError):
+        return None
+    entry = entries.get(env_id, entries.get("default")) if isinstance(entries, dict) else None
+    value = entry.get("env_kwargs", {}) if isinstance(entry, dict) else {}
+    return dict(value) if isinstance(value, dict) else None
+
+
+def unsupported_actions_error(
+    algo: str, env_id: str, env_given: bool = True, env_kwargs: dict[str, Any] | None = None
+) -> str | None:
     """
     The error message for an env whose action space PMAC cannot handle (not a bounded Box), found by making the env
-    once; ``None`` when it is supported or when the env cannot be made here (rl-zoo3 then reports why).
+    once with the kwargs the run will use; ``None`` when it is supported or when the env cannot be made here (rl-zoo3
+    then reports why).
 
     :param algo: ``"pmac"`` or ``"mbpo"``
     :param env_id: a registered env id
     :param env_given: whether the user gave the id (else it is rl-zoo3's default, which the message says)
+    :param env_kwargs: the env's keyword arguments (:func:`train_env_kwargs`)
     :return: the message, or ``None``
     """
     import gymnasium as gym
     import numpy as np
 
     try:
-        env = gym.make(env_id)
+        env = gym.make(env_id, **(env_kwargs or {}))
     except Exception:
         return None
     action_space = env.action_space
@@ -294,10 +347,12 @@ def unsupported_actions_error(algo: str, env_id: str, env_given: bool = True) ->
 
 def train_args_error(args: Sequence[str]) -> str | None:
     """
-    The error message for ``train`` arguments that would stop rl-zoo3 with a traceback before training: for ``--algo
-    pmac``/``mbpo``, an ``--env`` gymnasium does not know (:func:`unregistered_env_error`) or, without ``-conf``, one
-    this package's hyperparameter file has no entry for (:func:`missing_entry_error`). Other algos, and a user's own
-    ``-conf`` file, are left to rl-zoo3.
+    The error message for ``train`` arguments that would stop rl-zoo3 with a traceback before training, or train
+    other than asked: for ``--algo pmac``/``mbpo``, a study that would load no trial (:func:`trial_args_error`), an
+    ``--env`` gymnasium does not know (:func:`unregistered_env_error`), one without bounded continuous actions with the
+    run's env kwargs (:func:`unsupported_actions_error`) or, without ``-conf``, one this package's hyperparameter file
+    has no entry for (:func:`missing_entry_error`). Other algos, a ``--gym-packages`` module that fails to import and
+    the entries of a user's own ``-conf`` file are left to rl-zoo3.
 
     :param args: the arguments of ``train``
     :return: the message, or ``None``
@@ -305,13 +360,45 @@ def train_args_error(args: Sequence[str]) -> str | None:
     known = _parse_train_args(args)
     if known is None or known.algo not in ZOO_ALGOS:
         return None
+    for module in known.gym_packages:
+        try:
+            importlib.import_module(module)
+        except Exception:  # rl-zoo3 imports them again and reports the failure, which the checks below would hide
+            return None
     env_id = ZOO_DEFAULT_ENV if known.env is None else known.env
-    error = unregistered_env_error(env_id, known.gym_packages)
+    error = trial_args_error(known)
     if error is None:
-        error = unsupported_actions_error(known.algo, env_id, env_given=known.env is not None)
+        error = unregistered_env_error(env_id, known.gym_packages)
+    if error is None:
+        env_kwargs = train_env_kwargs(known.algo, env_id, known.conf_file, known.env_kwargs)
+        if env_kwargs is not None:
+            error = unsupported_actions_error(known.algo, env_id, env_given=known.env is not None, env_kwargs=env_kwargs)
     if error is None and known.conf_file is None:
         error = missing_entry_error(known.algo, env_id)
     return error
+
+
+def trial_args_error(known: argparse.Namespace) -> str | None:
+    """
+    The error message for ``--storage``/``--study-name`` that would load nothing: rl-zoo3 loads a trial's
+    hyperparameters only for ``--trial-id N`` with N >= 1 (it reads 0, Optuna's first trial, as not given), and there
+    is no flag for the best trial; without ``-optimize`` the run would silently train with the file's values.
+
+    :param known: the parsed ``train`` arguments (:func:`_parse_train_args`)
+    :return: the message, or ``None``
+    """
+    if known.optimize_hyperparameters or not (known.storage and known.study_name):
+        return None
+    if known.trial_id is not None and known.trial_id >= 1:
+        return None
+    best = "python -c \"import optuna; print(optuna.load_study(study_name='STUDY', storage='STORAGE').best_trial.number)\""
+    if known.trial_id == 0:
+        problem = "--trial-id 0 loads nothing: rl-zoo3 reads 0 (Optuna's first trial) as no trial id"
+        advice = "pass trial 0's values with -params KEY:VALUE ... (the study's report csv lists them)"
+    else:
+        problem = "--storage and --study-name without -optimize or --trial-id load nothing"
+        advice = f"pass --trial-id N (N >= 1) to retrain trial N; the best trial's number: {best}"
+    return f"error: {problem}, and the run would train with the hyperparameter file's values; {advice}."
 
 
 def _run_module(module: str) -> Callable[[], None]:
