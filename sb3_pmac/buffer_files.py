@@ -374,8 +374,8 @@ def _load_pickle(
 ) -> tuple[PolicyVersionedReplayBuffer, dict[str, Any] | None]:
     """
     A buffer pickled by an earlier release, with the model buffer's state it carries as an attribute, or SB3's
-    ``ReplayBuffer`` converted (:func:`sb3_buffer_arrays`: one policy version) and rebuilt by ``rebuild`` (the agent's
-    spaces and buffer class, as for the ``.npz`` files).
+    ``ReplayBuffer`` converted (:func:`sb3_buffer_arrays`: one policy version), either rebuilt from its arrays by
+    ``rebuild`` (the agent's spaces and buffer class, as for the ``.npz`` files).
     """
     if not allow_pickle:
         raise ValueError(
@@ -388,7 +388,12 @@ def _load_pickle(
         )
     buffer = load_from_pkl(file, verbose)
     if isinstance(buffer, PolicyVersionedReplayBuffer):
-        return buffer, buffer.__dict__.pop("model_buffer_state", None)
+        # rebuilt from its arrays like a .npz file: checked against the agent's spaces, in the agent's buffer class
+        model_state = buffer.__dict__.pop("model_buffer_state", None)
+        try:
+            return rebuild(buffer_arrays(buffer)), model_state
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"{name}: {error}") from None
     if not isinstance(buffer, ReplayBuffer):
         raise TypeError(f"PMAC needs a replay buffer, {name} holds {type(buffer).__name__}")
     try:

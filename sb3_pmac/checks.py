@@ -220,13 +220,21 @@ def warn_unused_sac_arguments(algorithm: str, ent_coef: str | float, target_entr
 
 
 def warn_questionable_settings(
-    algorithm: str, real_ratio: float, buffer_size: int, model_train_freq: int, adaptation_rate: float, adaptive: bool
+    algorithm: str,
+    real_ratio: float,
+    buffer_size: int,
+    model_train_freq: int,
+    adaptation_rate: float,
+    adaptive: bool,
+    learning_starts: int = 0,
 ) -> None:
     """
     Warn about settings that run but do not do what they look like: ``real_ratio=1`` (the model is trained and rolled
     out, and never used), and, with Algorithm 1's weights, a replay buffer too small for the mixture's support (when it
     wraps around, a partly overwritten version keeps its whole policy weight: its few remaining transitions are drawn
-    more often than the newer ones).
+    more often than the newer ones). The warm-up version (``learning_starts`` transitions) is overwritten first and
+    weighs ``1 / (1 - alpha)`` times a later version of its age (it starts with weight 1), so the buffer must hold it
+    besides twice the support.
 
     :param algorithm: the class name, for the message
     :param real_ratio: share of real transitions in SAC's batches
@@ -234,6 +242,7 @@ def warn_questionable_settings(
     :param model_train_freq: env steps (of all envs) per interaction epoch (policy version)
     :param adaptation_rate: Algorithm 1's alpha
     :param adaptive: whether a data selection uses the mixture
+    :param learning_starts: the random warm-up's steps (policy version 0)
     """
     if real_ratio == 1.0:
         warnings.warn(
@@ -245,14 +254,15 @@ def warn_questionable_settings(
     if not adaptive or adaptation_rate >= 1.0:  # (alpha = 1: every policy weighs the same, no finite support)
         return
     support = model_train_freq * (1 + adaptation_rate) / (1 - adaptation_rate)
-    needed = math.ceil(round(2 * support, 6))  # (round: 950.0000000000001)
+    needed = math.ceil(round(2 * support, 6)) + max(int(learning_starts), 0)  # (round: 950.0000000000001)
     if buffer_size < needed:
+        warm_up = f" and the {learning_starts} warm-up transitions" if learning_starts > 0 else ""
         warnings.warn(
             f"{algorithm}: buffer_size={buffer_size} holds fewer than twice the policy mixture's support ({support:.0f} "
-            f"transitions at adaptation_rate={adaptation_rate}, model_train_freq={model_train_freq}): once the buffer "
-            "wraps around, a partly overwritten policy version keeps its whole weight (Algorithm 1 weighs policies, "
-            f"not transitions), so its remaining transitions are drawn more often than newer ones; use buffer_size >= "
-            f"{needed} (the default is 10^6)",
+            f"transitions at adaptation_rate={adaptation_rate}, model_train_freq={model_train_freq}){warm_up}: once "
+            "the buffer wraps around, a partly overwritten policy version keeps its whole weight (Algorithm 1 weighs "
+            "policies, not transitions; the warm-up version, overwritten first, weighs most), so its remaining "
+            f"transitions are drawn more often than newer ones; use buffer_size >= {needed} (the default is 10^6)",
             UserWarning,
             stacklevel=3,
         )

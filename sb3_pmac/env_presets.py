@@ -145,7 +145,9 @@ def get_preset(env_id: str) -> EnvPreset | None:
 
 def make_preset_env(env_id: str, env_kwargs: dict[str, Any] | None = None, **make_kwargs: Any) -> gym.Env:
     """
-    ``gym.make(env_id)`` with the preset's env kwargs and observation truncation (user ``env_kwargs`` win).
+    ``gym.make(env_id)`` with the preset's env kwargs and observation truncation (user ``env_kwargs`` win; with
+    ``exclude_current_positions_from_observation=False`` the truncation keeps the two x, y positions too: Humanoid-v4
+    47 entries, ``qpos`` and ``qvel``).
 
     Use the same function for training and evaluation envs so that both see the same observations.
 
@@ -162,7 +164,10 @@ def make_preset_env(env_id: str, env_kwargs: dict[str, Any] | None = None, **mak
     kwargs.update(make_kwargs)
     env = make_env(env_id, **kwargs)
     if preset is not None and version is not None and version in preset.truncate_observation:
-        env = TruncateObservation(env, preset.truncate_observation[version])
+        size = preset.truncate_observation[version]
+        if kwargs.get("exclude_current_positions_from_observation") is False:
+            size += 2  # the x, y positions come first: still every position and velocity, none of the rest
+        env = TruncateObservation(env, size)
     return env
 
 

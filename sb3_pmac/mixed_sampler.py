@@ -4,6 +4,8 @@ transitions and the rest from the model buffer, drawn one batch at a time (SB3's
 once (the fast SAC path).
 """
 
+import math
+
 import torch as th
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
@@ -35,10 +37,13 @@ class MixedReplaySampler:
         self.real_ratio = real_ratio
 
     def split(self, batch_size: int) -> tuple[int, int]:
-        """Number of real and model samples in a batch (MBPO rounds the real share down)."""
+        """
+        Number of real and model samples in a batch: ``floor(batch_size * real_ratio)`` real (MBPO rounds the real share
+        down), the product rounded to 9 decimals first so that ``100 * 0.29 = 28.999999999999996`` gives 29.
+        """
         if self.model_buffer.size() == 0:
             return batch_size, 0
-        n_real = int(batch_size * self.real_ratio)
+        n_real = math.floor(round(batch_size * self.real_ratio, 9))
         return n_real, batch_size - n_real
 
     def sample(self, batch_size: int, env: VecNormalize | None = None) -> ReplayBufferSamples:

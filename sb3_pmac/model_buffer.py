@@ -142,8 +142,22 @@ class ModelReplayBuffer:
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a state produced by :meth:`state_dict` (same storage layout, so sampling continues identically)."""
-        self.capacity = int(state["capacity"])
+        """
+        Restore a state produced by :meth:`state_dict` (same storage layout, so sampling continues identically).
+
+        :raises ValueError: for a state of other observation or action sizes (checked before anything changes)
+        """
+        capacity = int(state["capacity"])
+        widths = {"observations": self.obs_dim, "actions": self.action_dim, "next_observations": self.obs_dim}
+        for name in self._COLUMNS:
+            column = state[name]
+            expected = (widths[name],) if name in widths else ()
+            if tuple(column.shape[1:]) != expected or len(column) > capacity:
+                raise ValueError(
+                    f"The model buffer state's {name} have shape {tuple(column.shape)}, this model buffer needs (at most "
+                    f"{capacity}, {', '.join(map(str, expected))}): was it saved with other spaces?"
+                )
+        self.capacity = capacity
         self._allocate(self.capacity)
         for name in self._COLUMNS:
             column = state[name]

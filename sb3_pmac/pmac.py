@@ -301,6 +301,7 @@ class PMAC(ModelStepSAC):
             model_train_freq=model_train_freq,
             adaptation_rate=adaptation_rate,
             adaptive=self.uses_policy_mixture and mixture == "exponential",
+            learning_starts=learning_starts,
         )
         self.real_ratio = float(real_ratio)
         self.model_train_freq = int(model_train_freq)
@@ -709,12 +710,12 @@ class PMAC(ModelStepSAC):
         if buffer.n_envs != self.n_envs:
             raise ValueError(f"The buffer file holds transitions of {buffer.n_envs} envs, the agent has {self.n_envs}")
         buffer.device = self.device
+        if model_state is not None:  # first: a state that does not fit raises before the agent changes
+            self.model_buffer.load_state_dict(model_state)
         # the agent's policy version and the buffer's: the newer one goes on (they are equal when saved together)
         self.policy_version = max(self.policy_version, buffer.current_version)
         buffer.set_policy_version(self.policy_version)
         self.replay_buffer = buffer
-        if model_state is not None:
-            self.model_buffer.load_state_dict(model_state)
 
     def _get_rng_states(self) -> dict[str, Any]:
         return {

@@ -333,6 +333,29 @@ def test_pickles_of_earlier_releases_load_with_allow_pickle(tmp_path):
     assert_same(state, model_buffer.state_dict())
 
 
+def test_a_pickle_of_other_spaces_is_refused_and_the_agent_left_as_it_was(tmp_path):
+    """An earlier release's Hopper buffer loaded into a Pendulum agent: the spaces are checked as for .npz files."""
+    from conftest import TINY_PMAC_KWARGS
+
+    from sb3_pmac import PMAC
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        agent = PMAC("MlpPolicy", "Pendulum-v1", **{**TINY_PMAC_KWARGS, "seed": 0})
+        agent.learn(160)
+    buffer, model_size = agent.replay_buffer, agent.model_buffer.size()
+    with pytest.raises(ValueError, match=r"legacy_pmac_buffer.pkl: .*observations have shape .*11.*needs shape .*3"):
+        agent.load_replay_buffer(DATA / "legacy_pmac_buffer.pkl", allow_pickle=True)
+    assert agent.replay_buffer is buffer and agent.model_buffer.size() == model_size > 0
+    agent.learn(40, reset_num_timesteps=False)  # goes on
+    # a model buffer state of other sizes is refused before the model buffer changes
+    state = agent.model_buffer.state_dict()
+    other = ModelReplayBuffer(1, obs_dim=4, action_dim=1)
+    with pytest.raises(ValueError, match="model buffer state's observations have shape"):
+        other.load_state_dict(state)
+    assert other.capacity == 1 and other.observations.shape == (1, 4)
+
+
 @pytest.mark.parametrize("name", ["pmac", "pmac_tv"])
 def test_legacy_fixture_buffers_convert_to_npz(tmp_path, name):
     with warnings.catch_warnings():

@@ -67,6 +67,19 @@ def test_presets_per_task(env_id, obs_dim, horizon):
     assert model.rollout_horizon == horizon
 
 
+def test_truncated_humanoid_keeps_the_positions_asked_for():
+    """Humanoid-v4 with its x, y positions in the observation: truncated to every position and velocity (47), not 45."""
+    from sb3_pmac.env_presets import make_preset_env
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        env = make_preset_env("Humanoid-v4", {"exclude_current_positions_from_observation": False})
+        obs, _ = env.reset(seed=0)
+    data = env.unwrapped.data
+    assert obs.shape == (47,)
+    np.testing.assert_allclose(obs, np.concatenate([data.qpos, data.qvel]))  # qpos (24) then qvel (23), complete
+
+
 def test_namespaced_ids_get_no_preset():
     """Another package's env named like a paper task (``my_ns/Humanoid-v4``) keeps its observations and horizon 1."""
     import gymnasium as gym
@@ -346,6 +359,10 @@ def test_sac_batches_mix_real_and_model_data():
     model.model_buffer.rewards[:] = 1e6
     batch = sampler.sample(100)
     assert int((batch.rewards[:, 0] == 1e6).sum()) == 75
+    # floor(batch x ratio) of the exact product: 100 x 0.29 is 28.999999999999996 in floating point
+    for ratio, real in ((0.29, 29), (0.57, 57), (0.58, 58), (0.05, 5), (0.999, 99)):
+        assert MixedReplaySampler(model.replay_buffer, model.model_buffer, ratio).split(100) == (real, 100 - real)
+    assert MixedReplaySampler(model.replay_buffer, model.model_buffer, 0.05).split(256) == (12, 244)  # the paper's
 
 
 # ---------------------------------------------------------------------------------------------- logging

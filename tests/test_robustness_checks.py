@@ -81,14 +81,17 @@ def test_settings_that_do_not_do_what_they_look_like_warn():
     kwargs = {**TINY_PMAC_KWARGS, "real_ratio": 1.0}
     with pytest.warns(UserWarning, match="real_ratio=1.0"):
         PMAC("MlpPolicy", "Pendulum-v1", **kwargs)
-    # Algorithm 1's support at alpha = 0.9: 19 interaction epochs; a buffer of fewer than 38 wraps into weighted ones
+    # Algorithm 1's support at alpha = 0.9: 19 interaction epochs; a buffer of fewer than 38 wraps into weighted ones,
+    # and the warm-up version (learning_starts=100 transitions, 10 times the weight of a later version of its age) first
     kwargs = {**TINY_PMAC_KWARGS, "buffer_size": 1000, "model_train_freq": 50}
-    with pytest.warns(UserWarning, match="buffer_size=1000 .* use buffer_size >= 1900"):
+    with pytest.warns(UserWarning, match="buffer_size=1000 .* and the 100 warm-up transitions.* use buffer_size >= 2000"):
         PMAC("MlpPolicy", "Pendulum-v1", **kwargs)
+    with pytest.warns(UserWarning, match="use buffer_size >= 2000"):
+        PMAC("MlpPolicy", "Pendulum-v1", **{**kwargs, "buffer_size": 1999})
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # MBPO's uniform selection weighs transitions: nothing to say
         MBPO("MlpPolicy", "Pendulum-v1", **kwargs)
-        PMAC("MlpPolicy", "Pendulum-v1", **{**kwargs, "buffer_size": 1900})
+        PMAC("MlpPolicy", "Pendulum-v1", **{**kwargs, "buffer_size": 2000})
 
 
 def test_a_model_buffer_larger_than_half_the_memory_warns_at_construction(monkeypatch):

@@ -263,6 +263,35 @@ def test_inverted_double_pendulum_geometry_from_model(tmp_path: Path) -> None:
     assert (apply(InvertedDoublePendulumTermination(), data) != data["terminated"]).any()
 
 
+@pytest.mark.parametrize(
+    "old, new, problem",
+    [
+        (
+            '<joint axis="0 1 0" name="hinge2" pos="0 0 0"',
+            '<joint axis="0 1 0" name="hinge2" pos="0 0 -0.2"',
+            "not at its origin",
+        ),
+        ('<body name="pole" pos="0 0 0">', '<body name="pole" pos="0 0 0" euler="0 20 0">', "rotated body"),
+        ('<joint axis="0 1 0" name="hinge2"', '<joint axis="0 -1 0" name="hinge2"', "other than \\+y"),
+    ],
+)
+def test_inverted_double_pendulum_geometry_the_rule_cannot_read_warns(tmp_path: Path, old, new, problem) -> None:
+    """A model whose hinges or bodies the planar rule does not describe: said at once (it disagrees with the env)."""
+    import gymnasium.envs.mujoco  # noqa: F401  (gym.envs.mujoco below)
+
+    xml = (Path(gym.envs.mujoco.__file__).parent / "assets" / "inverted_double_pendulum.xml").read_text()
+    assert old in xml
+    (tmp_path / "idp.xml").write_text(xml.replace(old, new))
+    env = make("InvertedDoublePendulum-v5", xml_file=str(tmp_path / "idp.xml"))
+    with pytest.warns(UserWarning, match=f"InvertedDoublePendulum model .* with .*{problem}.*termination_fn="):
+        fn = get_termination_fn(env)
+    data = collect(env, 2000)
+    assert (apply(fn, data) != data["terminated"]).sum() > 20  # what the warning is about
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        get_termination_fn(make("InvertedDoublePendulum-v5"))  # the standard model: no warning
+
+
 # ---------------------------------------------------------------------------------------------------- API
 class UnknownToyEnv(PendulumEnv):
     """A continuous env no termination function is registered for."""
@@ -523,6 +552,11 @@ def test_other_wrappers_that_change_the_observation_space_refused() -> None:
     assert observation_wrappers(stacked) == ["FrameStackObservation"]
     with pytest.raises(ValueError, match="FrameStackObservation"):
         get_termination_fn(stacked)
+    # MaxAndSkipObservation keeps the space but returns the maximum of the last frames: the rule would miss every fall
+    skipped = gym.wrappers.MaxAndSkipObservation(make("Hopper-v5"), skip=2)
+    assert observation_wrappers(skipped) == ["MaxAndSkipObservation"]
+    with pytest.raises(ValueError, match="MaxAndSkipObservation"):
+        get_termination_fn(skipped)
     # wrappers that leave the observation space alone (Monitor, TimeLimit, RecordEpisodeStatistics) stay accepted
     assert get_termination_fn(gym.wrappers.RecordEpisodeStatistics(make("Hopper-v5"))) == HopperTermination()
 

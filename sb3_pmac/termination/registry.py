@@ -13,7 +13,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
-from gymnasium.wrappers import DtypeObservation, FlattenObservation
+from gymnasium.wrappers import DtypeObservation, FlattenObservation, MaxAndSkipObservation
 from stable_baselines3.common.vec_env import (
     DummyVecEnv,
     VecCheckNan,
@@ -102,6 +102,31 @@ def _xz(vec: Any) -> tuple[float, float]:
     return float(vec[0]), float(vec[2])
 
 
+def _planar_chain_problem(model: Any, pole_body: int, pole2_body: int) -> str | None:
+    """
+    What keeps InvertedDoublePendulum's rule from reading the model's geometry (None: nothing): it assumes each pole
+    body turns about +y on one hinge at its body's origin, unrotated bodies, and a cart that slides along x.
+    """
+    for body in (pole_body, pole2_body):
+        if int(model.body_jntnum[body]) != 1:
+            return f"body {body} with {int(model.body_jntnum[body])} joints"
+        joint = int(model.body_jntadr[body])
+        if not np.allclose(model.jnt_axis[joint], (0.0, 1.0, 0.0)):
+            return f"a hinge axis {tuple(np.round(model.jnt_axis[joint], 3))} other than +y"
+        if not np.allclose(model.jnt_pos[joint], 0.0):
+            return f"a hinge at {tuple(np.round(model.jnt_pos[joint], 3))} in its body's frame, not at its origin"
+    body = pole2_body
+    while body != 0:
+        if not np.allclose(model.body_quat[body], (1.0, 0.0, 0.0, 0.0)):
+            return f"a rotated body ({body}, quaternion {tuple(np.round(model.body_quat[body], 3))})"
+        if body not in (pole_body, pole2_body):  # the cart and above: fixed, or sliding along x
+            for joint in range(int(model.body_jntadr[body]), int(model.body_jntadr[body]) + int(model.body_jntnum[body])):
+                if not np.allclose(model.jnt_axis[joint], (1.0, 0.0, 0.0)):
+                    return f"a cart joint along {tuple(np.round(model.jnt_axis[joint], 3))}, not x"
+        body = int(model.body_parentid[body])
+    return None
+
+
 def _make_inverted_double_pendulum(env: gym.Env) -> TerminationFn:
     model = getattr(env, "model", None)
     if model is None or model.nq != 3 or model.nsite < 1:
@@ -113,6 +138,15 @@ def _make_inverted_double_pendulum(env: gym.Env) -> TerminationFn:
     tip_body = int(model.site_bodyid[0])
     pole2_body = tip_body
     pole_body = int(model.body_parentid[pole2_body])
+    problem = _planar_chain_problem(model, pole_body, pole2_body)
+    if problem is not None:
+        warnings.warn(
+            f"InvertedDoublePendulum model in {env} with {problem}: the termination rule reads the pole lengths and "
+            "heights from the model but assumes hinges about +y at their bodies' origins, unrotated bodies and a cart "
+            "along x, so it can disagree with the env; pass termination_fn=... for this model",
+            UserWarning,
+            stacklevel=2,
+        )
     base_height = 0.0
     body = pole_body
     while body != 0:  # the slider only moves along x: the hinge height is the sum of the body z offsets
@@ -245,6 +279,9 @@ def _env_names(env: gym.Env, spec: Any = None) -> list[str]:
 # ``keeps_termination_inputs = True`` (like the presets' truncation).
 #: VecEnv wrappers that keep the stored observations as the env made them (VecNormalize: PMAC stores the raw ones)
 _VEC_WRAPPERS_KEEPING_INPUTS = (VecNormalize, VecMonitor, VecCheckNan, VecVideoRecorder)
+#: Wrappers that are not ``ObservationWrapper``s and keep the observation space, yet return other values than the env
+#: (the elementwise maximum of the last frames): the check cannot see it from the spaces
+_WRAPPERS_CHANGING_VALUES = (MaxAndSkipObservation,)
 
 
 def _keeps_termination_inputs(wrapper: Any) -> bool:
@@ -266,12 +303,15 @@ def _cast_keeps_values(source: np.dtype, target: np.dtype) -> bool:
 def _changes_termination_inputs(wrapper: Any) -> bool:
     """
     Whether ``wrapper`` itself (not the envs it wraps) changes the observations a rule reads: an observation wrapper,
-    or any other wrapper that changes the observation space (``FrameStackObservation``, ...), unless it sets
+    ``MaxAndSkipObservation`` (the maximum of the last frames), or any other wrapper that changes the observation
+    space (``FrameStackObservation``, ...), unless it sets
     ``keeps_termination_inputs`` or keeps the values (``DtypeObservation`` of a ``Box`` to a float dtype or by a safe
     cast, ``FlattenObservation`` of a 1-D ``Box``). The one predicate of every wrapper check.
     """
     if not isinstance(wrapper, gym.Wrapper) or _keeps_termination_inputs(wrapper):
         return False
+    if isinstance(wrapper, _WRAPPERS_CHANGING_VALUES):
+        return True
     if not isinstance(wrapper, gym.ObservationWrapper):
         return wrapper.observation_space != wrapper.env.observation_space
     source, target = wrapper.env.observation_space, wrapper.observation_space
