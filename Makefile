@@ -12,7 +12,7 @@ PIP := $(PY) -m pip
 PYTEST_ARGS ?= -n 2 --durations=15
 DEMO_ARGS ?=
 
-.PHONY: demo test test-slow lint format type doc benchmark clean
+.PHONY: demo test test-slow lint format type doc clean
 
 $(VENV)/.created:
 	$(PYTHON) -m venv $(VENV)
