@@ -293,7 +293,7 @@ def warn_model_buffer_memory(algorithm: str, capacity: int, obs_dim: int, action
         warnings.warn(
             f"{algorithm}: the model buffer will hold {capacity:,} transitions ({nbytes / 1e9:.1f} GB) at rollout horizon "
             f"{horizon}, more than half of this machine's {total / 1e9:.1f} GB; it is allocated when that horizon is "
-            "reached. Its size is rollout_batch_size x horizon x (epoch_length // model_train_freq) x "
+            "reached. Its size is rollout_batch_size x horizon x (epoch_length / model_train_freq) x "
             "model_retain_epochs: lower one of them, or set model_buffer_size",
             UserWarning,
             stacklevel=3,

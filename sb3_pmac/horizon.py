@@ -103,13 +103,16 @@ def max_horizon(schedule: HorizonSchedule) -> int:
     return schedule if isinstance(schedule, int) else max(schedule[2], schedule[3])
 
 
-def model_buffer_capacity(rollout_batch_size: int, horizon: int, rollouts_per_epoch: int, retain_epochs: int) -> int:
+def model_buffer_capacity(rollout_batch_size: int, horizon: int, rollouts_per_epoch: float, retain_epochs: int) -> int:
     """
-    MBPO's model buffer size: rollout batch x horizon x rollouts per epoch x retained epochs.
+    MBPO's model buffer size: retained epochs x ``int(rollout batch x horizon x rollouts per epoch)``, and at least one
+    rollout's worth (``rollout batch x horizon``: with fewer than one rollout per epoch, MBPO's size would not hold the
+    latest rollout).
 
     :param rollout_batch_size: start states per rollout
     :param horizon: current rollout horizon
-    :param rollouts_per_epoch: rollouts per 1000 environment steps (1000 / ``model_train_freq``)
+    :param rollouts_per_epoch: rollouts per epoch, ``epoch_length / model_train_freq`` (not rounded: 1000 / 400 = 2.5)
     :param retain_epochs: how many epochs of model data to keep
     """
-    return int(rollout_batch_size * horizon * rollouts_per_epoch * retain_epochs)
+    per_epoch = int(round(rollout_batch_size * horizon * rollouts_per_epoch, 6))  # (round: 999.9999999 -> 1000)
+    return max(retain_epochs * per_epoch, rollout_batch_size * horizon)

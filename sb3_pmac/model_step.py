@@ -267,7 +267,7 @@ class ModelStepSAC(SAC):
         """
         if self.model_buffer_size is not None:
             return int(self.model_buffer_size)
-        rollouts_per_epoch = max(1, self.epoch_length // self.model_train_freq)
+        rollouts_per_epoch = self.epoch_length / self.model_train_freq  # as MBPO: 1000 / 400 = 2.5, not 2
         return model_buffer_capacity(self.rollout_batch_size, horizon, rollouts_per_epoch, self.model_retain_epochs)
 
     def rollout(self) -> RolloutInfo:

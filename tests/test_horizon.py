@@ -72,9 +72,26 @@ def test_model_buffer_capacity_mbpo():
     # MBPO Hopper: 100k rollouts x horizon x 4 rollouts per epoch x 1 retained epoch
     assert model_buffer_capacity(100_000, 1, 4, 1) == 400_000
     assert model_buffer_capacity(100_000, 15, 4, 1) == 6_000_000
+    # MBPO does not round the rollouts per epoch: model_train_freq 400 or 300 of 1000 steps keep 2.5 or 3.33 rollouts
+    assert model_buffer_capacity(100, 1, 1000 / 400, 1) == 250 and model_buffer_capacity(100, 1, 1000 / 300, 1) == 333
+    assert model_buffer_capacity(100, 2, 1000 / 600, 3) == 3 * 333
+    # ... but at least the latest rollout (model_train_freq 2000: half a rollout per epoch)
+    assert model_buffer_capacity(100, 1, 1000 / 2000, 1) == 100
 
 
 def test_epochs_count_from_the_end_of_the_warm_up():
     # MBPO's code: epoch = (steps - warm-up) / 1000; Hopper's horizon reaches 2 at epoch 20 + 80/14 = 25.71
     assert epoch_at(4000, 5000, 1000) == 0 and epoch_at(5000, 5000, 1000) == 0 and epoch_at(65_000, 5000, 1000) == 60
     assert [horizon_at(epoch_at(t, 5000, 1000), (20, 100, 1, 15)) for t in (25_000, 30_700, 30_800, 105_000)] == [1, 1, 2, 15]
+
+
+def test_agent_model_buffer_keeps_the_epochs_asked_for_whatever_the_model_train_freq():
+    import warnings
+
+    from sb3_pmac import MBPO
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        for freq, expected in ((250, 400), (400, 250), (300, 333), (2000, 100)):
+            agent = MBPO("MlpPolicy", "Pendulum-v1", model_train_freq=freq, rollout_batch_size=100, rollout_horizon=1)
+            assert agent.model_buffer_capacity_at(1) == expected, freq  # (it kept 200 rollout rows at 400: 0.8 epochs)
