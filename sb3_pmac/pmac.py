@@ -488,7 +488,11 @@ class PMAC(ModelStepSAC):
             return  # due, but too little data yet: runs as soon as there is enough
         if self.num_timesteps >= self._next_model_step:
             self._model_step()
-            self._next_model_step = self.num_timesteps + self.model_train_freq
+            due = self._next_model_step + self.model_train_freq
+            # On the schedule, so that versions average model_train_freq transitions when n_envs steps at a time
+            # overshoot it; from now when this step came a whole period late (the first one, or after waiting for data).
+            late = self._next_model_step == 0 or due <= self.num_timesteps
+            self._next_model_step = self.num_timesteps + self.model_train_freq if late else due
 
     def _sample_action(
         self, learning_starts: int, action_noise: ActionNoise | None = None, n_envs: int = 1
@@ -519,6 +523,14 @@ class PMAC(ModelStepSAC):
         if reset_num_timesteps:
             self._next_model_step = 0
             self._updates_epoch = -1
+            if (
+                self.learning_starts > 0
+                and self.policy_version > 0
+                and isinstance(self.replay_buffer, PolicyVersionedReplayBuffer)  # (_setup_learn refuses other buffers)
+            ):
+                # SB3 repeats the random warm-up when num_timesteps restarts: its transitions are a version of their
+                # own, not the last policy's (a new version then starts with the first model step, as at the start)
+                self.policy_version = self.replay_buffer.start_new_version()
         end = total_timesteps + (0 if reset_num_timesteps else self.num_timesteps)
         if 0 < total_timesteps and end <= self.learning_starts:
             warnings.warn(
@@ -716,16 +728,17 @@ class PMAC(ModelStepSAC):
         self.policy_version = max(self.policy_version, buffer.current_version)
         buffer.set_policy_version(self.policy_version)
         self.replay_buffer = buffer
+        self._data_range_cache = None  # (it holds the previous buffer: released now, not at the next model step)
 
     def _get_rng_states(self) -> dict[str, Any]:
         return {
-            **get_global_rng_states(),
+            **get_global_rng_states(self.device),  # (CUDA's too on a GPU: actions, rollouts and batches draw from it)
             "action_space": self.action_space.np_random.bit_generator.state,
             "model_trainer": self.model_trainer.rng.bit_generator.state,
         }
 
     def _set_rng_states(self, states: dict[str, Any], restore_global: bool) -> None:
         if restore_global:
-            set_global_rng_states(states)
+            set_global_rng_states(states, self.device)
         self.action_space.np_random.bit_generator.state = states["action_space"]
         self.model_trainer.rng.bit_generator.state = states["model_trainer"]

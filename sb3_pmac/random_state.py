@@ -22,14 +22,22 @@ def get_global_rng_states(device: th.device | str = "cpu") -> dict[str, Any]:
     return states
 
 
-def set_global_rng_states(states: dict[str, Any]) -> None:
-    """Restore states returned by :func:`get_global_rng_states`."""
+def set_global_rng_states(states: dict[str, Any], device: th.device | str | None = None) -> None:
+    """
+    Restore states returned by :func:`get_global_rng_states`.
+
+    :param states: the states
+    :param device: the CUDA device to restore the saved CUDA state to (None: the device it was saved from); the CUDA
+        state is left alone when ``device`` is not a CUDA device (an agent saved on a GPU, loaded on a CPU)
+    """
     np.random.set_state(states["numpy"])
     random.setstate(states["python"])
     th.set_rng_state(states["torch"])
     if "cuda" in states:
-        device, state = states["cuda"]
-        th.cuda.set_rng_state(state, device)
+        saved_device, state = states["cuda"]
+        target = th.device(saved_device if device is None else device)
+        if target.type == "cuda":
+            th.cuda.set_rng_state(state, target)
 
 
 @contextlib.contextmanager

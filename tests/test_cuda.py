@@ -42,6 +42,20 @@ def test_pmac_learns_saves_and_loads(device, tmp_path):
     run_pmac_on(device, tmp_path)
 
 
+@pytest.mark.parametrize("device", DEVICES)
+def test_saved_random_states_hold_the_cuda_generator(device, tmp_path):
+    """On a GPU the actions, rollouts and batches draw from CUDA's generator: save keeps it, load restores it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model = PMAC("MlpPolicy", "Pendulum-v1", seed=0, device=device, **TINY_PMAC_KWARGS)
+    model.learn(120)
+    model.save(tmp_path / "agent")
+    saved = th.cuda.get_rng_state(model.device)
+    th.rand(1000, device=model.device)  # moves CUDA's generator on
+    PMAC.load(tmp_path / "agent", env=gym.make("Pendulum-v1"), device=device, restore_random_state=True)
+    assert th.equal(th.cuda.get_rng_state(model.device), saved)
+
+
 def fast_path_against_sb3(device: str, manual_backward: bool, n_steps: int = 3, atol: float = 1e-4) -> None:
     from test_sac_update import BATCH, assert_same_parameters, random_batches, twins
 

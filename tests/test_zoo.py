@@ -702,11 +702,12 @@ def test_continue_with_trained_agent_and_its_replay_buffer(tmp_path):
     zoo([*args, "-n", "150", "-i", str(first / "Pendulum-v1.zip"), "--save-replay-buffer"], tmp_path)
     second = tmp_path / "logs" / "pmac" / "Pendulum-v1_2"
     model = PMAC.load(second / "Pendulum-v1.zip", device="cpu")
-    # rl-zoo3 restarts the step counter (warm-up again: a model step at 101), the policy versions go on from 2
-    assert model.num_timesteps == 150 and model.policy_version == 3
+    # rl-zoo3 restarts the step counter: the warm-up again, as version 3 of its own, then a model step at 101 (version 4)
+    assert model.num_timesteps == 150 and model.policy_version == 4
     model.load_replay_buffer(second / "replay_buffer.pkl")
     versions, counts = model.replay_buffer.version_counts()
-    assert versions.tolist() == [0, 1, 2, 3] and counts.sum() == 250 + 150  # the first run's transitions are kept
+    assert versions.tolist() == [0, 1, 2, 3, 4] and counts.sum() == 250 + 150  # the first run's transitions are kept
+    assert counts[3] == 101  # the repeated warm-up (and step 101, collected before the model step)
 
 
 def test_kwargs_strings_are_evaluated_and_pickled_buffers_read_on_request(tmp_path):
