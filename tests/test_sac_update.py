@@ -12,8 +12,10 @@ from conftest import TINY_PMAC_KWARGS
 from gymnasium import spaces
 from stable_baselines3 import SAC
 from stable_baselines3.common.logger import configure
+from stable_baselines3.common.policies import ContinuousCritic
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
+from stable_baselines3.sac.policies import Actor, SACPolicy
 
 from sb3_pmac import PMAC, fast_sac
 from sb3_pmac.fast_sac import (
@@ -55,10 +57,35 @@ class LinearExtractor(BaseFeaturesExtractor):
         return th.tanh(self.linear(observations))
 
 
-def make_sac(**kwargs) -> SAC:
+class TanhLogStdActor(Actor):
+    """An actor that squashes its log-std into a range (CleanRL's form): an override SB3's train goes through."""
+
+    def get_action_dist_params(self, obs):
+        mean, log_std, kwargs = super().get_action_dist_params(obs)
+        return mean, -5 + 3.5 * (th.tanh(log_std) + 1), kwargs
+
+
+class TanhLogStdPolicy(SACPolicy):
+    def make_actor(self, features_extractor=None):
+        return TanhLogStdActor(**self._update_features_extractor(self.actor_kwargs, features_extractor)).to(self.device)
+
+
+class HalfCritic(ContinuousCritic):
+    """Critics that halve their values: a subclass overriding ``forward``."""
+
+    def forward(self, obs, actions):
+        return tuple(0.5 * q for q in super().forward(obs, actions))
+
+
+class HalfCriticPolicy(SACPolicy):
+    def make_critic(self, features_extractor=None):
+        return HalfCritic(**self._update_features_extractor(self.critic_kwargs, features_extractor)).to(self.device)
+
+
+def make_sac(policy="MlpPolicy", **kwargs) -> SAC:
     kwargs.setdefault("policy_kwargs", dict(net_arch=[64, 64]))
     kwargs.setdefault("device", "cpu")  # tests/test_cuda.py: "cuda"
-    model = SAC("MlpPolicy", BoxEnv(), buffer_size=1000, batch_size=BATCH, seed=0, **kwargs)
+    model = SAC(policy, BoxEnv(), buffer_size=1000, batch_size=BATCH, seed=0, **kwargs)
     model.set_logger(configure(None, []))
     return model
 
@@ -151,11 +178,43 @@ def test_same_updates_as_sb3_over_several_calls():
         # a features extractor with parameters: the critic's own, or the actor's (shared: critic losses leave it alone)
         dict(policy_kwargs=dict(net_arch=[32], features_extractor_class=LinearExtractor)),
         dict(policy_kwargs=dict(net_arch=[32], features_extractor_class=LinearExtractor, share_features_extractor=True)),
+        # subclasses of SB3's actor or critics: their overrides count, as in SB3 (the fast path recomputed SB3's math)
+        dict(policy=TanhLogStdPolicy, policy_kwargs=dict(net_arch=[32, 32])),
+        dict(policy=HalfCriticPolicy, policy_kwargs=dict(net_arch=[32, 32])),
     ],
-    ids=["tanh", "gsde", "three-critics", "amsgrad", "sgd", "own-extractor", "own-extractor-shared"],
+    ids=[
+        "tanh",
+        "gsde",
+        "three-critics",
+        "amsgrad",
+        "sgd",
+        "own-extractor",
+        "own-extractor-shared",
+        "actor-subclass",
+        "critic-subclass",
+    ],
 )
 def test_other_networks_take_a_path_with_the_same_math(kwargs):
     check_against_sb3(3, None, **kwargs)
+
+
+@pytest.mark.parametrize("manual_backward", [True, False], ids=["manual", "autograd"])
+def test_log_std_bounds_are_read_as_sb3_reads_them(manual_backward, monkeypatch):
+    """SB3 reads its module's LOG_STD_MIN / LOG_STD_MAX at every call: a patched bound applies to both."""
+    from stable_baselines3.sac import policies as sac_policies
+
+    monkeypatch.setattr(sac_policies, "LOG_STD_MIN", -2.0)
+    reference, fast = twins()
+    for model in (reference, fast):
+        with th.no_grad():
+            model.actor.log_std.bias.fill_(-3.0)  # below the patched bound: the clamp decides
+    batches = random_batches(3)
+    th.manual_seed(100)
+    reference_sac_train(reference, 3, BATCH, batches=batches)
+    th.manual_seed(100)
+    stats = sac_updates(fast, batches, manual_backward=manual_backward)
+    assert stats.critic_loss == pytest.approx(reference.logger.name_to_value["train/critic_loss"], rel=1e-5, abs=1e-6)
+    assert_same_parameters(reference, fast)
 
 
 def test_manual_backward_required_but_unsupported():

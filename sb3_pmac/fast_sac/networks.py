@@ -15,7 +15,8 @@ from gymnasium import spaces
 from stable_baselines3.common.distributions import SquashedDiagGaussianDistribution
 from stable_baselines3.common.policies import ContinuousCritic
 from stable_baselines3.common.torch_layers import FlattenExtractor
-from stable_baselines3.sac.policies import LOG_STD_MAX, LOG_STD_MIN, Actor
+from stable_baselines3.sac import policies as sac_policies
+from stable_baselines3.sac.policies import Actor
 from torch import nn
 
 from sb3_pmac.fast_sac import kernels
@@ -35,7 +36,7 @@ def squashed_gaussian_sample(mean: th.Tensor, log_std: th.Tensor, epsilon: float
 
     :return: actions ``tanh(mean + noise * std)`` and their log-probabilities ``[batch, 1]``
     """
-    log_std = th.clamp(log_std, LOG_STD_MIN, LOG_STD_MAX)
+    log_std = th.clamp(log_std, sac_policies.LOG_STD_MIN, sac_policies.LOG_STD_MAX)  # (read as SB3 reads them)
     # DiagGaussianDistribution: std = ones_like(mean) * exp(log_std) (the same values and gradients as exp)
     std = log_std.exp()
     # Normal.rsample: the same draw as torch.distributions' _standard_normal
@@ -57,8 +58,16 @@ def _flat_features(module: nn.Module) -> bool:
 
 
 def _squashed_gaussian_actor(actor: Actor) -> bool:
-    """Whether ``actor`` is SB3's squashed Gaussian actor on its flat observations (no gSDE)."""
-    return not actor.use_sde and type(actor.action_dist) is SquashedDiagGaussianDistribution and _flat_features(actor)
+    """
+    Whether ``actor`` is SB3's squashed Gaussian actor on its flat observations (no gSDE): SB3's own ``Actor`` class,
+    not a subclass, whose overrides (``get_action_dist_params``, ...) the recomputation below would skip.
+    """
+    return (
+        type(actor) is Actor
+        and not actor.use_sde
+        and type(actor.action_dist) is SquashedDiagGaussianDistribution
+        and _flat_features(actor)
+    )
 
 
 # ---------------------------------------------------------------------------------------------- autograd path
@@ -86,7 +95,7 @@ class Critic:
 
     def __init__(self, critic: nn.Module) -> None:
         self.critic = critic
-        self.fast = isinstance(critic, ContinuousCritic) and _flat_features(critic)
+        self.fast = type(critic) is ContinuousCritic and _flat_features(critic)  # (a subclass may override forward)
 
     def inputs(self, obs: th.Tensor, actions: th.Tensor) -> th.Tensor | tuple[th.Tensor, th.Tensor]:
         """The critic's input ``cat([features, actions])`` (or ``(obs, actions)`` for the module call)."""
@@ -121,7 +130,7 @@ class SquashedGaussian:
 
         :return: actions ``tanh(mean + noise * std)`` and their log-probabilities ``[n_rows, 1]``
         """
-        log_std_clamped = th.clamp(log_std, LOG_STD_MIN, LOG_STD_MAX)
+        log_std_clamped = th.clamp(log_std, sac_policies.LOG_STD_MIN, sac_policies.LOG_STD_MAX)
         std = log_std_clamped.exp()
         noise = th.empty_like(mean)
         for start in range(0, noise.shape[0], rows):
@@ -173,8 +182,8 @@ class ManualNets:
             _squashed_gaussian_actor(actor)
             and type(actor.mu) is nn.Linear
             and type(actor.log_std) is nn.Linear
-            and isinstance(critic, ContinuousCritic)
-            and isinstance(critic_target, ContinuousCritic)
+            and type(critic) is ContinuousCritic
+            and type(critic_target) is ContinuousCritic
             and _flat_features(critic)
             and _flat_features(critic_target)
             and len(critic.q_networks) == len(critic_target.q_networks) > 0
