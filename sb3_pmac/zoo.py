@@ -30,7 +30,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, NoReturn
 
-from sb3_pmac.zoo_credentials import mask_saved_credentials, masked_orig_argv
+from sb3_pmac.zoo_credentials import mask_credentials, mask_saved_credentials, masked_orig_argv
 
 #: rl-zoo3 algorithm names added by :func:`register`
 ZOO_ALGOS = ("pmac", "mbpo")
@@ -391,7 +391,11 @@ def trial_args_error(known: argparse.Namespace) -> str | None:
         return None
     if known.trial_id is not None and known.trial_id >= 1:
         return None
-    best = "python -c \"import optuna; print(optuna.load_study(study_name='STUDY', storage='STORAGE').best_trial.number)\""
+    storage = mask_credentials(known.storage)  # (printed: no password; libpq finds it in PGPASSWORD or ~/.pgpass)
+    best = (
+        f"python -c \"import optuna; print(optuna.load_study(study_name='{known.study_name}', storage='{storage}')"
+        '.best_trial.number)"'
+    )
     if known.trial_id == 0:
         problem = "--trial-id 0 loads nothing: rl-zoo3 reads 0 (Optuna's first trial) as no trial id"
         advice = "pass trial 0's values with -params KEY:VALUE ... (the study's report csv lists them)"

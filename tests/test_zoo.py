@@ -229,7 +229,9 @@ def test_storage_without_a_trial_that_rl_zoo3_loads_is_refused():
 
     base = ["--algo", "pmac", "--env", "Pendulum-v1", "--storage", "sqlite:///x.db", "--study-name", "s"]
     assert "without -optimize or --trial-id load nothing" in train_args_error(base)
-    assert "best_trial.number" in train_args_error(base)
+    assert "load_study(study_name='s', storage='sqlite:///x.db').best_trial.number" in train_args_error(base)
+    secret = ["--algo", "pmac", "--env", "Pendulum-v1", "--storage", "postgresql://u:secret@h/db", "--study-name", "s"]
+    assert "storage='postgresql://u@h/db'" in train_args_error(secret)  # the command it prints holds no password
     assert "--trial-id 0 loads nothing" in train_args_error([*base, "--trial-id", "0"])
     assert train_args_error([*base, "--trial-id", "1"]) is None
     assert train_args_error([*base, "-optimize"]) is None
