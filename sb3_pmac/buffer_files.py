@@ -374,7 +374,7 @@ def _load_pickle(
 ) -> tuple[PolicyVersionedReplayBuffer, dict[str, Any] | None]:
     """
     A buffer pickled by an earlier release, with the model buffer's state it carries as an attribute, or SB3's
-    ``ReplayBuffer`` converted (:func:`sb3_buffer_arrays`: one policy version), either rebuilt from its arrays by
+    ``ReplayBuffer`` converted (:func:`sb3_buffer_arrays`: one policy version); both are rebuilt from their arrays by
     ``rebuild`` (the agent's spaces and buffer class, as for the ``.npz`` files).
     """
     if not allow_pickle:
