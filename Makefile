@@ -2,7 +2,8 @@
 #   make demo   -> create .venv, install sb3-pmac with its [mujoco] extra, train PMAC on Hopper-v4 (short run), save,
 #                  reload, evaluate
 #   make test   -> create/update .venv with the [mujoco], [tests], [zoo], [postgres] and [docs] extras and run the tests
-# Pick another PyTorch build with e.g. `make demo TORCH_SPEC="torch==2.5.1"` (default: the CPU wheel below).
+# Pick another PyTorch build with e.g. `make demo TORCH_SPEC="torch==2.5.1"` (default below: the CPU build where pip
+# finds it under that spec; PyPI's default Linux wheel is a CUDA build, see docs/install.md).
 
 PYTHON ?= python3
 VENV ?= .venv

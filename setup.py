@@ -76,6 +76,10 @@ setup(
     python_requires=">=3.10",
     entry_points={"console_scripts": ["sb3-pmac-zoo=sb3_pmac.zoo:main"]},
     classifiers=[
+        "Development Status :: 3 - Alpha",
+        "License :: OSI Approved :: MIT License",
+        "Intended Audience :: Science/Research",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
         "Programming Language :: Python :: 3",
         "Programming Language :: Python :: 3.10",
         "Programming Language :: Python :: 3.11",

@@ -405,6 +405,13 @@ def trial_args_error(known: argparse.Namespace) -> str | None:
     return f"error: {problem}, and the run would train with the hyperparameter file's values; {advice}."
 
 
+def missing_zoo_module() -> str | None:
+    """The first module of the ``[zoo]`` extra the launcher needs that is not installed (None: all are)."""
+    import importlib.util
+
+    return next((name for name in ("rl_zoo3", "yaml") if importlib.util.find_spec(name) is None), None)
+
+
 def _run_module(module: str) -> Callable[[], None]:
     def run() -> None:
         runpy.run_module(module, run_name="__main__", alter_sys=True)
@@ -461,6 +468,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command not in COMMANDS:
         print(f"Unknown command {argv[0]!r}\n\n{USAGE}", file=sys.stderr)
         return 2
+    missing = missing_zoo_module()  # (found without importing rl-zoo3, which patches gymnasium for the process)
+    if missing is not None:  # first: the checks below need the extra's packages too (PyYAML)
+        print(f"rl-zoo3 is not installed (no module {missing!r}); install the extra: pip install 'sb3-pmac[zoo]'",
+              file=sys.stderr)  # fmt: skip
+        return 1
     if command == "train" and (problem := train_args_error(args)) is not None:  # instead of rl-zoo3's traceback
         print(problem, file=sys.stderr)
         return 2

@@ -145,9 +145,10 @@ def test_hyperparams_from_a_zipped_package(monkeypatch, tmp_path):
 
 def _copy_sources(dest: Path) -> Path:
     dest.mkdir()
-    for item in ("setup.py", "pyproject.toml", "README.md"):
+    for item in ("setup.py", "pyproject.toml", "README.md", "LICENSE", "MANIFEST.in", "Makefile"):
         shutil.copy(REPO / item, dest / item)
-    shutil.copytree(REPO / "sb3_pmac", dest / "sb3_pmac", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for folder in ("sb3_pmac", "tests"):
+        shutil.copytree(REPO / folder, dest / folder, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     return dest
 
 
@@ -217,6 +218,24 @@ def test_wheel_metadata_and_package_data(wheel):
     assert extra("mujoco") == {"gymnasium", "mujoco"}
     assert extra("postgres") == {"psycopg2-binary"}
     assert {"rl-zoo3", "optuna", "rliable"} <= extra("zoo") and "psycopg2-binary" not in extra("zoo")
+
+
+def test_license_ships_in_the_wheel_and_the_sdist_holds_what_the_readme_runs(wheel, tmp_path):
+    names = zipfile.ZipFile(wheel).namelist()
+    assert any(n.endswith(".dist-info/licenses/LICENSE") or n.endswith(".dist-info/LICENSE") for n in names), names
+    meta = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+    assert "Classifier: License :: OSI Approved :: MIT License" in meta
+    src = _copy_sources(tmp_path / "src")
+    subprocess.run([sys.executable, "setup.py", "-q", "sdist", "-d", str(tmp_path / "dist")], cwd=src, check=True,
+                   capture_output=True, timeout=300)  # fmt: skip
+    (sdist,) = (tmp_path / "dist").glob("sb3_pmac-*.tar.gz")
+    import tarfile
+
+    with tarfile.open(sdist) as archive:
+        members = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
+    # the README's commands (make test) and the whole suite: conftest.py and the saved agents of earlier releases
+    assert {"LICENSE", "Makefile", "tests/conftest.py", "tests/data/legacy_pmac.zip"} <= members, sorted(members)
+    assert not [name for name in members if "__pycache__" in name]
 
 
 def test_wheel_install_finds_hyperparams(wheel, tmp_path):

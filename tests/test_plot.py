@@ -232,6 +232,15 @@ def test_npz_reader_and_zoo_layout(tmp_path: Path):
     assert list(runs[ENV]) == ["baseline"]
 
 
+def test_cli_without_matplotlib_says_which_extra(runner_results: Path, tmp_path: Path, capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if not installed: importing it raises ImportError
+    assert main(["curves", str(runner_results), "--out", str(tmp_path / "c.png")]) == 1
+    err = capsys.readouterr().err
+    assert "the plots need matplotlib" in err and "pip install 'sb3-pmac[zoo]'" in err and "Traceback" not in err
+
+
 def test_cli_curves_png_svg_and_table(runner_results: Path, tmp_path: Path, capsys):
     write_zoo_run(runner_results, "sac", 1, SAC_STEPS, SAC_VALUES)  # mixed sources: zoo logs next to runner results
     png, svg = tmp_path / "figs" / "curves.png", tmp_path / "figs" / "curves.svg"

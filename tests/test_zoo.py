@@ -224,6 +224,20 @@ def test_a_gym_package_that_fails_to_import_is_left_to_rl_zoo3(zoo_main):
     assert "not registered" in train_args_error(["--algo", "pmac", "--env", "MyEnv-v0"])
 
 
+def test_train_without_the_zoo_extra_says_which_extra(monkeypatch, capsys):
+    """Without rl-zoo3 (and its PyYAML), train ends with the extra to install, before the checks that need them."""
+    import sb3_pmac.zoo as zoo
+
+    def not_reached(args):
+        raise AssertionError("the argument checks need PyYAML: they must not run without the extra")
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "yaml" else real_find_spec(name, *a))
+    monkeypatch.setattr(zoo, "train_args_error", not_reached)
+    assert zoo.main(["train", "--algo", "pmac", "--env", "Pendulum-v1"]) == 1
+    assert "(no module 'yaml'); install the extra: pip install 'sb3-pmac[zoo]'" in capsys.readouterr().err
+
+
 def test_storage_without_a_trial_that_rl_zoo3_loads_is_refused():
     from sb3_pmac.zoo import train_args_error
 

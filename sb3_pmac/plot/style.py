@@ -5,13 +5,22 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from sb3_pmac.plot.runs import PlotError
+
 #: Display names of known algorithms (others are shown as named)
 DEFAULT_LABELS = {"pmac": "PMAC", "mbpo": "MBPO", "sac": "SAC", "td3": "TD3", "ppo": "PPO", "tqc": "TQC"}
 
 
 def pyplot() -> Any:
-    """``matplotlib.pyplot``, with the Agg backend (no display needed) unless pyplot was imported before."""
-    import matplotlib
+    """
+    ``matplotlib.pyplot``, with the Agg backend (no display needed) unless pyplot was imported before.
+
+    :raises PlotError: when matplotlib is not installed (it comes with the ``[zoo]`` extra)
+    """
+    try:
+        import matplotlib
+    except ImportError as error:
+        raise PlotError(f"the plots need matplotlib ({error}): pip install 'sb3-pmac[zoo]'") from None
 
     if "matplotlib.pyplot" not in sys.modules:
         matplotlib.use("Agg")  # no display: choose the backend before pyplot is first imported
