@@ -15,8 +15,12 @@ Each run writes ``<out>/<env>/<algo>/seed_<seed>/``:
 * ``run.json``: the settings and the code's commit, so that a resumed run refuses other settings.
 
 ``--max-seconds S`` stops after the first evaluation past ``S`` seconds, saving the agent and its replay buffer; the
-next call with the same arguments resumes exactly there (exit code 3 means "not finished yet"). This is how runs
-longer than one 10-minute command are made on a borrowed machine. The agent and buffer of a pause are written under
+next call with the same arguments resumes from that step (exit code 3 means "not finished yet"). This is how runs
+longer than one 10-minute command are made on a borrowed machine. The resume is not bit for bit the uninterrupted
+run: the training env is made anew and reset (re-seeded with ``--seed``, so its first episode starts where the run's
+first did), the episode in progress at the pause is cut, and SAC (``sac``, ``sac_zoo``) also restarts its random
+generators; a run killed between pauses repeats the lost steps, whose rows stay in the CSV files (the plots and the
+campaign report take the last row of a step). The agent and buffer of a pause are written under
 new names and only then made current (``resume.json`` is replaced atomically), so a run killed while saving resumes
 from the previous pause; ``progress.csv`` keeps the rows of every call.
 
@@ -104,7 +108,8 @@ def agent_kwargs(args: argparse.Namespace) -> dict[str, Any]:
             if args.model_train_freq is not None:
                 kwargs["model_train_freq"] = args.model_train_freq
     elif args.algo == "sac":
-        kwargs.update(learning_starts=5000, gradient_steps=20)  # the paper's SAC side of Table 2
+        # the paper's SAC side of Table 2, with the base code's fixed entropy coefficient as PMAC/MBPO get it
+        kwargs.update(learning_starts=5000, gradient_steps=20, **PAPER_SAC_KWARGS)
     else:
         kwargs.update(PAPER_SAC_KWARGS)
     if args.net_arch is not None:
@@ -180,7 +185,15 @@ class AppendingCSV(KVWriter):
         os.replace(tmp, self.path)
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """Refuse budgets the loop cannot run (before anything is written into the run's folder)."""
+    for name in ("timesteps", "eval_freq", "eval_episodes"):
+        if getattr(args, name) <= 0:
+            raise SystemExit(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+
+
 def run(args: argparse.Namespace) -> int:
+    check_args(args)
     th.set_num_threads(args.threads)
     gym.logger.min_level = 40
     warnings.filterwarnings("ignore", category=DeprecationWarning)
@@ -260,14 +273,14 @@ def run(args: argparse.Namespace) -> int:
 
     model.save(run_dir / "final_agent")
     model.save_replay_buffer(run_dir / f"final_buffer{buffer_suffix(model)}")
-    if pointer_file.exists():
-        os.remove(pointer_file)
-    _remove_other_pauses(run_dir, keep=None)
     record = json.loads(settings_file.read_text())
     record.update(finished=True, wall_s=round(wall + time.perf_counter() - start, 1), final_commit=code_commit())
     if hasattr(model, "_timings"):
         record["time_split_s"] = {key: round(value, 1) for key, value in model._timings.items()}
-    write_atomically(settings_file, json.dumps(record, indent=1))
+    write_atomically(settings_file, json.dumps(record, indent=1))  # finished first: a kill below cannot restart it
+    if pointer_file.exists():
+        os.remove(pointer_file)
+    _remove_other_pauses(run_dir, keep=None)
     return 0
 
 

@@ -122,3 +122,33 @@ def test_variant_kwargs(runner, tmp_path: Path) -> None:
     assert "model_trainer_kwargs" not in runner.agent_kwargs(args)
     args.algo, args.settings = "mbpo", "paper"
     assert runner.agent_kwargs(args)["ent_coef"] == 0.2
+    args.algo = "sac"  # the paper's SAC side: Table 2's updates per step, the base code's fixed coefficient
+    assert runner.agent_kwargs(args) == {"learning_starts": 5000, "gradient_steps": 20, "ent_coef": 0.2,
+                                         "policy_kwargs": {"net_arch": [32, 32]}}  # fmt: skip
+
+
+@pytest.mark.parametrize("option", ["--eval-freq", "--eval-episodes", "--timesteps"])
+def test_budgets_the_loop_cannot_run_are_refused_before_anything_is_written(runner, tmp_path: Path, option) -> None:
+    argv = tiny_args(runner, tmp_path)
+    setattr(argv, option[2:].replace("-", "_"), 0)
+    with pytest.raises(SystemExit, match=f"{option} must be positive"):
+        runner.run(argv)
+    assert not (tmp_path / "InvertedPendulum-v5").exists()  # no run.json to spoil the folder for a correct call
+
+
+def test_a_kill_after_the_final_save_does_not_run_again(runner, tmp_path: Path, monkeypatch) -> None:
+    """The run is marked finished before its pause files go: a kill in between leaves a finished run, not a new one."""
+    run_dir = tmp_path / "InvertedPendulum-v5" / "pmac" / "seed_0"
+
+    def killed(run_dir, keep):
+        raise KeyboardInterrupt  # SIGKILL-like: stops the run while it removes its last pause
+
+    assert runner.run(tiny_args(runner, tmp_path, "--max-seconds", "0")) == runner.NOT_FINISHED
+    monkeypatch.setattr(runner, "_remove_other_pauses", killed)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run(tiny_args(runner, tmp_path))  # finishes the run, killed while cleaning up
+    assert json.loads((run_dir / "run.json").read_text())["finished"]
+    monkeypatch.undo()
+    assert runner.run(tiny_args(runner, tmp_path)) == 0  # "already finished": not trained again
+    with open(run_dir / "evaluations.csv") as file:
+        assert [int(row["timesteps"]) for row in csv.DictReader(file)] == [100, 200, 300]
