@@ -19,8 +19,9 @@ next call with the same arguments resumes from that step (exit code 3 means "not
 longer than one 10-minute command are made on a borrowed machine. The resume is not bit for bit the uninterrupted
 run: the training env is made anew and reset (re-seeded with ``--seed``, so its first episode starts where the run's
 first did), the episode in progress at the pause is cut, and SAC (``sac``, ``sac_zoo``) also restarts its random
-generators; a run killed between pauses repeats the lost steps, whose rows stay in the CSV files (the plots and the
-campaign report take the last row of a step). The agent and buffer of a pause are written under
+generators; a run killed between pauses repeats the lost steps: the rows it had written past the pause are removed
+from ``evaluations.csv``, ``progress.csv`` and ``diagnostics.csv`` when it resumes (``monitor.csv`` keeps the killed
+call's episodes). The agent and buffer of a pause are written under
 new names and only then made current (``resume.json`` is replaced atomically), so a run killed while saving resumes
 from the previous pause; ``progress.csv`` keeps the rows of every call.
 
@@ -218,8 +219,12 @@ def run(args: argparse.Namespace) -> int:
         load_kwargs = {"restore_random_state": True} if issubclass(algo_class, PMAC) else {}
         model = algo_class.load(run_dir / resume["agent"], env=train_env, device=args.device, **load_kwargs)
         load_pause_buffer(model, run_dir / resume["buffer"])
+        for name, column in STEP_COLUMNS.items():  # the rows of a call killed after this pause: its steps are redone
+            _drop_rows_after(run_dir / name, column, model.num_timesteps)
         print(f"Resuming {run_dir} at step {model.num_timesteps}")
     else:
+        for name in STEP_COLUMNS:  # a call killed before its first pause: the run starts over
+            (run_dir / name).unlink(missing_ok=True)
         kwargs = agent_kwargs(args)
         model = algo_class("MlpPolicy", train_env, seed=args.seed, device=args.device, **kwargs)
         record = {**settings, "agent_kwargs": kwargs, "commit": code_commit(), "finished": False}
@@ -306,6 +311,28 @@ def _remove_other_pauses(run_dir: Path, keep: dict[str, str] | None) -> None:
     for path in [*run_dir.glob("resume_*.zip"), *buffers]:
         if path.name not in keep_names:
             os.remove(path)
+
+
+#: The run's CSV files with a step column (``monitor.csv`` has none: a killed call's episodes stay in it)
+STEP_COLUMNS = {"evaluations.csv": "timesteps", "progress.csv": "time/total_timesteps", "diagnostics.csv": "timesteps"}
+
+
+def _drop_rows_after(path: Path, column: str, step: int) -> None:
+    """Remove the rows of ``path`` whose ``column`` is past ``step`` (the file is replaced atomically when it changes)."""
+    if not path.exists():
+        return
+    with open(path, newline="") as file:
+        reader = csv.DictReader(file)
+        columns, rows = list(reader.fieldnames or []), list(reader)
+    kept = [row for row in rows if not row.get(column) or float(row[column]) <= step]
+    if len(kept) == len(rows):
+        return
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(kept)
+    os.replace(tmp, path)
 
 
 def _previous_wall(run_dir: Path) -> float:

@@ -136,6 +136,44 @@ def test_budgets_the_loop_cannot_run_are_refused_before_anything_is_written(runn
     assert not (tmp_path / "InvertedPendulum-v5").exists()  # no run.json to spoil the folder for a correct call
 
 
+def test_rows_of_a_killed_call_are_removed_when_the_run_resumes(runner, tmp_path: Path) -> None:
+    run_dir = tmp_path / "InvertedPendulum-v5" / "pmac" / "seed_0"
+    extra = ("--max-seconds", "0", "--diagnostics-freq", "100", "--diagnostics-horizon", "2")
+    assert runner.run(tiny_args(runner, tmp_path, *extra)) == runner.NOT_FINISHED  # paused at 100
+    assert runner.run(tiny_args(runner, tmp_path, *extra)) == runner.NOT_FINISHED  # paused at 200
+    # a call killed after evaluating 300, before its pause was written: its rows stay, the pointer says 200
+    pointer = json.loads((run_dir / "resume.json").read_text())
+    assert pointer["agent"] == "resume_200.zip"
+    for name, column in runner.STEP_COLUMNS.items():
+        with open(run_dir / name, newline="") as file:
+            reader = csv.DictReader(file)
+            columns, rows = list(reader.fieldnames or []), list(reader)
+        rows.append({**rows[-1], column: "300"})
+        with open(run_dir / name, "w", newline="") as file:
+            writer = csv.DictWriter(file, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(rows)
+    assert runner.run(tiny_args(runner, tmp_path, *extra)) == 0  # resumes at 200, redoes 300, finishes
+    for name, column in runner.STEP_COLUMNS.items():
+        with open(run_dir / name, newline="") as file:
+            steps = [float(row[column]) for row in csv.DictReader(file) if row.get(column)]
+        # as many rows as a step without a kill (progress.csv: two, the evaluation's and the diagnostics' dump)
+        assert steps.count(300) == steps.count(200) >= 1 and steps == sorted(steps), (name, steps)
+
+
+def test_a_run_killed_before_its_first_pause_starts_over_in_every_file(runner, tmp_path: Path) -> None:
+    run_dir = tmp_path / "InvertedPendulum-v5" / "pmac" / "seed_0"
+    assert runner.run(tiny_args(runner, tmp_path, "--max-seconds", "0")) == runner.NOT_FINISHED
+    for pause_file in run_dir.glob("resume*"):  # as if killed before this pause was written
+        pause_file.unlink()
+    rows_before = (run_dir / "progress.csv").read_text().count("\n")
+    assert rows_before >= 2  # the killed call's rows
+    assert runner.run(tiny_args(runner, tmp_path)) == 0
+    with open(run_dir / "progress.csv", newline="") as file:
+        steps = [float(row["time/total_timesteps"]) for row in csv.DictReader(file)]
+    assert steps == [100.0, 200.0, 300.0]  # the new call's rows only (the killed call's 100 is gone)
+
+
 def test_a_kill_after_the_final_save_does_not_run_again(runner, tmp_path: Path, monkeypatch) -> None:
     """The run is marked finished before its pause files go: a kill in between leaves a finished run, not a new one."""
     run_dir = tmp_path / "InvertedPendulum-v5" / "pmac" / "seed_0"
