@@ -163,6 +163,16 @@ def write_atomically(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def write_csv_atomically(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
+    """Replace ``path`` by a CSV of ``rows`` under the header ``columns`` (written next to it, then renamed)."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
 class AppendingCSV(KVWriter):
     """SB3 logger output that appends one row per dump to a CSV kept across calls (the header grows with new keys)."""
 
@@ -178,12 +188,7 @@ class AppendingCSV(KVWriter):
                 columns, rows = list(reader.fieldnames or []), list(reader)
         columns += [key for key in row if key not in columns]
         rows.append({key: "" if value is None else value for key, value in row.items()})
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "w", newline="") as file:
-            writer = csv.DictWriter(file, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(tmp, self.path)
+        write_csv_atomically(self.path, columns, rows)
 
 
 def check_args(args: argparse.Namespace) -> None:
@@ -325,14 +330,8 @@ def _drop_rows_after(path: Path, column: str, step: int) -> None:
         reader = csv.DictReader(file)
         columns, rows = list(reader.fieldnames or []), list(reader)
     kept = [row for row in rows if not row.get(column) or float(row[column]) <= step]
-    if len(kept) == len(rows):
-        return
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(kept)
-    os.replace(tmp, path)
+    if len(kept) < len(rows):
+        write_csv_atomically(path, columns, kept)
 
 
 def _previous_wall(run_dir: Path) -> float:
