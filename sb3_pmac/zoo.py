@@ -30,6 +30,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, NoReturn
 
+from sb3_pmac.env_kwargs import parse_env_kwargs
 from sb3_pmac.zoo_credentials import mask_credentials, mask_saved_credentials, masked_orig_argv
 
 #: rl-zoo3 algorithm names added by :func:`register`
@@ -278,21 +279,13 @@ def train_env_kwargs(algo: str, env_id: str, conf_file: str | None, cli_env_kwar
         Python ``-conf`` file, a value rl-zoo3 would evaluate as code): the checks that need them are then left to
         rl-zoo3
     """
-    import ast
-
     import yaml
 
     if cli_env_kwargs is not None:
-        kwargs: dict[str, Any] = {}
-        for item in cli_env_kwargs:
-            key, sep, text = item.partition(":")
-            if not sep:
-                return None
-            try:
-                kwargs[key] = ast.literal_eval(text)
-            except (ValueError, SyntaxError):
-                return None
-        return kwargs
+        try:
+            return parse_env_kwargs(cli_env_kwargs)
+        except ValueError:
+            return None
     path = Path(conf_file) if conf_file is not None else hyperparams_path(algo)
     if path.suffix not in (".yml", ".yaml"):
         return None

@@ -6,7 +6,6 @@ as a table per agent and rows appended to a CSV file.
 from __future__ import annotations
 
 import argparse
-import ast
 import dataclasses
 from collections.abc import Sequence
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 from sb3_pmac.diagnostics.checkpoints import ALGOS, evaluate_checkpoints
 from sb3_pmac.diagnostics.metrics import DiagnosticsConfig
 from sb3_pmac.diagnostics.schema import check_diagnostics_csv
+from sb3_pmac.env_kwargs import parse_env_kwarg
 
 EXAMPLES = """examples:
   python -m sb3_pmac.diagnostics run/agent_50000.zip --env Hopper-v4 --buffer run/final_buffer.npz --upto 50000 \\
@@ -35,13 +35,10 @@ def _parse_upto(value: str) -> int | str:
 
 def _parse_env_kwarg(value: str) -> tuple[str, Any]:
     """``KEY:VALUE`` (rl-zoo3's form); the value read as a Python literal (``2.0``, ``True``, ``(1, 2)``), else as text."""
-    key, sep, text = value.partition(":")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"--env-kwargs takes KEY:VALUE pairs, got {value!r}")
     try:
-        return key, ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return key, text
+        return parse_env_kwarg(value, text_fallback=True)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
