@@ -14,7 +14,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, BinaryIO
 
-# scheme://user:password@host...: the password ends at the first "@", as SQLAlchemy (Optuna's storages) parses it
+# scheme://user:password@host...: the password ends at the first "@", as SQLAlchemy (Optuna's storages) parses it;
+# in a value that is a URL (an argument, ``--storage=URL``) a password may hold spaces, which SQLAlchemy accepts; inside
+# other text (a command line joined with spaces) it ends at a space, so that a password-less URL is not joined to a
+# later argument's "@"
+_VALUE_URL_PASSWORD = re.compile(r"^(?P<head>(?:--?[\w\-]+=)?[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@]*):[^@]*@")
 _URL_PASSWORD = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@]*):[^\s@]*@")
 # ...?password=...&...: the libpq / SQLAlchemy query form
 _QUERY_PASSWORD = re.compile(r"(?P<sep>[?&])password=[^&#\s]*(?P<next>&?)", re.IGNORECASE)
@@ -33,7 +37,9 @@ def mask_credentials(value: Any) -> Any:
     connects where libpq finds the password in ``PGPASSWORD`` or ``~/.pgpass``.
     """
     if isinstance(value, str):
-        return _QUERY_PASSWORD.sub(_drop_query_password, _URL_PASSWORD.sub(r"\g<head>@", value))
+        masked = _URL_PASSWORD.sub(r"\g<head>@", _VALUE_URL_PASSWORD.sub(r"\g<head>@", value, count=1))
+        masked = _QUERY_PASSWORD.sub(_drop_query_password, masked)
+        return value if masked == value else masked
     if isinstance(value, argparse.Namespace):
         masked_vars = mask_credentials(vars(value))
         return value if masked_vars is vars(value) else argparse.Namespace(**masked_vars)

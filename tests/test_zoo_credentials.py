@@ -53,6 +53,12 @@ def test_mask_credentials_values():
     assert mask_credentials("redis://:pw@h/0") == "redis://@h/0"
     assert mask_credentials("postgresql://u@h/db?sslmode=require&password=abc") == "postgresql://u@h/db?sslmode=require"
     assert mask_credentials("postgresql://u@h/db?password=abc&sslmode=require") == "postgresql://u@h/db?sslmode=require"
+    # a password with spaces (SQLAlchemy reads up to the first "@"): in a value that is a URL, also as --option=URL
+    assert mask_credentials("postgresql://u:my S3cret pw@h/db") == "postgresql://u@h/db"
+    assert mask_credentials("--storage=postgresql://u:a b@h/db") == "--storage=postgresql://u@h/db"
+    assert mask_credentials(["--storage", "postgresql://u:a b@h/db"]) == ["--storage", "postgresql://u@h/db"]
+    # ... not across the arguments of a command line: a URL without password keeps its port, the "@" is another's
+    assert mask_credentials("--storage postgresql://db:5432/o --x a@b") == "--storage postgresql://db:5432/o --x a@b"
     for unchanged in ("postgresql://optuna@db/optuna", "postgresql://db:5432/optuna", "sqlite:///a.db", "a:b@c", 3, None):
         assert mask_credentials(unchanged) == unchanged
     # containers: masked copies, the originals keep the real values; objects without a password are returned as they are
