@@ -20,19 +20,20 @@ longer than one 10-minute command are made on a borrowed machine. The resume is 
 run: the training env is made anew and reset (re-seeded with ``--seed``, so its first episode starts where the run's
 first did), the episode in progress at the pause is cut, and SAC (``sac``, ``sac_zoo``) also restarts its random
 generators; a run killed between pauses repeats the lost steps: the rows it had written past the pause are removed
-from ``evaluations.csv``, ``progress.csv`` and ``diagnostics.csv`` when it resumes (``monitor.csv`` keeps the killed
-call's episodes). The agent and buffer of a pause are written under
-new names and only then made current (``resume.json`` is replaced atomically), so a run killed while saving resumes
-from the previous pause; ``progress.csv`` keeps the rows of every call.
+from ``evaluations.csv``, ``progress.csv``, ``diagnostics.csv`` and ``monitor.csv`` (the episodes ended after the
+pause) when it resumes. The agent and buffer of a pause are written under new names and only then made current
+(``resume.json`` is replaced atomically), so a run killed while saving resumes from the previous pause;
+``progress.csv`` keeps the rows of every call.
 
 ``--settings reduced`` (default) shrinks the per-step cost for CPU budgets and is labelled as such in ``run.json``:
 fewer SAC updates per env step (``--gradient-steps``), a shorter warm-up, at most ``--model-max-epochs`` epochs per
 model training, and SB3's learned entropy coefficient (``ent_coef="auto"``, the class default until 0.2 replaced it,
 so that the reduced runs of docs/results.md reproduce).
-``--settings paper`` keeps Table 2's values and the SAC of the paper's base code (mbpo_pytorch: a fixed
-entropy coefficient 0.2); ``sac`` then uses the same network sizes, warm-up and updates per env step as PMAC/MBPO
-(same update-to-data ratio) without a model. ``sac_zoo`` is SB3's SAC with the installed rl-zoo3's hyperparameters for
-the env (Hopper-v4: SB3's defaults, 1 update per step, 10000 warm-up steps), the usual SB3 reference.
+``--settings paper`` refuses those options and keeps Table 2's values and the SAC of the paper's base code
+(mbpo_pytorch: a fixed entropy coefficient 0.2); ``sac`` then uses the same network sizes, warm-up and updates per
+env step as PMAC/MBPO (same update-to-data ratio) without a model. ``sac_zoo`` is SB3's SAC with the installed
+rl-zoo3's hyperparameters for the env (Hopper-v4: SB3's defaults, 1 update per step, 10000 warm-up steps), the usual
+SB3 reference.
 
 ``--diagnostics-freq N`` (PMAC/MBPO) appends :class:`~sb3_pmac.diagnostics.ModelDiagnosticsCallback` rows (local,
 global and compounding model error up to ``--diagnostics-horizon``) to ``diagnostics.csv`` every ``N`` steps.
@@ -68,6 +69,14 @@ NOT_FINISHED = 3
 #: ``--settings paper``: the SAC of the paper's base code (mbpo_pytorch: fixed entropy coefficient 0.2, no entropy
 #: tuning; its learning rate 3e-4, tau 0.005, gamma 0.99, target update every step, 256x256 are SB3's defaults too)
 PAPER_SAC_KWARGS: dict[str, Any] = {"ent_coef": 0.2}
+#: The options of ``--settings reduced`` (refused with ``--settings paper``, not recorded in its ``run.json``)
+REDUCED_ONLY = ("gradient_steps", "learning_starts", "model_max_epochs", "rollout_batch_size", "model_train_freq")
+#: The keys of ``run.json`` that define a run (a resumed run must have the same)
+SETTINGS_KEYS = ("algo", "env", "seed", "timesteps", "eval_freq", "eval_episodes", "settings", "gradient_steps",
+                 "learning_starts", "model_max_epochs", "rollout_batch_size", "net_arch", "diagnostics_freq",
+                 "diagnostics_horizon", "model_train_freq")  # fmt: skip
+#: ... and their values when not given
+REDUCED_DEFAULTS: dict[str, int] = {"gradient_steps": 5, "learning_starts": 300, "model_max_epochs": 10}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -80,9 +89,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--eval-episodes", type=int, default=5)
     parser.add_argument("--out", default="results")
     parser.add_argument("--settings", choices=["reduced", "paper"], default="reduced")
-    parser.add_argument("--gradient-steps", type=int, default=5, help="reduced settings: SAC updates per env step")
-    parser.add_argument("--learning-starts", type=int, default=300, help="reduced settings: random warm-up steps")
-    parser.add_argument("--model-max-epochs", type=int, default=10, help="reduced settings: epochs per model training")
+    parser.add_argument("--gradient-steps", type=int, default=None, help="reduced settings: SAC updates per env step (5)")
+    parser.add_argument("--learning-starts", type=int, default=None, help="reduced settings: random warm-up steps (300)")
+    parser.add_argument("--model-max-epochs", type=int, default=None, help="reduced settings: epochs per model training (10)")
     parser.add_argument("--rollout-batch-size", type=int, default=None, help="reduced settings: rollout starts")
     parser.add_argument("--model-train-freq", type=int, default=None, help="reduced settings: env steps per model step")
     parser.add_argument("--net-arch", type=int, nargs="+", default=None, help="SAC hidden sizes (default 256 256)")
@@ -92,7 +101,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--keep-checkpoints", action="store_true", help="save the agent at every evaluation")
     parser.add_argument("--diagnostics-freq", type=int, default=0, help="PMAC/MBPO: model diagnostics every N steps")
     parser.add_argument("--diagnostics-horizon", type=int, default=10, help="compounding-error horizon")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    given = [name for name in REDUCED_ONLY if getattr(args, name) is not None]
+    if args.settings == "paper" and given:
+        parser.error(f"{', '.join(_option(name) for name in given)}: reduced settings only (--settings paper keeps Table 2)")
+    for name, value in REDUCED_DEFAULTS.items():
+        if args.settings == "reduced" and getattr(args, name) is None:
+            setattr(args, name, value)
+    return args
+
+
+def _option(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
 def agent_kwargs(args: argparse.Namespace) -> dict[str, Any]:
@@ -137,12 +157,26 @@ def zoo_sac_kwargs(env_id: str) -> dict[str, Any]:
 
 
 def settings_record(args: argparse.Namespace) -> dict[str, Any]:
-    keys = ["algo", "env", "seed", "timesteps", "eval_freq", "eval_episodes", "settings", "gradient_steps",
-            "learning_starts", "model_max_epochs", "rollout_batch_size", "net_arch", "diagnostics_freq",
-            "diagnostics_horizon"]  # fmt: skip
+    """The settings that define a run (``run.json``): a paper run has no reduced-settings options."""
+    keys = [key for key in SETTINGS_KEYS if key != "model_train_freq"]
     if getattr(args, "model_train_freq", None) is not None:  # recorded only when set: earlier runs resume unchanged
         keys.append("model_train_freq")
+    if args.settings == "paper":
+        keys = [key for key in keys if key not in REDUCED_ONLY]
     return {key: getattr(args, key) for key in keys}
+
+
+def settings_differences(recorded: dict[str, Any], settings: dict[str, Any]) -> list[str]:
+    """
+    How a run's ``run.json`` (``recorded``) and this call's settings differ, one ``key: recorded (this call: value)``
+    each. Keys absent on one side count as ``None`` (``model_train_freq`` is recorded only when set); the
+    reduced-settings options that earlier versions recorded for paper runs (the unused defaults) are not compared.
+    """
+    keys = dict.fromkeys([*settings, *(key for key in recorded if key in SETTINGS_KEYS)])
+    if settings.get("settings") == "paper" and recorded.get("settings") == "paper":
+        keys = {key: None for key in keys if key not in REDUCED_ONLY}
+    return [f"{key}: {recorded.get(key)!r} (this call: {settings.get(key)!r})" for key in keys
+            if recorded.get(key) != settings.get(key)]  # fmt: skip
 
 
 def code_commit() -> str:
@@ -210,15 +244,17 @@ def run(args: argparse.Namespace) -> int:
     pointer_file = run_dir / "resume.json"
     if settings_file.exists():
         previous = json.loads(settings_file.read_text())
-        previous_settings = {key: previous.get(key) for key in settings}
-        if previous_settings != settings:
-            raise SystemExit(f"{run_dir} holds a run with other settings: {previous_settings}")
+        differences = settings_differences(previous, settings)
+        if differences:
+            raise SystemExit(f"{run_dir} holds a run with other settings: {'; '.join(differences)}")
         if previous.get("finished"):
             print(f"{run_dir}: already finished")
             return 0
 
     algo_class = ALGOS[args.algo]
     resume = json.loads(pointer_file.read_text()) if pointer_file.exists() else None
+    if resume is not None and "monitor_rows" in resume:  # (pauses of earlier versions did not count them)
+        _keep_monitor_rows(run_dir / "monitor.csv", resume["monitor_rows"])
     train_env = Monitor(make_preset_env(args.env), str(run_dir / "monitor.csv"), override_existing=resume is None)
     if resume is not None:
         load_kwargs = {"restore_random_state": True} if issubclass(algo_class, PMAC) else {}
@@ -273,6 +309,7 @@ def run(args: argparse.Namespace) -> int:
             pause = {
                 "agent": f"resume_{model.num_timesteps}.zip",
                 "buffer": f"resume_{model.num_timesteps}_buffer{buffer_suffix(model)}",
+                "monitor_rows": _monitor_rows(run_dir / "monitor.csv"),  # the episodes ended before the pause
             }
             model.save(run_dir / pause["agent"])
             model.save_replay_buffer(run_dir / pause["buffer"])
@@ -318,7 +355,8 @@ def _remove_other_pauses(run_dir: Path, keep: dict[str, str] | None) -> None:
             os.remove(path)
 
 
-#: The run's CSV files with a step column (``monitor.csv`` has none: a killed call's episodes stay in it)
+#: The run's CSV files with a step column (``monitor.csv`` has none: the pause counts its rows, see
+#: :func:`_keep_monitor_rows`)
 STEP_COLUMNS = {"evaluations.csv": "timesteps", "progress.csv": "time/total_timesteps", "diagnostics.csv": "timesteps"}
 
 
@@ -332,6 +370,22 @@ def _drop_rows_after(path: Path, column: str, step: int) -> None:
     kept = [row for row in rows if not row.get(column) or float(row[column]) <= step]
     if len(kept) < len(rows):
         write_csv_atomically(path, columns, kept)
+
+
+def _monitor_rows(path: Path) -> int:
+    """The episodes in a Monitor file (SB3 flushes each one): its lines after the JSON line and the header."""
+    with open(path) as file:
+        return max(sum(1 for _ in file) - 2, 0)
+
+
+def _keep_monitor_rows(path: Path, rows: int) -> None:
+    """Keep the first ``rows`` episodes of a Monitor file: those of a call killed after the pause are redone."""
+    if not path.exists():
+        return
+    with open(path) as file:
+        lines = file.readlines()
+    if len(lines) > rows + 2:
+        write_atomically(path, "".join(lines[: rows + 2]))
 
 
 def _previous_wall(run_dir: Path) -> float:

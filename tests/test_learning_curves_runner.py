@@ -26,12 +26,15 @@ def runner():
     return module
 
 
-def tiny_args(runner, out: Path, *extra: str):
-    argv = ["--algo", "pmac", "--env", "InvertedPendulum-v5", "--timesteps", "300", "--eval-freq", "100",
+def tiny_argv(out: Path, *extra: str) -> list[str]:
+    return ["--algo", "pmac", "--env", "InvertedPendulum-v5", "--timesteps", "300", "--eval-freq", "100",
             "--eval-episodes", "2", "--learning-starts", "100", "--gradient-steps", "1", "--net-arch", "32", "32",
             "--rollout-batch-size", "200", "--model-max-epochs", "2", "--model-train-freq", "50", "--out", str(out),
             *extra]  # fmt: skip
-    return runner.parse_args(argv)
+
+
+def tiny_args(runner, out: Path, *extra: str):
+    return runner.parse_args(tiny_argv(out, *extra))
 
 
 def test_pause_resume_and_finish(runner, tmp_path: Path) -> None:
@@ -39,7 +42,7 @@ def test_pause_resume_and_finish(runner, tmp_path: Path) -> None:
     # --max-seconds 0: every call stops after its first evaluation, saving agent and buffer
     assert runner.run(tiny_args(runner, tmp_path, "--max-seconds", "0")) == runner.NOT_FINISHED
     pause = json.loads((run_dir / "resume.json").read_text())
-    assert pause == {"agent": "resume_100.zip", "buffer": "resume_100_buffer.npz"}
+    assert pause == {"agent": "resume_100.zip", "buffer": "resume_100_buffer.npz", "monitor_rows": monitor_rows(run_dir)}
     assert (run_dir / pause["agent"]).exists() and (run_dir / pause["buffer"]).read_bytes()[:4] == ZIP_MAGIC
     assert load_buffers(run_dir / pause["buffer"])[0].n_written == 100
     # a pause of an earlier version of the runner: the buffer pickled as .pkl, read as the runner's own file
@@ -80,6 +83,12 @@ def test_pause_resume_and_finish(runner, tmp_path: Path) -> None:
     assert runner.run(tiny_args(runner, tmp_path)) == 0
     with pytest.raises(SystemExit, match="other settings"):
         runner.run(tiny_args(runner, tmp_path, "--gradient-steps", "2"))
+
+
+def monitor_rows(run_dir: Path) -> int:
+    with open(run_dir / "monitor.csv") as file:
+        assert file.readline().startswith("#") and file.readline() == "r,l,t\n"
+        return sum(1 for _ in file)
 
 
 def make_pickled_pause(run_dir: Path, pause: dict[str, str]) -> None:
@@ -153,7 +162,25 @@ def test_rows_of_a_killed_call_are_removed_when_the_run_resumes(runner, tmp_path
             writer = csv.DictWriter(file, fieldnames=columns)
             writer.writeheader()
             writer.writerows(rows)
-    assert runner.run(tiny_args(runner, tmp_path, *extra)) == 0  # resumes at 200, redoes 300, finishes
+    episodes_at_pause = monitor_rows(run_dir)
+    assert pointer["monitor_rows"] == episodes_at_pause > 0
+    with open(run_dir / "monitor.csv", "a") as file:  # ... and the killed call's episodes
+        file.write("11.0,11,1.5\n12.0,12,1.6\n")
+    killed_run = runner.parse_args(list(tiny_argv(tmp_path, *extra)))
+    original_monitor = runner.Monitor
+
+    def monitor_rows_at_creation(env, filename=None, **kwargs):
+        if filename is not None:  # the training env's Monitor: the file as the resumed call found it
+            found.append(monitor_rows(run_dir))
+        return original_monitor(env, filename, **kwargs)
+
+    found: list[int] = []
+    runner.Monitor = monitor_rows_at_creation
+    try:
+        assert runner.run(killed_run) == 0  # resumes at 200, redoes 300, finishes
+    finally:
+        runner.Monitor = original_monitor
+    assert found == [episodes_at_pause]  # the killed call's two episodes are gone before the run goes on
     for name, column in runner.STEP_COLUMNS.items():
         with open(run_dir / name, newline="") as file:
             steps = [float(row[column]) for row in csv.DictReader(file) if row.get(column)]
@@ -190,3 +217,26 @@ def test_a_kill_after_the_final_save_does_not_run_again(runner, tmp_path: Path, 
     assert runner.run(tiny_args(runner, tmp_path)) == 0  # "already finished": not trained again
     with open(run_dir / "evaluations.csv") as file:
         assert [int(row["timesteps"]) for row in csv.DictReader(file)] == [100, 200, 300]
+
+
+def test_paper_runs_refuse_and_do_not_record_the_reduced_options(runner, tmp_path: Path, capsys) -> None:
+    paper = ["--algo", "mbpo", "--env", "Hopper-v4", "--settings", "paper", "--out", str(tmp_path)]
+    with pytest.raises(SystemExit):
+        runner.parse_args([*paper, "--gradient-steps", "5", "--model-train-freq", "100"])
+    assert "--gradient-steps, --model-train-freq: reduced settings only" in capsys.readouterr().err
+    record = runner.settings_record(runner.parse_args(paper))
+    assert not set(runner.REDUCED_ONLY) & set(record) and record["settings"] == "paper"
+    reduced = runner.parse_args([*paper[:4], "--out", str(tmp_path)])
+    assert (reduced.gradient_steps, reduced.learning_starts, reduced.model_max_epochs) == (5, 300, 10)
+    # a paper run.json of an earlier version (the unused reduced defaults recorded) resumes under this version
+    earlier = {**record, "gradient_steps": 5, "learning_starts": 300, "model_max_epochs": 10, "rollout_batch_size": None}
+    assert runner.settings_differences(earlier, record) == []
+    assert runner.settings_differences({**earlier, "seed": 1}, record) == ["seed: 1 (this call: 0)"]
+
+
+def test_a_recorded_setting_must_be_given_again(runner, tmp_path: Path) -> None:
+    """A run started with --model-train-freq (recorded only when set) is not resumed by a call without it."""
+    assert runner.run(tiny_args(runner, tmp_path, "--max-seconds", "0")) == runner.NOT_FINISHED
+    without = [arg for arg in tiny_argv(tmp_path) if arg not in ("--model-train-freq", "50")]
+    with pytest.raises(SystemExit, match=r"other settings: model_train_freq: 50 \(this call: None\)"):
+        runner.run(runner.parse_args(without))
