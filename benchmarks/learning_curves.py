@@ -16,10 +16,12 @@ Each run writes ``<out>/<env>/<algo>/seed_<seed>/``:
 
 ``--max-seconds S`` stops after the first evaluation past ``S`` seconds, saving the agent and its replay buffer; the
 next call with the same arguments resumes from that step (exit code 3 means "not finished yet"). This is how runs
-longer than one 10-minute command are made on a borrowed machine. The resume is not bit for bit the uninterrupted
-run: the training env is made anew and reset (re-seeded with ``--seed``, so its first episode starts where the run's
-first did), the episode in progress at the pause is cut, and SAC (``sac``, ``sac_zoo``) also restarts its random
-generators; a run killed between pauses repeats the lost steps: the rows it had written past the pause are removed
+longer than one 10-minute command are made on a borrowed machine. The resume is bit for bit the uninterrupted run: the
+pause also saves the training env's state (every wrapper's attributes, MuJoCo's simulator data, the episode in
+progress) and the random generators (``resume_<step>_env.pkl``, a pickle the runner reads back: only run folders you
+trust), and the next call continues that episode. (Pauses of earlier versions of the runner have no such file: their
+resume makes the env anew and resets it, re-seeded with ``--seed``, cutting the episode in progress, and SAC restarts its
+random generators.) A run killed between pauses repeats the lost steps: the rows it had written past the pause are removed
 from ``evaluations.csv``, ``progress.csv``, ``diagnostics.csv`` and ``monitor.csv`` (the episodes ended after the
 pause) when it resumes. The agent and buffer of a pause are written under new names and only then made current
 (``resume.json`` is replaced atomically), so a run killed while saving resumes from the previous pause;
@@ -45,6 +47,7 @@ import argparse
 import csv
 import json
 import os
+import pickle
 import subprocess
 import sys
 import time
@@ -61,6 +64,7 @@ from stable_baselines3.common.monitor import Monitor
 
 from sb3_pmac import MBPO, PMAC
 from sb3_pmac.env_presets import make_preset_env
+from sb3_pmac.random_state import get_global_rng_states, set_global_rng_states
 
 ALGOS: dict[str, type[SAC]] = {"pmac": PMAC, "pmac_tv": PMAC, "mbpo": MBPO, "sac": SAC, "sac_zoo": SAC}
 #: Constructor arguments that define an algorithm variant (``pmac_tv``: PDML's inverse-TV mixture)
@@ -257,9 +261,7 @@ def run(args: argparse.Namespace) -> int:
         _keep_monitor_rows(run_dir / "monitor.csv", resume["monitor_rows"])
     train_env = Monitor(make_preset_env(args.env), str(run_dir / "monitor.csv"), override_existing=resume is None)
     if resume is not None:
-        load_kwargs = {"restore_random_state": True} if issubclass(algo_class, PMAC) else {}
-        model = algo_class.load(run_dir / resume["agent"], env=train_env, device=args.device, **load_kwargs)
-        load_pause_buffer(model, run_dir / resume["buffer"])
+        model = resume_pause(algo_class, run_dir, resume, train_env, args.device)
         for name, column in STEP_COLUMNS.items():  # the rows of a call killed after this pause: its steps are redone
             _drop_rows_after(run_dir / name, column, model.num_timesteps)
         print(f"Resuming {run_dir} at step {model.num_timesteps}")
@@ -306,15 +308,7 @@ def run(args: argparse.Namespace) -> int:
             and time.perf_counter() - start > args.max_seconds
             and (model.num_timesteps < args.timesteps)
         ):
-            pause = {
-                "agent": f"resume_{model.num_timesteps}.zip",
-                "buffer": f"resume_{model.num_timesteps}_buffer{buffer_suffix(model)}",
-                "monitor_rows": _monitor_rows(run_dir / "monitor.csv"),  # the episodes ended before the pause
-            }
-            model.save(run_dir / pause["agent"])
-            model.save_replay_buffer(run_dir / pause["buffer"])
-            write_atomically(pointer_file, json.dumps(pause))  # the new pair becomes current only now
-            _remove_other_pauses(run_dir, keep=pause)
+            write_pause(run_dir, train_env, model)
             print(f"Paused at step {model.num_timesteps}; run the same command again to resume")
             return NOT_FINISHED
 
@@ -329,6 +323,33 @@ def run(args: argparse.Namespace) -> int:
         os.remove(pointer_file)
     _remove_other_pauses(run_dir, keep=None)
     return 0
+
+
+def write_pause(run_dir: Path, train_env: gym.Env, model: SAC) -> None:
+    """Save agent, buffers and run state under new names, then make them current (``resume.json``, replaced atomically)."""
+    pause = {
+        "agent": f"resume_{model.num_timesteps}.zip",
+        "buffer": f"resume_{model.num_timesteps}_buffer{buffer_suffix(model)}",
+        "env_state": f"resume_{model.num_timesteps}_env.pkl",
+        "monitor_rows": _monitor_rows(run_dir / "monitor.csv"),  # the episodes ended before the pause
+    }
+    model.save(run_dir / pause["agent"])
+    model.save_replay_buffer(run_dir / pause["buffer"])
+    save_run_state(run_dir / pause["env_state"], train_env, model)
+    write_atomically(run_dir / "resume.json", json.dumps(pause))  # the new files become current only now
+    _remove_other_pauses(run_dir, keep=pause)
+
+
+def resume_pause(algo_class: type[SAC], run_dir: Path, pause: dict[str, Any], train_env: gym.Env, device: str) -> SAC:
+    """The agent of a pause with its buffers, on ``train_env`` put back in its state at the pause (when saved)."""
+    load_kwargs: dict[str, Any] = {"restore_random_state": True} if issubclass(algo_class, PMAC) else {}
+    if "env_state" in pause:  # the env continues where the pause left it: no reset
+        load_kwargs["force_reset"] = False
+    model = algo_class.load(run_dir / pause["agent"], env=train_env, device=device, **load_kwargs)
+    load_pause_buffer(model, run_dir / pause["buffer"])
+    if "env_state" in pause:
+        restore_run_state(run_dir / pause["env_state"], train_env, model)
+    return model
 
 
 def buffer_suffix(model: SAC) -> str:
@@ -350,9 +371,75 @@ def load_pause_buffer(model: SAC, path: Path) -> None:
 def _remove_other_pauses(run_dir: Path, keep: dict[str, str] | None) -> None:
     keep_names = set(keep.values()) if keep else set()
     buffers = [path for suffix in (".npz", ".pkl") for path in run_dir.glob(f"resume_*_buffer{suffix}")]
-    for path in [*run_dir.glob("resume_*.zip"), *buffers]:
+    for path in [*run_dir.glob("resume_*.zip"), *buffers, *run_dir.glob("resume_*_env.pkl")]:
         if path.name not in keep_names:
             os.remove(path)
+
+
+#: Attributes of the env's layers that are not state: the next layer, files, the simulator's model (constant; its data is
+#: state), renderers, specs, spaces (the agent samples from its own action space, saved with it) and constructor records
+_NOT_ENV_STATE = {"env", "results_writer", "model", "mujoco_renderer", "spec", "_cached_spec", "_ezpickle_args",
+                  "_ezpickle_kwargs", "_action_space", "_observation_space", "action_space", "observation_space",
+                  "_metadata", "metadata"}  # fmt: skip
+
+
+def env_layers(env: gym.Env) -> list[gym.Env]:
+    """The wrappers of ``env`` from the outermost, then the env itself."""
+    layers = [env]
+    while isinstance(layers[-1], gym.Wrapper):
+        layers.append(layers[-1].env)
+    return layers
+
+
+def save_run_state(path: Path, env: gym.Env, model: SAC) -> None:
+    """
+    Write what a pause needs besides agent and buffer to go on bit for bit: the state of every layer of the training
+    env (its attributes, MuJoCo's ``MjData`` whole) and the random generators (the process-wide ones and the agent's
+    action space's, which SB3's ``SAC.load`` re-seeds).
+    """
+    layers = []
+    for layer in env_layers(env):
+        state: dict[str, tuple[str, bytes]] = {}
+        for key, value in vars(layer).items():
+            if key in _NOT_ENV_STATE:
+                continue
+            kind = "MjData" if type(value).__name__ == "MjData" else "value"
+            try:
+                state[key] = (kind, pickle.dumps(value))
+            except Exception as error:
+                message = f"{type(layer).__name__}.{key} of the training env cannot be saved for a pause: {error}"
+                raise TypeError(message) from error
+        layers.append((type(layer).__name__, state))
+    run_state = {
+        "layers": layers,
+        "rng": get_global_rng_states(model.device),
+        "action_space_rng": model.action_space.np_random,
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as file:
+        pickle.dump(run_state, file)
+    os.replace(tmp, path)
+
+
+def restore_run_state(path: Path, env: gym.Env, model: SAC) -> None:
+    """Put the training env (made anew, not reset) and the generators back as :func:`save_run_state` saved them."""
+    with open(path, "rb") as file:
+        run_state = pickle.load(file)  # the runner's own file (see the module's docstring)
+    layers = env_layers(env)
+    names = [type(layer).__name__ for layer in layers]
+    if names != [name for name, _ in run_state["layers"]]:
+        raise SystemExit(f"{path}: saved for an env of layers {[n for n, _ in run_state['layers']]}, this one has {names}")
+    for layer, (_, state) in zip(layers, run_state["layers"], strict=True):
+        for key, (kind, blob) in state.items():
+            value = pickle.loads(blob)
+            if kind == "MjData":
+                import mujoco
+
+                mujoco.mj_copyData(getattr(layer, key), layer.model, value)  # the renderer keeps its data object
+            else:
+                setattr(layer, key, value)
+    set_global_rng_states(run_state["rng"], model.device)
+    model.action_space._np_random = run_state["action_space_rng"]
 
 
 #: The run's CSV files with a step column (``monitor.csv`` has none: the pause counts its rows, see

@@ -6,8 +6,12 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
+import torch as th
+from stable_baselines3 import SAC
 from stable_baselines3.common.save_util import save_to_pkl
 
 from sb3_pmac.buffer_files import load_buffers
@@ -42,7 +46,8 @@ def test_pause_resume_and_finish(runner, tmp_path: Path) -> None:
     # --max-seconds 0: every call stops after its first evaluation, saving agent and buffer
     assert runner.run(tiny_args(runner, tmp_path, "--max-seconds", "0")) == runner.NOT_FINISHED
     pause = json.loads((run_dir / "resume.json").read_text())
-    assert pause == {"agent": "resume_100.zip", "buffer": "resume_100_buffer.npz", "monitor_rows": monitor_rows(run_dir)}
+    assert pause == {"agent": "resume_100.zip", "buffer": "resume_100_buffer.npz", "env_state": "resume_100_env.pkl",
+                     "monitor_rows": monitor_rows(run_dir)}  # fmt: skip
     assert (run_dir / pause["agent"]).exists() and (run_dir / pause["buffer"]).read_bytes()[:4] == ZIP_MAGIC
     assert load_buffers(run_dir / pause["buffer"])[0].n_written == 100
     # a pause of an earlier version of the runner: the buffer pickled as .pkl, read as the runner's own file
@@ -240,3 +245,40 @@ def test_a_recorded_setting_must_be_given_again(runner, tmp_path: Path) -> None:
     without = [arg for arg in tiny_argv(tmp_path) if arg not in ("--model-train-freq", "50")]
     with pytest.raises(SystemExit, match=r"other settings: model_train_freq: 50 \(this call: None\)"):
         runner.run(runner.parse_args(without))
+
+
+def run_files(run_dir: Path) -> dict[str, Any]:
+    """What a run wrote that must not depend on its pauses (not the wall times)."""
+    from sb3_pmac import PMAC
+
+    with open(run_dir / "evaluations.csv") as file:
+        evaluations = [(row["timesteps"], row["mean_return"], row["std_return"]) for row in csv.DictReader(file)]
+    with open(run_dir / "monitor.csv") as file:
+        episodes = [(row["r"], row["l"]) for row in csv.DictReader(file.readlines()[1:])]
+    with open(run_dir / "progress.csv") as file:
+        train = [{k: v for k, v in row.items() if k.startswith("train/")} for row in csv.DictReader(file)]
+    diagnostics = (run_dir / "diagnostics.csv").read_text() if (run_dir / "diagnostics.csv").exists() else None
+    algo = json.loads((run_dir / "run.json").read_text())["algo"]
+    load = PMAC.load if algo == "pmac" else SAC.load
+    parameters = load(run_dir / "final_agent.zip", device="cpu").policy.state_dict()
+    return {"evaluations": evaluations, "episodes": episodes, "train": train, "diagnostics": diagnostics,
+            "parameters": parameters}  # fmt: skip
+
+
+@pytest.mark.parametrize("algo", ["pmac", "sac"])
+def test_a_paused_run_is_the_uninterrupted_run_bit_for_bit(runner, tmp_path: Path, algo: str) -> None:
+    """Pauses at 100 and 200 steps, in mid-episode: the same episodes, losses, evaluations and final parameters."""
+    extra = ["--algo", algo] + (["--diagnostics-freq", "100", "--diagnostics-horizon", "2"] if algo == "pmac" else [])
+    assert runner.run(tiny_args(runner, tmp_path / "straight", *extra)) == 0
+    for _ in range(2):
+        assert runner.run(tiny_args(runner, tmp_path / "paused", *extra, "--max-seconds", "0")) == runner.NOT_FINISHED
+    assert runner.run(tiny_args(runner, tmp_path / "paused", *extra)) == 0
+    straight, paused = (
+        run_files(tmp_path / name / "InvertedPendulum-v5" / algo / "seed_0") for name in ("straight", "paused")
+    )
+    episode_ends = np.cumsum([int(length) for _, length in straight["episodes"]])
+    assert not {100, 200} & set(episode_ends)  # both pauses cut an episode (the old resume started a new one there)
+    for key in ("evaluations", "episodes", "train", "diagnostics"):
+        assert paused[key] == straight[key], key
+    for name, tensor in straight["parameters"].items():
+        assert th.equal(paused["parameters"][name], tensor), name
