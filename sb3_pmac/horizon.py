@@ -53,8 +53,9 @@ def validate_horizon_schedule(schedule: HorizonSchedule) -> HorizonSchedule:
 def warn_table_1_order(schedule: HorizonSchedule, stacklevel: int = 3) -> None:
     """
     Warn when a schedule (as :func:`validate_horizon_schedule` returns it) looks copied in the paper's Table 1 order
-    ``(x, y, a, b)``: horizons longer than the last epoch. Called once, where the user's schedule enters (PMAC's
-    constructor), not wherever the schedule is read.
+    ``(x, y, a, b)``: horizons longer than the last epoch, and the values read in that order a valid schedule too (a
+    first horizon ``x >= 1``, epochs ``a < b``; a schedule from epoch 0 or with a falling horizon is not a copy). Called
+    once, where the user's schedule enters (PMAC's constructor), not wherever the schedule is read.
 
     :param schedule: a validated schedule
     :param stacklevel: the warning's stack level, counted from this function
@@ -62,7 +63,8 @@ def warn_table_1_order(schedule: HorizonSchedule, stacklevel: int = 3) -> None:
     if isinstance(schedule, int):
         return
     start_epoch, end_epoch, start_horizon, end_horizon = schedule
-    if max(start_horizon, end_horizon) > end_epoch:
+    read_as_table_1 = start_epoch >= 1 and start_horizon < end_horizon  # x >= 1 and a < b in the order (x, y, a, b)
+    if read_as_table_1 and max(start_horizon, end_horizon) > end_epoch:
         warnings.warn(
             f"Rollout horizon schedule {list(schedule)!r} reads as epochs {start_epoch} -> {end_epoch}, horizon "
             f"{start_horizon} -> {end_horizon}: horizons longer than the last epoch usually mean the paper's Table 1 "

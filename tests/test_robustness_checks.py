@@ -32,6 +32,12 @@ def test_table_1_horizon_order_warns():
         warnings.simplefilter("error")
         for schedule in ([20, 100, 1, 15], [20, 300, 1, 25], 5):  # MBPO's Hopper and Humanoid, a fixed horizon
             warn_table_1_order(validate_horizon_schedule(schedule))
+        # fast ramps of short runs: from epoch 0 (Table 1's order would give horizon 0), or a falling horizon
+        for schedule in ([0, 1, 1, 5], [0, 10, 1, 15], [2, 4, 10, 5]):
+            warn_table_1_order(validate_horizon_schedule(schedule))
+    for copied in ([1, 25, 20, 100], [1, 25, 20, 300]):  # MBPO's Ant and Humanoid in Table 1's order
+        with pytest.warns(UserWarning, match="Table 1 order"):
+            warn_table_1_order(validate_horizon_schedule(copied))
 
 
 def test_table_1_horizon_order_warns_once_per_agent():
