@@ -16,6 +16,7 @@ from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.save_util import load_from_zip_file, recursive_getattr
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 from stable_baselines3.common.utils import check_for_correct_spaces, get_device
 from stable_baselines3.sac import SAC
@@ -680,6 +681,44 @@ class PMAC(ModelStepSAC):
         model._rng_states = None
         return model
 
+    def set_parameters(
+        self,
+        load_path_or_dict: str | pathlib.Path | io.BufferedIOBase | dict[str, Any],
+        exact_match: bool = True,
+        device: th.device | str = "auto",
+    ) -> None:
+        """
+        SB3's ``set_parameters`` (see there), e.g. to start from a SAC agent's networks. Parameters of an object this
+        agent does not have are refused with the reason (``exact_match=True``) or skipped with a warning
+        (``exact_match=False``; SB3 fails on them with an ``AttributeError``): SAC's entropy-coefficient optimizer
+        (``ent_coef="auto"``, SB3's default) when this agent's coefficient is fixed (``ent_coef=0.2``, PMAC's default).
+
+        :param load_path_or_dict: a saved agent (path or file) or a dict as :meth:`get_parameters` returns it
+        :param exact_match: whether the parameters must be exactly those of this agent's objects
+        :param device: the device to load the tensors to
+        """
+        params: dict[str, Any]
+        if isinstance(load_path_or_dict, dict):
+            params = load_path_or_dict
+        else:
+            _, params, _ = load_from_zip_file(load_path_or_dict, device=device, load_data=False)
+        absent = [name for name in params if _resolves_to_none(self, name)]
+        if absent:
+            reason = (
+                f"{', '.join(absent)}: this agent has none (its entropy coefficient is fixed, ent_coef={self.ent_coef!r}; "
+                "SAC's learned coefficient, ent_coef='auto', has an optimizer)"
+                if absent == ["ent_coef_optimizer"]
+                else f"{', '.join(absent)}: this agent has none"
+            )
+            if exact_match:
+                raise ValueError(
+                    f"set_parameters: the parameters hold {reason}. Build the agent alike (e.g. ent_coef='auto'), or "
+                    "pass exact_match=False to skip them"
+                )
+            warnings.warn(f"set_parameters skipped {reason}", UserWarning, stacklevel=2)
+            params = {name: value for name, value in params.items() if name not in absent}
+        super().set_parameters(params, exact_match, device)
+
     def save_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase) -> None:
         """
         Save the real replay buffer (with policy versions) and the model buffer in one ``.npz`` file of plain arrays,
@@ -742,3 +781,11 @@ class PMAC(ModelStepSAC):
             set_global_rng_states(states, self.device)
         self.action_space.np_random.bit_generator.state = states["action_space"]
         self.model_trainer.rng.bit_generator.state = states["model_trainer"]
+
+
+def _resolves_to_none(agent: PMAC, name: str) -> bool:
+    """Whether the saved parameters' object ``name`` (e.g. ``"ent_coef_optimizer"``) is ``None`` on ``agent``."""
+    try:
+        return recursive_getattr(agent, name) is None
+    except Exception:  # not an object name at all: SB3's set_parameters says so
+        return False

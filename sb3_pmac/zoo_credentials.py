@@ -37,9 +37,9 @@ def mask_credentials(value: Any) -> Any:
     connects where libpq finds the password in ``PGPASSWORD`` or ``~/.pgpass``.
     """
     if isinstance(value, str):
-        masked = _URL_PASSWORD.sub(r"\g<head>@", _VALUE_URL_PASSWORD.sub(r"\g<head>@", value, count=1))
-        masked = _QUERY_PASSWORD.sub(_drop_query_password, masked)
-        return value if masked == value else masked
+        text = _URL_PASSWORD.sub(r"\g<head>@", _VALUE_URL_PASSWORD.sub(r"\g<head>@", value, count=1))
+        text = _QUERY_PASSWORD.sub(_drop_query_password, text)
+        return value if text == value else text
     if isinstance(value, argparse.Namespace):
         masked_vars = mask_credentials(vars(value))
         return value if masked_vars is vars(value) else argparse.Namespace(**masked_vars)

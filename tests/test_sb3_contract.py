@@ -758,6 +758,17 @@ def test_an_sb3_buffer_or_agent_file_is_refused_with_the_way_to_use_it(tmp_path)
     model.set_parameters(tmp_path / "sac", exact_match=False)
     for actual, expected in zip(model.actor.parameters(), sac.actor.parameters(), strict=True):
         assert th.equal(actual, expected)
+    # ... also with PMAC's default fixed coefficient (0.2), which has no optimizer for SAC's learned one ("auto")
+    fixed = _tiny(ent_coef=0.2)
+    assert fixed.ent_coef_optimizer is None and sac.ent_coef_optimizer is not None
+    with pytest.warns(UserWarning, match=r"skipped ent_coef_optimizer: .*fixed, ent_coef=0.2"):
+        fixed.set_parameters(tmp_path / "sac", exact_match=False)
+    for actual, expected in zip(fixed.critic.parameters(), sac.critic.parameters(), strict=True):
+        assert th.equal(actual, expected)
+    assert fixed.ent_coef == 0.2 and fixed.ent_coef_optimizer is None
+    with pytest.raises(ValueError, match=r"ent_coef_optimizer: .*pass exact_match=False"):
+        fixed.set_parameters(sac.get_parameters(), exact_match=True)
+    fixed.learn(20)  # trains on with its own coefficient
 
 
 def test_set_random_seed_repeats_a_run_model_training_included():
@@ -811,3 +822,26 @@ def test_sacs_image_and_dict_policies_are_refused_by_name(policy):
     assert set(PMAC.policy_aliases) == {"MlpPolicy"}
     model = PMAC("MlpPolicy", SpacesEnv(BOX_OBS, BOX_ACT), buffer_size=100)
     assert type(model.policy) is SAC.policy_aliases["MlpPolicy"]
+
+
+def test_the_policy_alone_loads_with_sb3_alone(tmp_path):
+    """Deployment without sb3-pmac (docs/quickstart.md): ``model.policy.save``, then SB3's ``SACPolicy.load``."""
+    import subprocess
+    import sys
+
+    model = _tiny()
+    model.learn(120)  # trained past a model step
+    model.policy.save(tmp_path / "policy.pth")
+    observations = np.random.default_rng(0).uniform(-1, 1, (5, 3)).astype(np.float32)
+    np.save(tmp_path / "obs.npy", observations)
+    script = (
+        "import sys; sys.modules['sb3_pmac'] = None\n"  # importing sb3_pmac fails, as where it is not installed
+        "import numpy as np\n"
+        "from stable_baselines3.sac.policies import SACPolicy\n"
+        f"policy = SACPolicy.load({str(tmp_path / 'policy.pth')!r}, device='cpu')\n"
+        f"actions, _ = policy.predict(np.load({str(tmp_path / 'obs.npy')!r}), deterministic=True)\n"
+        f"np.save({str(tmp_path / 'actions.npy')!r}, actions)\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, timeout=120)
+    expected, _ = model.predict(observations, deterministic=True)
+    np.testing.assert_array_equal(np.load(tmp_path / "actions.npy"), expected)
