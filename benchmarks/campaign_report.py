@@ -47,8 +47,9 @@ END_MARKER = "<!-- campaign:end -->"
 CURVES_PNG = "hopper_campaign_curves.png"
 MODEL_ERROR_PNG = "hopper_campaign_model_error.png"
 #: A run's machine, written into its folder by hand when the run (re)starts: ``{"cpu": "<lscpu's model name>"}``. The
-#: runs' code (pinned at the campaign's commit) does not record it, and the campaign's machine can change between
-#: sessions: a run that starts over on another machine gets a new file.
+#: Hopper campaign's runner (pinned at its commit) does not record it, and the campaign's machine can change between
+#: sessions: a run that starts over on another machine gets a new file. (Later runners record ``machines`` in
+#: ``run.json``, which the report reads where there is no ``machine.json``.)
 MACHINE_FILE = "machine.json"
 #: The extra that installs rliable
 RLIABLE_EXTRA = "zoo"
@@ -100,7 +101,13 @@ class Run:
 
     @property
     def cpu(self) -> str:
-        return str(self.machine.get("cpu", "not recorded"))
+        """``machine.json``'s CPU, else the machines the runner recorded in ``run.json`` (later runners do)."""
+        if "cpu" in self.machine:
+            return str(self.machine["cpu"])
+        machines = self.record.get("machines") or []
+        if len(machines) == 1:
+            return f"{machines[0]['cpu']}, {machines[0]['cpus']} CPUs"
+        return "; ".join(f"{m['cpu']}, {m['cpus']} CPUs from step {m['from_step']}" for m in machines) or "not recorded"
 
     @property
     def last_step(self) -> int:

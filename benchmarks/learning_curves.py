@@ -12,7 +12,8 @@ Each run writes ``<out>/<env>/<algo>/seed_<seed>/``:
 * ``monitor.csv`` (training episodes, SB3 Monitor format) and ``progress.csv`` (SB3 logger, ``time/`` split included);
 * ``agent_<timesteps>.zip`` at every evaluation (``--keep-checkpoints``) for offline diagnostics, and
   ``final_buffer.npz`` (PMAC/MBPO; ``final_buffer.pkl``, a pickle, for SAC) at the end;
-* ``run.json``: the settings and the code's commit, so that a resumed run refuses other settings.
+* ``run.json``: the settings and the code's commit, so that a resumed run refuses other settings, and the machines
+  the run went on (``machines``: CPU model and count, from which step; a new entry when a resume finds another).
 
 ``--max-seconds S`` stops after the first evaluation past ``S`` seconds, saving the agent and its replay buffer; the
 next call with the same arguments resumes from that step (exit code 3 means "not finished yet"). This is how runs
@@ -57,6 +58,7 @@ from typing import Any
 
 import gymnasium as gym
 import torch as th
+from machine import cpu_model  # benchmarks/machine.py (the script's folder is on the path)
 from stable_baselines3 import SAC
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.logger import KVWriter, Logger
@@ -274,6 +276,7 @@ def run(args: argparse.Namespace) -> int:
         write_atomically(settings_file, json.dumps(record, indent=1))
         with open(run_dir / "evaluations.csv", "w", newline="") as file:
             csv.writer(file).writerow(["timesteps", "mean_return", "std_return", "wall_s"])
+    record_machine(settings_file, model.num_timesteps)
     model.set_logger(Logger(folder=str(run_dir), output_formats=[AppendingCSV(run_dir / "progress.csv")]))
     eval_env = Monitor(make_preset_env(args.env))
     callback = None
@@ -323,6 +326,16 @@ def run(args: argparse.Namespace) -> int:
         os.remove(pointer_file)
     _remove_other_pauses(run_dir, keep=None)
     return 0
+
+
+def record_machine(settings_file: Path, step: int) -> None:
+    """Add this machine to ``run.json``'s ``machines`` when the run starts, or resumes on another machine."""
+    record = json.loads(settings_file.read_text())
+    machine = {"cpu": cpu_model(), "cpus": os.cpu_count()}
+    machines = record.setdefault("machines", [])
+    if not machines or {key: machines[-1].get(key) for key in machine} != machine:
+        machines.append({**machine, "from_step": step, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())})
+        write_atomically(settings_file, json.dumps(record, indent=1))
 
 
 def write_pause(run_dir: Path, train_env: gym.Env, model: SAC) -> None:

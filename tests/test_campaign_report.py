@@ -60,6 +60,8 @@ def write_run(root: Path, algo: str, seed: int, last: int, slope: float, offset:
     record = {"algo": algo, "env": ENV, "seed": seed, "timesteps": TARGET, "eval_episodes": 10, "eval_freq": 1000,
               "diagnostics_freq": 10_000, "agent_kwargs": {"ent_coef": 0.2}, "commit": "abcdef0123",
               "finished": last == TARGET}  # fmt: skip
+    if (algo, seed) == ("pmac", 1):  # later runners record the machines in run.json, a new one at a resume on another
+        record["machines"] = [{"cpu": "CPU A", "cpus": 2, "from_step": 0}, {"cpu": "CPU B", "cpus": 4, "from_step": 12_000}]
     (run_dir / "run.json").write_text(json.dumps(record))
     if (algo, seed) == ("mbpo", 1):  # the machine is recorded by hand, for some runs only
         (run_dir / "machine.json").write_text(json.dumps({"cpu": "Some CPU 9000", "started": "2026-12-01"}))
@@ -95,6 +97,7 @@ def test_returns_table_by_hand(report, results: Path):
     status = "\n".join(report.status_table(campaign, ("pmac", "mbpo"), (0, 1, 2)))
     assert "| MBPO | 1 | partial: 27 000 of 30 000 steps | 145 at 27 000 | 0.07 h | Some CPU 9000 |" in status
     assert "| PMAC | 0 | finished | 300 at 30 000 | 0.08 h | not recorded |" in status
+    assert "| CPU A, 2 CPUs from step 0; CPU B, 4 CPUs from step 12000 |" in status
     assert "| PMAC | 2 | not started | - | - | - |" in status
     table = "\n".join(report.returns_table(list(rows.values()), 2, with_iqm=False))
     assert "| 25 000 | PMAC | 2 of 2 | 255 ± 25 | - |" in table

@@ -22,6 +22,7 @@ ZIP_MAGIC = b"PK\x03\x04"
 
 @pytest.fixture(scope="module")
 def runner():
+    sys.path.insert(0, str(RUNNER.parent))  # as when run as a script: its folder's helpers (machine.py) import
     spec = importlib.util.spec_from_file_location("learning_curves", RUNNER)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -73,6 +74,8 @@ def test_pause_resume_and_finish(runner, tmp_path: Path) -> None:
     assert not list(run_dir.glob("resume*")) and (run_dir / "final_agent.zip").exists()
     assert load_buffers(run_dir / "final_buffer.npz")[0].n_written == 300
     assert len(record["commit"]) >= 7  # the code's commit (or "unknown" outside a git checkout)
+    # the machine, recorded once: the calls that resumed ran on the same one
+    assert [(m["cpu"], m["cpus"], m["from_step"]) for m in record["machines"]] == [(runner.cpu_model(), os.cpu_count(), 0)]
     # progress.csv keeps one row per evaluation across the three calls
     with open(run_dir / "progress.csv") as file:
         progress = list(csv.DictReader(file))
@@ -282,3 +285,16 @@ def test_a_paused_run_is_the_uninterrupted_run_bit_for_bit(runner, tmp_path: Pat
         assert paused[key] == straight[key], key
     for name, tensor in straight["parameters"].items():
         assert th.equal(paused["parameters"][name], tensor), name
+
+
+def test_a_resume_on_another_machine_is_recorded(runner, tmp_path: Path, monkeypatch) -> None:
+    run_dir = tmp_path / "InvertedPendulum-v5" / "pmac" / "seed_0"
+    assert runner.run(tiny_args(runner, tmp_path, "--max-seconds", "0")) == runner.NOT_FINISHED
+    monkeypatch.setattr(runner, "cpu_model", lambda: "Other CPU")
+    assert runner.run(tiny_args(runner, tmp_path, "--max-seconds", "0")) == runner.NOT_FINISHED
+    assert runner.run(tiny_args(runner, tmp_path)) == 0
+    machines = json.loads((run_dir / "run.json").read_text())["machines"]
+    assert [(m["cpu"], m["from_step"]) for m in machines] == [
+        (importlib.import_module("machine").cpu_model(), 0),
+        ("Other CPU", 100),
+    ]
