@@ -79,8 +79,9 @@ class ModelTrainer:
     Trains a probabilistic ensemble on a dataset of transitions, as MBPO does.
 
     * Holdout split: a random ``holdout_ratio`` share of the *distinct* transitions (``sample_ids``) is held out,
-      capped at ``max_holdout_size`` rows. Since the caller draws the dataset with replacement (weighted by the policy
-      mixture), a transition may appear several times; all its copies go to the same side of the split (no leak), and
+      capped at ``max_holdout_size`` rows. A transition may appear several times in the dataset (the caller draws
+      it per policy with the mixture's weights, without replacement only where the weights allow: a heavily weighted
+      version with few transitions repeats them); all its copies go to the same side of the split (no leak), and
       multiplicities are kept so that the holdout is weighted like the training set.
     * Each epoch, every member visits the training rows in its own random order (minibatches ``[E, batch_size, in]``,
       one Adam step per minibatch on :meth:`~sb3_pmac.dynamics.ensemble.ProbabilisticEnsemble.loss`).
