@@ -19,6 +19,7 @@ from stable_baselines3.sac import SAC
 
 from sb3_pmac.buffers import PolicyVersionedReplayBuffer
 from sb3_pmac.dynamics import ModelTrainer, ModelTrainingInfo, ProbabilisticEnsemble
+from sb3_pmac.dynamics.layers import round_off_spread
 from sb3_pmac.dynamics.model_trainer import DEFAULT_MODEL_GRAD_STEPS
 from sb3_pmac.horizon import HorizonSchedule, epoch_at, horizon_at, model_buffer_capacity
 from sb3_pmac.model_buffer import ModelReplayBuffer
@@ -306,9 +307,10 @@ class ModelStepSAC(SAC):
     def rollout_state_bounds(self) -> tuple[th.Tensor, th.Tensor] | None:
         """
         Bounds of the states model rollouts may reach: per dimension, the range of the real (finite) observations
-        widened by ``rollout_bounds_margin`` times its width on each side; a dimension constant in the data is left
-        unbounded. A guard against models that diverge (a branch beyond it is dropped, as a non-finite one is), not a
-        constraint on ordinary extrapolation. The range is kept up to date from the transitions added since the last
+        widened by ``rollout_bounds_margin`` times its width on each side; a dimension constant in the data (also
+        up to round-off, :func:`~sb3_pmac.dynamics.layers.round_off_spread`) is left unbounded. A guard against models
+        that diverge (a branch beyond it is dropped, as a non-finite one is), not a constraint on ordinary
+        extrapolation. The range is kept up to date from the transitions added since the last
         call (the extremes of transitions the buffer has since overwritten stay in it).
 
         :return: ``(low, high)`` on the agent's device, in the precision of the stored observations (float64 ones
@@ -322,7 +324,11 @@ class ModelStepSAC(SAC):
             return None
         low, high = data_range
         margin = float(self.rollout_bounds_margin) * (high - low)
-        constant = high == low
+        # constant up to the stored observations' round-off (a float32 value with a 1-ulp jitter): the model's noise
+        # would leave such a range at every step
+        stored_dtype = self.replay_buffer.observations.dtype
+        spread = round_off_spread(np.maximum(np.abs(low), np.abs(high)), stored_dtype) if stored_dtype.kind == "f" else 0
+        constant = high - low <= spread
         low, high = np.where(constant, -np.inf, low - margin), np.where(constant, np.inf, high + margin)
         dtype = th.promote_types(
             th.from_numpy(self.replay_buffer.observations[:0]).dtype, self.dynamics_model.max_logvar.dtype

@@ -171,6 +171,52 @@ def test_normalizer_and_state_dict_round_trip():
         assert th.equal(a, b)
 
 
+def test_normalizer_treats_round_off_spread_as_constant():
+    rng = np.random.default_rng(0)
+    columns = {
+        "jitter 1e-8 at 0.1": 0.1 + 1e-8 * rng.standard_normal(2000),  # float32 round-off: constant
+        "exactly 0.1": np.full(2000, 0.1),  # (float32 sums left it a std of ~1e-9)
+        "spread 1e-4 at 1": 1.0 + 1e-4 * rng.standard_normal(2000),  # a thousand float32 steps: scaled
+        "spread 1e-6 at 0": 1e-6 * rng.standard_normal(2000),  # small scale, not round-off: scaled
+    }
+    for name, column in columns.items():
+        normalizer = InputNormalizer(1)
+        normalizer.fit(th.as_tensor(column, dtype=th.float32).reshape(-1, 1))
+        expected = 1.0 if name.startswith(("jitter", "exactly")) else float(np.float32(column).std())
+        assert normalizer.std.item() == pytest.approx(expected, rel=1e-3), name
+    # a float64 normalizer resolves far smaller spreads: 1e-8 at 0.1 is data there
+    normalizer = InputNormalizer(1).double()
+    normalizer.fit(th.as_tensor(columns["jitter 1e-8 at 0.1"]).reshape(-1, 1))
+    assert normalizer.std.item() == pytest.approx(1e-8, rel=0.1)
+
+
+def test_rollouts_of_a_model_fitted_on_a_round_off_constant_feature_stay_finite():
+    """The model's noise on a feature 0.1 +- 1e-8 used to be scaled by its 1e-8 std at the next step: state error 5e9
+    at step 2, 7e20 at step 3."""
+    rng = np.random.default_rng(0)
+    n = 2000
+
+    def step(obs, act):
+        nxt = obs.copy()
+        nxt[:, :3] = 0.9 * obs[:, :3] + 0.3 * act[:, :1]
+        return nxt, obs[:, 0]
+
+    obs = np.concatenate([rng.standard_normal((n, 3)), 0.1 + 1e-8 * rng.standard_normal((n, 1))], 1).astype(np.float32)
+    act = rng.uniform(-1, 1, (n, 1)).astype(np.float32)
+    nxt, rew = step(obs, act)
+    nxt[:, 3] = (0.1 + 1e-8 * rng.standard_normal(n)).astype(np.float32)
+    th.manual_seed(0)
+    model = ProbabilisticEnsemble(4, 1, ensemble_size=3, n_elites=2, hidden_sizes=(64, 64))
+    ModelTrainer(model, max_grad_steps=600, max_epochs=None, seed=0).train(obs, act, rew, nxt)
+    state, truth = th.as_tensor(obs[:500]), obs[:500]
+    generator = th.Generator().manual_seed(0)
+    for _ in range(3):
+        action = th.rand(500, 1, generator=generator) * 2 - 1
+        state, _, _ = model.sample(state, action, generator=generator)
+        truth, _ = step(truth, action.numpy())
+        assert ((state.numpy()[:, :3] - truth[:, :3]) ** 2).mean() < 1e-2
+
+
 def test_set_elites_validation():
     model = small_ensemble()
     for bad in ([0], [0, 0], [0, 4], [-1, 2]):

@@ -6,6 +6,7 @@ the input normalizer fitted on each model-training set.
 
 from __future__ import annotations
 
+import numpy as np
 import torch as th
 from torch import nn
 
@@ -91,12 +92,30 @@ class EnsembleLinear(nn.Module):
         )
 
 
+#: A feature (or observation dimension) whose spread is at most this many machine epsilons of its magnitude (float32:
+#: 1e-6 of the value, float64: 2e-15) is constant up to round-off: :class:`InputNormalizer` does not scale it, and the
+#: rollouts' state bounds leave it unbounded (:meth:`~sb3_pmac.model_step.ModelStepSAC.rollout_state_bounds`)
+ROUND_OFF_EPSILONS = 8
+
+
+def round_off_spread(magnitude: np.ndarray, dtype: np.dtype | th.dtype) -> np.ndarray:
+    """
+    The largest spread of a feature of ``magnitude`` (e.g. its mean's absolute value) stored in ``dtype`` that is
+    round-off: :data:`ROUND_OFF_EPSILONS` epsilons of the magnitude, at least ``1e-12``.
+    """
+    eps = th.finfo(dtype).eps if isinstance(dtype, th.dtype) else np.finfo(dtype).eps
+    return np.maximum(ROUND_OFF_EPSILONS * eps * np.abs(magnitude), 1e-12)
+
+
 class InputNormalizer(nn.Module):
     """
     Standardizes inputs with a mean and standard deviation estimated by :meth:`fit`.
 
     Statistics are registered buffers, so they are part of ``state_dict()`` and follow ``.to(device)``.
-    Standard deviations below ``1e-12`` (constant features) are replaced by 1.
+    A constant feature gets the standard deviation 1: one whose standard deviation is round-off in the normalizer's
+    precision (:func:`round_off_spread` of its mean: at most 1e-6 of it in float32, e.g. 0.1 with a jitter of 1e-8;
+    dividing by that std would turn the model's own noise on it into inputs 1e6 standard deviations out at the next
+    rollout step). The statistics are computed in float64.
 
     :param size: number of input features
     """
@@ -117,12 +136,14 @@ class InputNormalizer(nn.Module):
 
         :param inputs: tensor of shape ``[N, size]`` (any leading dimensions are flattened)
         """
-        inputs = inputs.reshape(-1, self.size).to(device=self.mean.device, dtype=self.mean.dtype)
+        # in float64: float32 sums leave a constant column a std of ~1e-8 times its mean
+        inputs = inputs.reshape(-1, self.size).to(device=self.mean.device, dtype=th.float64)
         if inputs.shape[0] == 0:
             raise ValueError("Cannot fit the input normalizer on an empty batch")
         mean = inputs.mean(dim=0, keepdim=True)
         std = inputs.std(dim=0, correction=0, keepdim=True)
-        std = th.where(std < 1e-12, th.ones_like(std), std)
+        constant = std <= th.from_numpy(round_off_spread(mean.cpu().numpy(), self.mean.dtype)).to(std.device)
+        std = th.where(constant, th.ones_like(std), std)
         self.mean.copy_(mean)
         self.std.copy_(std)
 
