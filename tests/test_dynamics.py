@@ -756,3 +756,36 @@ def test_standardized_targets_make_the_fit_independent_of_the_scales():
     np.testing.assert_allclose(relative_errors(True, 1e-4, 1e3), natural, rtol=0.05, atol=1e-3)
     # raw targets (MBPO's): the absolute log-variance bounds ruin the state dimensions' fit at these scales
     assert relative_errors(False, 1e-4, 1e3)[:3].min() > 10 * natural[:3].max()
+
+
+def test_predict_forward_sample_and_evaluate_take_arrays_and_float64_and_check_shapes():
+    """Gymnasium's MuJoCo observations are float64 arrays: the model takes them as sample() always did."""
+    model = small_ensemble()
+    model.set_elites(list(range(model.n_elites)))
+    rng = np.random.default_rng(0)
+    obs = rng.standard_normal((6, model.obs_dim))
+    act = rng.uniform(-1, 1, (6, model.action_dim))
+    obs32, act32 = th.as_tensor(obs, dtype=th.float32), th.as_tensor(act, dtype=th.float32)
+    expected = model.predict(obs32, act32)
+    for o, a in ((obs, act), (th.as_tensor(obs), th.as_tensor(act))):  # numpy float64, torch float64
+        for actual, wanted in zip(model.predict(o, a), expected, strict=True):
+            assert actual.dtype == th.float32 and th.equal(actual, wanted)
+    inputs = np.concatenate([obs, act], 1)
+    with th.no_grad():
+        for actual, wanted in zip(model(inputs), model(th.as_tensor(inputs, dtype=th.float32)), strict=True):
+            assert th.equal(actual, wanted)
+    generator_states = [th.Generator().manual_seed(3) for _ in range(2)]
+    from_array = model.sample(obs32.numpy(), act32.numpy(), generator=generator_states[0])
+    from_tensor = model.sample(obs32, act32, generator=generator_states[1])
+    for actual, wanted in zip(from_array, from_tensor, strict=True):
+        assert th.equal(actual, wanted)
+    # shapes are checked as sample() checks them (an [N, 4] observation used to be split silently)
+    for bad_obs, bad_act in ((obs[:, :-1], np.c_[act, act[:, :1]]), (obs[0], act[0]), (obs, act[:5])):
+        with pytest.raises(ValueError, match="must have shape"):
+            model.predict(bad_obs, bad_act)
+    trainer = ModelTrainer(model, seed=0)
+    targets = rng.standard_normal((6, model.output_dim))
+    mse, _ = trainer.evaluate(inputs, targets)
+    assert mse.shape == (model.ensemble_size,) and np.isfinite(mse).all()
+    with pytest.raises(ValueError, match="targets must have shape"):
+        trainer.evaluate(inputs, targets[:, :1])  # used to broadcast into a wrong MSE

@@ -224,8 +224,9 @@ class ProbabilisticEnsemble(nn.Module):
         std = self.target_normalizer.std
         return mean * std + self.target_normalizer.mean, logvar + 2.0 * th.log(std)
 
-    def _expand(self, x: th.Tensor, name: str, size: int) -> th.Tensor:
-        """Broadcast ``[N, size]`` to ``[E, N, size]``, check ``[E, N, size]``."""
+    def _expand(self, x: th.Tensor | np.ndarray, name: str, size: int) -> th.Tensor:
+        """In the model's dtype and on its device, ``[N, size]`` broadcast to ``[E, N, size]``; ``[E, N, size]`` checked."""
+        x = th.as_tensor(x, device=self.device, dtype=self.max_logvar.dtype)
         if x.dim() == 2 and x.shape[-1] == size:
             return x.unsqueeze(0).expand(self.ensemble_size, -1, -1)
         if x.dim() == 3 and x.shape[0] == self.ensemble_size and x.shape[-1] == size:
@@ -239,7 +240,8 @@ class ProbabilisticEnsemble(nn.Module):
         Predict the Gaussian over ``(s' - s, r)`` for every member.
 
         :param inputs: raw (unnormalized) ``[s, a]`` inputs, either ``[N, input_dim]`` (the same batch for every member)
-            or ``[ensemble_size, N, input_dim]`` (one batch per member)
+            or ``[ensemble_size, N, input_dim]`` (one batch per member); a tensor or array of any float dtype and
+            device (converted to the model's)
         :return: mean and log-variance, each ``[ensemble_size, N, output_dim]``
         """
         return self._to_target_units(*self.fitted_outputs(inputs))
@@ -298,23 +300,40 @@ class ProbabilisticEnsemble(nn.Module):
             raise ValueError(f"Elite indices must be in [0, {self.ensemble_size}), got {indices.tolist()}")
         self.elite_indices.copy_(indices)
 
+    def _check_batch(
+        self, observations: th.Tensor | np.ndarray, actions: th.Tensor | np.ndarray
+    ) -> tuple[th.Tensor, th.Tensor]:
+        """``observations [N, obs_dim]`` and ``actions [N, action_dim]`` as tensors (dtype and device kept), checked."""
+        observations, actions = th.as_tensor(observations), th.as_tensor(actions)
+        if observations.dim() != 2 or observations.shape[-1] != self.obs_dim:
+            raise ValueError(f"observations must have shape [N, {self.obs_dim}], got {list(observations.shape)}")
+        if actions.dim() != 2 or actions.shape != (observations.shape[0], self.action_dim):
+            raise ValueError(
+                f"actions must have shape [{observations.shape[0]}, {self.action_dim}], got {list(actions.shape)}"
+            )
+        return observations, actions
+
     @th.no_grad()
-    def predict(self, observations: th.Tensor, actions: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+    def predict(self, observations: th.Tensor | np.ndarray, actions: th.Tensor | np.ndarray) -> tuple[th.Tensor, th.Tensor]:
         """
         Mean and log-variance of ``(s' - s, r)`` predicted by every elite member.
 
-        :param observations: ``[N, obs_dim]``
+        :param observations: ``[N, obs_dim]`` (tensor or array, any float dtype and device: converted to the model's)
         :param actions: ``[N, action_dim]``
         :return: mean and log-variance, each ``[n_elites, N, output_dim]`` (order of ``elite_indices``)
         """
+        observations, actions = self._check_batch(observations, actions)
+        dtype = self.max_logvar.dtype
+        observations = observations.to(device=self.device, dtype=dtype)
+        actions = actions.to(device=self.device, dtype=dtype)
         x = self.input_normalizer(self.make_inputs(observations, actions))
         return self._to_target_units(*self._network(x.unsqueeze(0).expand(self.n_elites, -1, -1), self.elite_indices))
 
     @th.no_grad()
     def sample(
         self,
-        observations: th.Tensor,
-        actions: th.Tensor,
+        observations: th.Tensor | np.ndarray,
+        actions: th.Tensor | np.ndarray,
         deterministic: bool = False,
         generator: th.Generator | None = None,
     ) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
@@ -325,7 +344,7 @@ class ProbabilisticEnsemble(nn.Module):
         The samples are grouped by chosen member and padded to the largest group, so that the cost is one batched pass
         over ``n_elites * max_group ~ N`` rows instead of evaluating every member on every sample.
 
-        :param observations: ``[N, obs_dim]``
+        :param observations: ``[N, obs_dim]`` (tensor or array)
         :param actions: ``[N, action_dim]`` (scaled to ``[-1, 1]``)
         :param deterministic: use the predicted mean instead of sampling from the Gaussian
         :param generator: optional random generator (member choice and Gaussian noise); its device may differ
@@ -334,12 +353,7 @@ class ProbabilisticEnsemble(nn.Module):
             observations are ``observations`` plus the predicted change in the observations' dtype when it is more
             precise than the model's (float64 states of large magnitude keep their small changes), else in the model's
         """
-        if observations.dim() != 2 or observations.shape[-1] != self.obs_dim:
-            raise ValueError(f"observations must have shape [N, {self.obs_dim}], got {list(observations.shape)}")
-        if actions.dim() != 2 or actions.shape != (observations.shape[0], self.action_dim):
-            raise ValueError(
-                f"actions must have shape [{observations.shape[0]}, {self.action_dim}], got {list(actions.shape)}"
-            )
+        observations, actions = self._check_batch(observations, actions)
         device = self.device
         states = observations.to(device=device, dtype=th.promote_types(observations.dtype, self.max_logvar.dtype))
         observations = states.to(dtype=self.max_logvar.dtype)

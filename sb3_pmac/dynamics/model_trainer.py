@@ -26,17 +26,22 @@ class ModelTrainingInfo:
     :param epochs: number of training epochs run (the last one may be partial when ``max_grad_steps`` ended it)
     :param train_loss: mean total loss (:meth:`~sb3_pmac.dynamics.ensemble.ProbabilisticEnsemble.loss`) over the
         minibatches of the last epoch
-    :param holdout_mse: holdout mean squared error of the final (restored) model, averaged over the elites
+    :param holdout_mse: holdout mean squared error of the final (restored) model, averaged over the elites, in the
+        units the model is fitted in: the targets' own, or standardized ones with ``normalize_targets`` (not
+        comparable across that option); NaN when the call reverted
     :param holdout_mse_per_member: holdout MSE of every member, shape ``[ensemble_size]``
     :param holdout_nll: holdout Gaussian NLL (Eq. 5, averaged over samples and dimensions), averaged over the elites
+        (same units as ``holdout_mse``)
     :param elite_indices: the ``n_elites`` members with the lowest holdout MSE, best first
     :param n_train: number of training rows
     :param n_holdout: number of holdout rows (0: no holdout, the evaluation used training rows instead)
     :param seconds: wall-clock duration of the call
     :param grad_steps: number of optimizer steps taken
-    :param n_nonfinite: rows dropped before training because a value was NaN or infinite
+    :param n_nonfinite: rows dropped before training because a value was NaN or infinite (or beyond the range of the
+        model's dtype, e.g. 1e39 in float32)
     :param reverted: True when the call left the model as it was before it (no finite row, or the trained model's
-        elites predicted non-finite values): the last good model is kept
+        elites predicted non-finite values, e.g. after one finite but huge target such as a reward of 1e20 among
+        ordinary ones): the last good model is kept
     """
 
     epochs: int
@@ -94,7 +99,8 @@ class ModelTrainer:
     * ``bootstrap=True``: every member trains on its own bootstrap resample of the training rows (drawn once per call,
       as in PETS) instead of all of them; the holdout stays shared.
 
-    The optimizer is created once and kept across calls to :meth:`train`.
+    The optimizer is created once and kept across calls to :meth:`train`: after moving or casting the model
+    (``model.to(...)``, ``model.double()``), make a new trainer (Adam's moments keep the old device and dtype).
 
     :param model: the ensemble to train
     :param learning_rate: Adam learning rate (1e-3 in the authors' MBPO code)
@@ -192,17 +198,26 @@ class ModelTrainer:
         return np.flatnonzero(~holdout_mask), np.flatnonzero(holdout_mask)
 
     @th.no_grad()
-    def evaluate(self, inputs: th.Tensor, targets: th.Tensor, chunk_size: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+    def evaluate(
+        self, inputs: th.Tensor | np.ndarray, targets: th.Tensor | np.ndarray, chunk_size: int = 8192
+    ) -> tuple[np.ndarray, np.ndarray]:
         """
         Per-member MSE and Gaussian NLL (Eq. 5, averaged) of a dataset shared by all members, in the units the model
         is fitted in (standardized targets with ``normalize_targets``, see
         :meth:`~sb3_pmac.dynamics.ensemble.ProbabilisticEnsemble.mse`).
 
-        :param inputs: ``[N, input_dim]``
+        :param inputs: ``[N, input_dim]`` (tensor or array; converted to the model's dtype and device)
         :param targets: ``[N, output_dim]``
         :param chunk_size: rows evaluated at once
         :return: MSE and NLL, each ``[ensemble_size]``
         """
+        model = self.model
+        inputs = th.as_tensor(inputs, device=model.device, dtype=model.max_logvar.dtype)
+        targets = th.as_tensor(targets, device=model.device, dtype=model.max_logvar.dtype)
+        if inputs.dim() != 2 or inputs.shape[1] != model.input_dim:
+            raise ValueError(f"inputs must have shape [N, {model.input_dim}], got {list(inputs.shape)}")
+        if targets.shape != (inputs.shape[0], model.output_dim):
+            raise ValueError(f"targets must have shape [{inputs.shape[0]}, {model.output_dim}], got {list(targets.shape)}")
         n = inputs.shape[0]
         mse = th.zeros(self.model.ensemble_size, device=inputs.device)
         nll = th.zeros_like(mse)
