@@ -308,7 +308,8 @@ class ModelStepSAC(SAC):
         """
         Bounds of the states model rollouts may reach: per dimension, the range of the real (finite) observations
         widened by ``rollout_bounds_margin`` times its width on each side; a dimension constant in the data (also
-        up to round-off, :func:`~sb3_pmac.dynamics.layers.round_off_spread`) is left unbounded. A guard against models
+        up to round-off in the coarser of the observations' and the model's precision,
+        :func:`~sb3_pmac.dynamics.layers.round_off_spread`) is left unbounded. A guard against models
         that diverge (a branch beyond it is dropped, as a non-finite one is), not a constraint on ordinary
         extrapolation. The range is kept up to date from the transitions added since the last
         call (the extremes of transitions the buffer has since overwritten stay in it).
@@ -324,11 +325,17 @@ class ModelStepSAC(SAC):
             return None
         low, high = data_range
         margin = float(self.rollout_bounds_margin) * (high - low)
-        # constant up to the stored observations' round-off (a float32 value with a 1-ulp jitter): the model's noise
-        # would leave such a range at every step
+        # constant up to round-off in the coarser of the stored observations' and the model's precision (a float32 value
+        # with a 1-ulp jitter, also when the env hands it out as float64): the model cannot resolve such a range, and
+        # its noise would leave it at every step
+        model_dtype = th.empty(0, dtype=self.dynamics_model.max_logvar.dtype).numpy().dtype
         stored_dtype = self.replay_buffer.observations.dtype
-        spread = round_off_spread(np.maximum(np.abs(low), np.abs(high)), stored_dtype) if stored_dtype.kind == "f" else 0
-        constant = high - low <= spread
+        coarser = (
+            stored_dtype
+            if stored_dtype.kind == "f" and np.finfo(stored_dtype).eps > np.finfo(model_dtype).eps
+            else model_dtype
+        )
+        constant = high - low <= round_off_spread(np.maximum(np.abs(low), np.abs(high)), coarser)
         low, high = np.where(constant, -np.inf, low - margin), np.where(constant, np.inf, high + margin)
         dtype = th.promote_types(
             th.from_numpy(self.replay_buffer.observations[:0]).dtype, self.dynamics_model.max_logvar.dtype

@@ -789,3 +789,6 @@ def test_predict_forward_sample_and_evaluate_take_arrays_and_float64_and_check_s
     assert mse.shape == (model.ensemble_size,) and np.isfinite(mse).all()
     with pytest.raises(ValueError, match="targets must have shape"):
         trainer.evaluate(inputs, targets[:, :1])  # used to broadcast into a wrong MSE
+    for method in (model.mse, model.loss):
+        with pytest.raises(ValueError, match="targets have 1 rows, the inputs 6"):
+            method(inputs, targets[:1])

@@ -486,13 +486,17 @@ def test_tensorboard_log_names(tmp_path):
 class NearlyConstantFeature(gym.ObservationWrapper):
     """Pendulum plus a 4th feature of spread ``eps`` around 1 (e.g. a sensor bias that barely drifts)."""
 
-    def __init__(self, env, eps):
+    def __init__(self, env, eps, dtype=np.float32):
         super().__init__(env)
         self.eps = eps
-        self.observation_space = spaces.Box(-np.inf, np.inf, (4,), np.float32)
+        self.observation_space = spaces.Box(-np.inf, np.inf, (4,), dtype)
 
-    def observation(self, observation):
-        return np.r_[observation, 1.0 + self.eps * self.np_random.standard_normal()].astype(np.float32)
+    def observation(self, observation):  # computed in float32, handed out in the space's dtype
+        return (
+            np.r_[observation, 1.0 + self.eps * self.np_random.standard_normal()]
+            .astype(np.float32)
+            .astype(self.observation_space.dtype)
+        )
 
 
 def test_rollouts_stay_within_the_range_of_the_real_data():
@@ -554,12 +558,17 @@ def test_a_feature_constant_up_to_round_off_is_treated_as_constant():
     range dropped most branches: 1200 of 6000 here)."""
     kwargs = {**TINY, "model_trainer_kwargs": {}, "rollout_horizon": 5, "seed": 0}
     runs = {}
-    for eps in (1e-7, 0.0):
-        env = gym.wrappers.TimeLimit(NearlyConstantFeature(PendulumEnv(), eps), 200)
+    for eps, dtype in ((1e-7, np.float32), (0.0, np.float32), (1e-7, np.float64)):
+        env = gym.wrappers.TimeLimit(NearlyConstantFeature(PendulumEnv(), eps, dtype), 200)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            runs[eps] = PMAC("MlpPolicy", env, termination_fn=NeverTerminate(), **kwargs).learn(400)
-    model, exact = runs[1e-7], runs[0.0]
+            runs[eps, dtype] = PMAC("MlpPolicy", env, termination_fn=NeverTerminate(), **kwargs).learn(400)
+    model, exact = runs[1e-7, np.float32], runs[0.0, np.float32]
+    # the same feature handed out as float64 (as MuJoCo envs hand out theirs): the float32 model cannot resolve it either
+    as_float64 = runs[1e-7, np.float64]
+    assert as_float64.replay_buffer.observations.dtype == np.float64
+    assert as_float64.rollout_state_bounds()[1][3].item() == np.inf
+    assert as_float64.model_buffer.size() > 0.8 * 6 * 200 * 5
     n = model.replay_buffer.size()
     assert np.ptp(model.replay_buffer.observations[:n, 0, 3]) > 0  # not exactly constant
     assert model.dynamics_model.input_normalizer.std[0, 3].item() == 1.0
@@ -594,11 +603,18 @@ def test_rollout_state_bounds_follow_new_data_and_keep_float64_precision():
     assert (cached_range[0] <= full_scan()[0]).all() and (cached_range[1] >= full_scan()[1]).all()  # new rows in
     model._data_range_cache = None  # a fresh scan sees the stored rows only (extremes of overwritten ones go)
     np.testing.assert_array_equal(model._real_data_range()[0], full_scan()[0])
-    # a feature of range 1 at magnitude 1e8 (float32 spacing: 8): the bounds stay in float64 and hold the data
-    buffer.observations[:, 0, 1] = 1e8 + np.random.default_rng(0).uniform(0, 1, buffer.buffer_size)
+    # a feature of range 100 at magnitude 1e8 (float32 spacing: 8): the bounds stay in float64 and hold the data
+    buffer.observations[:, 0, 1] = 1e8 + np.random.default_rng(0).uniform(0, 100, buffer.buffer_size)
     buffer.next_observations[:, 0, 1] = buffer.observations[:, 0, 1]
     model._data_range_cache = None
     low, high = model.rollout_state_bounds()
     assert low.dtype == th.float64
     assert (buffer.observations[:, 0, 1] >= low[1].item()).all() and (buffer.observations[:, 0, 1] <= high[1].item()).all()
-    assert high[1].item() - low[1].item() < 4  # 3 widths of about 1
+    width = np.ptp(buffer.observations[:, 0, 1])
+    assert abs(high[1].item() - low[1].item() - 3 * width) < 1e-6  # 3 widths, exact (float32 would be 8s off)
+    # ... a range of 1 there is below what the float32 model resolves (round-off, 8 epsilons: 95): unbounded
+    buffer.observations[:, 0, 1] = 1e8 + np.random.default_rng(0).uniform(0, 1, buffer.buffer_size)
+    buffer.next_observations[:, 0, 1] = buffer.observations[:, 0, 1]
+    model._data_range_cache = None
+    low, high = model.rollout_state_bounds()
+    assert (low[1].item(), high[1].item()) == (-np.inf, np.inf)

@@ -233,6 +233,12 @@ class ProbabilisticEnsemble(nn.Module):
             return x
         raise ValueError(f"{name} must have shape [N, {size}] or [{self.ensemble_size}, N, {size}], got {list(x.shape)}")
 
+    @staticmethod
+    def _check_rows(outputs: th.Tensor, targets: th.Tensor) -> None:
+        """Targets with as many rows as the inputs (``[1, out]`` would broadcast silently)."""
+        if targets.shape[1] != outputs.shape[1]:
+            raise ValueError(f"targets have {targets.shape[1]} rows, the inputs {outputs.shape[1]}")
+
     # ------------------------------------------------------------------ public API
 
     def forward(self, inputs: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
@@ -264,6 +270,7 @@ class ProbabilisticEnsemble(nn.Module):
         """
         targets = self.fitted_targets(self._expand(targets, "targets", self.output_dim))
         mean, logvar = self.fitted_outputs(inputs)
+        self._check_rows(mean, targets)
         nll = ((mean - targets).pow(2) * th.exp(-logvar) + logvar).mean(dim=(1, 2))
         total = nll.sum() + self.logvar_bound_penalty * (self.max_logvar.sum() - self.min_logvar.sum())
         for layer in self.layers:
@@ -283,6 +290,7 @@ class ProbabilisticEnsemble(nn.Module):
         """
         targets = self.fitted_targets(self._expand(targets, "targets", self.output_dim))
         mean, _ = self.fitted_outputs(inputs)
+        self._check_rows(mean, targets)
         return (mean - targets).pow(2).mean(dim=(1, 2))
 
     def set_elites(self, indices: Sequence[int] | th.Tensor) -> None:

@@ -136,15 +136,16 @@ class InputNormalizer(nn.Module):
 
         :param inputs: tensor of shape ``[N, size]`` (any leading dimensions are flattened)
         """
-        # in float64: float32 sums leave a constant column a std of ~1e-8 times its mean
-        inputs = inputs.reshape(-1, self.size).to(device=self.mean.device, dtype=th.float64)
+        # in float64 (on the CPU: not every accelerator has it): float32 sums leave a constant column a std of ~1e-8
+        # times its mean
+        inputs = inputs.reshape(-1, self.size).to(device="cpu", dtype=th.float64)
         if inputs.shape[0] == 0:
             raise ValueError("Cannot fit the input normalizer on an empty batch")
         mean = inputs.mean(dim=0, keepdim=True)
         std = inputs.std(dim=0, correction=0, keepdim=True)
-        constant = std <= th.from_numpy(round_off_spread(mean.cpu().numpy(), self.mean.dtype)).to(std.device)
+        constant = std <= th.from_numpy(round_off_spread(mean.numpy(), self.mean.dtype))
         std = th.where(constant, th.ones_like(std), std)
-        self.mean.copy_(mean)
+        self.mean.copy_(mean)  # (copy_ converts to the buffers' dtype and device)
         self.std.copy_(std)
 
     def forward(self, x: th.Tensor) -> th.Tensor:
