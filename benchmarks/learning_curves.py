@@ -20,7 +20,8 @@ next call with the same arguments resumes from that step (exit code 3 means "not
 longer than one 10-minute command are made on a borrowed machine. The resume is bit for bit the uninterrupted run: the
 pause also saves the training env's state (every wrapper's attributes, MuJoCo's simulator data, the episode in
 progress) and the random generators (``resume_<step>_env.pkl``, a pickle the runner reads back: only run folders you
-trust), and the next call continues that episode. (Pauses of earlier versions of the runner have no such file: their
+trust), and the next call continues that episode (an env with an attribute that cannot be pickled, e.g. a lambda,
+gets a warning and the earlier kind of pause). (Pauses of earlier versions of the runner have no such file: their
 resume makes the env anew and resets it, re-seeded with ``--seed``, cutting the episode in progress, and SAC restarts its
 random generators.) A run killed between pauses repeats the lost steps: the rows it had written past the pause are removed
 from ``evaluations.csv``, ``progress.csv``, ``diagnostics.csv`` and ``monitor.csv`` (the episodes ended after the
@@ -340,6 +341,7 @@ def record_machine(settings_file: Path, step: int) -> None:
 
 def write_pause(run_dir: Path, train_env: gym.Env, model: SAC) -> None:
     """Save agent, buffers and run state under new names, then make them current (``resume.json``, replaced atomically)."""
+    run_state = run_state_bytes(train_env, model)
     pause = {
         "agent": f"resume_{model.num_timesteps}.zip",
         "buffer": f"resume_{model.num_timesteps}_buffer{buffer_suffix(model)}",
@@ -348,7 +350,10 @@ def write_pause(run_dir: Path, train_env: gym.Env, model: SAC) -> None:
     }
     model.save(run_dir / pause["agent"])
     model.save_replay_buffer(run_dir / pause["buffer"])
-    save_run_state(run_dir / pause["env_state"], train_env, model)
+    if run_state is None:
+        del pause["env_state"]
+    else:
+        (run_dir / pause["env_state"]).write_bytes(run_state)  # (current only once resume.json names it)
     write_atomically(run_dir / "resume.json", json.dumps(pause))  # the new files become current only now
     _remove_other_pauses(run_dir, keep=pause)
 
@@ -384,7 +389,7 @@ def load_pause_buffer(model: SAC, path: Path) -> None:
 def _remove_other_pauses(run_dir: Path, keep: dict[str, str] | None) -> None:
     keep_names = set(keep.values()) if keep else set()
     buffers = [path for suffix in (".npz", ".pkl") for path in run_dir.glob(f"resume_*_buffer{suffix}")]
-    for path in [*run_dir.glob("resume_*.zip"), *buffers, *run_dir.glob("resume_*_env.pkl")]:
+    for path in [*run_dir.glob("resume_*.zip"), *buffers, *run_dir.glob("resume_*_env.pkl"), *run_dir.glob("*.tmp")]:
         if path.name not in keep_names:
             os.remove(path)
 
@@ -404,38 +409,46 @@ def env_layers(env: gym.Env) -> list[gym.Env]:
     return layers
 
 
-def save_run_state(path: Path, env: gym.Env, model: SAC) -> None:
+def run_state_bytes(env: gym.Env, model: SAC) -> bytes | None:
     """
-    Write what a pause needs besides agent and buffer to go on bit for bit: the state of every layer of the training
+    What a pause needs besides agent and buffer to go on bit for bit, pickled: the state of every layer of the training
     env (its attributes, MuJoCo's ``MjData`` whole) and the random generators (the process-wide ones and the agent's
-    action space's, which SB3's ``SAC.load`` re-seeds).
+    action space's, which SB3's ``SAC.load`` re-seeds). One pickle, so that an object two layers share (a wrapper
+    holding the env's generator) is shared again when restored. ``None``, with a warning, when an attribute cannot be
+    pickled (a lambda): that pause resumes as earlier pauses did, with the env made anew and reset.
     """
-    layers = []
-    for layer in env_layers(env):
-        state: dict[str, tuple[str, bytes]] = {}
-        for key, value in vars(layer).items():
-            if key in _NOT_ENV_STATE:
-                continue
-            kind = "MjData" if type(value).__name__ == "MjData" else "value"
-            try:
-                state[key] = (kind, pickle.dumps(value))
-            except Exception as error:
-                message = f"{type(layer).__name__}.{key} of the training env cannot be saved for a pause: {error}"
-                raise TypeError(message) from error
-        layers.append((type(layer).__name__, state))
+    layers = [
+        (type(layer).__name__, {key: value for key, value in vars(layer).items() if key not in _NOT_ENV_STATE})
+        for layer in env_layers(env)
+    ]
     run_state = {
         "layers": layers,
         "rng": get_global_rng_states(model.device),
         "action_space_rng": model.action_space.np_random,
     }
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as file:
-        pickle.dump(run_state, file)
-    os.replace(tmp, path)
+    try:
+        return pickle.dumps(run_state)
+    except Exception as error:
+        culprits = [f"{name}.{key}" for name, state in layers for key, value in state.items() if not _picklable(value)]
+        warnings.warn(
+            f"{', '.join(culprits) or 'the run state'} of the training env cannot be saved ({error}): this pause resumes "
+            "with the env made anew and reset, not bit for bit as the uninterrupted run",
+            UserWarning,
+            stacklevel=2,
+        )
+        return None
+
+
+def _picklable(value: Any) -> bool:
+    try:
+        pickle.dumps(value)
+    except Exception:
+        return False
+    return True
 
 
 def restore_run_state(path: Path, env: gym.Env, model: SAC) -> None:
-    """Put the training env (made anew, not reset) and the generators back as :func:`save_run_state` saved them."""
+    """Put the training env (made anew, not reset) and the generators back as :func:`run_state_bytes` saved them."""
     with open(path, "rb") as file:
         run_state = pickle.load(file)  # the runner's own file (see the module's docstring)
     layers = env_layers(env)
@@ -443,9 +456,8 @@ def restore_run_state(path: Path, env: gym.Env, model: SAC) -> None:
     if names != [name for name, _ in run_state["layers"]]:
         raise SystemExit(f"{path}: saved for an env of layers {[n for n, _ in run_state['layers']]}, this one has {names}")
     for layer, (_, state) in zip(layers, run_state["layers"], strict=True):
-        for key, (kind, blob) in state.items():
-            value = pickle.loads(blob)
-            if kind == "MjData":
+        for key, value in state.items():
+            if type(value).__name__ == "MjData":
                 import mujoco
 
                 mujoco.mj_copyData(getattr(layer, key), layer.model, value)  # the renderer keeps its data object

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
@@ -298,3 +299,69 @@ def test_a_resume_on_another_machine_is_recorded(runner, tmp_path: Path, monkeyp
         (importlib.import_module("machine").cpu_model(), 0),
         ("Other CPU", 100),
     ]
+
+
+class NoisyObservation(gym.Wrapper):
+    """Pendulum whose observations get noise from the env's own generator, held by the wrapper too (a shared object)."""
+
+    def __init__(self, env, transform=None):
+        super().__init__(env)
+        self.rng = env.unwrapped.np_random
+        self.transform = transform
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        self.rng = self.env.unwrapped.np_random  # reset(seed=...) makes a new generator: hold that one
+        return obs, info
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return obs + 0.01 * self.rng.standard_normal(obs.shape).astype(obs.dtype), reward, terminated, truncated, info
+
+
+def noisy_pendulum(lambda_attribute: bool = False):
+    from gymnasium.envs.classic_control.pendulum import PendulumEnv
+
+    return gym.wrappers.TimeLimit(NoisyObservation(PendulumEnv(), (lambda x: x) if lambda_attribute else None), 200)
+
+
+@pytest.fixture
+def noisy_envs():
+    gym.register("RunnerNoisyPendulum-v0", entry_point=noisy_pendulum)
+    gym.register("RunnerLambdaPendulum-v0", entry_point=noisy_pendulum, kwargs={"lambda_attribute": True})
+    yield
+    gym.registry.pop("RunnerNoisyPendulum-v0")
+    gym.registry.pop("RunnerLambdaPendulum-v0")
+
+
+def sac_args(runner, out: Path, env_id: str, *extra: str):
+    argv = ["--algo", "sac", "--env", env_id, "--timesteps", "300", "--eval-freq", "100", "--eval-episodes", "1",
+            "--learning-starts", "100", "--gradient-steps", "1", "--net-arch", "32", "32", "--out", str(out),
+            *extra]  # fmt: skip
+    return runner.parse_args(argv)
+
+
+def test_an_object_two_env_layers_share_is_shared_after_the_resume(runner, tmp_path: Path, noisy_envs) -> None:
+    """The wrapper draws its noise from the env's generator: restored as two copies, the noise would repeat draws."""
+    env_id = "RunnerNoisyPendulum-v0"
+    assert runner.run(sac_args(runner, tmp_path / "straight", env_id)) == 0
+    for _ in range(2):
+        assert runner.run(sac_args(runner, tmp_path / "paused", env_id, "--max-seconds", "0")) == runner.NOT_FINISHED
+    assert runner.run(sac_args(runner, tmp_path / "paused", env_id)) == 0
+    straight, paused = (run_files(tmp_path / name / env_id / "sac" / "seed_0") for name in ("straight", "paused"))
+    assert paused["episodes"] == straight["episodes"] and paused["evaluations"] == straight["evaluations"]
+    for name, tensor in straight["parameters"].items():
+        assert th.equal(paused["parameters"][name], tensor), name
+
+
+def test_an_env_that_cannot_be_pickled_pauses_with_a_reset(runner, tmp_path: Path, noisy_envs) -> None:
+    env_id = "RunnerLambdaPendulum-v0"
+    run_dir = tmp_path / env_id / "sac" / "seed_0"
+    with pytest.warns(UserWarning, match=r"NoisyObservation.transform of the training env cannot be saved .*reset"):
+        assert runner.run(sac_args(runner, tmp_path, env_id, "--max-seconds", "0")) == runner.NOT_FINISHED
+    pause = json.loads((run_dir / "resume.json").read_text())
+    assert "env_state" not in pause and (run_dir / pause["agent"]).exists()
+    assert runner.run(sac_args(runner, tmp_path, env_id)) == 0  # resumes (with a reset) and finishes
+    with open(run_dir / "evaluations.csv") as file:
+        assert [int(row["timesteps"]) for row in csv.DictReader(file)] == [100, 200, 300]
+    assert not list(run_dir.glob("resume*")) and not list(run_dir.glob("*.tmp"))
