@@ -15,10 +15,10 @@ from contextlib import contextmanager
 from typing import Any, BinaryIO
 
 # scheme://user:password@host...: the password ends at the first "@", as SQLAlchemy (Optuna's storages) parses it;
-# in a value that is a URL (an argument, ``--storage=URL``) a password may hold spaces, which SQLAlchemy accepts; inside
-# other text (a command line joined with spaces) it ends at a space, so that a password-less URL is not joined to a
-# later argument's "@"
-_VALUE_URL_PASSWORD = re.compile(r"^(?P<head>(?:--?[\w\-]+=)?[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@]*):[^@]*@")
+# in a value that starts with a URL (an argument, ``--storage=URL``) a password may hold spaces, which SQLAlchemy
+# accepts, but not a space before "-" (the next option of a command line: a password-less URL with a port is not
+# joined to a later argument's "@"); inside other text it ends at a space
+_VALUE_URL_PASSWORD = re.compile(r"^(?P<head>(?:--?[\w\-]+=)?[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@]*):(?:[^@\s]|\s(?!-))*@")
 _URL_PASSWORD = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@]*):[^\s@]*@")
 # ...?password=...&...: the libpq / SQLAlchemy query form
 _QUERY_PASSWORD = re.compile(r"(?P<sep>[?&])password=[^&#\s]*(?P<next>&?)", re.IGNORECASE)

@@ -58,7 +58,9 @@ def test_mask_credentials_values():
     assert mask_credentials("--storage=postgresql://u:a b@h/db") == "--storage=postgresql://u@h/db"
     assert mask_credentials(["--storage", "postgresql://u:a b@h/db"]) == ["--storage", "postgresql://u@h/db"]
     # ... not across the arguments of a command line: a URL without password keeps its port, the "@" is another's
-    assert mask_credentials("--storage postgresql://db:5432/o --x a@b") == "--storage postgresql://db:5432/o --x a@b"
+    for command in ("--storage postgresql://db:5432/o --x a@b", "--storage=postgresql://db:5432/o --x a@b",
+                    "postgresql://host:5432/db --other=a@b"):  # fmt: skip
+        assert mask_credentials(command) == command
     for unchanged in ("postgresql://optuna@db/optuna", "postgresql://db:5432/optuna", "sqlite:///a.db", "a:b@c", 3, None):
         assert mask_credentials(unchanged) == unchanged
     # containers: masked copies, the originals keep the real values; objects without a password are returned as they are
