@@ -328,14 +328,11 @@ class ModelStepSAC(SAC):
         # constant up to round-off in the coarser of the stored observations' and the model's precision (a float32 value
         # with a 1-ulp jitter, also when the env hands it out as float64): the model cannot resolve such a range, and
         # its noise would leave it at every step
-        model_dtype = th.empty(0, dtype=self.dynamics_model.max_logvar.dtype).numpy().dtype
         stored_dtype = self.replay_buffer.observations.dtype
-        coarser = (
-            stored_dtype
-            if stored_dtype.kind == "f" and np.finfo(stored_dtype).eps > np.finfo(model_dtype).eps
-            else model_dtype
-        )
-        constant = high - low <= round_off_spread(np.maximum(np.abs(low), np.abs(high)), coarser)
+        dtypes: list[np.dtype | th.dtype] = [self.dynamics_model.max_logvar.dtype]
+        if stored_dtype.kind == "f":
+            dtypes.append(stored_dtype)
+        constant = high - low <= round_off_spread(np.maximum(np.abs(low), np.abs(high)), *dtypes)
         low, high = np.where(constant, -np.inf, low - margin), np.where(constant, np.inf, high + margin)
         dtype = th.promote_types(
             th.from_numpy(self.replay_buffer.observations[:0]).dtype, self.dynamics_model.max_logvar.dtype

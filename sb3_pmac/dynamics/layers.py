@@ -98,12 +98,13 @@ class EnsembleLinear(nn.Module):
 ROUND_OFF_EPSILONS = 8
 
 
-def round_off_spread(magnitude: np.ndarray, dtype: np.dtype | th.dtype) -> np.ndarray:
+def round_off_spread(magnitude: np.ndarray, *dtypes: np.dtype | th.dtype) -> np.ndarray:
     """
-    The largest spread of a feature of ``magnitude`` (e.g. its mean's absolute value) stored in ``dtype`` that is
-    round-off: :data:`ROUND_OFF_EPSILONS` epsilons of the magnitude, at least ``1e-12``.
+    The largest spread of a feature of ``magnitude`` (e.g. its mean's absolute value) that is round-off in the coarsest
+    of ``dtypes`` (e.g. the stored observations' and the model's): :data:`ROUND_OFF_EPSILONS` epsilons of the
+    magnitude, at least ``1e-12``.
     """
-    eps = th.finfo(dtype).eps if isinstance(dtype, th.dtype) else np.finfo(dtype).eps
+    eps = max(th.finfo(dtype).eps if isinstance(dtype, th.dtype) else np.finfo(dtype).eps for dtype in dtypes)
     return np.maximum(ROUND_OFF_EPSILONS * eps * np.abs(magnitude), 1e-12)
 
 
