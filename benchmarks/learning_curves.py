@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import os
 import pickle
@@ -199,19 +200,19 @@ def code_commit() -> str:
 
 
 def write_atomically(path: Path, text: str) -> None:
+    """Replace ``path`` by ``text`` (written next to it as it is, line endings included, then renamed)."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
+    tmp.write_text(text, newline="")
     os.replace(tmp, path)
 
 
 def write_csv_atomically(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
-    """Replace ``path`` by a CSV of ``rows`` under the header ``columns`` (written next to it, then renamed)."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
+    """Replace ``path`` by a CSV of ``rows`` under the header ``columns`` (:func:`write_atomically`)."""
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomically(path, text.getvalue())
 
 
 class AppendingCSV(KVWriter):
@@ -484,10 +485,14 @@ def _drop_rows_after(path: Path, column: str, step: int) -> None:
         write_csv_atomically(path, columns, kept)
 
 
+#: A Monitor file's lines before its episodes: the JSON line and the CSV header
+MONITOR_HEADER_LINES = 2
+
+
 def _monitor_rows(path: Path) -> int:
-    """The episodes in a Monitor file (SB3 flushes each one): its lines after the JSON line and the header."""
+    """The episodes in a Monitor file (SB3 flushes each one)."""
     with open(path) as file:
-        return max(sum(1 for _ in file) - 2, 0)
+        return max(sum(1 for _ in file) - MONITOR_HEADER_LINES, 0)
 
 
 def _keep_monitor_rows(path: Path, rows: int) -> None:
@@ -496,8 +501,8 @@ def _keep_monitor_rows(path: Path, rows: int) -> None:
         return
     with open(path) as file:
         lines = file.readlines()
-    if len(lines) > rows + 2:
-        write_atomically(path, "".join(lines[: rows + 2]))
+    if len(lines) > rows + MONITOR_HEADER_LINES:
+        write_atomically(path, "".join(lines[: rows + MONITOR_HEADER_LINES]))
 
 
 def _previous_wall(run_dir: Path) -> float:
