@@ -118,7 +118,9 @@ def test_a_model_buffer_larger_than_half_the_memory_warns_at_construction(monkey
 
 def test_learn_within_the_warm_up_warns():
     """``PMAC(...).learn(2000)`` with the paper's 5000 warm-up steps would silently collect random transitions only."""
-    model = _tiny()  # learning_starts=100
+    # learning_starts=100; seeded: an unseeded tiny model drops over 10 % of its first model predictions in some runs,
+    # and that warning would fail the no-warning check at step 101 below
+    model = _tiny(seed=0)
     with pytest.warns(UserWarning, match=r"learn\(total_timesteps=100\) ends at step 100, within the random warm-up"):
         model.learn(100)
     assert model.n_model_steps == 0 and model._n_updates == 0  # what the warning says: nothing was trained
