@@ -20,7 +20,7 @@ EXAMPLES = """examples:
       --horizon 10 --csv diagnostics.csv --seed 0
   python -m sb3_pmac.diagnostics run/agent_*.zip --env Hopper-v4 --buffer run/final_buffer.npz --csv diagnostics.csv
   python -m sb3_pmac.diagnostics logs/pmac/Hopper-v4_1/rl_model_*_steps.zip --env Hopper-v4 \
-      --buffer logs/pmac/Hopper-v4_1/replay_buffer.pkl --allow-pickle   # rl-zoo3 run (its vecnormalize.pkl: auto)
+      --buffer logs/pmac/Hopper-v4_1/replay_buffer.pkl   # rl-zoo3 run: an .npz despite the name (vecnormalize.pkl: auto)
 """
 
 

@@ -194,6 +194,10 @@ def summarize_runs(
     """
     :func:`summarize` of every (env, algorithm) of :func:`load_runs`' result.
 
+    :param runs: ``{env: {algo: [Curve, ...]}}``, as :func:`load_runs` returns
+    :param n_points: see :func:`summarize`
+    :param x_max: see :func:`summarize`
+    :param window: see :func:`summarize`
     :param verbose: print truncations and mixed sources to stderr
     :param truncate: see :func:`summarize`
     :return: ``{env: {algo: Summary}}``
