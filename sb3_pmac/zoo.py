@@ -21,12 +21,13 @@ import difflib
 import functools
 import importlib
 import importlib.resources
+import inspect
 import runpy
 import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -90,6 +91,7 @@ def evaluate_kwargs_strings() -> None:
         return
     preprocess = manager._preprocess_hyperparams
 
+    @functools.wraps(preprocess)  # (keeps the other patches' markers)
     def _preprocess_hyperparams(self: Any, hyperparams: dict[str, Any]) -> Any:
         for key in EVALUATED_KWARGS:
             if isinstance(hyperparams.get(key), str):
@@ -99,6 +101,60 @@ def evaluate_kwargs_strings() -> None:
 
     _preprocess_hyperparams._sb3_pmac_kwargs = True  # type: ignore[attr-defined]
     manager._preprocess_hyperparams = _preprocess_hyperparams  # type: ignore[method-assign]
+
+
+def evaluate_with_the_training_env_kwargs() -> None:
+    """
+    Make rl-zoo3's evaluation env use the ``env_kwargs`` of the hyperparameter file's entry, as its training env does,
+    unless ``--eval-env-kwargs`` is given. rl-zoo3 (2.9) passes the file's ``env_kwargs`` to the evaluation env only
+    when ``--env-kwargs`` is also given on the command line; otherwise the agent, trained on e.g. the 27 observations of
+    ``Ant-v5`` with ``include_cfrc_ext_in_observation: false`` (this package's files), met the env's 105 at its first
+    evaluation, and every ``-optimize`` trial was pruned. Idempotent.
+    """
+    from rl_zoo3 import exp_manager
+
+    manager = exp_manager.ExperimentManager
+    if getattr(manager._preprocess_hyperparams, "_sb3_pmac_eval_env_kwargs", False):
+        return
+    preprocess = manager._preprocess_hyperparams
+
+    @functools.wraps(preprocess)  # (keeps the other patches' markers)
+    def _preprocess_hyperparams(self: Any, hyperparams: dict[str, Any]) -> Any:
+        result = preprocess(self, hyperparams)
+        if getattr(self, "_eval_env_kwargs_args", None) is None:  # no --eval-env-kwargs
+            self.eval_env_kwargs = self.env_kwargs
+        return result
+
+    _preprocess_hyperparams._sb3_pmac_eval_env_kwargs = True  # type: ignore[attr-defined]
+    manager._preprocess_hyperparams = _preprocess_hyperparams  # type: ignore[method-assign]
+
+
+@contextmanager
+def _videos_with_the_training_env_kwargs() -> Iterator[None]:
+    """
+    While ``record_video`` runs: its env gets the ``env_kwargs`` of the run's saved ``config.yml`` (the hyperparameter
+    file's, as ``enjoy`` reads them), under those of the run's ``args.yml`` and the command line. rl-zoo3's
+    ``record_video`` (2.9) reads only the latter, so the video env of an agent trained on ``Ant-v5``'s 27 observations
+    had 105 and the agent did not load.
+    """
+    from rl_zoo3 import utils
+
+    create_test_env = utils.create_test_env
+    signature = inspect.signature(create_test_env)
+
+    @functools.wraps(create_test_env)
+    def with_saved_env_kwargs(*args: Any, **kwargs: Any) -> Any:
+        call = signature.bind(*args, **kwargs)
+        saved = (call.arguments.get("hyperparams") or {}).get("env_kwargs")
+        if isinstance(saved, dict):
+            call.arguments["env_kwargs"] = {**saved, **(call.arguments.get("env_kwargs") or {})}
+        return create_test_env(*call.args, **call.kwargs)
+
+    utils.create_test_env = with_saved_env_kwargs
+    try:
+        yield
+    finally:
+        utils.create_test_env = create_test_env
 
 
 #: ``train`` option of the launcher (not rl-zoo3's): ``-i`` reads a pickled ``replay_buffer.pkl`` next to the agent
@@ -172,6 +228,7 @@ def _parse_train_args(args: Sequence[str]) -> argparse.Namespace | None:
     parser.add_argument("--storage", type=str, default=None)
     parser.add_argument("--study-name", type=str, default=None)
     parser.add_argument("--trial-id", type=int, default=None)
+    parser.add_argument("--sampler", type=str, default="tpe")
     try:
         known, _ = parser.parse_known_args(list(args))
     except argparse.ArgumentError:
@@ -359,7 +416,7 @@ def train_args_error(args: Sequence[str]) -> str | None:
         except Exception:  # rl-zoo3 imports them again and reports the failure, which the checks below would hide
             return None
     env_id = ZOO_DEFAULT_ENV if known.env is None else known.env
-    error = trial_args_error(known)
+    error = trial_args_error(known) or sampler_args_error(known)
     if error is None:
         error = unregistered_env_error(env_id, known.gym_packages)
     if error is None:
@@ -373,15 +430,25 @@ def train_args_error(args: Sequence[str]) -> str | None:
 
 def trial_args_error(known: argparse.Namespace) -> str | None:
     """
-    The error message for ``--storage``/``--study-name`` that would load nothing: rl-zoo3 loads a trial's
-    hyperparameters only for ``--trial-id N`` with N >= 1 (it reads 0, Optuna's first trial, as not given), and there
-    is no flag for the best trial; without ``-optimize`` the run would silently train with the file's values.
+    The error message for ``--storage``/``--study-name``/``--trial-id`` that would load nothing: rl-zoo3 loads a
+    trial's hyperparameters only for ``--trial-id N`` with N >= 1 (it reads 0, Optuna's first trial, as not given) and
+    both ``--storage`` and ``--study-name``, and there is no flag for the best trial; without ``-optimize`` the run
+    would silently train with the file's values.
 
     :param known: the parsed ``train`` arguments (:func:`_parse_train_args`)
     :return: the message, or ``None``
     """
-    if known.optimize_hyperparameters or not (known.storage and known.study_name):
+    if known.optimize_hyperparameters:
         return None
+    if not (known.storage and known.study_name):
+        if known.trial_id is None or known.trial_id < 1:
+            return None
+        given = "--storage" if known.storage else "--study-name" if known.study_name else "neither"
+        return (
+            f"error: --trial-id {known.trial_id} loads nothing without both --storage and --study-name ({given} given): "
+            "rl-zoo3 reads a trial only from a named study in a storage, and the run would train with the "
+            "hyperparameter file's values; pass the study's --storage and --study-name."
+        )
     if known.trial_id is not None and known.trial_id >= 1:
         return None
     storage = mask_credentials(known.storage)  # (printed: no password; libpq finds it in PGPASSWORD or ~/.pgpass)
@@ -396,6 +463,56 @@ def trial_args_error(known: argparse.Namespace) -> str | None:
         problem = "--storage and --study-name without -optimize or --trial-id load nothing"
         advice = f"pass --trial-id N (N >= 1) to retrain trial N; the best trial's number: {best}"
     return f"error: {problem}, and the run would train with the hyperparameter file's values; {advice}."
+
+
+def sampler_args_error(known: argparse.Namespace) -> str | None:
+    """
+    The error message for ``-optimize --sampler auto`` without the ``optunahub`` package, which rl-zoo3 imports for it
+    only once the env is built (``ModuleNotFoundError``); the ``[zoo]`` extra does not bring it, as the AutoSampler
+    it loads is fetched from the OptunaHub registry over the network when the study starts.
+
+    :param known: the parsed ``train`` arguments (:func:`_parse_train_args`)
+    :return: the message, or ``None``
+    """
+    import importlib.util
+
+    if not known.optimize_hyperparameters or known.sampler != "auto" or importlib.util.find_spec("optunahub") is not None:
+        return None
+    return (
+        "error: --sampler auto needs the optunahub package (not in sb3-pmac's [zoo] extra; rl-zoo3 loads the "
+        "AutoSampler from the OptunaHub registry, over the network, when the study starts): pip install optunahub, or "
+        "use --sampler tpe (rl-zoo3's default) or random."
+    )
+
+
+#: rl-zoo3's ``enjoy``/``record_video`` folder when ``-f``/``--folder`` is not given (that of its downloaded agents)
+ZOO_DEFAULT_FOLDER = "rl-trained-agents"
+
+
+def agent_folder_error(args: Sequence[str]) -> str | None:
+    """
+    The error message for ``enjoy``/``record_video`` of ``--algo pmac``/``mbpo`` in rl-zoo3's folder of downloaded
+    agents (its default ``-f rl-trained-agents``) when that folder holds no agent of the algo: rl-zoo3 would then try
+    to download one from the SB3 organisation's hub, which has none of PMAC or MBPO, and fail with an unrelated message.
+
+    :param args: the arguments of ``enjoy`` or ``record_video``
+    :return: the message, or ``None``
+    """
+    parser = _QuietParser(add_help=False)
+    parser.add_argument("--algo", type=str, default=None)
+    parser.add_argument("-f", "--folder", type=str, default=ZOO_DEFAULT_FOLDER)
+    try:
+        known, _ = parser.parse_known_args(list(args))
+    except argparse.ArgumentError:
+        return None
+    if known.algo not in ZOO_ALGOS or ZOO_DEFAULT_FOLDER not in known.folder or (Path(known.folder) / known.algo).is_dir():
+        return None
+    default = " (rl-zoo3's default -f)" if known.folder == ZOO_DEFAULT_FOLDER else ""
+    return (
+        f"error: no {known.algo} agents in {Path(known.folder) / known.algo}: {known.folder}{default} is where rl-zoo3 "
+        f"keeps the SB3 agents it downloads, and none are {known.algo}'s. Pass the folder train wrote to: -f logs "
+        "(train's default)."
+    )
 
 
 def missing_zoo_module() -> str | None:
@@ -466,7 +583,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"rl-zoo3 is not installed (no module {missing!r}); install the extra: pip install 'sb3-pmac[zoo]'",
               file=sys.stderr)  # fmt: skip
         return 1
-    if command == "train" and (problem := train_args_error(args)) is not None:  # instead of rl-zoo3's traceback
+    problem = (
+        train_args_error(args)
+        if command == "train"
+        else agent_folder_error(args)
+        if command in ("enjoy", "record_video")
+        else None
+    )
+    if problem is not None:  # instead of rl-zoo3's traceback
         print(problem, file=sys.stderr)
         return 2
     try:
@@ -481,13 +605,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     register()
     mask_saved_credentials()
     evaluate_kwargs_strings()
+    evaluate_with_the_training_env_kwargs()
     allow_pickle = command == "train" and ALLOW_PICKLE_OPTION in args
     if command == "train":
         args = with_default_conf([arg for arg in args if arg != ALLOW_PICKLE_OPTION])
     saved_argv = sys.argv
     sys.argv = [f"sb3_pmac.zoo {command}", *args]  # the real values: rl-zoo3 connects with them
     try:
-        with masked_orig_argv(), _pickled_buffers_allowed(allow_pickle):
+        videos = _videos_with_the_training_env_kwargs() if command == "record_video" else nullcontext()
+        with masked_orig_argv(), _pickled_buffers_allowed(allow_pickle), videos:
             commands[command]()
     except gym.error.DependencyNotInstalled as error:
         if mujoco_installed():

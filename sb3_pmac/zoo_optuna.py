@@ -7,7 +7,12 @@ finished trial back into constructor arguments (``--trial-id``). :func:`sb3_pmac
 
 Tuned: the policy-adaptation rate alpha (PMAC only), the real-data ratio, the model training period (= policy
 version length), the rollout horizon schedule, and SAC's learning rate, batch size, gamma, tau and network size.
-The compute budget (``gradient_steps``, ``rollout_batch_size``, ``learning_starts``, ...) stays as in the YAML file.
+``gradient_steps``, ``rollout_batch_size`` and ``learning_starts`` stay as in the YAML file, but the compute and
+memory of a trial do not: ``model_train_freq`` and the horizon set the model rollouts per env step (``rollout_batch_size
+x horizon / model_train_freq``) and the model buffer (that times ``epoch_length``), which differ up to 250-fold between
+trials (Hopper with the YAML's 100 000 rollout starts: 0.1 M rows at horizon 1 and ``model_train_freq`` 1000, 25 M
+rows or 2.7 GB at 25 and 100; 6 M at the paper's 15 and 250), and the adaptation rate sizes PMAC's model-training set
+(:data:`ADAPTATION_RATE_RANGE`).
 """
 
 import os
@@ -18,6 +23,10 @@ import optuna
 
 #: Rollout horizon choices: fixed horizons and MBPO's ``a-b-x-y`` schedules (horizon x until epoch a, y at epoch b)
 HORIZON_CHOICES = ["1", "3", "5", "10", "20-100-1-15", "20-100-1-25", "20-300-1-25"]
+#: Range of PMAC's adaptation rate alpha. Below 1, as the paper's Algorithm 1 requires: the bounded model-training set
+#: grows as ``model_train_freq * (1 + alpha) / (1 - alpha)`` (19 epochs of data at 0.9, 99 at 0.98) and becomes the whole
+#: replay buffer at 1, whose training cost grows with the run
+ADAPTATION_RATE_RANGE = (0.5, 0.98)
 #: SAC network sizes (actor and critics)
 NET_ARCHS = {"small": [64, 64], "medium": [256, 256], "big": [400, 300]}
 
@@ -76,7 +85,7 @@ def sample_pmac_params(trial: optuna.Trial, n_actions: int, n_envs: int, additio
     :param additional_args: rl-zoo3's extra arguments (unused: PMAC has no HER variant)
     :return: constructor arguments overriding the YAML entry
     """
-    sampled = {"adaptation_rate": trial.suggest_float("adaptation_rate", 0.5, 1.0), **_sample_common(trial)}
+    sampled = {"adaptation_rate": trial.suggest_float("adaptation_rate", *ADAPTATION_RATE_RANGE), **_sample_common(trial)}
     trial.set_user_attr("worker", worker_id())
     return convert_pmac_params(sampled)
 

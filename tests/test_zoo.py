@@ -250,6 +250,57 @@ def test_storage_without_a_trial_that_rl_zoo3_loads_is_refused():
     assert train_args_error([*base, "--trial-id", "1"]) is None
     assert train_args_error([*base, "-optimize"]) is None
     assert train_args_error(["--algo", "pmac", "--env", "Pendulum-v1", "--trial-id", "0"]) is None  # no storage: unused
+    # a trial id without its study loads nothing either (rl-zoo3 needs storage, study name and id)
+    pendulum = ["--algo", "pmac", "--env", "Pendulum-v1"]
+    assert "(--study-name given)" in train_args_error([*pendulum, "--study-name", "s", "--trial-id", "2"])
+    assert "(--storage given)" in train_args_error([*pendulum, "--storage", "sqlite:///x.db", "--trial-id", "2"])
+    assert "(neither given)" in train_args_error([*pendulum, "--trial-id", "2"])
+    assert train_args_error([*pendulum, "--trial-id", "2", "-optimize"]) is None
+
+
+def test_auto_sampler_without_optunahub_is_a_clear_error(zoo_main, capsys, monkeypatch):
+    import importlib.util
+
+    from sb3_pmac.zoo import train_args_error
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "optunahub" else find_spec(name, *a))
+    base = ["--algo", "pmac", "--env", "Pendulum-v1"]
+    assert "--sampler auto needs the optunahub package" in train_args_error([*base, "-optimize", "--sampler", "auto"])
+    assert train_args_error([*base, "-optimize", "--sampler", "tpe"]) is None
+    assert train_args_error([*base, "-optimize"]) is None  # rl-zoo3's default: tpe
+    assert train_args_error([*base, "--sampler", "auto"]) is None  # not optimizing: unused
+    assert zoo_main(["train", *base, "-optimize", "--sampler=auto"]) == 2
+    assert "pip install optunahub" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["enjoy", "record_video"])
+def test_agents_looked_for_in_rl_zoo3s_download_folder_is_a_clear_error(zoo_main, capsys, tmp_path, command):
+    from sb3_pmac.zoo import agent_folder_error
+
+    base = ["--algo", "pmac", "--env", "Pendulum-v1"]
+    assert zoo_main([command, *base, "--no-render"]) == 2  # instead of a download attempt from the hub
+    assert "no pmac agents in rl-trained-agents/pmac" in capsys.readouterr().err
+    assert "-f logs" in agent_folder_error([*base, "-f", "my/rl-trained-agents"])
+    assert agent_folder_error([*base, "-f", "logs"]) is None  # rl-zoo3 reports a missing run there itself
+    assert agent_folder_error(["--algo", "sac", "--env", "Pendulum-v1"]) is None  # SB3's agents are on the hub
+    (tmp_path / "rl-trained-agents" / "pmac").mkdir(parents=True)
+    assert agent_folder_error(base) is None  # the user's own agents in that folder
+
+
+def test_adaptation_rate_search_stays_below_1():
+    # at alpha = 1 the bounded model-training set is the whole replay buffer: the cost the bound removes comes back
+    import optuna
+
+    from sb3_pmac.policy_mixture import bounded_train_size
+    from sb3_pmac.zoo_optuna import sample_pmac_params
+
+    trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
+    params = sample_pmac_params(trial, 1, 1, {})
+    distribution = trial.distributions["adaptation_rate"]
+    assert 0.5 <= distribution.low <= params["adaptation_rate"] <= distribution.high < 1.0
+    largest = bounded_train_size(params["model_train_freq"], distribution.high, stored=10**9)
+    assert largest <= 100 * params["model_train_freq"]
 
 
 def test_horizon_choices_parse():
@@ -405,6 +456,28 @@ def test_record_video(pendulum_runs):
     zoo(args, cwd)
     videos = list((cwd / "logs" / "pmac" / "Pendulum-v1_1" / "videos").glob("*.mp4"))
     assert len(videos) == 1 and videos[0].stat().st_size > 1000, videos
+
+
+def test_record_video_env_gets_the_env_kwargs_of_the_runs_config():
+    # rl-zoo3's record_video reads env kwargs from args.yml and the command line only; the config's (the YAML
+    # entry's, e.g. Ant-v5's include_cfrc_ext_in_observation: false) reach its env through the launcher
+    from rl_zoo3 import utils
+
+    from sb3_pmac.zoo import _videos_with_the_training_env_kwargs
+
+    def gravity(**env_kwargs):
+        hyperparams = {"env_kwargs": {"g": 5.0, "max_episode_steps": 50}}
+        env = utils.create_test_env("Pendulum-v1", n_envs=1, should_render=False, hyperparams=hyperparams,
+                                    env_kwargs=env_kwargs)  # fmt: skip
+        values = env.envs[0].unwrapped.g, env.envs[0].spec.max_episode_steps
+        env.close()
+        return values
+
+    assert gravity() == (10.0, 200)  # rl-zoo3 alone
+    with _videos_with_the_training_env_kwargs():
+        assert gravity() == (5.0, 50)
+        assert gravity(g=3.0) == (3.0, 50)  # args.yml / command line over the config, as in enjoy
+    assert gravity() == (10.0, 200)  # restored
 
 
 def test_usage_and_record_video_registration(tmp_path, capsys):
@@ -567,6 +640,7 @@ YAML_CHECK = textwrap.dedent(
     import yaml
     from sb3_pmac import zoo
     zoo.register()
+    zoo.evaluate_with_the_training_env_kwargs()  # as the launcher's main
     from rl_zoo3.exp_manager import ExperimentManager
     from rl_zoo3.utils import ALGOS
 
@@ -611,6 +685,9 @@ YAML_CHECK = textwrap.dedent(
                 entry["n_timesteps"] = manager.n_timesteps
                 entry["env_kwargs"] = manager.env_kwargs
                 env = manager.create_envs(1, no_log=True)
+                eval_env = manager.create_envs(1, eval_env=True, no_log=True)  # the env of rl-zoo3's EvalCallback
+                entry["eval_obs_shape"] = list(eval_env.observation_space.shape)
+                eval_env.close()
                 hyperparams = manager._preprocess_action_noise(hyperparams, saved, env)
                 entry["zoo"] = summary(ALGOS[algo](env=env, seed=0, verbose=0, device="cpu", **hyperparams))
                 env.close()
@@ -678,6 +755,7 @@ def test_yaml_entry_builds_through_rl_zoo3(yaml_entries, algo, env_id):
     assert zoo_model["cls"] == {"pmac": "PMAC", "mbpo": "MBPO"}[algo]
     # same observations, horizon schedule and termination as PMAC("<env>") builds with the package's presets
     assert zoo_model["obs_shape"] == preset["obs_shape"]
+    assert entry["eval_obs_shape"] == zoo_model["obs_shape"]  # the evaluation env is the one trained on
     assert zoo_model["rollout_horizon"] == preset["rollout_horizon"]
     assert zoo_model["termination"] == preset["termination"]
     assert zoo_model["buffer_size"] == 1000  # -params override reached the constructor
