@@ -79,6 +79,26 @@ def hyperparams_path(algo: str) -> Path:
 EVALUATED_KWARGS = ("dynamics_kwargs", "model_trainer_kwargs")
 
 
+def _wrap_preprocess_hyperparams(marker: str, wrapper: Callable[[Callable, Any, dict[str, Any]], Any]) -> None:
+    """
+    Replace rl-zoo3's ``ExperimentManager._preprocess_hyperparams`` by ``wrapper(original, self, hyperparams)`` once
+    (``marker`` tells whether it was done; the markers of earlier wrappers are kept).
+    """
+    from rl_zoo3 import exp_manager
+
+    manager = exp_manager.ExperimentManager
+    if getattr(manager._preprocess_hyperparams, marker, False):
+        return
+    preprocess = manager._preprocess_hyperparams
+
+    @functools.wraps(preprocess)
+    def _preprocess_hyperparams(self: Any, hyperparams: dict[str, Any]) -> Any:
+        return wrapper(preprocess, self, hyperparams)
+
+    setattr(_preprocess_hyperparams, marker, True)
+    manager._preprocess_hyperparams = _preprocess_hyperparams  # type: ignore[method-assign]
+
+
 def evaluate_kwargs_strings() -> None:
     """
     Make rl-zoo3 evaluate :data:`EVALUATED_KWARGS` written as strings, as it evaluates ``policy_kwargs`` (with
@@ -86,21 +106,14 @@ def evaluate_kwargs_strings() -> None:
     """
     from rl_zoo3 import exp_manager
 
-    manager = exp_manager.ExperimentManager
-    if getattr(manager._preprocess_hyperparams, "_sb3_pmac_kwargs", False):
-        return
-    preprocess = manager._preprocess_hyperparams
-
-    @functools.wraps(preprocess)  # (keeps the other patches' markers)
-    def _preprocess_hyperparams(self: Any, hyperparams: dict[str, Any]) -> Any:
+    def evaluate_strings(preprocess: Callable, self: Any, hyperparams: dict[str, Any]) -> Any:
         for key in EVALUATED_KWARGS:
             if isinstance(hyperparams.get(key), str):
                 # rl-zoo3's own rule for policy_kwargs, in the namespace it evaluates them in (nn, th, np, ...)
                 hyperparams[key] = eval(hyperparams[key], vars(exp_manager))
         return preprocess(self, hyperparams)
 
-    _preprocess_hyperparams._sb3_pmac_kwargs = True  # type: ignore[attr-defined]
-    manager._preprocess_hyperparams = _preprocess_hyperparams  # type: ignore[method-assign]
+    _wrap_preprocess_hyperparams("_sb3_pmac_kwargs", evaluate_strings)
 
 
 def evaluate_with_the_training_env_kwargs() -> None:
@@ -111,22 +124,14 @@ def evaluate_with_the_training_env_kwargs() -> None:
     ``Ant-v5`` with ``include_cfrc_ext_in_observation: false`` (this package's files), met the env's 105 at its first
     evaluation, and every ``-optimize`` trial was pruned. Idempotent.
     """
-    from rl_zoo3 import exp_manager
 
-    manager = exp_manager.ExperimentManager
-    if getattr(manager._preprocess_hyperparams, "_sb3_pmac_eval_env_kwargs", False):
-        return
-    preprocess = manager._preprocess_hyperparams
-
-    @functools.wraps(preprocess)  # (keeps the other patches' markers)
-    def _preprocess_hyperparams(self: Any, hyperparams: dict[str, Any]) -> Any:
+    def share_env_kwargs(preprocess: Callable, self: Any, hyperparams: dict[str, Any]) -> Any:
         result = preprocess(self, hyperparams)
         if getattr(self, "_eval_env_kwargs_args", None) is None:  # no --eval-env-kwargs
             self.eval_env_kwargs = self.env_kwargs
         return result
 
-    _preprocess_hyperparams._sb3_pmac_eval_env_kwargs = True  # type: ignore[attr-defined]
-    manager._preprocess_hyperparams = _preprocess_hyperparams  # type: ignore[method-assign]
+    _wrap_preprocess_hyperparams("_sb3_pmac_eval_env_kwargs", share_env_kwargs)
 
 
 @contextmanager
