@@ -762,7 +762,8 @@ def compounding_steps(campaign: dict[str, list[Run]], steps: Sequence[int]) -> l
 def model_error_figure(options: ReportOptions, at_steps: list[float], path: Path) -> None:
     """
     Local and global one-step error over training (the seeds present at each step), compounding error against the
-    horizon at ``at_steps`` (each run's last row at or before the step): the paper's Fig. 3a and 3d.
+    horizon at ``at_steps`` (each run's last row at or before the step, of the runs that have reached it): the paper's
+    Fig. 3a and 3d.
     """
     runs = load_diagnostics([options.results], envs=[options.env])
     model_based = [algo for algo in options.algos if algo != "sac_zoo"]
@@ -860,7 +861,8 @@ def report_markdown(campaign: dict[str, list[Run]], options: ReportOptions) -> s
             "Left: one-step observation error on fresh transitions of the current policy (local, solid) and on the "
             "replay buffer (global, dashed) over training (the paper's Fig. 3a). Right: compounding error against the "
             f"horizon h at {', '.join(fmt_steps(step) for step in at_steps)} steps (each run's last row at or "
-            "before the step, Fig. 3d). Mean ± std over seeds.",
+            "before the step, of the runs that have reached it; the legends count them; Fig. 3d). Mean ± std over "
+            "seeds.",
             "",
             _image(options.doc, errors_png, f"{options.env} campaign model errors"),
             "",

@@ -385,19 +385,20 @@ def test_diagnostics_plot_and_cli(tmp_path: Path):
 
     assert errors.get_yscale() == "log" and compounding.get_yscale() == "log"
     # (a) one color per algorithm, solid local / dashed global
-    by_label = {line.get_label(): line for line in errors.lines}
+    by_label = {line.get_label().removesuffix(" (1 run)"): line for line in errors.lines}  # the legend counts runs
     assert set(by_label) == {"PMAC local", "PMAC global", "MBPO local", "MBPO global"}
     np.testing.assert_allclose(by_label["PMAC local"].get_ydata(), [0.01, 0.02, 0.03])
     np.testing.assert_allclose(by_label["MBPO global"].get_ydata(), [0.2, 0.4, 0.6])
     assert by_label["PMAC local"].get_linestyle() == "-" and by_label["PMAC global"].get_linestyle() == "--"
     assert by_label["PMAC local"].get_color() == by_label["PMAC global"].get_color() != by_label["MBPO local"].get_color()
+    assert by_label["PMAC local"].get_marker() in ("None", None, "")  # three points: a plain line
     # (b) every compounding column, h in numeric order, at the last row
     np.testing.assert_array_equal(compounding.lines[0].get_xdata(), HORIZONS)
     np.testing.assert_allclose(compounding.lines[0].get_ydata(), [3000.0 * h for h in HORIZONS])
     np.testing.assert_allclose(compounding.lines[1].get_ydata(), [6000.0 * h for h in HORIZONS])
     assert "step 3,000" in compounding.get_title()
     # (c) MBPO has no mixture data: only PMAC's line
-    assert [line.get_label() for line in mixture.lines] == ["PMAC"]
+    assert [line.get_label() for line in mixture.lines] == ["PMAC (1 run)"]
     np.testing.assert_allclose(mixture.lines[0].get_ydata(), [1.5, 2.5, 3.5])
 
     # --at-step: each run's last row at or before it; a list of steps: one compounding panel each
@@ -435,3 +436,89 @@ def test_diagnostics_plot_and_cli(tmp_path: Path):
     with pytest.raises(PlotError, match="several envs"):
         plot_diagnostics(load_diagnostics([root]))
     assert main(["diagnostics", str(root), "--env", "Other-v0", "--out", str(tmp_path / "other.png")]) == 0
+
+
+def test_diagnostics_of_runs_of_different_lengths_say_so_and_compare_equal_steps(tmp_path: Path, capsys):
+    pmac_csv = write_diagnostics(tmp_path / "pmac.csv", diagnostics_rows(1.0))  # rows at 1000, 2000, 3000
+    short = write_diagnostics(tmp_path / "short.csv", diagnostics_rows(3.0)[:2])  # a seed still running: to 2000
+    seeds = load_diagnostics([f"pmac={pmac_csv}", f"pmac={short}"])
+    errors, compounding, mixture = plot_diagnostics(seeds).axes
+    note = capsys.readouterr().err
+    # (a), (c): cut to the shortest run, which the legend and a note say
+    assert errors.lines[0].get_label() == "PMAC local (2 runs, cut at 2,000)"
+    assert mixture.lines[0].get_label() == "PMAC (2 runs, cut at 2,000)"
+    assert "runs end between 2000 and 3000 steps; cut at 2000" in note
+    # (b) by default at the last step every run has reached: both seeds' rows of step 2000, not 3000 mixed with 2000
+    np.testing.assert_allclose(compounding.lines[0].get_ydata(), [(2000.0 + 6000.0) / 2 * h for h in HORIZONS])
+    assert compounding.get_title() == "Compounding error (step 2,000)" and compounding.lines[0].get_label() == "PMAC (2 runs)"
+    # at a step the short seed has not reached: without it (its row of step 2000 is another training stage)
+    at_3000 = plot_diagnostics(seeds, at_step=3000, panels=("compounding",)).axes[0]
+    np.testing.assert_allclose(at_3000.lines[0].get_ydata(), [3000.0 * h for h in HORIZONS])
+    assert at_3000.lines[0].get_label() == "PMAC (1 run)" and "without short" in capsys.readouterr().err
+    # truncate=False: the longest run's last step
+    longest = plot_diagnostics(seeds, panels=("compounding",), truncate=False).axes[0]
+    assert longest.get_title() == "Compounding error (step 3,000)"
+    # one or two points get markers (a bare line of one point does not show)
+    one_row = write_diagnostics(tmp_path / "one.csv", diagnostics_rows(1.0)[:1])
+    single = plot_diagnostics(load_diagnostics([f"pmac={one_row}"]), panels=("errors",)).axes[0]
+    assert single.lines[0].get_marker() == "o"
+
+
+def test_diagnostics_inputs_counted_once_and_appended_runs_split(tmp_path: Path, capsys):
+    root = tmp_path / "results"
+    for seed in (0, 1):
+        write_diagnostics(root / ENV / "pmac" / f"seed_{seed}" / "diagnostics.csv", diagnostics_rows(1.0 + seed))
+    runs = load_diagnostics([root, root / ENV / "pmac" / "seed_0", root / ENV / "pmac" / "seed_0" / "diagnostics.csv"])
+    assert [run.run for run in runs[ENV]["pmac"]] == ["seed_0", "seed_1"]  # a run found three times counts once
+    # a file two runs appended to (the callback's csv_path reused): the last run's rows, with a note
+    rows = diagnostics_rows(1.0) + diagnostics_rows(5.0)[:2]
+    twice = write_diagnostics(tmp_path / "twice.csv", rows)
+    (run,) = load_diagnostics([f"pmac={twice}"])[UNKNOWN_ENV]["pmac"]
+    np.testing.assert_array_equal(run.columns["timesteps"], [1000, 2000])
+    np.testing.assert_allclose(run.columns["local_obs_mse"], [0.05, 0.10])
+    assert "holds the rows of 2 runs (timesteps go back at rows 4)" in capsys.readouterr().err
+    # a file of one's own naming beside runner results of one env: that env (it used to be another "unknown env")
+    mine = load_diagnostics([root, f"mine={twice}"])
+    assert list(mine) == [ENV] and sorted(mine[ENV]) == ["mine", "pmac"]
+    assert sorted(load_diagnostics([f"mine={twice}"], envs=[ENV])[ENV]) == ["mine"]
+    with pytest.raises(PlotError, match=r"no diagnostics for env Hopper-v4 .*found envs \['Toy-v0'\]"):
+        load_diagnostics([root], envs=["Hopper-v4"])
+    # files that are not diagnostics: skipped with the reason
+    binary = tmp_path / "buffer.npz"
+    binary.write_bytes(b"\x93NUMPY\xb0\xff\x00" * 10)
+    evaluations = tmp_path / "evaluations.csv"
+    evaluations.write_text("timesteps,mean_return,std_return,wall_s\n1000,1.0,0.0,1.0\n")
+    with pytest.raises(PlotError, match="No readable diagnostics"):
+        load_diagnostics([binary, evaluations])
+    err = capsys.readouterr().err
+    assert "buffer.npz: not a readable CSV file" in err and "evaluations.csv: no model-diagnostics columns" in err
+
+
+def test_diagnostics_cli_refuses_what_would_draw_nothing(tmp_path: Path, capsys):
+    pmac_csv = write_diagnostics(tmp_path / "pmac.csv", diagnostics_rows(1.0))
+    out = str(tmp_path / "d.png")
+    assert main(["diagnostics", "--csv", f"pmac={pmac_csv}", "--algos", "sac", "--out", out]) == 1
+    assert "none of --algos sac in the inputs (found pmac)" in capsys.readouterr().err
+    assert main(["diagnostics", "--csv", f"pmac={pmac_csv}", "--at-step", "50", "--out", out]) == 1
+    assert "before every run's first row (step 1000)" in capsys.readouterr().err
+    assert not Path(out).exists()
+    for option in ("--smooth", "--n-points"):
+        with pytest.raises(SystemExit):
+            main(["curves", str(tmp_path), option, "0"])
+        assert "expected a positive integer" in capsys.readouterr().err
+
+
+def test_curves_inputs_counted_once_and_settings_kept_apart(runner_results: Path, capsys):
+    runs = load_runs([runner_results, runner_results / ENV / "pmac" / "seed_0"])
+    assert [curve.run for curve in runs[ENV]["pmac"]] == ["seed_0", "seed_1", "seed_2"]  # not seed_0 twice
+    assert "different settings" not in capsys.readouterr().err
+    run_json = runner_results / ENV / "pmac" / "seed_0" / "run.json"
+    run_json.write_text(json.dumps({**json.loads(run_json.read_text()), "settings": "reduced"}))
+    run_json = runner_results / ENV / "pmac" / "seed_1" / "run.json"
+    run_json.write_text(json.dumps({**json.loads(run_json.read_text()), "settings": "paper"}))
+    load_runs(runner_results)
+    assert "pmac on Toy-v0 averages runs of different settings (paper, reduced" in capsys.readouterr().err
+    # one grid point: the last common step (it was the first)
+    summary = summarize_runs(load_runs(runner_results, verbose=False), n_points=1, verbose=False)[ENV]["pmac"]
+    np.testing.assert_array_equal(summary.steps, [400])
+    assert summary.mean[-1] == pytest.approx(EXPECTED_MEAN[-1])

@@ -97,8 +97,8 @@ def aggregate(
 
     :param curves: :class:`Curve` objects or ``(steps, values)`` pairs (unsorted steps are sorted; ``nan`` dropped)
     :param grid: ``None``: the union of the runs' steps within the common range (the runs' own steps when they share
-        them); an int ``n``: ``n`` evenly spaced steps over the common range; an array: these steps (outside the common
-        range dropped)
+        them); an int ``n``: ``n`` evenly spaced steps over the common range (1: its last step); an array: these steps
+        (outside the common range dropped)
     :param x_max: drop the steps above it first
     :param window: moving average (:func:`smooth`) of each run over this many points, before interpolation
     :param ddof: delta degrees of freedom of the standard deviation (0: population std, as rl-zoo3's plots); ``nan``
@@ -124,7 +124,7 @@ def aggregate(
     if grid is None:
         points = np.unique(np.concatenate([steps[(steps >= start) & (steps <= end)] for steps, _ in pairs]))
     elif isinstance(grid, (int, np.integer)):
-        points = np.linspace(start, end, int(grid)) if end > start else np.array([start])
+        points = np.linspace(start, end, int(grid)) if end > start and grid > 1 else np.array([end])
     else:
         points = np.asarray(grid, dtype=float)
         points = points[(points >= start) & (points <= end)]

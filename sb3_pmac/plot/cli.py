@@ -8,8 +8,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sb3_pmac.diagnostics.schema import DIAGNOSTICS_CSV
-from sb3_pmac.plot.aggregation import format_table, summarize_runs
+import numpy as np
+
+from sb3_pmac.diagnostics.schema import DIAGNOSTICS_CSV, TIMESTEPS
+from sb3_pmac.plot.aggregation import format_table, order_algos, summarize_runs
 from sb3_pmac.plot.curves import plot_curves
 from sb3_pmac.plot.diagnostics_plots import PANELS, load_diagnostics, plot_diagnostics
 from sb3_pmac.plot.runs import EVAL_CSV, EVAL_NPZ, SOURCES, PlotError, load_runs
@@ -74,6 +76,13 @@ def _panel_path(output: str, panel: str) -> str:
     return str(path.with_name(f"{path.stem}_{panel}{path.suffix}"))
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
 def make_parser() -> argparse.ArgumentParser:
     """The ``python -m sb3_pmac.plot`` argument parser."""
     parser = argparse.ArgumentParser(
@@ -89,10 +98,12 @@ def make_parser() -> argparse.ArgumentParser:
     curves.add_argument("--envs", nargs="+", help="envs to show")
     curves.add_argument("--labels", nargs="+", help="legend names: one per --algos entry, or ALGO=LABEL pairs")
     curves.add_argument("--title", help="figure title")
-    curves.add_argument("--smooth", type=int, default=1, help="moving average of each run over N points")
+    curves.add_argument("--smooth", type=_positive_int, default=1, help="moving average of each run over N points")
     curves.add_argument("--x-max", type=float, help="last step shown")
     curves.add_argument("--min-steps", type=float, help="leave out runs shorter than this (e.g. just started)")
-    curves.add_argument("--n-points", type=int, help="common grid size (default: union of eval steps; 200 for monitor)")
+    curves.add_argument(
+        "--n-points", type=_positive_int, help="common grid size (default: union of eval steps; 200 for monitor)"
+    )
     curves.add_argument("--ncols", type=int, default=3, help="panels per row")
 
     diagnostics = commands.add_parser("diagnostics", help="local/global and compounding model errors, policy mixture")
@@ -131,6 +142,12 @@ def _run_diagnostics(args: argparse.Namespace) -> Figure:
     if not inputs:
         raise PlotError("give diagnostics CSV files or folders (positional, or --csv ALGO=PATH)")
     runs = load_diagnostics(inputs, envs=[args.env] if args.env else None)
+    by_algo = runs[args.env] if args.env else runs[next(iter(runs))] if len(runs) == 1 else {}
+    if args.algos and by_algo and not order_algos(by_algo, args.algos):
+        raise PlotError(f"none of --algos {' '.join(args.algos)} in the inputs (found {', '.join(sorted(by_algo))})")
+    first_rows = [float(np.nanmin(run.columns[TIMESTEPS])) for group in by_algo.values() for run in group]
+    if args.at_step is not None and first_rows and args.at_step < min(first_rows):
+        raise PlotError(f"--at-step {args.at_step:g} is before every run's first row (step {min(first_rows):g})")
     outputs = args.out or ["diagnostics.png"]
     figure = None
     for panels in [[panel] for panel in PANELS] if args.separate else [list(PANELS)]:

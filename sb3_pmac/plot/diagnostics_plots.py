@@ -11,7 +11,7 @@ import math
 import sys
 import warnings
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -62,11 +62,39 @@ def _has_diagnostics(folder: Path, _source: str) -> str | None:
     return "diagnostics" if (folder / DIAGNOSTICS_CSV).is_file() else None
 
 
+def _diagnostics_columns(columns: Iterable[str]) -> list[str]:
+    """The columns of ``columns`` that the figure draws (one-step errors, mixture, compounding errors)."""
+    drawn = {one_step_column(scope, kind) for scope in ("local", "global") for kind in ("obs", "reward")}
+    return [name for name in columns if name in drawn or name == MIXTURE_EFFECTIVE_VERSIONS or compounding_horizon(name)]
+
+
+def _last_run_rows(columns: dict[str, np.ndarray], file: Path) -> dict[str, np.ndarray]:
+    """
+    The rows of the last run of a file that several runs appended to (its timesteps go back), with a note; the file's
+    rows unchanged otherwise. (A resumed run repeats a step, which does not count as going back.)
+    """
+    steps = columns[TIMESTEPS]
+    back = np.flatnonzero(np.diff(steps) < 0) + 1
+    if not len(back):
+        return columns
+    print(
+        f"note: {file} holds the rows of {len(back) + 1} runs (timesteps go back at rows {', '.join(map(str, back + 1))}); "
+        "the last run's rows are used (write one file per run)",
+        file=sys.stderr,
+    )
+    return {name: values[back[-1] :] for name, values in columns.items()}
+
+
 def load_diagnostics(
     inputs: Sequence[str | Path], envs: Sequence[str] | None = None
 ) -> dict[str, dict[str, list[DiagnosticsRun]]]:
     """
     Diagnostics CSV files, grouped by env then algorithm.
+
+    A file found twice (e.g. a folder and a run inside it, both given) counts once. A file that several runs appended
+    to (its timesteps go back) gives its last run's rows. A file whose env is not known (neither ``run.json`` nor the
+    runner layout tells it) is given the env of the other inputs when they are of one env, or, named on its own, the
+    env of ``envs`` when it names one.
 
     :param inputs: ``"ALGO=PATH"`` or ``PATH``; a file is one run (its algorithm: ``ALGO``, else ``run.json`` or the
         runner layout ``<env>/<algo>/seed_<n>/diagnostics.csv``, else the file name), a folder is searched for
@@ -75,26 +103,46 @@ def load_diagnostics(
     :return: ``{env: {algo: [DiagnosticsRun, ...]}}``
     :raises PlotError: when nothing readable is found
     """
-    runs: dict[str, dict[str, list[DiagnosticsRun]]] = {}
+    found: list[DiagnosticsRun] = []
+    seen: set[Path] = set()
     for argument in inputs:
         label, path = split_label(argument)
         files = (
             [path] if path.is_file() else [folder / DIAGNOSTICS_CSV for folder in find_run_dirs(path, "", _has_diagnostics)]
         )
         for file in files:
+            if file.resolve() in seen:
+                continue
+            seen.add(file.resolve())
             if file.name == DIAGNOSTICS_CSV:
                 algo, env, run = identify_run(file.parent)
             else:
                 algo, env, run = file.stem, UNKNOWN_ENV, file.stem
-            columns = read_columns(file)
+            try:
+                columns = read_columns(file)
+            except (OSError, UnicodeDecodeError, ValueError) as error:
+                print(f"skipped {file}: not a readable CSV file ({type(error).__name__})", file=sys.stderr)
+                continue
             if TIMESTEPS not in columns or len(columns[TIMESTEPS]) == 0:
                 print(f"skipped {file}: no timesteps column or no rows", file=sys.stderr)
                 continue
-            if envs and env not in envs:
+            if not _diagnostics_columns(columns):
+                print(f"skipped {file}: no model-diagnostics columns (not a {DIAGNOSTICS_CSV})", file=sys.stderr)
                 continue
-            runs.setdefault(env, {}).setdefault(label or algo, []).append(
-                DiagnosticsRun(label or algo, env, run, columns, file)
-            )
+            if env == UNKNOWN_ENV and path.is_file() and envs is not None and len(envs) == 1:
+                env = envs[0]
+            found.append(DiagnosticsRun(label or algo, env, run, _last_run_rows(columns, file), file))
+    known_envs = {entry.env for entry in found} - {UNKNOWN_ENV}
+    if len(known_envs) == 1:  # files of one's own naming beside runs of one env: that env
+        only_env = next(iter(known_envs))
+        found = [replace(entry, env=only_env) if entry.env == UNKNOWN_ENV else entry for entry in found]
+    runs: dict[str, dict[str, list[DiagnosticsRun]]] = {}
+    for entry in found:
+        if not envs or entry.env in envs:
+            runs.setdefault(entry.env, {}).setdefault(entry.algo, []).append(entry)
+    if not runs and found:
+        raise PlotError(f"no diagnostics for env {', '.join(envs or [])} in {', '.join(map(str, inputs))} (found envs "
+                        f"{sorted({entry.env for entry in found})})")  # fmt: skip
     if not runs:
         raise PlotError(
             f"No readable diagnostics in {', '.join(map(str, inputs))}: expected CSV files with a timesteps column, or "
@@ -112,9 +160,30 @@ def _column_curves(runs: Sequence[DiagnosticsRun], column: str) -> list[tuple[np
 
 
 def _draw_band(ax: Axes, steps: np.ndarray, mean: np.ndarray, std: np.ndarray, log: bool = False, **kwargs: Any) -> None:
+    if len(steps) <= 2:
+        kwargs.setdefault("marker", "o")  # a line of one or two points would hardly show
     (line,) = ax.plot(steps, mean, **kwargs)
     low = np.maximum(mean - std, mean * 1e-3) if log else mean - std  # keep the band positive on a log axis
     ax.fill_between(steps, low, mean + std, color=line.get_color(), alpha=0.15, linewidth=0)
+
+
+def _runs_label(n_runs: int, cut_at: float | None = None) -> str:
+    runs = f"{n_runs} run{'s' if n_runs != 1 else ''}"
+    return f"{runs}, cut at {cut_at:,.0f}" if cut_at is not None else runs
+
+
+def _aggregate_over_training(
+    algo: str, curves: list[tuple[np.ndarray, np.ndarray]], truncate: bool, what: str, verbose: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    """:func:`aggregate` of one algorithm's runs of a panel over training, with the legend's run count (and the step
+    the runs were cut at, also printed as a note, when ``truncate`` cut longer runs to the shortest)."""
+    steps, mean, std = aggregate(curves, truncate=truncate)
+    longest = max(float(np.nanmax(run_steps[np.isfinite(values)])) for run_steps, values in curves)
+    cut_at = float(steps[-1]) if truncate and longest > steps[-1] else None
+    if cut_at is not None and verbose:
+        print(f"note: {algo} {what}: runs end between {cut_at:.0f} and {longest:.0f} steps; cut at {cut_at:.0f} "
+              "(shortest run)", file=sys.stderr)  # fmt: skip
+    return steps, mean, std, _runs_label(len(curves), cut_at)
 
 
 def draw_model_errors(
@@ -123,36 +192,37 @@ def draw_model_errors(
     kind: str = "obs",
     algos: Sequence[str] | None = None,
     truncate: bool = True,
+    verbose: bool = True,
 ) -> None:
     """
     Panel (a): local and global one-step model errors over training (log scale), mean +/- std over seeds.
-    One color per algorithm; solid line: local (recent-policy states), dashed: global (whole buffer).
+    One color per algorithm; solid line: local (recent-policy states), dashed: global (whole buffer). The legend counts
+    the runs and says where longer ones were cut.
 
     :param ax: where to draw
     :param runs: ``{algo: [DiagnosticsRun, ...]}`` of one env
     :param kind: ``obs`` or ``reward``
     :param algos: order/filter
     :param truncate: cut an algorithm's seeds to the shortest (default), else average the seeds present at each step
+    :param verbose: print a note to stderr where runs were cut
     """
     for index, algo in enumerate(order_algos(runs, algos)):
         for scope, style in (("local", "-"), ("global", "--")):
             curves = _column_curves(runs[algo], one_step_column(scope, kind))
             if curves:
-                steps, mean, std = aggregate(curves, truncate=truncate)
-                _draw_band(
-                    ax,
-                    steps,
-                    mean,
-                    std,
-                    log=True,
-                    color=algo_color(index),
-                    linestyle=style,
-                    label=f"{display_name(algo)} {scope}",
-                )
+                what = f"{scope} {kind} error"
+                steps, mean, std, count = _aggregate_over_training(algo, curves, truncate, what, verbose and scope == "local")
+                label = f"{display_name(algo)} {scope} ({count})"
+                _draw_band(ax, steps, mean, std, log=True, color=algo_color(index), linestyle=style, label=label)
     ax.set_yscale("log")
     ax.set_xlabel("Environment steps")
     ax.set_ylabel(f"One-step {kind} MSE")
     ax.set_title(f"Local vs global model error ({kind})")
+
+
+def _last_step(run: DiagnosticsRun) -> float:
+    steps = run.columns[TIMESTEPS]
+    return float(np.nanmax(steps)) if np.isfinite(steps).any() else math.nan
 
 
 def _row_at(run: DiagnosticsRun, at_step: float | None) -> int | None:
@@ -168,14 +238,16 @@ def compounding_errors(
     Compounding observation error against the horizon, mean and std over runs.
 
     :param runs: runs of one algorithm
-    :param at_step: use each run's last row with ``timesteps <= at_step`` (default: its last row)
+    :param at_step: use each run's last row with ``timesteps <= at_step``, of the runs that have reached ``at_step``
+        (a row at or after it; the others are left out: an earlier row would mix training stages); default: each run's
+        last row
     :return: ``(horizons, mean, std, steps used per run)``
     """
     horizons = sorted({h for run in runs for h, _ in compounding_columns(run.columns)})
     rows, used_steps = [], []
     for run in runs:
         row = _row_at(run, at_step)
-        if row is None:
+        if row is None or (at_step is not None and not _last_step(run) >= at_step):
             continue
         by_h = {h: name for h, name in compounding_columns(run.columns)}
         rows.append([run.columns[by_h[h]][row] if h in by_h else math.nan for h in horizons])
@@ -188,26 +260,59 @@ def compounding_errors(
         return np.array(horizons), np.nanmean(values, axis=0), np.nanstd(values, axis=0), used_steps
 
 
+def common_step(runs: dict[str, list[DiagnosticsRun]], algos: Sequence[str] | None = None, truncate: bool = True) -> float:
+    """
+    The default step of the compounding panel: the last step that every shown run with compounding errors has reached
+    (``truncate``), else the last step of the longest run.
+
+    :param runs: ``{algo: [DiagnosticsRun, ...]}`` of one env
+    :param algos: order/filter
+    :param truncate: see :func:`plot_diagnostics`
+    :return: the step (``nan`` without compounding errors)
+    """
+    ends = [_last_step(run) for algo in order_algos(runs, algos) for run in runs[algo] if compounding_columns(run.columns)]
+    ends = [end for end in ends if np.isfinite(end)]
+    return (min(ends) if truncate else max(ends)) if ends else math.nan
+
+
 def draw_compounding(
-    ax: Axes, runs: dict[str, list[DiagnosticsRun]], at_step: float | None = None, algos: Sequence[str] | None = None
+    ax: Axes,
+    runs: dict[str, list[DiagnosticsRun]],
+    at_step: float | None = None,
+    algos: Sequence[str] | None = None,
+    truncate: bool = True,
+    verbose: bool = True,
 ) -> None:
     """
-    Panel (b): compounding observation error of model rollouts against the horizon ``h`` (log scale), at the last row
-    or at ``at_step``, mean +/- std over seeds.
+    Panel (b): compounding observation error of model rollouts against the horizon ``h`` (log scale), at ``at_step``,
+    mean +/- std over the runs that have reached it (the legend counts them; a note names the others).
 
     :param ax: where to draw
     :param runs: ``{algo: [DiagnosticsRun, ...]}`` of one env
-    :param at_step: training step (each run's last row at or before it); default: the last row
+    :param at_step: training step (each run's last row at or before it); default: :func:`common_step`
     :param algos: order/filter
+    :param truncate: default step: the last one every run has reached (default), else the longest run's
+    :param verbose: print a note to stderr naming the runs left out
     """
+    from matplotlib.ticker import MaxNLocator
+
+    if at_step is None:
+        at_step = common_step(runs, algos, truncate)
     steps_used: list[float] = []
     for index, algo in enumerate(order_algos(runs, algos)):
-        horizons, mean, std, used = compounding_errors(runs[algo], at_step)
+        with_columns = [run for run in runs[algo] if compounding_columns(run.columns)]
+        horizons, mean, std, used = compounding_errors(with_columns, None if math.isnan(at_step) else at_step)
+        left_out = [run.run for run in with_columns if not _last_step(run) >= at_step]
+        if left_out and verbose:
+            print(f"note: {algo}: compounding error at step {at_step:.0f} without {', '.join(left_out)} (not there yet)",
+                  file=sys.stderr)  # fmt: skip
         if len(horizons):
-            _draw_band(ax, horizons, mean, std, log=True, color=algo_color(index), marker="o", label=display_name(algo))
+            label = f"{display_name(algo)} ({_runs_label(len(used))})"
+            _draw_band(ax, horizons, mean, std, log=True, color=algo_color(index), marker="o", label=label)
             steps_used.extend(used)
     ax.set_yscale("log")
     ax.set_xlabel("Rollout horizon h")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # horizons are whole steps
     ax.set_ylabel("Compounding obs MSE")
     where = (
         f"step {min(steps_used):,.0f}"
@@ -217,7 +322,13 @@ def draw_compounding(
     ax.set_title(f"Compounding error ({where})")
 
 
-def draw_mixture(ax: Axes, runs: dict[str, list[DiagnosticsRun]], algos: Sequence[str] | None = None) -> None:
+def draw_mixture(
+    ax: Axes,
+    runs: dict[str, list[DiagnosticsRun]],
+    algos: Sequence[str] | None = None,
+    truncate: bool = True,
+    verbose: bool = True,
+) -> None:
     """
     Panel (c): the effective number of versions of the mixture that draws the model's training data, over training,
     mean +/- std over seeds (MBPO's uniform mixture included; rows without mixture data are left out).
@@ -225,12 +336,14 @@ def draw_mixture(ax: Axes, runs: dict[str, list[DiagnosticsRun]], algos: Sequenc
     :param ax: where to draw
     :param runs: ``{algo: [DiagnosticsRun, ...]}`` of one env
     :param algos: order/filter
+    :param truncate: cut an algorithm's seeds to the shortest (default), else average the seeds present at each step
+    :param verbose: print a note to stderr where runs were cut
     """
     for index, algo in enumerate(order_algos(runs, algos)):
         curves = _column_curves(runs[algo], MIXTURE_EFFECTIVE_VERSIONS)
         if curves:
-            steps, mean, std = aggregate(curves)
-            _draw_band(ax, steps, mean, std, color=algo_color(index), label=display_name(algo))
+            steps, mean, std, count = _aggregate_over_training(algo, curves, truncate, "mixture", verbose)
+            _draw_band(ax, steps, mean, std, color=algo_color(index), label=f"{display_name(algo)} ({count})")
     ax.set_xlabel("Environment steps")
     ax.set_ylabel("Effective versions")
     ax.set_title("Policy mixture")
@@ -258,6 +371,7 @@ def plot_diagnostics(
     title: str | None = None,
     panel_size: tuple[float, float] = (5.0, 3.8),
     truncate: bool = True,
+    verbose: bool = True,
 ) -> Figure:
     """
     Model diagnostics figure: (a) local vs global one-step error, (b) compounding error vs horizon, (c) mixture
@@ -266,15 +380,17 @@ def plot_diagnostics(
 
     :param runs: :func:`load_diagnostics`' result, or ``{algo: [DiagnosticsRun, ...]}`` of one env
     :param env: which env of ``runs`` (needed when it holds several)
-    :param at_step: step of the compounding-error panel (default: each run's last row), or a list of steps: one
-        compounding panel each, in this order
+    :param at_step: step of the compounding-error panel (default: :func:`common_step`), or a list of steps: one
+        compounding panel each, in this order; each panel averages the runs that have reached its step
     :param kind: ``obs`` or ``reward`` errors in panel (a)
     :param algos: algorithms to show, in this order
     :param panels: subset of :data:`~sb3_pmac.plot.diagnostics_plots.PANELS`
     :param title: figure title (default: the env)
     :param panel_size: inches per panel
-    :param truncate: panel (a): cut each algorithm's seeds to the shortest (default), else average the seeds present
-        at each step (runs still going)
+    :param truncate: panels (a) and (c): cut each algorithm's seeds to the shortest (default), else average the seeds
+        present at each step (runs still going); panel (b)'s default step: the last one every run has reached
+        (default), else the longest run's
+    :param verbose: print notes to stderr: where runs were cut, which runs a compounding panel leaves out
     """
     by_algo = _one_env(runs, env)
     plt = pyplot()
@@ -285,11 +401,11 @@ def plot_diagnostics(
     figure, axes = plt.subplots(1, len(layout), figsize=(panel_size[0] * len(layout), panel_size[1]), squeeze=False)
     for ax, (panel, step) in zip(axes[0], layout, strict=True):
         if panel == "errors":
-            draw_model_errors(ax, by_algo, kind=kind, algos=algos, truncate=truncate)
+            draw_model_errors(ax, by_algo, kind=kind, algos=algos, truncate=truncate, verbose=verbose)
         elif panel == "compounding":
-            draw_compounding(ax, by_algo, at_step=step, algos=algos)
+            draw_compounding(ax, by_algo, at_step=step, algos=algos, truncate=truncate, verbose=verbose)
         elif panel == "mixture":
-            draw_mixture(ax, by_algo, algos=algos)
+            draw_mixture(ax, by_algo, algos=algos, truncate=truncate, verbose=verbose)
         else:
             raise PlotError(f"unknown panel {panel!r}, expected one of {PANELS}")
         _finish_panel(ax)

@@ -313,6 +313,7 @@ def load_runs(
     wanted_algos = {algo.lower() for algo in algos} if algos else None
     runs: dict[str, dict[str, list[Curve]]] = {}
     skipped = []
+    seen: set[Path] = set()
     for argument in roots:
         label, path = split_label(argument)
         if path.is_file():
@@ -320,6 +321,9 @@ def load_runs(
         else:
             candidates = [(run_dir, str(_run_source(run_dir, source))) for run_dir in find_run_dirs(path, source)]
         for run_dir, run_source in candidates:
+            if (path.resolve() if path.is_file() else run_dir.resolve()) in seen:
+                continue  # found twice (a folder and a run inside it): one run
+            seen.add(path.resolve() if path.is_file() else run_dir.resolve())
             algo, env, run = identify_run(run_dir)
             algo = label or algo
             if (wanted_algos is not None and algo.lower() not in wanted_algos) or (envs and env not in envs):
@@ -340,6 +344,12 @@ def load_runs(
     if verbose:
         for line in skipped:
             print(f"skipped {line}", file=sys.stderr)
+        for env, by_algo in runs.items():
+            for algo, curves in by_algo.items():
+                settings = sorted({str(value) for curve in curves if (value := _read_run_json(curve.path).get("settings"))})
+                if len(settings) > 1:
+                    print(f"warning: {algo} on {env} averages runs of different settings ({', '.join(settings)}, "
+                          "run.json): give them apart as ALGO=PATH", file=sys.stderr)  # fmt: skip
     if not runs:
         details = "".join(f"\n  skipped {line}" for line in skipped)
         raise PlotError(

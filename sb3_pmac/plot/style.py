@@ -8,7 +8,10 @@ from typing import Any
 from sb3_pmac.plot.runs import PlotError
 
 #: Display names of known algorithms (others are shown as named)
-DEFAULT_LABELS = {"pmac": "PMAC", "mbpo": "MBPO", "sac": "SAC", "td3": "TD3", "ppo": "PPO", "tqc": "TQC"}
+DEFAULT_LABELS = {
+    "pmac": "PMAC", "mbpo": "MBPO", "sac": "SAC", "td3": "TD3", "ppo": "PPO", "tqc": "TQC",
+    "pmac_tv": "PMAC (TV mixture)", "sac_zoo": "SB3 SAC (rl-zoo3)",  # names of benchmarks/learning_curves.py's runs
+}  # fmt: skip
 
 
 def pyplot() -> Any:
