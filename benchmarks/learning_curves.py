@@ -110,6 +110,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--diagnostics-freq", type=int, default=0, help="PMAC/MBPO: model diagnostics every N steps")
     parser.add_argument("--diagnostics-horizon", type=int, default=10, help="compounding-error horizon")
     args = parser.parse_args(argv)
+    if args.diagnostics_freq > 0 and not issubclass(ALGOS[args.algo], PMAC):
+        parser.error(f"--diagnostics-freq: model diagnostics need a dynamics model (pmac, pmac_tv, mbpo), not {args.algo}")
     given = [name for name in REDUCED_ONLY if getattr(args, name) is not None]
     if args.settings == "paper" and given:
         parser.error(f"{', '.join(_option(name) for name in given)}: reduced settings only (--settings paper keeps Table 2)")

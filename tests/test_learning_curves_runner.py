@@ -243,6 +243,14 @@ def test_paper_runs_refuse_and_do_not_record_the_reduced_options(runner, tmp_pat
     assert runner.settings_differences({**earlier, "seed": 1}, record) == ["seed: 1 (this call: 0)"]
 
 
+def test_diagnostics_of_a_model_free_run_are_refused(runner, tmp_path: Path, capsys) -> None:
+    # they were silently not written (run.json recorded the frequency all the same)
+    with pytest.raises(SystemExit):
+        runner.parse_args(["--algo", "sac", "--env", "Pendulum-v1", "--diagnostics-freq", "200", "--out", str(tmp_path)])
+    assert "--diagnostics-freq: model diagnostics need a dynamics model" in capsys.readouterr().err
+    assert runner.parse_args(["--algo", "mbpo", "--env", "Pendulum-v1", "--diagnostics-freq", "200"]).diagnostics_freq == 200
+
+
 def test_a_recorded_setting_must_be_given_again(runner, tmp_path: Path) -> None:
     """A run started with --model-train-freq (recorded only when set) is not resumed by a call without it."""
     assert runner.run(tiny_args(runner, tmp_path, "--max-seconds", "0")) == runner.NOT_FINISHED
