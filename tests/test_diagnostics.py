@@ -755,6 +755,28 @@ def test_callback_refuses_another_kind_of_csv_before_training(tmp_path):
     assert agent.num_timesteps == 0 and monitor.read_bytes() == before  # refused at the start, the file untouched
 
 
+def test_callback_warns_when_its_csv_holds_rows_of_another_run(tmp_path):
+    """A second run into the same file warns when training starts; a run continued on its own rows does not."""
+    path = tmp_path / "diagnostics.csv"
+    sizes = {**CALLBACK_SIZES, "horizon": 2}
+
+    def two_runs_warnings(record) -> list[str]:
+        return [str(w.message) for w in record if "rows of two runs" in str(w.message)]
+
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        first = make_agent()
+        callback = ModelDiagnosticsCallback(ToyEnv(), eval_freq=50, csv_path=path, seed=0, **sizes)
+        first.learn(150, callback=callback)  # rows at 100 and 150
+        first.learn(50, callback=callback, reset_num_timesteps=False)  # starts at its last row, 150: one run
+    assert two_runs_warnings(record) == []
+    with open(path, newline="") as file:
+        assert [int(row["timesteps"]) for row in csv.DictReader(file)] == [100, 150, 200]
+    second = make_agent(seed=1)
+    with pytest.warns(UserWarning, match=r"already holds 3 rows after step 0, .*up to step 200.*rows of two runs"):
+        second.learn(100, callback=ModelDiagnosticsCallback(ToyEnv(), eval_freq=50, csv_path=path, seed=0, **sizes))
+
+
 def test_predictions_keep_the_precision_of_float64_observations():
     # (model_prediction="sample" goes through ProbabilisticEnsemble.sample, whose float64 sum test_dynamics checks)
     from sb3_pmac.diagnostics.metrics import _predict

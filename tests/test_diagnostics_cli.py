@@ -4,8 +4,11 @@ VecNormalize statistics, checkpoints of a run continued with ``train -i``, an ag
 """
 
 import csv
+import itertools
 import os
+import re
 import stat
+import warnings
 from pathlib import Path
 
 import gymnasium as gym
@@ -29,6 +32,7 @@ from sb3_pmac.diagnostics import (
     main,
     schema,
 )
+from sb3_pmac.diagnostics.cli import parse_args
 from sb3_pmac.env_presets import make_preset_env
 
 
@@ -319,10 +323,113 @@ def test_warm_up_checkpoints_are_skipped_as_the_callback_skips_them(tmp_path):
     assert [row["timesteps"] for row in rows] == [agent.num_timesteps]
 
 
-def test_checkpoints_are_taken_in_step_order_whatever_their_prefix():
-    from sb3_pmac.diagnostics.checkpoints import _checkpoint_sort_key
-
-    names = ["rl_model_100_steps.zip", "rl_model_50_steps.zip", "agent_2000.zip", "agent_300.zip", "Pendulum-v1.zip"]
-    assert sorted(names, key=_checkpoint_sort_key) == [
-        "Pendulum-v1.zip", "rl_model_50_steps.zip", "rl_model_100_steps.zip", "agent_300.zip", "agent_2000.zip",
+@pytest.fixture(scope="module")
+def vecnormalize_checkpoints(tmp_path_factory):
+    """
+    A run on a VecNormalize env of 2 envs with checkpoints and their statistics every 80 steps
+    (``CheckpointCallback(save_vecnormalize=True)``: ``first_<n>_steps.zip``, ``first_vecnormalize_<n>_steps.pkl``),
+    rl-zoo3's statistics of the end of the run (``<run>/<env>/vecnormalize.pkl``), and its continuation as rl-zoo3's
+    ``train -i`` makes it (agent, buffer and those statistics loaded, ``num_timesteps`` reset: ``second_80_steps.zip``).
+    """
+    folder = tmp_path_factory.mktemp("vecnormalize")
+    venv = VecNormalize(DummyVecEnv([lambda: gym.make(ENV_ID)] * 2))
+    first = PMAC("MlpPolicy", venv, **RUN_KWARGS)
+    first.learn(160, callback=CheckpointCallback(40, str(folder), name_prefix="first", save_vecnormalize=True))
+    (folder / ENV_ID).mkdir()
+    venv.save(folder / ENV_ID / "vecnormalize.pkl")
+    first.save(folder / "first.zip")
+    first.save_replay_buffer(folder / "first_buffer.npz")
+    statistics = VecNormalize.load(str(folder / ENV_ID / "vecnormalize.pkl"), DummyVecEnv([lambda: gym.make(ENV_ID)] * 2))
+    second = PMAC.load(folder / "first.zip", env=statistics, device="cpu")
+    second.load_replay_buffer(folder / "first_buffer.npz")
+    second.learn(80, callback=CheckpointCallback(40, str(folder), name_prefix="second", save_vecnormalize=True))
+    second.save_replay_buffer(folder / "final_buffer.npz")
+    assert sorted(path.name for path in folder.glob("*_steps.*")) == [
+        "first_160_steps.zip", "first_80_steps.zip", "first_vecnormalize_160_steps.pkl",
+        "first_vecnormalize_80_steps.pkl", "second_80_steps.zip", "second_vecnormalize_80_steps.pkl",
     ]  # fmt: skip
+    return folder
+
+
+def _vecnormalize_warnings(record) -> list[str]:
+    return [str(w.message) for w in record if "VecNormalize statistics" in str(w.message)]
+
+
+def test_vecnormalize_statistics_of_another_step_warn(vecnormalize_checkpoints):
+    """
+    In one training ``obs_rms.count`` is ``num_timesteps + n_envs + 1e-4``: statistics of another step than the
+    checkpoint's (rl-zoo3's end-of-run file) warn, per-checkpoint ones do not, nor a continued run placed as such.
+    """
+    folder = vecnormalize_checkpoints
+    checkpoints = [folder / "first_80_steps.zip", folder / "first_160_steps.zip"]
+    final_statistics = folder / ENV_ID / "vecnormalize.pkl"
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        own = evaluate_checkpoints(checkpoints, ENV_ID, device="cpu", **SIZES)  # auto: first_vecnormalize_<n>_steps.pkl
+        final = evaluate_checkpoints(checkpoints, ENV_ID, vecnormalize=final_statistics, device="cpu", **SIZES)
+    assert [row["timesteps"] for row in final] == [80, 160]
+    (message,) = _vecnormalize_warnings(record)  # step 80 with the statistics of step 160 only
+    assert re.search(r"first_80_steps\.zip was saved at step 80, but the VecNormalize statistics .*vecnormalize\.pkl "
+                     r"seem to be from step 160 \(obs_rms\.count 162\.0001; .*n_envs \(2\)", message)  # fmt: skip
+    assert "CheckpointCallback(save_vecnormalize=True)" in message
+    assert own[0]["local_obs_mse"] != final[0]["local_obs_mse"] and own[1] == final[1]  # what the warning is about
+    # the continuation's statistics go on from the first run's (2 + 160 + 2 + 80 observations)
+    continued = [folder / "second_80_steps.zip"]
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        evaluate_checkpoints(continued, ENV_ID, folder / "final_buffer.npz", device="cpu", **SIZES)  # placed: upto 120
+    assert _vecnormalize_warnings(record) == []
+    with pytest.warns(UserWarning, match=r"saved at step 80, but .* seem to be from step 242 .*train -i"):
+        evaluate_checkpoints(continued, ENV_ID, device="cpu", **SIZES)  # without the buffer it cannot be told
+
+
+def test_checkpoints_are_evaluated_in_the_order_of_their_saved_steps(vecnormalize_checkpoints, tmp_path, monkeypatch):
+    """The order of the agents' num_timesteps, not of digits in the file names; agents of one step warn."""
+    from sb3_pmac.diagnostics import checkpoints as checkpoints_module
+
+    folder = vecnormalize_checkpoints
+    final = tmp_path / "final_agent.zip"  # no step in the name
+    final.write_bytes((folder / "first_160_steps.zip").read_bytes())
+    early = tmp_path / "agent_2024_run_80.zip"  # digits in the prefix
+    early.write_bytes((folder / "first_80_steps.zip").read_bytes())
+    loads = []
+    real_load_agent = checkpoints_module.load_agent
+    monkeypatch.setattr(
+        checkpoints_module, "load_agent", lambda path, **kwargs: loads.append(path) or real_load_agent(path, **kwargs)
+    )
+    rows = evaluate_checkpoints([final, early], ENV_ID, vecnormalize=None, device="cpu", **SIZES)
+    assert [row["timesteps"] for row in rows] == [80, 160] and loads == [early, final]  # each agent loaded once
+    with pytest.warns(UserWarning, match=r"2 agents were saved at the same step 160: .*final_agent\.zip, .*first\.zip"):
+        rows = evaluate_checkpoints([final, folder / "first.zip", early], ENV_ID, vecnormalize=None, device="cpu", **SIZES)
+    assert [row["timesteps"] for row in rows] == [80, 160, 160]
+    # a file that is not an agent comes first: its error before anything is evaluated or written
+    csv_path = tmp_path / "diagnostics.csv"
+    with pytest.raises(FileNotFoundError):
+        evaluate_checkpoints([early, tmp_path / "missing.zip"], ENV_ID, csv_path=csv_path, device="cpu", **SIZES)
+    assert not csv_path.exists()
+
+
+@pytest.mark.parametrize(
+    "extra, match",
+    [
+        (["--csv", "{tmp_path}"], r"--csv .* is a folder, not a CSV file"),
+        (["--env", "Pendulum-v2"], r"make_preset_env\('Pendulum-v2'\): Environment version `v2` .* doesn't exist"),
+        (["--env-kwargs", "foo:1"], r"make_preset_env\('Pendulum-v1', \{'foo': 1\}\): .*unexpected keyword argument 'foo'"),
+    ],
+    ids=["csv_folder", "env_id", "env_kwargs"],
+)
+def test_cli_input_errors_end_with_a_one_line_message(continued_run, tmp_path, extra, match):
+    argv = [str(continued_run / "first.zip"), "--env", ENV_ID, "--device", "cpu", *SIZE_ARGS]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, *(arg.format(tmp_path=tmp_path) for arg in extra)])  # a later --env replaces the first
+    message = exit_info.value.code
+    assert isinstance(message, str) and "\n" not in message and re.match(f"error: .*{match}", message), message  # status 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_help_examples_keep_their_line_continuations(capsys):
+    with pytest.raises(SystemExit):
+        parse_args(["--help"])
+    lines = capsys.readouterr().out.split("examples:")[1].splitlines()
+    continued = [line for line, following in itertools.pairwise(lines) if following.startswith("      --")]
+    assert len(continued) == 2 and all(line.endswith(" \\") for line in continued), continued

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from typing import Any
 
 import gymnasium as gym
@@ -16,7 +17,7 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from sb3_pmac.checks import check_positive
 from sb3_pmac.diagnostics.metrics import DiagnosticsConfig, evaluate_model
-from sb3_pmac.diagnostics.schema import TIMESTEPS, append_csv_row, check_diagnostics_csv, csv_columns
+from sb3_pmac.diagnostics.schema import TIMESTEPS, append_csv_row, check_diagnostics_csv, csv_columns, csv_timesteps
 from sb3_pmac.env_presets import make_preset_env
 from sb3_pmac.pmac import PMAC
 
@@ -57,7 +58,8 @@ class ModelDiagnosticsCallback(BaseCallback):
     :param eval_freq: evaluate every ``eval_freq`` environment steps
     :param config: what to measure (:class:`~sb3_pmac.diagnostics.DiagnosticsConfig`; default: its defaults)
     :param csv_path: CSV file the rows are appended to (None: no file); a relative path is relative to the working
-        directory at construction. Missing folders are created; an existing file is appended to
+        directory at construction. Missing folders are created; an existing file is appended to (use one file per
+        run: a file that holds rows after the step training starts at, another run's, warns when training starts)
     :param verbose: 1: print each row's main errors
     :param options: fields of :class:`~sb3_pmac.diagnostics.DiagnosticsConfig` that replace ``config``'s
         (``n_local``, ``n_global``, ``horizon``, ``n_trajectories``, ``newest_k``, ``model_prediction``, ``seed``)
@@ -108,6 +110,7 @@ class ModelDiagnosticsCallback(BaseCallback):
             raise TypeError(f"ModelDiagnosticsCallback needs a PMAC or MBPO agent, got {type(self.model).__name__}")
         if self.csv_path is not None:
             check_diagnostics_csv(self.csv_path)  # refuse another kind of CSV before training, not at the first row
+            self._check_rows_of_another_run()
         self.config = self.config.with_run_horizon(self.model)
         if self._builds_eval_env:
             env_id, make_kwargs = self._training_env_spec()
@@ -121,6 +124,24 @@ class ModelDiagnosticsCallback(BaseCallback):
                 f"The diagnostics env's observations have shape {eval_shape}, the agent's {self.model.observation_space.shape}"
                 + (f" (env built with make_preset_env({self._eval_env_id!r}))" if self._builds_eval_env else "")
                 + ": pass an eval_env that yields the training env's raw observations"
+            )
+
+    def _check_rows_of_another_run(self) -> None:
+        """
+        Warn when ``csv_path`` already holds rows after the step training starts at: this run's rows would follow
+        another run's (e.g. a second run into the same file). A run continued with ``reset_num_timesteps=False`` starts
+        at or after its last row and does not warn.
+        """
+        assert self.csv_path is not None and self.model is not None
+        start = int(self.model.num_timesteps)
+        later = [step for step in csv_timesteps(self.csv_path) if step > start]
+        if later:
+            warnings.warn(
+                f"{self.csv_path} already holds {len(later)} rows after step {start}, where training starts (up to step "
+                f"{max(later)}): the rows of this run are appended after them, so the file will hold rows of two runs "
+                "(read as one run by the plots). Use one file per run: pass another csv_path, or delete or rename the file",
+                UserWarning,
+                stacklevel=2,
             )
 
     def _training_env_spec(self) -> tuple[str, dict[str, Any]]:

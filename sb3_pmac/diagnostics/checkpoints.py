@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
+from stable_baselines3.common.running_mean_std import RunningMeanStd
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 from sb3_pmac.buffer_files import load_buffers
@@ -192,10 +193,79 @@ def _vecnormalize_path(
     return found
 
 
-def _checkpoint_sort_key(path: str | os.PathLike[str]) -> int:
-    # agent_<n> (CheckpointCallback(name_prefix="agent")), rl_model_<n>_steps (SB3's and rl-zoo3's default prefix)
-    match = re.search(r"agent_(\d+)|_(\d+)_steps", os.path.basename(os.fspath(path)))
-    return int(match.group(1) or match.group(2)) if match else -1
+def _saved_steps(path: str | os.PathLike[str]) -> int | None:
+    """An agent file's ``num_timesteps``, read from its ``data`` entry alone (no tensor read); None if unreadable."""
+    try:
+        steps = saved_data(os.fspath(path)).get("num_timesteps")
+    except (OSError, ValueError):
+        return None
+    return steps if isinstance(steps, int) and not isinstance(steps, bool) else None
+
+
+def _in_step_order(paths: Sequence[str | os.PathLike[str]]) -> list[str | os.PathLike[str]]:
+    """
+    Agent files in the order of their training step, the ``num_timesteps`` saved with each (read without loading the
+    agent; not the digits of the file name: ``best_model.zip`` or ``final_agent.zip`` have none, and a name prefix
+    may hold some). Files whose step cannot be read (missing, not an agent file) come first, so that loading them
+    fails before anything is evaluated; agents of the same step keep the order given, with a warning (their rows have
+    the same ``timesteps``: e.g. a final model saved after the step's updates and a checkpoint saved before them).
+
+    :param paths: agent zip files
+    :return: the same paths, sorted
+    """
+    steps = [_saved_steps(path) for path in paths]
+    order = sorted(range(len(paths)), key=lambda index: (steps[index] is not None, steps[index] or 0))
+    by_step: dict[int, list[str]] = {}
+    for index in order:
+        step = steps[index]
+        if step is not None:
+            by_step.setdefault(step, []).append(os.fspath(paths[index]))
+    for step, names in by_step.items():
+        if len(names) > 1:
+            warnings.warn(
+                f"{len(names)} agents were saved at the same step {step}: {', '.join(names)}. Their rows have the same "
+                "timesteps and may differ (e.g. a final or best model saved after the step's updates and a checkpoint "
+                "saved before them); plots keep one row per step",
+                UserWarning,
+                stacklevel=3,
+            )
+    return [paths[index] for index in order]
+
+
+def _observation_count(vec_normalize: VecNormalize) -> float | None:
+    """
+    The number of observations ``VecNormalize``'s observation statistics have seen (``obs_rms.count``), or None when it
+    does not normalize observations. In one training it is ``num_timesteps + n_envs + 1e-4``: the ``n_envs``
+    observations of the first reset and of every step (an episode's reset observation replaces the step's), after
+    ``RunningMeanStd``'s initial ``1e-4``; statistics of count ``S + n_envs`` are from step ``S``.
+    """
+    obs_rms = getattr(vec_normalize, "obs_rms", None)
+    if not getattr(vec_normalize, "norm_obs", False) or not isinstance(obs_rms, RunningMeanStd):
+        return None
+    return float(obs_rms.count)
+
+
+def _check_vecnormalize_steps(
+    path: str | os.PathLike[str], agent: PMAC, vecnormalize_path: str | os.PathLike[str], vec_normalize: VecNormalize
+) -> None:
+    """Warn when the statistics ``vec_normalize`` are not from the checkpoint's step (:func:`_observation_count`)."""
+    count = _observation_count(vec_normalize)
+    if count is None:
+        return
+    steps = round(count) - int(agent.n_envs)
+    if steps == agent.num_timesteps:
+        return
+    warnings.warn(
+        f"{os.fspath(path)} was saved at step {agent.num_timesteps}, but the VecNormalize statistics "
+        f"{os.fspath(vecnormalize_path)} seem to be from step {steps} (obs_rms.count "
+        f"{count:.10g}; one training counts num_timesteps + n_envs ({agent.n_envs}) + 1e-4): "
+        f"the policy sees observations normalized as at step {steps}, so the row differs from the one the callback "
+        "computed online. rl-zoo3 saves vecnormalize.pkl only at the end of a run (and at a new best evaluation): save "
+        "statistics with each checkpoint, CheckpointCallback(save_vecnormalize=True). Expected for a run continued on "
+        "an earlier run's statistics (rl-zoo3's train -i), which --buffer with --upto auto recognizes",
+        UserWarning,
+        stacklevel=3,
+    )
 
 
 def evaluate_checkpoints(
@@ -215,7 +285,8 @@ def evaluate_checkpoints(
     **options: Any,
 ) -> list[dict[str, float]]:
     """
-    Diagnostics of the checkpoints of one run (``agent_<timesteps>.zip``, evaluated in the order of their steps).
+    Diagnostics of the checkpoints of one run (``agent_<timesteps>.zip``), evaluated in the order of the
+    ``num_timesteps`` saved with them (agents of the same step warn: their rows have the same ``timesteps``).
 
     Each checkpoint holds the model, policy and policy mixture at its time; the run's final replay buffer holds the
     data: with ``upto="auto"`` each checkpoint only sees the positions it had collected (:func:`checkpoint_upto`:
@@ -244,7 +315,11 @@ def evaluate_checkpoints(
     :param vecnormalize: the ``VecNormalize`` statistics the policy sees observations through: a ``vecnormalize.pkl``
         file (``VecNormalize.save``; a pickle: only for files you trust) for every checkpoint; ``"auto"``: the file
         :func:`find_vecnormalize` finds next to each agent (none found: raw observations; an agent file copied without
-        its statistics cannot be told from one trained without them); None: none (raw observations)
+        its statistics cannot be told from one trained without them); None: none (raw observations). Statistics
+        saved at another step than the checkpoint warn (the row then differs from the online one): in one training
+        ``obs_rms.count`` is ``num_timesteps + n_envs`` (+ 1e-4), e.g. rl-zoo3's ``vecnormalize.pkl`` of the end of
+        the run with an earlier checkpoint; not checked for a checkpoint that ``upto="auto"`` places after the data of
+        an earlier ``learn`` (a continued run, whose statistics may go on from the earlier run's)
     :param env_kwargs: keyword arguments of the evaluation env (``make_preset_env(env_id, env_kwargs)``): those the
         training env was made with (e.g. rl-zoo3's ``env_kwargs``), so that the errors are measured on its dynamics
     :param options: fields of :class:`~sb3_pmac.diagnostics.DiagnosticsConfig` that replace ``config``'s
@@ -256,12 +331,16 @@ def evaluate_checkpoints(
     config = DiagnosticsConfig.from_options(config, **options)
     if csv_path is not None:
         check_diagnostics_csv(csv_path)
-    buffer = load_buffer(buffer_path, allow_pickle=allow_pickle) if buffer_path is not None else None
-    env = make_preset_env(env_id, env_kwargs)
+    try:
+        env = make_preset_env(env_id, env_kwargs)
+    except (gym.error.Error, TypeError) as error:  # an unknown id, kwargs the env does not take
+        given = f", {env_kwargs}" if env_kwargs else ""
+        raise DiagnosticsInputError(f"Cannot make the evaluation env make_preset_env({env_id!r}{given}): {error}") from error
     normalizers: dict[str, VecNormalize] = {}
     rows = []
     try:
-        for path in sorted(paths, key=_checkpoint_sort_key):
+        buffer = load_buffer(buffer_path, allow_pickle=allow_pickle) if buffer_path is not None else None
+        for path in _in_step_order(paths):
             agent = load_agent(path, algo=algo, device=device)
             check_spaces(agent, env, env_id)
             if agent.model_rounds_trained == 0:  # a warm-up checkpoint: the callback skips it too
@@ -274,6 +353,10 @@ def evaluate_checkpoints(
                 continue
             if buffer is not None:
                 buffer.device = agent.device
+            config = config.with_run_horizon(agent)
+            agent_upto = None
+            if buffer is not None and upto is not None:
+                agent_upto = checkpoint_upto(agent, buffer) if upto == "auto" else int(upto)
             vecnormalize_path = _vecnormalize_path(path, env_id, vecnormalize)
             if vecnormalize_path is not None:
                 key = os.path.abspath(vecnormalize_path)
@@ -282,10 +365,11 @@ def evaluate_checkpoints(
                 agent._vec_normalize_env = normalizers[key]  # what rollout_policy normalizes with
                 if verbose >= 1:
                     print(f"{os.fspath(path)}: observations normalized with {vecnormalize_path} (VecNormalize)")
-            config = config.with_run_horizon(agent)
-            agent_upto = None
-            if buffer is not None and upto is not None:
-                agent_upto = checkpoint_upto(agent, buffer) if upto == "auto" else int(upto)
+                # a checkpoint that --upto auto places after the data of an earlier learn (a continued run) may
+                # legitimately use statistics that go on from that run's
+                continued = upto == "auto" and agent_upto is not None and agent_upto != agent.num_timesteps // agent.n_envs
+                if not continued:
+                    _check_vecnormalize_steps(path, agent, vecnormalize_path, normalizers[key])
             row = evaluate_model(agent, env, config, upto=agent_upto, replay_buffer=buffer)
             rows.append(row)
             if csv_path is not None:

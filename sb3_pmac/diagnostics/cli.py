@@ -15,8 +15,8 @@ from sb3_pmac.diagnostics.metrics import DiagnosticsConfig
 from sb3_pmac.diagnostics.schema import check_diagnostics_csv
 from sb3_pmac.env_kwargs import parse_env_kwarg
 
-EXAMPLES = """examples:
-  python -m sb3_pmac.diagnostics run/agent_50000.zip --env Hopper-v4 --buffer run/final_buffer.npz --upto 50000 \\
+EXAMPLES = r"""examples:
+  python -m sb3_pmac.diagnostics run/agent_50000.zip --env Hopper-v4 --buffer run/final_buffer.npz --upto 50000 \
       --horizon 10 --csv diagnostics.csv --seed 0
   python -m sb3_pmac.diagnostics run/agent_*.zip --env Hopper-v4 --buffer run/final_buffer.npz --csv diagnostics.csv
   python -m sb3_pmac.diagnostics logs/pmac/Hopper-v4_1/rl_model_*_steps.zip --env Hopper-v4 \
@@ -83,7 +83,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "loaded frozen and without reward normalization as rl-zoo3's enjoy does; a pickle: only for files you trust. "
         "auto (default): the file found next to each agent (rl-zoo3's <agent folder>/<ENV>/vecnormalize.pkl, or SB3's "
         "<prefix>_vecnormalize_<steps>_steps.pkl checkpoint; printed when found), else raw observations. none: raw "
-        "observations",
+        "observations. Statistics of another step than the agent's (rl-zoo3 saves them at the end of a run) warn",
     )
     parser.add_argument("--horizon", type=int, default=None, help="compounding steps (default: max of the schedule)")
     parser.add_argument(
@@ -107,7 +107,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, float]]:
     [--upto N|auto|all] [--vecnormalize PATH|auto|none] [--horizon H] [--csv out.csv] [--seed S] [--algo pmac|mbpo]``:
     print the diagnostics of each agent as a table and append them to the CSV (an existing file that is not a
     diagnostics CSV is refused, unchanged). An agent that does not fit ``--env``, a ``VecNormalize`` file that does not
-    fit it or an ``--upto auto`` that cannot be told end the command with the error's message.
+    fit it, an ``--upto auto`` that cannot be told, an ``--env`` or ``--env-kwargs`` gymnasium cannot make, or a file
+    that is missing or cannot be read (e.g. a folder as ``--csv``) end the command with the error's message.
 
     :param argv: command-line arguments (default: ``sys.argv[1:]``)
     :return: the rows
@@ -116,10 +117,12 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, float]]:
     if args.csv is not None:
         try:
             check_diagnostics_csv(args.csv)
-        except ValueError as error:
+        except (ValueError, OSError) as error:  # not a diagnostics CSV, a folder, a file that cannot be read
             raise SystemExit(f"error: --csv {error}") from None
     upto = None if args.upto == "all" else args.upto
-    try:  # inputs that do not fit (a missing file, --horizon 0, --upto beyond the buffer): the message, no traceback
+    # inputs that do not fit (a missing or unreadable file, an unknown --env or --env-kwargs it does not take,
+    # --horizon 0, --upto beyond the buffer): the message, no traceback
+    try:
         config = DiagnosticsConfig(
             **{field.name: getattr(args, field.name) for field in dataclasses.fields(DiagnosticsConfig)}
         )
@@ -137,5 +140,5 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, float]]:
             vecnormalize=args.vecnormalize,
             env_kwargs=dict(args.env_kwargs),
         )
-    except (ValueError, FileNotFoundError) as error:  # (DiagnosticsInputError is a ValueError)
+    except (ValueError, OSError) as error:  # (DiagnosticsInputError is a ValueError)
         raise SystemExit(f"error: {error}") from None

@@ -123,15 +123,37 @@ def check_diagnostics_csv(path: str | os.PathLike[str], columns: Sequence[str] =
 
     :param path: CSV file
     :param columns: the columns of the rows to write (default: diagnostics rows)
-    :raises ValueError: for any other file (e.g. an SB3 Monitor or progress CSV); it is not changed
+    :raises ValueError: for a folder or any other file (e.g. an SB3 Monitor or progress CSV); it is not changed
     """
     _read_csv(os.fspath(path), columns)
+
+
+def csv_timesteps(path: str | os.PathLike[str]) -> list[int]:
+    """
+    The ``timesteps`` of the rows of a diagnostics CSV file, in file order (``[]`` for no file or an empty one; cells
+    that are not numbers are left out).
+
+    :param path: CSV file
+    :raises ValueError: for a folder or a file that is not a diagnostics CSV (``check_diagnostics_csv``)
+    """
+    existing = _read_csv(os.fspath(path), ())
+    if existing is None:
+        return []
+    steps = []
+    for row in csv.DictReader(io.StringIO(existing[1], newline="")):
+        try:
+            steps.append(int(float(row[TIMESTEPS])))
+        except (TypeError, ValueError, OverflowError):  # an empty cell, a short row, nan or inf
+            continue
+    return steps
 
 
 def _read_csv(path: str, columns: Sequence[str]) -> tuple[list[str], str] | None:
     """Header and text of the CSV file ``path`` (None: no file, or an empty one); see ``check_diagnostics_csv``."""
     if not os.path.exists(path):
         return None
+    if os.path.isdir(path):
+        raise ValueError(f"{path} is a folder, not a CSV file: give a file name, e.g. {os.path.join(path, DIAGNOSTICS_CSV)}")
     with open(path, "rb") as binary:
         data = binary.read()
     if not data:
