@@ -312,7 +312,9 @@ class ModelStepSAC(SAC):
         :func:`~sb3_pmac.dynamics.layers.round_off_spread`) is left unbounded. A guard against models
         that diverge (a branch beyond it is dropped, as a non-finite one is), not a constraint on ordinary
         extrapolation. The range is kept up to date from the transitions added since the last
-        call (the extremes of transitions the buffer has since overwritten stay in it).
+        call (the extremes of transitions the buffer has since overwritten stay in it). The observation space's own
+        finite bounds are not applied, as MBPO applies none: an imperfect model predicts states the env cannot produce
+        (e.g. Pendulum's ``cos`` above 1), which stay in the rollouts unless they leave this wider range.
 
         :return: ``(low, high)`` on the agent's device, in the precision of the stored observations (float64 ones
             keep small ranges at large magnitudes), or ``None`` when ``rollout_bounds_margin`` is ``None`` or no

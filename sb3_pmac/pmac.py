@@ -137,7 +137,8 @@ class PMAC(ModelStepSAC):
         from then on (about 30 000 fewer updates early on). ``None`` (default): ``gradient_steps`` from the first step,
         as Table 2 says (MBPO's original code, on softlearning, raises the cap to the updates per step, so it never
         binds). The model steps are not affected
-    :param termination_fn: ``(obs, action, next_obs) -> done`` for model rollouts; ``None``: looked up from the env
+    :param termination_fn: ``(obs, action, next_obs) -> done`` for model rollouts, on batched tensors (raw
+        observations; actions scaled to [-1, 1], as SB3 stores them); ``None``: looked up from the env
         (see :mod:`sb3_pmac.termination`)
     :param use_presets: apply the paper's preset of the env's task when its id is known (given as a string, or the
         spec id of the env passed): the horizon schedule (unless ``rollout_horizon`` is given) and, for an id given as
@@ -407,17 +408,22 @@ class PMAC(ModelStepSAC):
     def _try_termination_fn(self) -> None:
         """
         Call the termination function once on 4 transitions drawn from the spaces, so that a rule that cannot run on
-        a batch fails when learning starts, not at the first model step after the warm-up.
+        a batch fails when learning starts, not at the first model step after the warm-up. Actions in [-1, 1], the
+        scale of the replay buffer and of the model rollouts (SB3 stores the policy's actions scaled to it).
         """
         assert self.termination_fn is not None
         rng = np.random.default_rng(0)  # its own generator: the agent's (warm-up actions) are left alone
 
-        def draw(space: spaces.Space) -> th.Tensor:
+        def draw(space: spaces.Space, low: Any, high: Any) -> th.Tensor:
             assert isinstance(space, spaces.Box)
-            values = np.clip(rng.standard_normal((4, *space.shape)), space.low, space.high)
+            values = np.clip(rng.standard_normal((4, *space.shape)), low, high)
             return th.as_tensor(values, dtype=th.float32, device=self.device)
 
-        obs, actions, next_obs = draw(self.observation_space), draw(self.action_space), draw(self.observation_space)
+        obs_space, action_space = self.observation_space, self.action_space
+        assert isinstance(obs_space, spaces.Box)
+        obs = draw(obs_space, obs_space.low, obs_space.high)
+        actions = draw(action_space, -1.0, 1.0)
+        next_obs = draw(obs_space, obs_space.low, obs_space.high)
         try:
             with th.no_grad():
                 terminations(self.termination_fn, obs.reshape(4, -1), actions.reshape(4, -1), next_obs.reshape(4, -1))

@@ -6,6 +6,7 @@ termination rule that does not return one value per transition or cannot run on 
 
 import warnings
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
@@ -74,6 +75,23 @@ def test_a_rule_that_cannot_run_on_a_batch_fails_when_learning_starts():
     for model in (first, second):
         model.learn(20)
     np.testing.assert_array_equal(first.replay_buffer.actions[:20], second.replay_buffer.actions[:20])
+
+
+def test_the_trial_call_passes_actions_in_the_scale_of_the_rollouts():
+    # model rollouts and the agreement check pass actions scaled to [-1, 1] (the buffer's scale): the trial call when
+    # learning starts drew them in the env's units, so a rule could pass the trial and fail in the rollouts
+    seen = []
+
+    def rule(obs, action, next_obs):
+        seen.append(action.clone())
+        return th.zeros(len(obs), dtype=th.bool)
+
+    from conftest import TINY_PMAC_KWARGS
+
+    env = gym.wrappers.RescaleAction(gym.make("Pendulum-v1"), np.float32(-10.0), np.float32(10.0))
+    PMAC("MlpPolicy", env, termination_fn=rule, **TINY_PMAC_KWARGS).learn(1)
+    (actions,) = seen
+    assert actions.shape == (4, 1) and actions.abs().max() <= 1.0 and actions.abs().max() > 0.5
 
 
 def test_registering_the_rule_instead_of_its_factory_is_refused():

@@ -17,6 +17,7 @@ import pytest
 import torch as th
 from gymnasium.envs.classic_control.pendulum import PendulumEnv
 from gymnasium.wrappers import DtypeObservation, FlattenObservation, NormalizeObservation, TransformObservation
+from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import (
     DummyVecEnv,
     SubprocVecEnv,
@@ -418,6 +419,36 @@ def test_lookup_from_subproc_vec_env() -> None:
     finally:
         venv.close()
     assert isinstance(fn, HopperTermination) and fn.healthy_angle_range == (-0.3, 0.3)
+
+
+def test_lookup_from_subproc_workers_whose_env_does_not_pickle(monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    An env class the worker cannot pickle by reference (here a local class; in a script, one defined in ``__main__``
+    with SubprocVecEnv's default start method) must not be sent out of the worker: the failed pickle killed the worker
+    and PMAC failed with a bare EOFError where SAC trains.
+    """
+
+    class LocalEnv(gym.Env):
+        observation_space = gym.spaces.Box(-np.inf, np.inf, (3,), np.float32)
+        action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+        def reset(self, seed=None, options=None):
+            return np.zeros(3, np.float32), {}
+
+        def step(self, action):
+            return np.zeros(3, np.float32), 0.0, False, False, {}
+
+    venv = SubprocVecEnv([lambda: Monitor(LocalEnv())], start_method="fork")  # (SB3's Monitor, as make_vec_env)
+    try:
+        with pytest.warns(UserWarning, match="No termination function known for 'LocalEnv'"):
+            assert isinstance(get_termination_fn(venv), NeverTerminate)
+        monkeypatch.setattr(termination.registry, "_REGISTRY", dict(termination.registry._REGISTRY))
+        register_termination_fn("LocalEnv", lambda env: NeverTerminate())  # a rule that reads the env's parameters
+        with pytest.raises(ValueError, match=r"registered for 'LocalEnv' .* cannot be sent .* Pass termination_fn"):
+            get_termination_fn(venv)
+        assert venv.reset().shape == (1, 3)  # the worker lives on
+    finally:
+        venv.close()
 
 
 # ---------------------------------------------------------------------------------------------------- wrappers

@@ -6,6 +6,7 @@ name, and the lookup from an env id, a gymnasium env or a VecEnv
 
 import inspect
 import pickle
+import re
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -360,6 +361,43 @@ class _SpecDoesNotPickle(gym.Wrapper, metaclass=_WrapperCheckMeta):
     check = staticmethod(_spec_does_not_pickle)
 
 
+def _unwrapped_does_not_pickle(wrapper: Any) -> bool:
+    """Whether the unwrapped env fails to pickle (a class the process cannot import, e.g. one defined in a script run
+    with SubprocVecEnv's default start method, or a lock or simulator handle among its attributes)."""
+    try:
+        pickle.dumps(wrapper.unwrapped)
+    except Exception:
+        return True
+    return False
+
+
+class _UnwrappedDoesNotPickle(gym.Wrapper, metaclass=_WrapperCheckMeta):
+    """Never instantiated: a wrapper "is" one when :func:`_unwrapped_does_not_pickle` holds."""
+
+    check = staticmethod(_unwrapped_does_not_pickle)
+
+
+#: The innermost env of a wrapper chain as gymnasium prints it: ``<Name instance>`` or ``<Name<Id-v0>>``
+_INNERMOST_ENV = re.compile(r".*<(\w+)(?: instance|<[^<>]*>)>+$", re.DOTALL)
+
+
+def _sub_env_names(base: VecEnv) -> tuple[list[str], Any]:
+    """
+    The names to look the first sub-env of a VecEnv of worker processes up by (:func:`_env_names`) and its spec, read
+    without pickling the env out of its worker: its spec if that pickles, else its class name as the worker prints its
+    wrapper chain (``[chain]`` if that cannot be read, e.g. an env with its own ``__str__``).
+    """
+    spec = None if base.env_is_wrapped(_SpecDoesNotPickle, indices=[0])[0] else base.get_attr("spec", indices=[0])[0]
+    if spec is not None and getattr(spec, "id", None):
+        return registry_keys(spec.id), spec
+    chain = str(base.env_method("__str__", indices=[0])[0])
+    match = _INNERMOST_ENV.match(chain)
+    if match is None:
+        return [chain], spec
+    cls_name = match[1]
+    return [cls_name, cls_name[: -len("Env")]] if cls_name.endswith("Env") and len(cls_name) > 3 else [cls_name], spec
+
+
 def observation_wrappers(env: gym.Env) -> list[str]:
     """
     The observation wrappers between ``env`` and its unwrapped env that change what a termination rule reads (a
@@ -432,15 +470,28 @@ def _from_vec_env(venv: VecEnv, warn: bool) -> TerminationFn:
     if isinstance(base, DummyVecEnv):
         name, rule = _registered_rule(base.envs[0], warn)
     else:
-        # e.g. SubprocVecEnv: the unwrapped sub-env is pickled (MuJoCo envs are re-created from their constructor
-        # kwargs, without their spec); its wrappers stay in the worker, which checks them itself (env_is_wrapped).
-        # The spec holds the wrappers' constructor arguments: only fetched if they pickle (else the class name is used)
-        spec = None if base.env_is_wrapped(_SpecDoesNotPickle, indices=[0])[0] else base.get_attr("spec", indices=[0])[0]
-        sub_env = base.get_attr("unwrapped", indices=[0])[0]
-        try:
-            name, rule = _registered_rule(sub_env, warn, spec)
-        finally:
-            sub_env.close()
+        # e.g. SubprocVecEnv: the names come from the worker without the env (a failed pickle would kill the worker);
+        # only an env with a registered rule, which reads its parameters, is pickled out (MuJoCo envs are re-created
+        # from their constructor kwargs) once the worker has checked that it pickles. Its wrappers stay in the worker,
+        # which checks them itself (env_is_wrapped).
+        names, spec = _sub_env_names(base)
+        name = next((name for name in names if name in _REGISTRY), names[0])
+        if name not in _REGISTRY:
+            rule = _unknown(name, warn)
+        elif base.env_is_wrapped(_UnwrappedDoesNotPickle, indices=[0])[0]:
+            raise ValueError(
+                f"The termination rule registered for {name!r} reads the env's parameters, but the env of the "
+                f"{type(base).__name__}'s first worker cannot be sent to this process (it does not pickle: e.g. a class "
+                "defined in the script run with the forkserver or spawn start method, or an attribute such as a lock). "
+                f"Pass termination_fn=... (the rule built for the env's parameters, e.g. from a DummyVecEnv of the same "
+                "env), or make the env class importable."
+            )
+        else:
+            sub_env = base.get_attr("unwrapped", indices=[0])[0]
+            try:
+                name, rule = _registered_rule(sub_env, warn, spec)
+            finally:
+                sub_env.close()  # (the copy: the worker's env lives on)
     if not _reads_observations(rule):
         return rule
     vec_wrappers = _vec_observation_wrappers(venv)

@@ -28,7 +28,7 @@ def terminations(termination_fn: TerminationFn, obs: th.Tensor, action: th.Tenso
 
     :param termination_fn: the rule
     :param obs: observations ``[N, o]``
-    :param action: actions ``[N, a]``
+    :param action: actions ``[N, a]``, scaled to [-1, 1] (the replay buffer's and the model's scale)
     :param next_obs: next observations ``[N, o]``
     """
     done = th.as_tensor(termination_fn(obs, action, next_obs), device=obs.device)
