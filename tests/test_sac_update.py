@@ -283,6 +283,83 @@ def test_train_entry_point_does_what_sac_train_does():
     assert fast_sac.train(model, 0, BATCH) is None and model._n_updates == 3
 
 
+class StackedBatches:
+    """A sampler of prepared stacked batches (``sample_stacked`` only)."""
+
+    def __init__(self, batches: ReplayBufferSamples) -> None:
+        self.batches = batches
+
+    def sample_stacked(self, gradient_steps, batch_size, env=None) -> ReplayBufferSamples:
+        return self.batches
+
+
+def _freeze_critic_input_layer(model: SAC) -> None:
+    for q_net in model.critic.q_networks:
+        q_net[0].weight.requires_grad_(False)
+
+
+def _zero_actor_gradients(model: SAC) -> None:
+    for param in model.actor.parameters():
+        param.register_hook(lambda grad: grad * 0)
+
+
+def _halve_q_values(model: SAC) -> None:
+    for critic in (model.critic, model.critic_target):
+        critic.register_forward_hook(lambda module, inputs, output: tuple(q / 2 for q in output))
+
+
+def _double_actor_inputs(model: SAC) -> None:
+    model.actor.register_forward_pre_hook(lambda module, inputs: (inputs[0] * 2,))
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (_freeze_critic_input_layer, "parameters frozen with requires_grad=False"),
+        (_zero_actor_gradients, "gradient hooks on parameters"),
+        (_halve_q_values, "module hooks"),
+        (_double_actor_inputs, "module hooks"),
+    ],
+    ids=["frozen", "grad_hook", "forward_hook", "forward_pre_hook"],
+)
+def test_what_the_fast_path_cannot_honour_runs_sb3s_update(change, reason):
+    # the fast path computes SB3's gradients without calling the modules or writing .grad: frozen layers moved,
+    # hooks were skipped (parameters off by ~1e-3 after 3 updates), a frozen features extractor crashed learn()
+    reference, fast = twins()
+    for model in (reference, fast):
+        change(model)
+    frozen_before = reference.critic.q_networks[0][0].weight.detach().clone()
+    batches = random_batches(3)
+    th.manual_seed(1)
+    reference_sac_train(reference, 3, BATCH, batches=batches)
+    th.manual_seed(1)
+    with pytest.warns(UserWarning, match=f"run SB3's own SAC.train .* cannot honour {reason}"):
+        assert fast_sac.train(fast, 3, BATCH, sampler=StackedBatches(batches)) is None
+    assert_same_parameters(reference, fast, atol=0)
+    if change is _freeze_critic_input_layer:
+        assert th.equal(fast.critic.q_networks[0][0].weight, frozen_before)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # said once per agent
+        fast_sac.train(fast, 1, BATCH, sampler=StackedBatches(random_batches(1)))
+    assert fast._n_updates == 4
+
+
+def test_a_frozen_features_extractor_trains_pmac():
+    class FrozenExtractor(LinearExtractor):
+        def __init__(self, observation_space, features_dim: int = 8) -> None:
+            super().__init__(observation_space, features_dim)
+            self.requires_grad_(False)
+
+    model = PMAC("MlpPolicy", "Pendulum-v1", **{**TINY_PMAC_KWARGS, "policy_kwargs": dict(
+        features_extractor_class=FrozenExtractor, net_arch=[16])})  # fmt: skip
+    frozen = {name: t.clone() for name, t in model.actor.features_extractor.state_dict().items()}
+    with pytest.warns(UserWarning, match="cannot honour parameters frozen"):
+        model.learn(150)
+    assert model._n_updates > 0
+    for name, value in model.actor.features_extractor.state_dict().items():
+        assert th.equal(value, frozen[name]), name
+
+
 # ---------------------------------------------------------------------------------------------- batches
 def test_sample_batches_keeps_the_real_model_split():
     real = make_sac().replay_buffer

@@ -5,13 +5,14 @@ drawn once per call, fused Adam, twin critics batched, hand-written backward pas
 """
 
 from sb3_pmac.fast_sac.kernels import fast_path_available, fused_adam_supported, kernel_error, use_fused_adam
-from sb3_pmac.fast_sac.training import reference_sac_train, sample_batches, train
+from sb3_pmac.fast_sac.training import fast_path_declines, reference_sac_train, sample_batches, train
 from sb3_pmac.fast_sac.updates import SACUpdateStats, sac_updates
 from sb3_pmac.mixed_sampler import stack_batches
 
 __all__ = [
     "SACUpdateStats",
     "fast_path_available",
+    "fast_path_declines",
     "fused_adam_supported",
     "kernel_error",
     "reference_sac_train",

@@ -6,8 +6,11 @@ path is unavailable), the stacked batches it draws (:func:`~sb3_pmac.fast_sac.sa
 
 from __future__ import annotations
 
+import warnings
+import weakref
 from typing import TYPE_CHECKING, Any
 
+import torch as th
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
 
 from sb3_pmac.fast_sac.kernels import fast_path_available
@@ -32,6 +35,49 @@ def sample_batches(sampler: Any, gradient_steps: int, batch_size: int, env: Any 
     return stack_batches(sampler.sample(gradient_steps * batch_size, env=env), gradient_steps)
 
 
+def _has_module_hooks(module: th.nn.Module) -> bool:
+    return any(
+        sub._forward_hooks or sub._forward_pre_hooks or sub._backward_hooks or sub._backward_pre_hooks
+        for sub in module.modules()
+    )
+
+
+def _has_global_module_hooks() -> bool:
+    hooks = th.nn.modules.module
+    names = ("_global_forward_hooks", "_global_forward_pre_hooks", "_global_backward_hooks", "_global_backward_pre_hooks")
+    return any(getattr(hooks, name, None) for name in names)
+
+
+def fast_path_declines(algo: SAC) -> str | None:
+    """
+    Why the fast path cannot run ``algo``'s updates as SB3 would, or None. It computes SB3's gradients without calling
+    the modules and without ``.grad``, so it declines what would see the difference: parameters frozen with
+    ``requires_grad=False`` (SB3's optimizers skip them), forward or backward hooks on the actor's or critics' modules
+    (or global ones), gradient hooks on their parameters (``register_hook``, ``register_post_accumulate_grad_hook``),
+    and Dict observations (which PMAC refuses; plain SAC may have them).
+
+    :param algo: the SAC algorithm
+    :return: the reason, or None when the fast path applies
+    """
+    from gymnasium import spaces
+
+    if isinstance(algo.observation_space, spaces.Dict):
+        return "Dict observations"
+    params = [p for module in (algo.actor, algo.critic) for p in module.parameters()]
+    if any(not p.requires_grad for p in params):
+        return "parameters frozen with requires_grad=False"
+    if any(p._backward_hooks or getattr(p, "_post_accumulate_grad_hooks", None) for p in params):
+        return "gradient hooks on parameters"
+    modules = (algo.actor, algo.critic, algo.critic_target)
+    if _has_global_module_hooks() or any(_has_module_hooks(module) for module in modules):
+        return "module hooks"
+    return None
+
+
+#: Agents told once that their updates run SB3's ``SAC.train`` (:func:`fast_path_declines`)
+_told: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
 def train(algo: SAC, gradient_steps: int, batch_size: int, sampler: Any = None) -> SACUpdateStats | None:
     """
     ``SAC.train(gradient_steps, batch_size)`` of SB3 on the fast path: training mode, learning rate schedule, the
@@ -39,8 +85,10 @@ def train(algo: SAC, gradient_steps: int, batch_size: int, sampler: Any = None) 
     ``_n_updates`` and SB3's logger keys (``train/n_updates``, ``train/ent_coef``, ``train/actor_loss``,
     ``train/critic_loss``, ``train/ent_coef_loss``).
 
-    When the fast path is unavailable (:func:`~sb3_pmac.fast_sac.fast_path_available`) SB3's ``SAC.train`` runs
-    instead, drawing from ``sampler`` (:func:`reference_sac_train`).
+    When the fast path is unavailable (:func:`~sb3_pmac.fast_sac.fast_path_available`) or declines the agent's
+    configuration (:func:`fast_path_declines`: frozen parameters, hooks; said once per agent with a warning) SB3's
+    ``SAC.train`` runs instead, drawing from ``sampler`` (:func:`reference_sac_train`). The fast path leaves the
+    parameters' ``.grad`` as they were (it hands the gradients to the optimizers directly).
 
     :param algo: the SAC algorithm
     :param gradient_steps: number of updates
@@ -49,8 +97,21 @@ def train(algo: SAC, gradient_steps: int, batch_size: int, sampler: Any = None) 
     :return: the means of the updates, None when no update ran or when SB3's ``SAC.train`` ran (it logged them)
     """
     sampler = algo.replay_buffer if sampler is None else sampler
-    if not fast_path_available(algo.device):
-        reference_sac_train(algo, gradient_steps, batch_size, replay_buffer=sampler)
+    declined = fast_path_declines(algo)
+    if declined is not None and algo not in _told:
+        _told.add(algo)
+        warnings.warn(
+            f"{type(algo).__name__}: the SAC updates run SB3's own SAC.train (slower), as the fast path cannot honour "
+            f"{declined}",
+            UserWarning,
+            stacklevel=3,
+        )
+    if declined is not None or not fast_path_available(algo.device):
+        if hasattr(sampler, "sample"):
+            reference_sac_train(algo, gradient_steps, batch_size, replay_buffer=sampler)
+        elif gradient_steps > 0:  # a sampler of stacked batches only
+            batches = sample_batches(sampler, gradient_steps, batch_size, env=algo._vec_normalize_env)
+            reference_sac_train(algo, gradient_steps, batch_size, batches=batches)
         return None
     if gradient_steps <= 0:
         return None
