@@ -35,17 +35,28 @@ def sample_batches(sampler: Any, gradient_steps: int, batch_size: int, env: Any 
     return stack_batches(sampler.sample(gradient_steps * batch_size, env=env), gradient_steps)
 
 
-def _has_module_hooks(module: th.nn.Module) -> bool:
-    return any(
-        sub._forward_hooks or sub._forward_pre_hooks or sub._backward_hooks or sub._backward_pre_hooks
-        for sub in module.modules()
-    )
-
-
 def _has_global_module_hooks() -> bool:
     hooks = th.nn.modules.module
     names = ("_global_forward_hooks", "_global_forward_pre_hooks", "_global_backward_hooks", "_global_backward_pre_hooks")
     return any(getattr(hooks, name, None) for name in names)
+
+
+#: Per agent: its actor, critic and critic target, their modules and the actor's and critic's parameters (listed again
+#: when a network is replaced, e.g. by ``set_parameters``; hooks and ``requires_grad`` are read at every call)
+_networks: weakref.WeakKeyDictionary[Any, tuple[tuple[Any, ...], list[th.nn.Module], list[th.Tensor]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _modules_and_params(algo: SAC) -> tuple[list[th.nn.Module], list[th.Tensor]]:
+    networks: tuple[th.nn.Module, ...] = (algo.actor, algo.critic, algo.critic_target)
+    cached = _networks.get(algo)
+    if cached is not None and all(a is b for a, b in zip(cached[0], networks, strict=True)):
+        return cached[1], cached[2]
+    modules = [module for network in networks for module in network.modules()]
+    params: list[th.Tensor] = [p for network in networks[:2] for p in network.parameters()]
+    _networks[algo] = (networks, modules, params)
+    return modules, params
 
 
 def fast_path_declines(algo: SAC) -> str | None:
@@ -63,13 +74,14 @@ def fast_path_declines(algo: SAC) -> str | None:
 
     if isinstance(algo.observation_space, spaces.Dict):
         return "Dict observations"
-    params = [p for module in (algo.actor, algo.critic) for p in module.parameters()]
+    modules, params = _modules_and_params(algo)
     if any(not p.requires_grad for p in params):
         return "parameters frozen with requires_grad=False"
     if any(p._backward_hooks or getattr(p, "_post_accumulate_grad_hooks", None) for p in params):
         return "gradient hooks on parameters"
-    modules = (algo.actor, algo.critic, algo.critic_target)
-    if _has_global_module_hooks() or any(_has_module_hooks(module) for module in modules):
+    if _has_global_module_hooks() or any(
+        m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks for m in modules
+    ):
         return "module hooks"
     return None
 
