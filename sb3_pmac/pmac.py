@@ -128,7 +128,7 @@ class PMAC(ModelStepSAC):
         (MBPO's selection: every stored transition once), early stopping only, as in the authors' code; its cost
         grows linearly with the run
     :param model_train_size: ``model_training="bounded"``: transitions drawn from the real buffer per model
-        training (without replacement where the mixture allows); ``None``: the mixture's effective support,
+        training (without replacement where the mixture allows); ``None``: Algorithm 1's effective support,
         ``model_train_freq * (1 + alpha) / (1 - alpha)`` (4750 at the defaults), capped at the buffer's size
     :param max_train_repeat_per_step: the update ramp of the paper's base code (mbpo_pytorch's
         ``max_train_repeat_per_step``, 5 there): within each epoch of ``epoch_length`` steps after the warm-up, a step's
