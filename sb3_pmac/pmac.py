@@ -517,6 +517,10 @@ class PMAC(ModelStepSAC):
                 self.replay_buffer.set_policy_params(mean.cpu().numpy(), log_std.cpu().numpy())
         return action, buffer_action
 
+    def _current_version_holds_data(self) -> bool:
+        versions, _ = self.replay_buffer.version_counts()  # type: ignore[union-attr]
+        return bool(len(versions)) and int(versions[-1]) == self.replay_buffer.current_version  # type: ignore[union-attr]
+
     # ------------------------------------------------------------------ SB3 API
     def learn(
         self: SelfPMAC,
@@ -530,16 +534,21 @@ class PMAC(ModelStepSAC):
         if reset_num_timesteps:
             self._next_model_step = 0
             self._updates_epoch = -1
+            self._warm_up_warned = False
+            self._timings = dict.fromkeys(self._timings, 0.0)  # time/ keys count this run's seconds, as SB3's do
             if (
                 self.learning_starts > 0
                 and self.policy_version > 0
                 and isinstance(self.replay_buffer, PolicyVersionedReplayBuffer)  # (_setup_learn refuses other buffers)
+                and self._current_version_holds_data()
             ):
                 # SB3 repeats the random warm-up when num_timesteps restarts: its transitions are a version of their
-                # own, not the last policy's (a new version then starts with the first model step, as at the start)
+                # own, not the last policy's (a new version then starts with the first model step, as at the start).
+                # A version without data is used as it is: a run that stored nothing must not age the older data
                 self.policy_version = self.replay_buffer.start_new_version()
         end = total_timesteps + (0 if reset_num_timesteps else self.num_timesteps)
-        if 0 < total_timesteps and end <= self.learning_starts:
+        if 0 < total_timesteps and end <= self.learning_starts and not getattr(self, "_warm_up_warned", False):
+            self._warm_up_warned = True  # once per run (num_timesteps restarted), not at every call of a chunked loop
             warnings.warn(
                 f"{type(self).__name__}: learn(total_timesteps={total_timesteps}) ends at step {end}, within the random "
                 f"warm-up (learning_starts={self.learning_starts}): the agent only collects random transitions, with no "

@@ -144,8 +144,11 @@ def test_learn_within_the_warm_up_warns():
     assert model.n_model_steps == 0 and model._n_updates == 0  # what the warning says: nothing was trained
     with pytest.warns(UserWarning, match=r"learn\(total_timesteps=40\) ends at step 40"):
         model.learn(40)  # a new run (num_timesteps reset)
-    with pytest.warns(UserWarning, match=r"learn\(total_timesteps=60\) ends at step 100"):
-        model.learn(60, reset_num_timesteps=False)  # continued: counts from step 40
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # said once per run, not at every call of a loop of chunks
+        for _ in range(3):
+            model.learn(20, reset_num_timesteps=False)  # continued: counts from step 40, to step 100
+    assert model.num_timesteps == 100 and model._n_updates == 0
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         model.learn(1, reset_num_timesteps=False)  # to step 101: one SAC update and the first model step, no warning

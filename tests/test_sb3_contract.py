@@ -450,6 +450,43 @@ def test_a_repeated_warm_up_is_a_version_of_its_own():
     assert model.replay_buffer.version_counts()[1][-1] == 49
 
 
+def test_a_restarted_run_that_stores_nothing_adds_no_version():
+    # a callback that stops learn() at its first step (SB3 drops that step's transition) or learn(0): an empty version
+    # would age the older data in Algorithm 1's weights (their ids count the versions)
+    from conftest import TINY_PMAC_KWARGS
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class StopAtOnce(BaseCallback):
+        def _on_step(self) -> bool:
+            return False
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model = PMAC("MlpPolicy", "Pendulum-v1", **{**TINY_PMAC_KWARGS, "seed": 0})
+        model.learn(160)
+        for _ in range(3):
+            model.learn(100, callback=StopAtOnce())
+        model.learn(0)
+    assert model.replay_buffer.current_version == model.policy_version == 3  # one new version for the next run, once
+    assert model.replay_buffer.version_counts()[0].tolist() == [0, 1, 2]
+    model.learn(10)  # the restarted warm-up's transitions go to that version
+    assert dict(zip(*(a.tolist() for a in model.replay_buffer.version_counts()), strict=True)) == {0: 101, 1: 50, 2: 9, 3: 10}
+
+
+def test_time_keys_count_the_seconds_of_the_run():
+    from conftest import TINY_PMAC_KWARGS
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model = PMAC("MlpPolicy", "Pendulum-v1", **{**TINY_PMAC_KWARGS, "seed": 0})
+        model.learn(160)
+        first = dict(model._timings)
+        model.learn(60, reset_num_timesteps=False)  # a continuation: the same run, the seconds go on
+        assert all(model._timings[key] >= first[key] for key in first) and model._timings["sac"] > first["sac"]
+        model.learn(20)  # a new run (num_timesteps restarted) within its warm-up: SB3's time/ keys restart too
+    assert model._timings == {"model_train": 0.0, "rollout": 0.0, "sac": 0.0} and first["sac"] > 0
+
+
 def test_model_steps_average_model_train_freq_with_several_envs():
     """4 envs step 4 transitions at a time: model steps keep to every 50 transitions on average (versions too)."""
     from conftest import TINY_PMAC_KWARGS
