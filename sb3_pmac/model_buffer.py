@@ -65,11 +65,23 @@ class ModelReplayBuffer:
 
         :param observations: ``[N, obs_dim]``
         :param actions: ``[N, action_dim]``
-        :param rewards: ``[N]``
+        :param rewards: ``[N]`` (or ``[N, 1]``)
         :param next_observations: ``[N, obs_dim]``
-        :param dones: ``[N]`` (1.0 where the model rollout terminated)
+        :param dones: ``[N]`` or ``[N, 1]`` (1.0 where the model rollout terminated)
+        :raises ValueError: for other shapes
         """
         n = observations.shape[0]
+
+        def as_column(values: th.Tensor) -> th.Tensor:  # [N, 1] taken as [N]
+            return values.squeeze(-1) if values.dim() == 2 and values.shape[-1] == 1 else values
+
+        rewards, dones = as_column(rewards), as_column(dones)
+        shapes = {"observations": (observations, (n, self.obs_dim)), "actions": (actions, (n, self.action_dim)),
+                  "rewards": (rewards, (n,)), "next_observations": (next_observations, (n, self.obs_dim)),
+                  "dones": (dones, (n,))}  # fmt: skip
+        for name, (values, shape) in shapes.items():
+            if tuple(values.shape) != shape:  # (a [1] reward would be broadcast onto every row)
+                raise ValueError(f"ModelReplayBuffer.add: {name} of shape {tuple(values.shape)}, expected {shape}")
         if n == 0:
             return
         columns = (observations, actions, rewards.reshape(-1), next_observations, dones.reshape(-1).float())

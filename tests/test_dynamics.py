@@ -792,3 +792,20 @@ def test_predict_forward_sample_and_evaluate_take_arrays_and_float64_and_check_s
     for method in (model.mse, model.loss):
         with pytest.raises(ValueError, match="targets have 1 rows, the inputs 6"):
             method(inputs, targets[:1])
+
+
+def test_empty_data_and_a_moved_model_are_clear_errors():
+    model = small_ensemble()
+    trainer = ModelTrainer(model, max_epochs=2, seed=0)
+    with pytest.raises(ValueError, match="evaluate: no rows"):  # it reported a perfect 0
+        trainer.evaluate(th.zeros(0, 5), th.zeros(0, 4))
+    empty = th.zeros(0, 3), th.zeros(0, 2), th.zeros(0), th.zeros(0, 3)
+    with pytest.raises(ValueError, match="train: no transitions"):  # it reported non-finite rows, kept the model
+        trainer.train(*empty)
+    g = th.Generator().manual_seed(0)
+    data = th.randn(64, 3, generator=g), th.rand(64, 2, generator=g), th.randn(64, generator=g), th.randn(64, 3, generator=g)
+    trainer.train(*data)
+    model.double()  # the trainer's Adam state stays float32: Adam failed inside its kernel
+    with pytest.raises(ValueError, match="build a new ModelTrainer after moving the model"):
+        trainer.train(*(column.double() for column in data))
+    assert not ModelTrainer(model, max_epochs=2, seed=0).train(*(column.double() for column in data)).reverted

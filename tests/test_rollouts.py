@@ -87,3 +87,16 @@ def test_rollout_drops_predictions_outside_the_state_bounds():
     info = rollout_model(ShiftModel(), policy_fn, lambda *_: th.zeros(len(_[0]), dtype=th.bool), start, horizon=6,
                          model_buffer=ModelReplayBuffer(100, obs_dim=2, action_dim=2))  # fmt: skip
     assert info.n_transitions == 36 and info.out_of_bounds_dropped == 0
+
+
+def test_model_buffer_refuses_columns_that_would_broadcast():
+    buffer = ModelReplayBuffer(100, obs_dim=2, action_dim=1)
+    obs, actions = th.zeros(4, 2), th.zeros(4, 1)
+    with pytest.raises(ValueError, match=r"rewards of shape \(1,\), expected \(4,\)"):  # was copied onto all 4 rows
+        buffer.add(obs, actions, th.ones(1), obs, th.zeros(4))
+    with pytest.raises(ValueError, match=r"dones of shape \(\), expected \(4,\)"):
+        buffer.add(obs, actions, th.ones(4), obs, th.tensor(0.0))
+    with pytest.raises(ValueError, match=r"actions of shape \(4, 2\)"):
+        buffer.add(obs, th.zeros(4, 2), th.ones(4), obs, th.zeros(4))
+    buffer.add(obs, actions, th.arange(4.0).reshape(4, 1), obs, th.zeros(4, 1))  # [N, 1] columns are [N]
+    assert buffer.size() == 4 and buffer.rewards[:4].tolist() == [0.0, 1.0, 2.0, 3.0]

@@ -210,6 +210,7 @@ class ModelTrainer:
         :param targets: ``[N, output_dim]``
         :param chunk_size: rows evaluated at once
         :return: MSE and NLL, each ``[ensemble_size]``
+        :raises ValueError: for other shapes, or no rows
         """
         model = self.model
         inputs = th.as_tensor(inputs, device=model.device, dtype=model.max_logvar.dtype)
@@ -219,6 +220,8 @@ class ModelTrainer:
         if targets.shape != (inputs.shape[0], model.output_dim):
             raise ValueError(f"targets must have shape [{inputs.shape[0]}, {model.output_dim}], got {list(targets.shape)}")
         n = inputs.shape[0]
+        if n == 0:
+            raise ValueError("evaluate: no rows (an empty dataset has no error to report)")
         mse = th.zeros(self.model.ensemble_size, device=inputs.device)
         nll = th.zeros_like(mse)
         for start in range(0, n, chunk_size):
@@ -328,6 +331,7 @@ class ModelTrainer:
             split between training and holdout
         :param rng: random generator or seed for this call (default: the trainer's generator)
         :return: training summary
+        :raises ValueError: for no rows, or a model moved to another dtype or device after this trainer's first training
         """
         start_time = time.perf_counter()
         model = self.model
@@ -336,6 +340,7 @@ class ModelTrainer:
         elif not isinstance(rng, np.random.Generator):
             rng = np.random.default_rng(rng)
         inputs, targets, ids = self._prepare(observations, actions, rewards, next_observations, sample_ids)
+        self._check_call(inputs)
         device = inputs.device
         inputs, targets, ids, n_nonfinite = _drop_nonfinite_rows(inputs, targets, ids)
         if inputs.shape[0] == 0:
@@ -428,6 +433,20 @@ class ModelTrainer:
                 f"nll {info.holdout_nll:.4f}, elites {elites.tolist()}"
             )
         return info
+
+    def _check_call(self, inputs: th.Tensor) -> None:
+        """Clear errors for no rows, and where the optimizer's state no longer fits the model (moved with ``.to()``/
+        ``.double()``; Adam would fail inside its kernel)."""
+        if inputs.shape[0] == 0:
+            raise ValueError("train: no transitions (pass at least one row)")
+        parameter = self.model.max_logvar
+        state = self.optimizer.state.get(parameter, {})
+        moment = state.get("exp_avg") if isinstance(state, dict) else None
+        if isinstance(moment, th.Tensor) and (moment.dtype != parameter.dtype or moment.device != parameter.device):
+            raise ValueError(
+                f"The model is now {parameter.dtype} on {parameter.device}, but this ModelTrainer's optimizer state is "
+                f"{moment.dtype} on {moment.device}: build a new ModelTrainer after moving the model (.to(), .double())"
+            )
 
     def _kept(
         self, start_time: float, n_nonfinite: int, epochs: int = 0, grad_steps: int = 0, n_train: int = 0, n_holdout: int = 0
