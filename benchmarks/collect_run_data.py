@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
 import torch as th
@@ -35,6 +36,7 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     th.set_num_threads(args.threads)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)  # before training: a failed save would lose the run
 
     env = Monitor(make_preset_env(args.env))
     model = SAC("MlpPolicy", env, learning_starts=args.learning_starts, buffer_size=args.timesteps, seed=args.seed)

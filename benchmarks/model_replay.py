@@ -211,7 +211,8 @@ def summary(rows: list[dict[str, float | str]], configs: list[Config]) -> None:
         mine = by_config[config.name]
         if not mine:
             continue
-        values = {key: np.asarray([float(r[key]) for r in mine.values()]) for key in KEYS}
+        # (a column added since a CSV was written, e.g. local_rel: NaN)
+        values = {key: np.asarray([float(r.get(key) or "nan") for r in mine.values()]) for key in KEYS}
         ratio_local = ratio_global = float("nan")
         reference = references.get(config.selection)
         if reference is not None:

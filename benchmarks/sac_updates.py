@@ -113,6 +113,8 @@ def main() -> None:
     if args.threads is not None:
         th.set_num_threads(args.threads)
     devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
+    if args.device.startswith("cuda") and not th.cuda.is_available():
+        parser.error(f"--device {args.device}: CUDA is not available here (an empty table would read as a success)")
     devices = [d for d in devices if not d.startswith("cuda") or th.cuda.is_available()]
 
     print(f"torch {th.__version__}, CPU: {cpu_model()}, torch.get_num_threads() = {th.get_num_threads()}")
