@@ -12,7 +12,7 @@ Where the time of PMAC's SAC updates (:func:`sb3_pmac.fast_sac.train`) goes, at 
 
 The machine should be idle (other processes change both the products' and the rest's times).
 
-Usage: ``python benchmarks/sac_profile.py [--threads 1] [--updates 100] [--side-by-side 2]``
+Usage: ``python benchmarks/sac_profile.py [--threads 1] [--updates 100]``, or ``... --side-by-side 2 [--seconds 30]``
 """
 
 from __future__ import annotations
@@ -188,15 +188,20 @@ def side_by_side(n: int, seconds: float) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--updates", type=int, default=100, help="profiled updates (multiple of 20)")
+    parser.add_argument("--threads", type=int, default=None, help="threads of the profiled run (default 1)")
+    parser.add_argument("--updates", type=int, default=None, help="profiled updates (multiple of 20; default 100)")
     parser.add_argument("--side-by-side", type=int, default=0, help="N: N processes of 1 thread vs 1 of N threads")
     parser.add_argument("--seconds", type=float, default=30.0, help="duration of each side-by-side run")
     args = parser.parse_args()
-    print(f"torch {th.__version__}, CPU: {cpu_model()}, {args.threads} thread(s)")
     if args.side_by_side:
+        if args.threads is not None or args.updates is not None:
+            parser.error("--side-by-side runs only the side-by-side comparison: run --threads/--updates separately")
+        print(f"torch {th.__version__}, CPU: {cpu_model()}")
         side_by_side(args.side_by_side, args.seconds)
         return
+    args.threads = 1 if args.threads is None else args.threads
+    args.updates = 100 if args.updates is None else args.updates
+    print(f"torch {th.__version__}, CPU: {cpu_model()}, {args.threads} thread(s)")
     model = agent(args.threads)
     run(model, 3)  # warm-up
     calls = max(1, args.updates // 20)
