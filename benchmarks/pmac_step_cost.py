@@ -32,6 +32,7 @@ warm-up's env steps.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 import warnings
 
@@ -72,6 +73,13 @@ def run_transitions(args: argparse.Namespace, n: int) -> dict[str, np.ndarray]:
     if args.data:
         with np.load(args.data, allow_pickle=False) as data:
             columns = {key: data[key] for key in ("observations", "actions", "rewards", "next_observations", "dones")}
+        env = make_preset_env(args.env)
+        dims = (columns["observations"].shape[-1], columns["actions"].shape[-1])
+        expected = (int(np.prod(env.observation_space.shape)), int(np.prod(env.action_space.shape)))
+        env.close()
+        if dims != expected:
+            raise SystemExit(f"error: --data {args.data} holds observations/actions of sizes {dims}, --env {args.env} "
+                             f"has {expected}: pass the env the data was collected on")  # fmt: skip
         index = np.arange(n) % len(columns["observations"])
         return {key: value[index] for key, value in columns.items()}
     env = make_preset_env(args.env)  # PMAC's observations (MBPO's truncated ones for Ant and Humanoid)
@@ -102,9 +110,10 @@ def fill_like_a_run(model: PMAC, data: dict[str, np.ndarray], t: int) -> None:
 
 
 def measure_pmac(args: argparse.Namespace, t: int, data: dict[str, np.ndarray]) -> dict[str, float]:
-    # the buffer never wraps (t + steps rows); at least 10^4 rows: twice the mixture's support at the default
-    # model_train_freq and adaptation_rate (4750 transitions), below which PMAC warns about a wrapping buffer
-    buffer_size = max(t + args.steps, 10_000)
+    # the buffer never wraps (t + steps rows); at least 14 500 rows: twice the mixture's support at the default
+    # model_train_freq and adaptation_rate (4750 transitions) and the 5000 warm-up ones, below which PMAC warns about a
+    # wrapping buffer
+    buffer_size = max(t + args.steps, 14_500)
     # --full-rollouts: no branch ends (the rule disagrees with the env's terminations: PMAC's warning is expected)
     kwargs = {"termination_fn": NeverTerminate()} if args.full_rollouts else {}
     model = PMAC(args.env, seed=args.seed, device=args.device, buffer_size=buffer_size, ent_coef=args.ent_coef, **kwargs)
@@ -202,6 +211,9 @@ def main() -> None:
         "--ent-coef", type=ent_coef, default=0.2, help="entropy coefficient of both PMAC and SAC (PMAC's default 0.2)"
     )
     args = parser.parse_args()
+    args.at = sorted(set(args.at))  # the projection integrates over the steps in order
+    if args.data and not os.path.isfile(args.data):
+        parser.error(f"--data {args.data}: no such file (benchmarks/collect_run_data.py writes one)")
     if args.threads is not None:
         th.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
