@@ -96,13 +96,12 @@ def main() -> None:
     print(f"{'configuration':<44}{'peak RSS GB':>12}{'vs SB3 SAC':>11}{'target GB':>11}{'ok?':>6}")
     sb3_peak = None
     for name, config in configs:
-        out = subprocess.run(
-            [sys.executable, __file__, "--child", config, "--size", str(args.size)],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
-        peak = json.loads(out.strip().splitlines()[-1])["peak_gb"]
+        proc = subprocess.run(
+            [sys.executable, __file__, "--child", config, "--size", str(args.size)], capture_output=True, text=True
+        )
+        if proc.returncode != 0:  # the child's own error, not a bare CalledProcessError
+            raise SystemExit(f"error: the measurement of {name!r} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+        peak = json.loads(proc.stdout.strip().splitlines()[-1])["peak_gb"]
         ok = "yes" if peak <= TARGET_GB else "NO"
         sb3_peak = peak if config == "sb3" else sb3_peak
         ratio = f"{peak / sb3_peak:.2f}x" if sb3_peak else ""

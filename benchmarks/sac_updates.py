@@ -118,9 +118,10 @@ def main() -> None:
     devices = [d for d in devices if not d.startswith("cuda") or th.cuda.is_available()]
 
     print(f"torch {th.__version__}, CPU: {cpu_model()}, torch.get_num_threads() = {th.get_num_threads()}")
+    timed = max(1, args.updates // args.gradient_steps) * args.gradient_steps  # whole calls, as run_device times them
     print(
         f"networks {args.hidden}x{args.hidden} (actor, twin critics), batch {args.batch_size}, obs {args.obs_dim}, "
-        f"action {args.action_dim}, {args.gradient_steps} updates per call, {args.updates} timed updates per path"
+        f"action {args.action_dim}, {args.gradient_steps} updates per call, {timed} timed updates per path"
     )
     header = f"{'device':<8} {'path':<18} {'updates/s':>10} {'vs SB3':>7}"
     print(header)
