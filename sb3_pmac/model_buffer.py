@@ -84,7 +84,7 @@ class ModelReplayBuffer:
                 raise ValueError(f"ModelReplayBuffer.add: {name} of shape {tuple(values.shape)}, expected {shape}")
         if n == 0:
             return
-        columns = (observations, actions, rewards.reshape(-1), next_observations, dones.reshape(-1).float())
+        columns = (observations, actions, rewards, next_observations, dones.float())  # (rewards, dones: [N] by now)
         if n >= self.capacity:
             columns = tuple(column[n - self.capacity :] for column in columns)  # type: ignore[assignment]
             n = self.capacity

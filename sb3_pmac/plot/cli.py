@@ -13,7 +13,7 @@ import numpy as np
 from sb3_pmac.diagnostics.schema import DIAGNOSTICS_CSV, TIMESTEPS
 from sb3_pmac.plot.aggregation import format_table, order_algos, summarize_runs
 from sb3_pmac.plot.curves import plot_curves
-from sb3_pmac.plot.diagnostics_plots import PANELS, load_diagnostics, plot_diagnostics
+from sb3_pmac.plot.diagnostics_plots import PANELS, _one_env, load_diagnostics, plot_diagnostics
 from sb3_pmac.plot.runs import EVAL_CSV, EVAL_NPZ, SOURCES, PlotError, load_runs
 from sb3_pmac.plot.style import pyplot
 
@@ -142,8 +142,8 @@ def _run_diagnostics(args: argparse.Namespace) -> Figure:
     if not inputs:
         raise PlotError("give diagnostics CSV files or folders (positional, or --csv ALGO=PATH)")
     runs = load_diagnostics(inputs, envs=[args.env] if args.env else None)
-    by_algo = runs[args.env] if args.env else runs[next(iter(runs))] if len(runs) == 1 else {}
-    if args.algos and by_algo and not order_algos(by_algo, args.algos):
+    by_algo = _one_env(runs, args.env)  # (several envs without --env: the error plot_diagnostics would raise)
+    if args.algos and not order_algos(by_algo, args.algos):
         raise PlotError(f"none of --algos {' '.join(args.algos)} in the inputs (found {', '.join(sorted(by_algo))})")
     first_rows = [float(np.nanmin(run.columns[TIMESTEPS])) for group in by_algo.values() for run in group]
     if args.at_step is not None and first_rows and args.at_step < min(first_rows):

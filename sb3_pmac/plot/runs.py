@@ -321,9 +321,10 @@ def load_runs(
         else:
             candidates = [(run_dir, str(_run_source(run_dir, source))) for run_dir in find_run_dirs(path, source)]
         for run_dir, run_source in candidates:
-            if (path.resolve() if path.is_file() else run_dir.resolve()) in seen:
+            found = (path if path.is_file() else run_dir).resolve()
+            if found in seen:
                 continue  # found twice (a folder and a run inside it): one run
-            seen.add(path.resolve() if path.is_file() else run_dir.resolve())
+            seen.add(found)
             algo, env, run = identify_run(run_dir)
             algo = label or algo
             if (wanted_algos is not None and algo.lower() not in wanted_algos) or (envs and env not in envs):

@@ -267,11 +267,12 @@ def _env_names(env: gym.Env, spec: Any = None) -> list[str]:
     for candidate in (spec, getattr(env, "spec", None), getattr(env.unwrapped, "spec", None)):
         if candidate is not None and getattr(candidate, "id", None):
             return registry_keys(candidate.id)
-    cls_name = type(env.unwrapped).__name__
-    names = [cls_name]
-    if cls_name.endswith("Env") and len(cls_name) > 3:
-        names.append(cls_name[: -len("Env")])
-    return names
+    return _class_names(type(env.unwrapped).__name__)
+
+
+def _class_names(cls_name: str) -> list[str]:
+    """An env class's name as it is and without an ``Env`` suffix (``HopperEnv`` -> ``["HopperEnv", "Hopper"]``)."""
+    return [cls_name, cls_name[: -len("Env")]] if cls_name.endswith("Env") and len(cls_name) > 3 else [cls_name]
 
 
 # ---------------------------------------------------------------------------------------------------- wrappers
@@ -392,10 +393,7 @@ def _sub_env_names(base: VecEnv) -> tuple[list[str], Any]:
         return registry_keys(spec.id), spec
     chain = str(base.env_method("__str__", indices=[0])[0])
     match = _INNERMOST_ENV.match(chain)
-    if match is None:
-        return [chain], spec
-    cls_name = match[1]
-    return [cls_name, cls_name[: -len("Env")]] if cls_name.endswith("Env") and len(cls_name) > 3 else [cls_name], spec
+    return (_class_names(match[1]) if match is not None else [chain]), spec
 
 
 def observation_wrappers(env: gym.Env) -> list[str]:
