@@ -67,6 +67,11 @@ def make_agent(args: argparse.Namespace, device: str) -> SAC:
     return model
 
 
+def timed_calls(args: argparse.Namespace) -> int:
+    """Calls of ``gradient_steps`` updates timed per path: ``--updates`` rounded down to whole calls (at least one)."""
+    return max(1, args.updates // args.gradient_steps)
+
+
 def run_device(args: argparse.Namespace, device: str) -> list[tuple[str, float]]:
     """:return: ``(name, updates per second)`` of each update path on ``device``."""
     steps, batch = args.gradient_steps, args.batch_size
@@ -86,13 +91,13 @@ def run_device(args: argparse.Namespace, device: str) -> list[tuple[str, float]]
             call()
     sync()
     elapsed = dict.fromkeys(paths, 0.0)
-    for _ in range(max(1, args.updates // steps)):
+    for _ in range(timed_calls(args)):
         for name, call in paths.items():
             start = time.perf_counter()
             call()
             sync()
             elapsed[name] += time.perf_counter() - start
-    n_updates = max(1, args.updates // steps) * steps
+    n_updates = timed_calls(args) * steps
     return [(name, n_updates / seconds) for name, seconds in elapsed.items()]
 
 
@@ -118,7 +123,7 @@ def main() -> None:
     devices = [d for d in devices if not d.startswith("cuda") or th.cuda.is_available()]
 
     print(f"torch {th.__version__}, CPU: {cpu_model()}, torch.get_num_threads() = {th.get_num_threads()}")
-    timed = max(1, args.updates // args.gradient_steps) * args.gradient_steps  # whole calls, as run_device times them
+    timed = timed_calls(args) * args.gradient_steps
     print(
         f"networks {args.hidden}x{args.hidden} (actor, twin critics), batch {args.batch_size}, obs {args.obs_dim}, "
         f"action {args.action_dim}, {args.gradient_steps} updates per call, {timed} timed updates per path"
