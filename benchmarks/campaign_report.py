@@ -11,7 +11,7 @@ curves and the model errors (:mod:`sb3_pmac.plot`) into ``docs/results/hopper_ca
 PMAC against MBPO at those steps (mean difference, rliable's probability of improvement, exact rank test), model
 errors, the bound control's table, the critics' peaks (divergence), wall time split) between the
 ``<!-- campaign:start -->`` and ``<!-- campaign:end -->`` markers of ``docs/results.md``.
-``--print`` writes the markdown to stdout instead. The IQM needs ``rliable`` (the ``[zoo]`` extra).
+``--print`` writes the markdown to stdout instead and leaves the figures as they are. The IQM needs ``rliable`` (the ``[zoo]`` extra).
 """
 
 from __future__ import annotations
@@ -791,18 +791,20 @@ def _image(doc: Path, figure: Path, alt: str) -> str:
     return f"![{alt}]({Path(os.path.relpath(figure, doc.parent)).as_posix()})"
 
 
-def report_markdown(campaign: dict[str, list[Run]], options: ReportOptions) -> str:
+def report_markdown(campaign: dict[str, list[Run]], options: ReportOptions, draw: bool = True) -> str:
     """
-    The generated part of the section: where the runs stand, settings, figures (drawn here) and tables. Figures are
-    referenced relative to ``options.doc``; the model-error figure only once a diagnostics row exists.
+    The generated part of the section: where the runs stand, settings, figures (drawn here unless ``draw`` is false)
+    and tables. Figures are referenced relative to ``options.doc``; the model-error figure only once a diagnostics row
+    exists.
     """
     rows = score_rows(campaign, options.steps, options.algos, options.window)
     if options.iqm:
         add_iqm(rows, reps=options.reps)
     curves_png, errors_png = options.figures / CURVES_PNG, options.figures / MODEL_ERROR_PNG
-    curves_figure(campaign, options, curves_png)
+    if draw:
+        curves_figure(campaign, options, curves_png)
     at_steps = compounding_steps(campaign, options.steps)
-    if at_steps:
+    if at_steps and draw:
         model_error_figure(options, at_steps, errors_png)
     window_evals = f"t - {fmt_steps(options.window - 1000)} ... t" if options.window > 1000 else "t"
     lines = [
@@ -955,7 +957,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[ReportOptions, bool]:
     parser.add_argument("--window", type=int, default=defaults.window, help="score window in steps, ending at the step")
     parser.add_argument("--x-max", type=int, default=defaults.x_max, help="last step of the learning-curve figure")
     parser.add_argument("--reps", type=int, default=defaults.reps, help="bootstrap resamples")
-    parser.add_argument("--print", action="store_true", help="write the markdown to stdout, not into --doc")
+    parser.add_argument("--print", action="store_true", help="write the markdown to stdout, not into --doc; draw no figures")
     args = parser.parse_args(argv)
     options = ReportOptions(
         results=args.results,
@@ -976,7 +978,13 @@ def main(argv: list[str] | None = None) -> int:
     options, print_only = parse_args(argv)
     try:
         campaign = load_campaign(options.results, options.env, options.algos)
-        markdown = report_markdown(campaign, options)
+        unknown = [algo for algo in options.algos if algo not in campaign and algo not in LABELS]
+        if unknown:
+            raise ValueError(
+                f"--algos {' '.join(unknown)}: no runs under {options.results / options.env} and not one of the "
+                f"campaign's algorithms ({', '.join(LABELS)})"
+            )
+        markdown = report_markdown(campaign, options, draw=not print_only)
         if print_only:
             print(markdown, end="")
         else:

@@ -270,3 +270,22 @@ def test_critic_peaks_by_hand(report, results: Path, tmp_path: Path):
     assert table[2:] == ["| MBPO seed 0 | 30000 (11 000) | 9000 (11 000) | 15.0, 300 | 300 |"]
     text = report.report_markdown(campaign, options)
     assert "### Campaign critics" in text and table[2] in text
+
+
+def test_print_draws_nothing_and_unknown_algos_are_errors(report, results: Path, tmp_path: Path, capsys):
+    figures = tmp_path / "figures"
+    doc = tmp_path / "results.md"
+    doc.write_text(f"{report.START_MARKER}\nkept\n{report.END_MARKER}\n")
+    base = ["--results", str(results), "--doc", str(doc), "--figures", str(figures), "--seeds", "0", "1",
+            "--steps", "25000", "--x-max", "30000", "--reps", "50"]  # fmt: skip
+    assert report.main([*base, "--algos", "pmac", "mbpo", "--print"]) == 0
+    out = capsys.readouterr().out
+    assert "| 25 000 | PMAC | 2 of 2 | 255 ± 25 |" in out and "](figures/" in out  # the figures are referenced ...
+    assert not figures.exists()  # ... and not drawn
+    assert "kept" in doc.read_text()  # nor the document touched
+
+    assert report.main([*base, "--algos", "pmac", "pmca", "--print"]) == 1  # a typo: no runs, no known algorithm
+    captured = capsys.readouterr()
+    assert captured.out == "" and "--algos pmca: no runs under" in captured.err
+    assert report.main([*base, "--algos", "pmac", "sac_zoo", "--print"]) == 0  # known, not started yet: fine
+    assert "SB3 SAC (rl-zoo3) | 0 | not started" in capsys.readouterr().out
