@@ -11,7 +11,8 @@ curves and the model errors (:mod:`sb3_pmac.plot`) into ``docs/results/hopper_ca
 PMAC against MBPO at those steps (mean difference, rliable's probability of improvement, exact rank test), model
 errors, the bound control's table, the critics' peaks (divergence), wall time split) between the
 ``<!-- campaign:start -->`` and ``<!-- campaign:end -->`` markers of ``docs/results.md``.
-``--print`` writes the markdown to stdout instead and leaves the figures as they are. The IQM needs ``rliable`` (the ``[zoo]`` extra).
+``--print`` writes the markdown to stdout instead and leaves the figures as they are. The IQM needs ``rliable`` (the
+``[zoo]`` extra).
 """
 
 from __future__ import annotations
