@@ -46,15 +46,18 @@ global and compounding model error up to ``--diagnostics-horizon``) to ``diagnos
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import json
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -248,39 +251,39 @@ def run(args: argparse.Namespace) -> int:
     gym.logger.min_level = 40
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     run_dir = Path(args.out) / args.env / args.algo / f"seed_{args.seed}"
-    run_dir.mkdir(parents=True, exist_ok=True)
-    settings = settings_record(args)
-    settings_file = run_dir / "run.json"
-    pointer_file = run_dir / "resume.json"
-    if settings_file.exists():
-        previous = json.loads(settings_file.read_text())
-        differences = settings_differences(previous, settings)
-        if differences:
-            raise SystemExit(f"{run_dir} holds a run with other settings: {'; '.join(differences)}")
-        if previous.get("finished"):
-            print(f"{run_dir}: already finished")
-            return 0
+    with _removed_if_the_start_fails(run_dir):
+        settings = settings_record(args)
+        settings_file = run_dir / "run.json"
+        pointer_file = run_dir / "resume.json"
+        if settings_file.exists():
+            previous = json.loads(settings_file.read_text())
+            differences = settings_differences(previous, settings)
+            if differences:
+                raise SystemExit(f"{run_dir} holds a run with other settings: {'; '.join(differences)}")
+            if previous.get("finished"):
+                print(f"{run_dir}: already finished")
+                return 0
 
-    algo_class = ALGOS[args.algo]
-    resume = json.loads(pointer_file.read_text()) if pointer_file.exists() else None
-    if resume is not None and "monitor_rows" in resume:  # (pauses of earlier versions did not count them)
-        _keep_monitor_rows(run_dir / "monitor.csv", resume["monitor_rows"])
-    train_env = Monitor(make_preset_env(args.env), str(run_dir / "monitor.csv"), override_existing=resume is None)
-    if resume is not None:
-        model = resume_pause(algo_class, run_dir, resume, train_env, args.device)
-        for name, column in STEP_COLUMNS.items():  # the rows of a call killed after this pause: its steps are redone
-            _drop_rows_after(run_dir / name, column, model.num_timesteps)
-        print(f"Resuming {run_dir} at step {model.num_timesteps}")
-    else:
-        for name in STEP_COLUMNS:  # a call killed before its first pause: the run starts over
-            (run_dir / name).unlink(missing_ok=True)
-        kwargs = agent_kwargs(args)
-        model = algo_class("MlpPolicy", train_env, seed=args.seed, device=args.device, **kwargs)
-        record = {**settings, "agent_kwargs": kwargs, "commit": code_commit(), "finished": False}
-        write_atomically(settings_file, json.dumps(record, indent=1))
-        with open(run_dir / "evaluations.csv", "w", newline="") as file:
-            csv.writer(file).writerow(["timesteps", "mean_return", "std_return", "wall_s"])
-    record_machine(settings_file, model.num_timesteps)
+        algo_class = ALGOS[args.algo]
+        resume = json.loads(pointer_file.read_text()) if pointer_file.exists() else None
+        if resume is not None and "monitor_rows" in resume:  # (pauses of earlier versions did not count them)
+            _keep_monitor_rows(run_dir / "monitor.csv", resume["monitor_rows"])
+        train_env = Monitor(make_preset_env(args.env), str(run_dir / "monitor.csv"), override_existing=resume is None)
+        if resume is not None:
+            model = resume_pause(algo_class, run_dir, resume, train_env, args.device)
+            for name, column in STEP_COLUMNS.items():  # the rows of a call killed after this pause: its steps are redone
+                _drop_rows_after(run_dir / name, column, model.num_timesteps)
+            print(f"Resuming {run_dir} at step {model.num_timesteps}")
+        else:
+            for name in STEP_COLUMNS:  # a call killed before its first pause: the run starts over
+                (run_dir / name).unlink(missing_ok=True)
+            kwargs = agent_kwargs(args)
+            model = algo_class("MlpPolicy", train_env, seed=args.seed, device=args.device, **kwargs)
+            record = {**settings, "agent_kwargs": kwargs, "commit": code_commit(), "finished": False}
+            write_atomically(settings_file, json.dumps(record, indent=1))
+            with open(run_dir / "evaluations.csv", "w", newline="") as file:
+                csv.writer(file).writerow(["timesteps", "mean_return", "std_return", "wall_s"])
+        record_machine(settings_file, model.num_timesteps)
     model.set_logger(Logger(folder=str(run_dir), output_formats=[AppendingCSV(run_dir / "progress.csv")]))
     eval_env = Monitor(make_preset_env(args.env))
     callback = None
@@ -330,6 +333,22 @@ def run(args: argparse.Namespace) -> int:
         os.remove(pointer_file)
     _remove_other_pauses(run_dir, keep=None)
     return 0
+
+
+@contextlib.contextmanager
+def _removed_if_the_start_fails(run_dir: Path) -> Iterator[None]:
+    """
+    Make ``run_dir`` for the block; if the block fails before the run's ``run.json`` exists (an unknown env id, agent
+    options the class refuses), remove the folders it made, so that a typo leaves no empty run behind.
+    """
+    made = next((path for path in reversed([run_dir, *run_dir.parents]) if not path.exists()), None)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        yield
+    except BaseException:
+        if made is not None and not (run_dir / "run.json").exists():
+            shutil.rmtree(made, ignore_errors=True)
+        raise
 
 
 def record_machine(settings_file: Path, step: int) -> None:

@@ -154,6 +154,21 @@ def test_budgets_the_loop_cannot_run_are_refused_before_anything_is_written(runn
     assert not (tmp_path / "InvertedPendulum-v5").exists()  # no run.json to spoil the folder for a correct call
 
 
+def test_a_run_that_fails_to_start_leaves_no_folder_behind(runner, tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    argv = tiny_argv(out)
+    argv[argv.index("InvertedPendulum-v5")] = "NoSuchEnv-v0"
+    with pytest.raises(gym.error.Error):
+        runner.run(runner.parse_args(argv))
+    assert not out.exists()  # the folders the call made are gone: the output folder was new
+    (out / "InvertedPendulum-v5" / "sac").mkdir(parents=True)
+    with pytest.raises(ValueError):  # the class refuses the options after the Monitor wrote its file
+        runner.run(tiny_args(runner, out, "--model-train-freq", "0"))
+    assert sorted(path.name for path in out.rglob("*")) == ["InvertedPendulum-v5", "sac"]  # what was there stays
+    assert runner.run(tiny_args(runner, out, "--timesteps", "150")) == 0  # and the correct call runs
+    assert json.loads((out / "InvertedPendulum-v5" / "pmac" / "seed_0" / "run.json").read_text())["finished"]
+
+
 def test_rows_of_a_killed_call_are_removed_when_the_run_resumes(runner, tmp_path: Path) -> None:
     run_dir = tmp_path / "InvertedPendulum-v5" / "pmac" / "seed_0"
     extra = ("--max-seconds", "0", "--diagnostics-freq", "100", "--diagnostics-horizon", "2")
