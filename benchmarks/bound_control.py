@@ -28,8 +28,9 @@ import gymnasium as gym
 import torch as th
 
 from sb3_pmac import PMAC
+from sb3_pmac.buffer_files import load_buffers
 from sb3_pmac.diagnostics import evaluate_model
-from sb3_pmac.diagnostics.checkpoints import load_agent, load_buffer
+from sb3_pmac.diagnostics.checkpoints import check_spaces, load_agent
 from sb3_pmac.dynamics.model_trainer import ModelTrainingInfo
 from sb3_pmac.env_presets import make_preset_env
 
@@ -112,6 +113,35 @@ def control_rows(
     return rows
 
 
+def load_inputs(agent_path: str, buffer_path: str, env_id: str, allow_pickle: bool) -> tuple[PMAC, gym.Env]:
+    """
+    The checkpoint's agent with its replay buffer, and the evaluation env; ``ValueError`` (one line, said before any
+    retraining) for files that cannot be read, an env that cannot be made or does not fit the agent, an agent without a
+    dynamics model, or a buffer of another step than the agent's.
+    """
+    try:
+        env = make_preset_env(env_id)
+    except (gym.error.Error, TypeError) as error:
+        raise ValueError(f"cannot make --env {env_id}: {error}") from None
+    try:
+        agent = load_agent(agent_path, device="cpu")
+    except (OSError, ValueError, KeyError) as error:
+        raise ValueError(f"cannot load --agent {agent_path} as a PMAC or MBPO agent: {error}") from None
+    check_spaces(agent, env, env_id)
+    try:
+        buffer = load_buffers(buffer_path, agent.observation_space, agent.action_space, allow_pickle=allow_pickle)[0]
+    except (OSError, ValueError, KeyError) as error:
+        raise ValueError(f"cannot load --buffer {buffer_path} for the agent: {error}") from None
+    steps = buffer.n_written * buffer.n_envs
+    if steps != agent.num_timesteps:
+        raise ValueError(
+            f"--buffer {buffer_path} holds {steps} steps and --agent {agent_path} was saved at {agent.num_timesteps}: "
+            "pass the buffer saved with that checkpoint"
+        )
+    agent.replay_buffer = buffer
+    return agent, env
+
+
 def main(argv: Sequence[str] | None = None) -> list[dict]:
     """Command line: see the module's docstring."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -140,11 +170,13 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
             parser.error(f"{args.csv} has other columns than this script writes ({', '.join(COLUMNS)}); pass a new --csv")
     th.set_num_threads(args.threads)
 
-    agent = load_agent(args.agent, device="cpu")
-    agent.replay_buffer = load_buffer(args.buffer, allow_pickle=args.allow_pickle)
-    rows = control_rows(
-        agent, make_preset_env(args.env), args.label, args.selections, args.seed, args.verbose, args.max_epochs or None
-    )
+    if args.max_epochs < 0:
+        parser.error(f"--max-epochs must be 0 (no cap) or positive, got {args.max_epochs}")
+    try:
+        agent, env = load_inputs(args.agent, args.buffer, args.env, args.allow_pickle)
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
+    rows = control_rows(agent, env, args.label, args.selections, args.seed, args.verbose, args.max_epochs or None)
     for row in rows:
         print(", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
     new = not os.path.exists(args.csv)

@@ -83,3 +83,26 @@ def test_the_command_appends_to_its_own_csv_only(bound_control, agent, tmp_path)
     assert lines[0].split(",") == bound_control.COLUMNS and len(lines) == 5
     assert [line.split(",")[2] for line in lines[1:]] == ["saved", "full", "saved", "full"]
     assert lines[1].split(",")[bound_control.COLUMNS.index("max_grad_steps")] == "5"
+
+
+def test_inputs_that_do_not_fit_are_one_line_errors_before_any_retraining(bound_control, agent, tmp_path, capsys):
+    agent.save(tmp_path / "agent.zip")
+    agent.save_replay_buffer(tmp_path / "buffer")
+    other = PMAC("MlpPolicy", "Pendulum-v1", seed=1, **{**TINY_PMAC_KWARGS, "model_train_freq": 100})
+    other.learn(300)  # another run: 300 steps
+    other.save_replay_buffer(tmp_path / "other_buffer")
+    good = {"--agent": str(tmp_path / "agent.zip"), "--buffer": str(tmp_path / "buffer.npz"), "--env": "Pendulum-v1"}
+    cases = [
+        ("--buffer", str(tmp_path / "other_buffer.npz"), "holds 300 steps and --agent"),
+        ("--env", "MountainCarContinuous-v0", "The agent does not fit --env MountainCarContinuous-v0"),
+        ("--env", "NoSuchEnv-v0", "cannot make --env NoSuchEnv-v0"),
+        ("--agent", str(tmp_path / "missing.zip"), "cannot load --agent"),
+    ]
+    for option, value, message in cases:
+        given = {**good, option: value}
+        argv = [item for pair in given.items() for item in pair]
+        argv += ["--label", "x", "--csv", str(tmp_path / "rows.csv"), "--verbose", "0"]
+        with pytest.raises(SystemExit, match=r"^error: ") as raised:
+            bound_control.main(argv)
+        assert message in str(raised.value) and "\n" not in str(raised.value)
+    assert not (tmp_path / "rows.csv").exists()
