@@ -46,7 +46,7 @@ def run(algo: type[PMAC], env_id: str, timesteps: int, seed: int, eval_freq: int
     return returns, time.perf_counter() - start
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", default="InvertedPendulum-v5")
     parser.add_argument("--timesteps", type=int, default=3000)
@@ -55,7 +55,16 @@ def main() -> None:
     parser.add_argument("--algos", nargs="+", default=["pmac", "mbpo"], choices=["pmac", "mbpo"])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--paper-settings", action="store_true")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    for name in ("timesteps", "eval_freq", "threads"):
+        if getattr(args, name) <= 0:
+            parser.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    if args.eval_freq > args.timesteps:
+        parser.error(f"--eval-freq {args.eval_freq} is above --timesteps {args.timesteps}: no evaluation would run")
+    try:
+        make_preset_env(args.env).close()  # said now, not from inside the first run
+    except (gym.error.Error, TypeError) as error:
+        parser.error(f"cannot make --env {args.env}: {error}")
     th.set_num_threads(args.threads)
     gym.logger.min_level = 40
     print(f"{'algo':6} {'seed':>4} {'time_s':>7}  eval returns every {args.eval_freq} steps (mean of 5 episodes)")

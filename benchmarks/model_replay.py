@@ -77,12 +77,24 @@ def parse_config(text: str) -> Config:
     name, _, value = text.partition("=")
     parts = value.split(":")
     flags = set(parts[3:])
-    if len(parts) < 3 or parts[0] not in ("exponential", "uniform") or not flags <= {"bootstrap", "normalized"}:
+    if not name or len(parts) < 3 or parts[0] not in ("exponential", "uniform") or not flags <= {"bootstrap", "normalized"}:
         raise SystemExit(f"bad configuration {text!r}: expected name=selection:rows:steps[:bootstrap][:normalized]")
-    if parts[1] not in ("full", "auto") and not parts[1].isdigit():
-        raise SystemExit(f"bad rows {parts[1]!r} in {text!r}")
+    if parts[1] not in ("full", "auto") and not (parts[1].isdigit() and int(parts[1]) > 0):
+        raise SystemExit(f"bad rows {parts[1]!r} in {text!r}: full, auto or a positive number")
+    if parts[2].lower() != "none" and not (parts[2].isdigit() and int(parts[2]) > 0):
+        raise SystemExit(f"bad steps {parts[2]!r} in {text!r}: none or a positive number")
     steps = None if parts[2].lower() == "none" else int(parts[2])
     return Config(name, parts[0], parts[1], steps, "bootstrap" in flags, "normalized" in flags)
+
+
+def parse_configs(texts: list[str]) -> list[Config]:
+    """The configurations of ``--configs``; ``SystemExit`` for a bad one or a name given twice."""
+    configs = [parse_config(text) for text in texts]
+    names = [config.name for config in configs]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise SystemExit(f"configuration names given twice: {', '.join(twice)} (each name is a model and a CSV label)")
+    return configs
 
 
 @dataclass
@@ -97,14 +109,18 @@ class RunData:
 
     @classmethod
     def from_npz(cls, path: str) -> RunData:
-        with np.load(path, allow_pickle=False) as data:
-            return cls(
-                obs=data["observations"],
-                actions=data["actions"],
-                rewards=data["rewards"],
-                next_obs=data["next_observations"],
-                versions=data["versions"],
-            )
+        """The run data of ``path``; ``SystemExit`` with one line for a file that is missing or not run data."""
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                return cls(
+                    obs=data["observations"],
+                    actions=data["actions"],
+                    rewards=data["rewards"],
+                    next_obs=data["next_observations"],
+                    versions=data["versions"],
+                )
+        except (OSError, ValueError, KeyError) as error:
+            raise SystemExit(f"error: --data {path}: not run data of benchmarks/collect_run_data.py ({error})") from None
 
     def targets(self, rows: np.ndarray | slice) -> np.ndarray:
         """``[next_obs - obs, reward]`` of ``rows``."""
@@ -228,7 +244,7 @@ def summary(rows: list[dict[str, float | str]], configs: list[Config]) -> None:
               f"{np.median(values['global']):>10.4f} {ratio_local:>12.3f} {ratio_global:>13.3f}")  # fmt: skip
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", help="run data (.npz) written by benchmarks/collect_run_data.py")
     parser.add_argument("--start", type=int, default=2000)
@@ -249,21 +265,34 @@ def main() -> None:
         metavar="CSV",
         help="only print the summary of existing CSVs (configurations compared at common steps)",
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     th.set_num_threads(args.threads)
-    configs = [parse_config(text) for text in args.configs]
+    configs = parse_configs(args.configs)
 
     if args.summary:
         rows: list[dict[str, float | str]] = []
         for path in args.summary:
-            with open(path) as file:
-                rows += list(csv.DictReader(file))
-        summary(rows, [c for c in configs if any(r["config"] == c.name for r in rows)])
+            try:
+                with open(path) as file:
+                    rows += list(csv.DictReader(file))
+            except OSError as error:
+                raise SystemExit(f"error: --summary {path}: {error.strerror}") from None
+        summary(rows, [c for c in configs if any(r.get("config") == c.name for r in rows)])
         return
+    if args.data is None:
+        parser.error("--data is required (or --summary to print the summary of existing CSVs)")
+    for name in ("every", "reference_every", "n_global", "reference_max_epochs"):
+        if getattr(args, name) <= 0:
+            parser.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    if (args.reference_every % args.every) != 0:
+        parser.error("--reference-every must be a multiple of --every")
     data = RunData.from_npz(args.data)
     end = min(args.end, len(data.obs) - LOCAL_WINDOW)
-    if (args.reference_every % args.every) != 0:
-        raise SystemExit("--reference-every must be a multiple of --every")
+    if args.start < 1 or args.start > end:
+        parser.error(
+            f"no round between --start {args.start} and {end} (--end {args.end}, or the data's {len(data.obs)} "
+            f"transitions less the {LOCAL_WINDOW} of the last round's local error)"
+        )
     start_time = time.perf_counter()
     rows = replay(data, configs, args, end)
     print(f"\n{cpu_model()}, {args.threads} thread(s); rounds every {args.every} steps from {args.start} to {end} "
