@@ -32,6 +32,7 @@ warm-up's env steps.
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import time
 import warnings
@@ -45,6 +46,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import configure
 
 from sb3_pmac import PMAC
+from sb3_pmac.checks import smallest_unwrapped_buffer
 from sb3_pmac.env_presets import make_preset_env
 from sb3_pmac.termination import NeverTerminate
 
@@ -110,10 +112,11 @@ def fill_like_a_run(model: PMAC, data: dict[str, np.ndarray], t: int) -> None:
 
 
 def measure_pmac(args: argparse.Namespace, t: int, data: dict[str, np.ndarray]) -> dict[str, float]:
-    # the buffer never wraps (t + steps rows); at least 14 500 rows: twice the mixture's support at the default
-    # model_train_freq and adaptation_rate (4750 transitions) and the 5000 warm-up ones, below which PMAC warns about a
-    # wrapping buffer
-    buffer_size = max(t + args.steps, 14_500)
+    # the buffer never wraps (t + steps rows), and is at least as large as PMAC's defaults need for it not to warn
+    # about a wrapping buffer (14 500: twice the mixture's support of 4750 transitions and the 5000 warm-up ones)
+    defaults = {name: parameter.default for name, parameter in inspect.signature(PMAC.__init__).parameters.items()}
+    floor = smallest_unwrapped_buffer(defaults["model_train_freq"], defaults["adaptation_rate"], defaults["learning_starts"])
+    buffer_size = max(t + args.steps, floor)
     # --full-rollouts: no branch ends (the rule disagrees with the env's terminations: PMAC's warning is expected)
     kwargs = {"termination_fn": NeverTerminate()} if args.full_rollouts else {}
     model = PMAC(args.env, seed=args.seed, device=args.device, buffer_size=buffer_size, ent_coef=args.ent_coef, **kwargs)

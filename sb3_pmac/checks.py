@@ -219,6 +219,22 @@ def warn_unused_sac_arguments(algorithm: str, ent_coef: str | float, target_entr
         )
 
 
+def smallest_unwrapped_buffer(model_train_freq: int, adaptation_rate: float, learning_starts: int = 0) -> int:
+    """
+    The smallest real replay buffer below which :func:`warn_questionable_settings` warns for Algorithm 1's weights:
+    twice the policy mixture's support (``model_train_freq * (1 + alpha) / (1 - alpha)`` transitions) and the
+    ``learning_starts`` warm-up transitions. 0 for ``alpha >= 1`` (no finite support).
+
+    :param model_train_freq: env steps (of all envs) per interaction epoch (policy version)
+    :param adaptation_rate: Algorithm 1's alpha
+    :param learning_starts: the random warm-up's steps (policy version 0)
+    """
+    if adaptation_rate >= 1.0:
+        return 0
+    support = model_train_freq * (1 + adaptation_rate) / (1 - adaptation_rate)
+    return math.ceil(round(2 * support, 6)) + max(int(learning_starts), 0)  # (round: 950.0000000000001)
+
+
 def warn_questionable_settings(
     algorithm: str,
     real_ratio: float,
@@ -254,7 +270,7 @@ def warn_questionable_settings(
     if not adaptive or adaptation_rate >= 1.0:  # (alpha = 1: every policy weighs the same, no finite support)
         return
     support = model_train_freq * (1 + adaptation_rate) / (1 - adaptation_rate)
-    needed = math.ceil(round(2 * support, 6)) + max(int(learning_starts), 0)  # (round: 950.0000000000001)
+    needed = smallest_unwrapped_buffer(model_train_freq, adaptation_rate, learning_starts)
     if buffer_size < needed:
         warm_up = f" and the {learning_starts} warm-up transitions" if learning_starts > 0 else ""
         warnings.warn(

@@ -116,6 +116,11 @@ def test_settings_that_do_not_do_what_they_look_like_warn():
         warnings.simplefilter("error")  # MBPO's uniform selection weighs transitions: nothing to say
         MBPO("MlpPolicy", "Pendulum-v1", **kwargs)
         PMAC("MlpPolicy", "Pendulum-v1", **{**kwargs, "buffer_size": 2000})
+    from sb3_pmac.checks import smallest_unwrapped_buffer
+
+    assert smallest_unwrapped_buffer(50, 0.9, 100) == 2000  # the figure the warning names
+    assert smallest_unwrapped_buffer(250, 0.9, 5000) == 14_500  # the defaults: 2 x 4750 + 5000
+    assert smallest_unwrapped_buffer(50, 0.9) == 1900 and smallest_unwrapped_buffer(50, 1.0, 100) == 0
 
 
 def test_a_model_buffer_larger_than_half_the_memory_warns_at_construction(monkeypatch):
