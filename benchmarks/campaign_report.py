@@ -9,8 +9,8 @@ sync .`` first), draws the learning
 curves and the model errors (:mod:`sb3_pmac.plot`) into ``docs/results/hopper_campaign_*.png`` and writes the markdown
 (where the runs stand, returns at 25k/50k/75k/100k steps with rliable's IQM and 95 % stratified-bootstrap intervals,
 PMAC against MBPO at those steps (mean difference, rliable's probability of improvement, exact rank test), model
-errors, the bound control's table, the critics' peaks (divergence), wall time split) between the
-``<!-- campaign:start -->`` and ``<!-- campaign:end -->`` markers of ``docs/results.md``.
+errors, the bound control's table, the critics' peaks (divergence), the gaits (last training episodes), wall time
+split) between the ``<!-- campaign:start -->`` and ``<!-- campaign:end -->`` markers of ``docs/results.md``.
 ``--print`` writes the markdown to stdout instead and leaves the figures as they are. The IQM needs ``rliable`` (the
 ``[zoo]`` extra).
 """
@@ -414,6 +414,64 @@ def critic_table(campaign: dict[str, list[Run]], algos: Sequence[str]) -> list[s
                 f"| {_label(algo)} seed {run.seed} | {_fmt(peaks.critic_loss)} ({fmt_steps(peaks.critic_step)}) | "
                 f"{_fmt(peaks.q_estimate)} ({fmt_steps(peaks.q_step)}) | {from_late} | "
                 f"{_fmt(peaks.return_scale) if np.isfinite(peaks.return_scale) else '-'} |"
+            )
+    return lines
+
+
+#: Training episodes at the end of a run that say how its policy moves (the gait table)
+LAST_EPISODES = 20
+#: Hopper's time limit: an episode of this length did not fall
+TIME_LIMIT = 1000
+
+
+@dataclass
+class Gait:
+    """
+    How a run's policy ends its training episodes (``monitor.csv``, stochastic actions): over its last
+    ``LAST_EPISODES`` episodes, the mean length, the mean return, the mean return per step and how many ran to the
+    time limit. A policy that hops fast and falls has short episodes of a high return per step; one that hops to the
+    time limit, long ones.
+    """
+
+    episodes: int
+    length: float
+    episode_return: float
+    per_step: float
+    at_limit: int
+
+
+def gait(run: Run, last: int = LAST_EPISODES) -> Gait | None:
+    """The run's :class:`Gait` (None without ``monitor.csv`` or episodes)."""
+    monitor = run.path / "monitor.csv"
+    if not monitor.is_file():
+        return None
+    episodes = read_columns(monitor)
+    rewards, lengths = episodes.get("r", np.zeros(0))[-last:], episodes.get("l", np.zeros(0))[-last:]
+    if not len(lengths):
+        return None
+    return Gait(
+        episodes=len(lengths),
+        length=float(lengths.mean()),
+        episode_return=float(rewards.mean()),
+        per_step=float(np.mean(rewards / lengths)),
+        at_limit=int(np.sum(lengths >= TIME_LIMIT)),
+    )
+
+
+def gait_table(campaign: dict[str, list[Run]], algos: Sequence[str]) -> list[str]:
+    """One row per run with training episodes: :class:`Gait`, at the step the run has reached."""
+    lines = [
+        "| run | at step | episodes | mean length | mean return | return per step | at the time limit |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for algo in algos:
+        for run in campaign.get(algo, []):
+            found = gait(run)
+            if found is None:
+                continue
+            lines.append(
+                f"| {_label(algo)} seed {run.seed} | {fmt_steps(run.last_step)} | {found.episodes} | {found.length:.0f} | "
+                f"{found.episode_return:.0f} | {found.per_step:.2f} | {found.at_limit} of {found.episodes} |"
             )
     return lines
 
@@ -927,6 +985,21 @@ def report_markdown(campaign: dict[str, list[Run]], options: ReportOptions, draw
             "reached. A Q estimate far above it is overestimation, not a better policy.",
             "",
             *critics,
+        ]
+    gaits = gait_table(campaign, options.algos)
+    if len(gaits) > 2:
+        lines += [
+            "",
+            "### Campaign gaits",
+            "",
+            f"How each run's policy moves at the end: its last {LAST_EPISODES} training episodes (`monitor.csv`) "
+            "before the step the run has reached: mean length, mean return, mean return per step, and how many ran to "
+            f"the {TIME_LIMIT}-step time limit instead of falling. Training episodes sample SAC's stochastic actions: "
+            "a policy that the deterministic evaluations see hop to the time limit can still fall here when its "
+            "actions are perturbed, so these returns can be far below the evaluations'. A Hopper that hops fast and "
+            "falls has short episodes with a high return per step.",
+            "",
+            *gaits,
         ]
     lines += [
         "",

@@ -289,3 +289,22 @@ def test_print_draws_nothing_and_unknown_algos_are_errors(report, results: Path,
     assert captured.out == "" and "--algos pmca: no runs under" in captured.err
     assert report.main([*base, "--algos", "pmac", "sac_zoo", "--print"]) == 0  # known, not started yet: fine
     assert "SB3 SAC (rl-zoo3) | 0 | not started" in capsys.readouterr().out
+
+
+def test_gaits_by_hand(report, results: Path, tmp_path: Path):
+    campaign = report.load_campaign(results, ENV, ("pmac", "mbpo"))
+    assert report.gait(campaign["pmac"][0]) is None  # no monitor.csv: no row, and no section
+    run_dir = results / ENV / "mbpo" / "seed_1"
+    episodes = "".join(f"{3.0 * length},{length},{i}\n" for i, length in enumerate([5, 5, 1000, 200, 1000]))
+    (run_dir / "monitor.csv").write_text('#{"t_start": 0, "env_id": "Hopper-v4"}\nr,l,t\n' + episodes)
+    campaign = report.load_campaign(results, ENV, ("pmac", "mbpo"))
+    found = report.gait(campaign["mbpo"][1], last=3)  # the last three: 1000, 200, 1000 steps
+    assert (found.episodes, found.length, found.episode_return, found.at_limit) == (3, 2200 / 3, 6600 / 3, 2)
+    assert found.per_step == pytest.approx(3.0)
+    table = report.gait_table(campaign, ("pmac", "mbpo"))
+    assert table[2:] == ["| MBPO seed 1 | 27 000 | 5 | 442 | 1326 | 3.00 | 2 of 5 |"]  # 5 episodes: fewer than 20
+    options = report.ReportOptions(results=results, doc=tmp_path / "results.md", figures=tmp_path / "figures",
+                                   algos=("pmac", "mbpo"), seeds=(0, 1), steps=(25_000,), x_max=30_000,
+                                   iqm=False)  # fmt: skip
+    text = report.report_markdown(campaign, options, draw=False)
+    assert "### Campaign gaits" in text and table[2] in text
