@@ -959,7 +959,9 @@ def report_markdown(campaign: dict[str, list[Run]], options: ReportOptions, draw
                 "checkpoint of a run (agent and replay buffer), measures the model as the run trained it, then "
                 "retrains that model (warm start) on the whole buffer as MBPO's code trains every round "
                 '(`model_training="full"`: as many rows as the buffer holds, early stopping with patience 5, here at '
-                "most 100 epochs), once with each selection, and measures each model on the same 1000 fresh transitions "
+                "most 100 epochs; every member on all rows, as the runs train, not on its own bootstrap resample as in "
+                "MBPO's own model: docs/algorithm.md), once with each selection, and measures each model on the same "
+                "1000 fresh transitions "
                 "of the run's current policy "
                 "(same seed; only the model differs between a checkpoint's rows). The two retrained models of a "
                 "checkpoint compare the selections on equal data under the same training rule. Bounded rows: the run's "

@@ -97,7 +97,8 @@ class ModelTrainer:
       interrupts is evaluated like a full one). Each member is then restored to its best parameters and the
       ``n_elites`` members with the lowest holdout MSE become the elites.
     * ``bootstrap=True``: every member trains on its own bootstrap resample of the training rows (drawn once per call,
-      as in PETS) instead of all of them; the holdout stays shared.
+      as in PETS and MBPO's own model) instead of all of them (as the base code's PyTorch model); the holdout stays
+      shared.
 
     The optimizer is created once and kept across calls to :meth:`train`: after moving or casting the model
     (``model.to(...)``, ``model.double()``), make a new trainer (Adam's moments keep the old device and dtype).
