@@ -931,8 +931,9 @@ def report_markdown(campaign: dict[str, list[Run]], options: ReportOptions, draw
             "PMAC's and MBPO's local errors are on different data, and a policy that keeps to a small region of the "
             "state space (a Hopper that does not get going) is easier to predict than one that hops far. A lower local "
             "error of the agent with the lower return is therefore no evidence against the paper's argument. The "
-            "comparison on equal data is the replay above (`benchmarks/model_replay.py`: the same buffer, models "
-            "trained on PMAC's and on MBPO's selection). Both agents use bounded model training here (MBPO: 4750 "
+            'comparison on equal data is the replay in "Controlled: the same data, two data selections" below '
+            "(`benchmarks/model_replay.py`: the same buffer, models trained on PMAC's and on MBPO's selection). Both "
+            "agents use bounded model training here (MBPO: 4750 "
             "transitions drawn uniformly per training); MBPO's own code trains on the whole buffer "
             '(`model_training="full"`), which this campaign does not run'
             + ("; what that changes for the models of these runs: the subsection below." if control else "."),
