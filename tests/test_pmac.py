@@ -365,6 +365,94 @@ def test_sac_batches_mix_real_and_model_data():
     assert MixedReplaySampler(model.replay_buffer, model.model_buffer, 0.05).split(256) == (12, 244)  # the paper's
 
 
+def rows_found(rows: th.Tensor, stored: th.Tensor, atol: float = 0.0) -> th.Tensor:
+    """Which of ``rows`` ``[n, d]`` equal (within ``atol``) a row of ``stored`` ``[m, d]``."""
+    if len(stored) == 0:
+        return th.zeros(len(rows), dtype=th.bool)
+    return ((rows[:, None, :] - stored[None]).abs() <= atol).all(-1).any(-1)
+
+
+def spy_on_sac_batches(monkeypatch, check) -> None:
+    """Call ``check(batches)`` on every stack of batches the fast SAC path trains on, when it is drawn."""
+    from sb3_pmac.fast_sac import training
+
+    original = training.sample_batches
+
+    def spy(sampler, gradient_steps, batch_size, env=None):
+        batches = original(sampler, gradient_steps, batch_size, env)
+        check(batches)
+        return batches
+
+    monkeypatch.setattr(training, "sample_batches", spy)
+
+
+def test_learn_trains_sac_on_real_ratio_real_and_the_rest_model_transitions(monkeypatch):
+    """Algorithm 2, line 11, in the agent: every update's batch holds floor(B x real_ratio) real transitions."""
+    model = pendulum(seed=2, batch_size=100, real_ratio=0.25, gradient_steps=2)
+    splits = []
+
+    def check(batches):  # a real transition's next state is in the real buffer, a model one's only in the model buffer
+        real = th.as_tensor(model.replay_buffer.next_observations[: model.replay_buffer.size(), 0])
+        fake = model.model_buffer.next_observations[: model.model_buffer.size()]
+        for batch in batches.next_observations:  # [batch_size, obs_dim] per update
+            in_real, in_model = rows_found(batch, real), rows_found(batch, fake)
+            splits.append((int(in_real.sum()), int(in_model.sum()), int((in_real & in_model).sum())))
+
+    spy_on_sac_batches(monkeypatch, check)
+    model.learn(200)
+    assert len(splits) == 2 * (200 - 100)  # 2 updates per step after the warm-up, the model trained before the first
+    assert set(splits) == {(25, 75, 0)}
+
+
+def test_model_transitions_are_normalized_like_the_real_ones_with_vecnormalize(monkeypatch):
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    venv = VecNormalize(make_vec_env("Pendulum-v1", n_envs=2, seed=0), gamma=0.99)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model = PMAC("MlpPolicy", venv, seed=0, **{**TINY, "real_ratio": 0.25, "batch_size": 40})
+    checked = []
+
+    def check(batches):  # the model rows (the last 30 of each batch), taken back to raw units, are the stored ones
+        buffer = model.model_buffer
+        if buffer.size() == 0:
+            return
+        stored = buffer.next_observations[: buffer.size()]
+        normalized = batches.next_observations[:, 10:].reshape(-1, 3)
+        obs = th.as_tensor(venv.unnormalize_obs(normalized.numpy()))
+        rewards = batches.rewards[:, 10:].reshape(-1) * np.sqrt(venv.ret_rms.var + venv.epsilon)
+        assert rows_found(obs, stored, atol=1e-4).all() and not rows_found(normalized, stored).any()
+        assert rows_found(rewards[:, None], buffer.rewards[: buffer.size(), None], atol=1e-4).all()
+        checked.append(len(obs))
+
+    spy_on_sac_batches(monkeypatch, check)
+    model.learn(300)
+    assert abs(venv.obs_rms.mean).max() > 0.1 and venv.ret_rms.var > 1.5  # (a normalization that changes the values)
+    assert sum(checked) == 30 * 100  # 100 updates after the warm-up (2 envs: 200 steps), 30 model rows each
+
+
+def test_model_rollouts_run_the_current_actor_and_the_termination_rule():
+    """The rows of a model step's rollouts: actions drawn from the current actor, dones from the env's rule."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model = PMAC("MlpPolicy", "Hopper-v4", seed=0, **{**TINY, "rollout_batch_size": 2000, "rollout_horizon": 3})
+        model.learn(250)
+    model.rollout_bounds_margin = None  # (the barely trained model's predictions leave the data's range: keep them)
+    model.model_buffer.reset()
+    info = model.rollout()
+    buffer, n = model.model_buffer, model.model_buffer.size()
+    assert n == info.n_transitions > 2000  # every branch's first step, and the steps of those that did not end
+    obs, actions, next_obs, dones = buffer.observations[:n], buffer.actions[:n], buffer.next_observations[:n], buffer.dones[:n]
+    expected = HopperTermination()(obs, actions, next_obs)
+    assert th.equal(dones.bool(), expected.bool()) and 0 < int(dones.sum()) < n
+    # SB3's actor: a = tanh(u), u ~ N(mean(s), std(s)): the standardized u of the stored actions are N(0, 1)
+    with th.no_grad():
+        mean, log_std, _ = model.actor.get_action_dist_params(obs)
+    z = (th.atanh(actions.clamp(-1 + 1e-6, 1 - 1e-6)) - mean) / log_std.exp()
+    assert abs(float(z.mean())) < 0.05 and abs(float(z.std()) - 1) < 0.05
+
+
 # ---------------------------------------------------------------------------------------------- logging
 class KeysCallback(BaseCallback):
     def __init__(self):
