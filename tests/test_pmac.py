@@ -8,7 +8,7 @@ from conftest import TINY_PMAC_KWARGS
 from gymnasium import spaces
 from gymnasium.envs.classic_control.pendulum import PendulumEnv
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.logger import configure
+from stable_baselines3.common.logger import Logger, configure
 
 from sb3_pmac import MBPO, PMAC
 from sb3_pmac.termination import HopperTermination, NeverTerminate
@@ -486,6 +486,45 @@ def test_logger_keys(tmp_path):
     assert expected <= callback.keys
     header = (tmp_path / "progress.csv").read_text().splitlines()[0].split(",")
     assert "train/model_holdout_loss" in header and "rollout/model_horizon" in header
+
+
+def logged_model_step(model) -> dict:
+    """The values the model step logs, for the agent's current state."""
+    logger = Logger(folder=None, output_formats=[])
+    model.set_logger(logger)
+    model._log_model_step()
+    return dict(logger.name_to_value)
+
+
+def test_model_step_logs_the_values_its_keys_name():
+    model = pendulum(seed=3, rollout_horizon=2)
+    model.learn(450)
+    values, info = logged_model_step(model), model._last_model_info
+    assert (values["train/model_loss"], values["train/model_holdout_loss"]) == (info.train_loss, info.holdout_mse)
+    assert values["train/model_holdout_nll"] == info.holdout_nll and values["train/n_elites"] == 5
+    # the last model step came at step 401: all 401 stored rows (below the bound of 50 x 19 = 950)
+    assert values["train/model_train_rows"] == info.n_train + info.n_holdout == 401
+    assert values["train/policy_version"] == model.policy_version == 7  # (450 - 100) / 50 interaction epochs
+    # Algorithm 1's weights over versions 0..k by hand: the warm-up alpha^k, version i (1-alpha) alpha^(k-i)
+    k, alpha = 7, 0.9
+    weights = np.array([alpha**k] + [(1 - alpha) * alpha ** (k - i) for i in range(1, k + 1)])
+    assert weights.sum() == pytest.approx(1.0)
+    assert values["train/mixture_effective_policies"] == pytest.approx(1 / np.sum(weights**2))
+    assert (values["rollout/model_horizon"], values["rollout/model_buffer_size"]) == (2, model.model_buffer.size())
+    assert 1 < values["rollout/model_rollout_length"] <= 2  # branches of 1 or 2 steps
+    assert values["time/model_train_s"] == model._timings["model_train"] > 0
+
+
+def test_tv_mixture_logs_its_distances_and_the_newest_share():
+    model = pendulum(seed=3, mixture="tv")
+    model.learn(450)
+    values, distances = logged_model_step(model), model._last_tv_distances
+    assert len(distances) == 7  # versions 0..6 hold data, the current one (7) none yet
+    for name, value in (("mean", np.mean(distances)), ("min", np.min(distances)), ("max", np.max(distances))):
+        assert values[f"train/mixture_tv_{name}"] == pytest.approx(value)
+    assert values["train/mixture_tv_min"] < values["train/mixture_tv_max"]
+    weights = model.policy_mixture.weights(np.arange(8))
+    assert weights[7] == 0 and values["train/mixture_newest_share"] == pytest.approx(weights[6])  # the newest chunk's
 
 
 def test_mixture_keys_only_where_a_mixture_selects_data():
