@@ -195,6 +195,37 @@ def test_bound_against_closed_form_1d():
     assert 0.99 < bound_1d(0.0, 0.1, 5.0, 0.1) <= 1.0
 
 
+def test_bound_takes_the_smaller_kl_direction_by_hand():
+    """Values worked out by hand with the closed-form KL of two Gaussians, where the two directions differ."""
+    # p = N(0, 1), q = N(0, 2^2): KL(p||q) = ln 2 + 1/8 - 1/2 = 0.318147, KL(q||p) = -ln 2 + 4/2 - 1/2 = 0.806853;
+    # Pinsker on the smaller: sqrt(0.318147 / 2) = 0.398840 (Bretagnolle-Huber gives 0.522)
+    kl = math.log(2) + 1 / 8 - 1 / 2
+    assert bound_1d(0.0, 1.0, 0.0, 2.0) == pytest.approx(math.sqrt(kl / 2), rel=1e-7)  # (float32 inputs)
+    assert bound_1d(0.0, 1.0, 0.0, 2.0) == pytest.approx(0.398840, abs=1e-6)
+    # p = N(0, 1), q = N(3, 0.5^2): KL(p||q) = ln 0.5 + (1 + 9) / 0.5 - 1/2 = 18.807, KL(q||p) = ln 2 + 9.25 / 2 - 1/2
+    # = 4.818147; Bretagnolle-Huber on the smaller: sqrt(1 - exp(-4.818147)) = 0.995950 (the larger gives 1 - 3e-9)
+    kl = math.log(2) + 9.25 / 2 - 1 / 2
+    assert bound_1d(0.0, 1.0, 3.0, 0.5) == pytest.approx(math.sqrt(1 - math.exp(-kl)), rel=1e-7)
+    assert bound_1d(0.0, 1.0, 3.0, 0.5) == pytest.approx(0.995950, abs=1e-6)
+    # several dimensions: the KLs add up over the dimensions before the bound
+    two = gaussian_tv_upper_bound(th.zeros(1, 2), th.zeros(1, 2), th.zeros(1, 2), th.full((1, 2), math.log(2.0)))
+    assert float(two[0]) == pytest.approx(math.sqrt(2 * (math.log(2) + 1 / 8 - 1 / 2) / 2), rel=1e-7)
+
+
+@pytest.mark.parametrize("use_sde", [False, True])
+def test_actor_gaussian_is_the_distribution_sb3_samples_from(use_sde):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model = PMAC("MlpPolicy", "Pendulum-v1", seed=0, use_sde=use_sde, **TINY_PMAC_KWARGS)
+    obs = th.as_tensor(np.random.default_rng(0).normal(size=(64, 3)), dtype=th.float32)
+    with th.no_grad():
+        mean, log_std = actor_gaussian(model.actor, obs)
+        model.actor(obs, deterministic=False)  # SB3 sets up the Gaussian it samples (before tanh) from
+    gaussian = model.actor.action_dist.distribution
+    th.testing.assert_close(mean, gaussian.loc)
+    th.testing.assert_close(log_std.exp(), gaussian.scale.expand_as(mean))
+
+
 def test_tanh_squashing_keeps_tv():
     """SAC's actions are tanh of the Gaussian: TV between the squashed laws (integrated on (-1, 1)) is unchanged."""
     grid = np.linspace(-1 + 1e-12, 1 - 1e-12, 2_000_001)
@@ -294,6 +325,21 @@ def test_pmac_tv_construction(trained):
     np.testing.assert_array_equal(model.replay_buffer.policy_log_stds[:100], np.float32(UNIFORM_ACTION_LOG_STD))
     assert not np.allclose(model.replay_buffer.policy_log_stds[101:400], UNIFORM_ACTION_LOG_STD)
     assert np.isfinite(model.replay_buffer.policy_means[:400]).all()
+
+
+def test_stored_policy_params_are_the_collecting_actors_gaussian():
+    """Without SAC updates the actor stays the collecting one: each stored mean/std is its Gaussian at that obs."""
+    model = pendulum(seed=2, gradient_steps=0)
+    model.learn(250)
+    buffer = model.replay_buffer
+    obs = th.as_tensor(buffer.observations[100:250, 0])
+    with th.no_grad():
+        mean, log_std = actor_gaussian(model.actor, obs)
+    np.testing.assert_allclose(buffer.policy_means[100:250, 0], mean.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(buffer.policy_log_stds[100:250, 0], log_std.numpy(), rtol=1e-5, atol=1e-6)
+    # and the stored actions were drawn from it: atanh(action) standardized is N(0, 1)
+    z = (np.arctanh(np.clip(buffer.actions[100:250, 0], -1 + 1e-6, 1 - 1e-6)) - mean.numpy()) / log_std.exp().numpy()
+    assert abs(z.mean()) < 0.3 and abs(z.std() - 1) < 0.2  # 150 draws
 
 
 def test_pmac_tv_distances_match_a_full_computation(trained):
