@@ -4,6 +4,7 @@ benchmarks/compare_pmac_mbpo.py) stop at once with one line that names the optio
 the first training or after it.
 """
 
+import csv
 import importlib.util
 import sys
 from pathlib import Path
@@ -76,12 +77,21 @@ def test_model_replay_refuses_bad_inputs_before_training(model_replay, run_data:
 def test_model_replay_runs_on_good_inputs(model_replay, run_data: Path, tmp_path: Path, capsys):
     csv_path = tmp_path / "rows.csv"
     model_replay.main(["--data", str(run_data), "--start", "200", "--end", "300", "--every", "100", "--reference-every",
-                       "100", "--reference-max-epochs", "1", "--configs", "ref=uniform:full:none", "b=exponential:auto:3",
+                       "100", "--reference-max-epochs", "1", "--configs", "ref=uniform:full:none", "b=exponential:150:3",
                        "--csv", str(csv_path)])  # fmt: skip
-    lines = csv_path.read_text().splitlines()
-    assert len(lines) == 1 + 2 * 2  # header + (2 rounds x 2 configurations)
-    assert [line.split(",")[1] for line in lines[1:]] == ["ref", "b", "ref", "b"]
-    assert lines[1].split(",")[0:2] == ["200", "ref"]
+    with open(csv_path) as file:
+        rows = list(csv.DictReader(file))
+    assert [(row["t"], row["config"]) for row in rows] == [("200", "ref"), ("200", "b"), ("300", "ref"), ("300", "b")]
+    for row in rows:
+        t = int(row["t"])
+        if row["config"] == "ref":  # MBPO's rule: every one of the first t transitions once, 1 epoch at most here
+            assert int(row["n_rows"]) == int(row["distinct"]) == t and row["epochs"] == "1"
+        else:  # 150 rows drawn per version with Algorithm 1's weights, 3 gradient steps
+            assert int(row["n_rows"]) == 150 and int(row["grad_steps"]) == 3
+        assert 0 < float(row["local"]) < np.inf and 0 < float(row["global"]) < np.inf
+    # at t = 200 versions 0 (warm-up) and 1 weigh alpha = 0.9 and 1 - alpha = 0.1: 135 rows of version 0's 100
+    # transitions (all of them, 35 again) and 15 of version 1: 115 distinct
+    assert rows[1]["distinct"] == "115"
     assert "t=300:" in capsys.readouterr().out
 
 

@@ -38,11 +38,25 @@ def agent():
     return model
 
 
-def test_retrainings_start_from_the_saved_model_and_use_the_whole_buffer(bound_control, agent):
+def test_retrainings_start_from_the_saved_model_and_use_the_whole_buffer(bound_control, agent, monkeypatch):
     env = gym.make("Pendulum-v1")
     before = {k: v.clone() for k, v in agent.dynamics_model.state_dict().items()}
     saved_row = evaluate_model(agent, env, horizon=10, seed=3)
+    from sb3_pmac.dynamics.model_trainer import ModelTrainer
+
+    trained_on, train = [], ModelTrainer.train
+
+    def spy(self, *args, sample_ids=None, **kwargs):
+        trained_on.append(np.asarray(sample_ids))
+        return train(self, *args, sample_ids=sample_ids, **kwargs)
+
+    monkeypatch.setattr(ModelTrainer, "train", spy)
     rows = bound_control.control_rows(agent, env, "tiny", ("exponential", "uniform"), seed=3)
+    monkeypatch.undo()
+    # the selections differ: Algorithm 1's weights draw the newest versions' transitions several times and the
+    # oldest ones rarely; uniform (MBPO's rule) takes each of the 500 transitions once
+    assert [len(ids) for ids in trained_on] == [500, 500]
+    assert len(np.unique(trained_on[0])) < 400 and np.array_equal(np.sort(trained_on[1]), np.arange(500))
     assert [(r["config"], r["selection"]) for r in rows] == [
         ("saved", "exponential"), ("full", "exponential"), ("full", "uniform")
     ]  # fmt: skip
@@ -52,7 +66,7 @@ def test_retrainings_start_from_the_saved_model_and_use_the_whole_buffer(bound_c
         assert row["train_rows"] == 500  # as many rows as the buffer holds
         assert row["grad_steps"] > 5  # not bounded by the agent's max_grad_steps
         assert row["local_obs_mse"] != rows[0]["local_obs_mse"]
-    assert rows[1]["local_obs_mse"] != rows[2]["local_obs_mse"]  # the selections differ
+    assert rows[1]["local_obs_mse"] != rows[2]["local_obs_mse"]
     # the agent is left as it was: its saved model, bounded training, its own selection
     for key, value in agent.dynamics_model.state_dict().items():
         assert th.equal(value, before[key]), key

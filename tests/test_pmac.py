@@ -539,10 +539,12 @@ def test_mixture_keys_only_where_a_mixture_selects_data():
 
 
 # ---------------------------------------------------------------------------------------------- progress bar
-def test_progress_bar_and_env_reset_warning(tmp_path):
+def test_progress_bar_counts_the_steps(capsys):
     model = pendulum(seed=6, learning_starts=50)
     model.learn(120, progress_bar=True)
-    assert model.num_timesteps == 120
+    assert model.num_timesteps == 120 and "120/120" in capsys.readouterr().out  # SB3's bar, driven to the end
+    model.learn(30, reset_num_timesteps=False)
+    assert model.num_timesteps == 150 and "/" not in capsys.readouterr().out  # no bar unless asked
 
 
 # ---------------------------------------------------------------------------------------------- learning
