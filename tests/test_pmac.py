@@ -249,13 +249,17 @@ def versions_of(model, batch_inds):
     return model.replay_buffer.policy_versions[batch_inds]
 
 
-@pytest.mark.parametrize("algo", ["pmac", "mbpo", "ablation_rollout_only"])
+#: (adapt_model_training, adapt_rollout_starts) of PMAC, MBPO and the paper's two ablations (Appendix C.1)
+SWITCHES = {"pmac": (True, True), "mbpo": (False, False), "ablation_rollout_only": (False, True),
+            "ablation_model_only": (True, False)}  # fmt: skip
+
+
+@pytest.mark.parametrize("algo", list(SWITCHES))
 def test_model_data_and_rollout_starts_follow_the_mixture(algo):
+    """Each switch decides its own selection only: the model's training data, the rollout starts."""
+    adapt_model_training, adapt_rollout_starts = SWITCHES[algo]
     kwargs = dict(adaptation_rate=0.5, model_train_size=40_000, seed=1)
-    if algo == "mbpo":
-        kwargs.update(adapt_model_training=False, adapt_rollout_starts=False)
-    if algo == "ablation_rollout_only":
-        kwargs.update(adapt_model_training=False, adapt_rollout_starts=True)
+    kwargs.update(adapt_model_training=adapt_model_training, adapt_rollout_starts=adapt_rollout_starts)
     model = pendulum(**kwargs)
     model.learn(400)
     assert model._last_model_info.n_train + model._last_model_info.n_holdout == 40_000
@@ -276,8 +280,7 @@ def test_model_data_and_rollout_starts_follow_the_mixture(algo):
     model.train_dynamics_model()
     drawn = np.bincount(versions_of(model, captured["ids"]), minlength=versions.max() + 1)[versions[with_data]]
     freq = drawn / drawn.sum()
-    expected = uniform if algo in ("mbpo", "ablation_rollout_only") else weights
-    other = weights if algo in ("mbpo", "ablation_rollout_only") else uniform
+    expected, other = (weights, uniform) if adapt_model_training else (uniform, weights)
     assert np.abs(freq - expected).max() < 0.01
     assert np.abs(freq - other).max() > 0.05  # the two distributions are distinguishable here
 
@@ -295,8 +298,27 @@ def test_model_data_and_rollout_starts_follow_the_mixture(algo):
     model.rollout()
     drawn = np.bincount(versions_of(model, captured_starts["ids"]), minlength=versions.max() + 1)[versions[with_data]]
     freq = drawn / drawn.sum()
-    expected = uniform if algo == "mbpo" else weights
-    assert np.abs(freq - expected).max() < 0.01
+    expected, other = (weights, uniform) if adapt_rollout_starts else (uniform, weights)
+    assert np.abs(freq - expected).max() < 0.01 and np.abs(freq - other).max() > 0.05
+
+
+def test_the_horizon_schedule_reaches_the_rollouts_and_the_model_buffer():
+    model = pendulum(seed=4, rollout_horizon=(0, 2, 1, 3), epoch_length=100, model_retain_epochs=2)
+    seen = []
+    model_step = model._model_step
+
+    def recorded_model_step():
+        model_step()
+        seen.append((model.num_timesteps, model._last_rollout_info.horizon, model.model_buffer.capacity))
+        seen_logged.append(model.logger.name_to_value["rollout/model_horizon"])
+
+    seen_logged: list[float] = []
+    model._model_step = recorded_model_step
+    model.learn(350)
+    # epoch e = (t - 100) / 100 at the model steps t = 101, 151, ...: horizon floor(1 + e (3 - 1) / 2), at most 3;
+    # capacity = 200 rollouts x horizon x (100 / 50 model steps per epoch) x 2 retained epochs = 800 x horizon
+    assert seen == [(101, 1, 800), (151, 1, 800), (201, 2, 1600), (251, 2, 1600), (301, 3, 2400)]
+    assert seen_logged == [1, 1, 2, 2, 3]
 
 
 @pytest.mark.parametrize("cls", [PMAC, MBPO])
