@@ -329,14 +329,19 @@ def fill_versions(agent: PMAC, counts) -> None:
 COUNTS = [30, 10, 20, 5, 40, 15, 25]
 
 
-@pytest.mark.parametrize("algo", [PMAC, MBPO])
-def test_mixture_statistics_closed_form(algo):
-    agent = make_agent(algo)
+@pytest.mark.parametrize(
+    "algo, switches",
+    [(PMAC, {}), (MBPO, {}), (PMAC, {"adapt_rollout_starts": False}), (PMAC, {"adapt_model_training": False})],
+    ids=["pmac", "mbpo", "ablation_model_only", "ablation_rollout_only"],
+)
+def test_mixture_statistics_closed_form(algo, switches):
+    """The statistics describe the mixture the model's training data is drawn with (adapt_model_training's)."""
+    agent = make_agent(algo, **switches)
     agent.dynamics_model = ToyModel()
     fill_versions(agent, COUNTS)
     row = evaluate_model(agent, ToyEnv(), horizon=1, newest_k=(1, 3, 5, 10), **SMALL)
     k_max = len(COUNTS)
-    if algo is PMAC:
+    if agent.adapt_model_training:
         # Algorithm 1 after K = 7 additions: w_0 = a^K, w_i = (1 - a) a^(K - i); the data-less version K drops out,
         # which leaves p_0 = a^(K-1), p_i = (1 - a) a^(K-1-i) for i = 1..K-1.
         alpha = 0.9
