@@ -454,6 +454,41 @@ def test_model_transitions_are_normalized_like_the_real_ones_with_vecnormalize(m
     assert sum(checked) == 30 * 100  # 100 updates after the warm-up (2 envs: 200 steps), 30 model rows each
 
 
+@pytest.mark.parametrize("vec_normalize", [False, True])
+def test_the_model_trains_on_stored_transitions_in_raw_units(vec_normalize):
+    """Each training row is (s, a, r, s') of one stored transition: raw observations and rewards, actions in [-1, 1]."""
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    env = make_vec_env("Pendulum-v1", n_envs=2, seed=0)
+    if vec_normalize:
+        env = VecNormalize(env, gamma=0.99)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model = PMAC("MlpPolicy", env, seed=0, **TINY)
+    trained_on = []
+    train = model.model_trainer.train
+
+    def spy(observations, actions, rewards, next_observations, **kwargs):
+        buffer, size = model.replay_buffer, model.replay_buffer.size()
+        stored = np.concatenate([buffer.observations[:size], buffer.actions[:size], buffer.rewards[:size, :, None],
+                                 buffer.next_observations[:size]], axis=-1).reshape(size * 2, -1)  # fmt: skip
+        rows = np.concatenate([observations, actions, np.reshape(rewards, (-1, 1)), next_observations], axis=1)
+        assert rows_found(th.as_tensor(rows), th.as_tensor(stored)).all()
+        trained_on.append(rows)
+        return train(observations, actions, rewards, next_observations, **kwargs)
+
+    model.model_trainer.train = spy
+    model.learn(300)
+    rows = np.concatenate(trained_on)
+    assert len(trained_on) == 4  # model steps at 102, 152, 202, 252 (2 envs: 50 steps of all envs per version)
+    assert np.abs(rows[:, 2]).max() > 2 and np.abs(rows[:, 7]).max() > 2  # raw angular velocities (|.| <= 8)
+    assert np.abs(rows[:, 3]).max() <= 1 and np.abs(rows[:, 3]).max() > 0.9  # actions in SB3's [-1, 1] scale
+    # Pendulum's reward of the row's own s and env action 2a: the columns are in their places
+    np.testing.assert_allclose(rows[:, 4], -(np.arctan2(rows[:, 1], rows[:, 0]) ** 2) - 0.1 * rows[:, 2] ** 2
+                               - 0.001 * (2 * rows[:, 3]) ** 2, rtol=1e-4, atol=1e-4)  # fmt: skip
+
+
 def test_model_rollouts_run_the_current_actor_and_the_termination_rule():
     """The rows of a model step's rollouts: actions drawn from the current actor, dones from the env's rule."""
     with warnings.catch_warnings():
