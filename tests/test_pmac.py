@@ -436,22 +436,31 @@ def test_model_transitions_are_normalized_like_the_real_ones_with_vecnormalize(m
         model = PMAC("MlpPolicy", venv, seed=0, **{**TINY, "real_ratio": 0.25, "batch_size": 40})
     checked = []
 
-    def check(batches):  # the model rows (the last 30 of each batch), taken back to raw units, are the stored ones
-        buffer = model.model_buffer
+    def check(batches):  # real rows (the first 10 of each batch) and model rows, taken back to raw units, are stored ones
+        buffer, real = model.model_buffer, model.replay_buffer
         if buffer.size() == 0:
             return
-        stored = buffer.next_observations[: buffer.size()]
-        normalized = batches.next_observations[:, 10:].reshape(-1, 3)
-        obs = th.as_tensor(venv.unnormalize_obs(normalized.numpy()))
+        for part, stored in (
+            (slice(0, 10), th.as_tensor(real.next_observations[: real.size()].reshape(-1, 3))),
+            (slice(10, 40), buffer.next_observations[: buffer.size()]),
+        ):
+            normalized = batches.next_observations[:, part].reshape(-1, 3)
+            obs = th.as_tensor(venv.unnormalize_obs(normalized.numpy()))
+            assert rows_found(obs, stored, atol=1e-4).all() and not rows_found(normalized, stored).any()
         rewards = batches.rewards[:, 10:].reshape(-1) * np.sqrt(venv.ret_rms.var + venv.epsilon)
-        assert rows_found(obs, stored, atol=1e-4).all() and not rows_found(normalized, stored).any()
         assert rows_found(rewards[:, None], buffer.rewards[: buffer.size(), None], atol=1e-4).all()
-        checked.append(len(obs))
+        checked.append(batches.next_observations.shape[0] * 30)
 
     spy_on_sac_batches(monkeypatch, check)
     model.learn(300)
     assert abs(venv.obs_rms.mean).max() > 0.1 and venv.ret_rms.var > 1.5  # (a normalization that changes the values)
     assert sum(checked) == 30 * 100  # 100 updates after the warm-up (2 envs: 200 steps), 30 model rows each
+    # rollouts start from raw stored states (the actor normalizes them itself: rollout_policy)
+    model.model_buffer.reset()
+    model.rollout_bounds_margin = None
+    model.rollout()  # horizon 1: every row is a branch's first step
+    starts = model.model_buffer.observations[: model.model_buffer.size()]
+    assert len(starts) == 200 and rows_found(starts, th.as_tensor(model.replay_buffer.observations[:150].reshape(-1, 3))).all()
 
 
 @pytest.mark.parametrize("vec_normalize", [False, True])
