@@ -4,6 +4,7 @@ import math
 import pickle
 import warnings
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
@@ -340,6 +341,29 @@ def test_stored_policy_params_are_the_collecting_actors_gaussian():
     # and the stored actions were drawn from it: atanh(action) standardized is N(0, 1)
     z = (np.arctanh(np.clip(buffer.actions[100:250, 0], -1 + 1e-6, 1 - 1e-6)) - mean.numpy()) / log_std.exp().numpy()
     assert abs(z.mean()) < 0.3 and abs(z.std() - 1) < 0.2  # 150 draws
+
+
+def test_tv_with_vecnormalize_compares_the_actors_on_the_observations_they_acted_on():
+    """The stored Gaussian and the distances are the actor's on normalized observations, the buffer's are raw."""
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    venv = VecNormalize(DummyVecEnv([lambda: gym.make("Pendulum-v1")]), norm_reward=False, training=False)
+    venv.obs_rms.mean, venv.obs_rms.var = np.array([0.5, -0.5, 3.0]), np.array([4.0, 4.0, 9.0])  # frozen, not identity
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model = PMAC("MlpPolicy", venv, seed=3, **{**TINY_PMAC_KWARGS, "mixture": "tv", "learning_rate": 0.0})
+    model.learn(250)  # SAC updates of learning rate 0: the actor that collected every version is the current one
+    buffer = model.replay_buffer
+    raw = buffer.observations[100:250, 0]
+    with th.no_grad():
+        mean, log_std = actor_gaussian(model.actor, th.as_tensor(venv.normalize_obs(raw)))
+        raw_mean, _ = actor_gaussian(model.actor, th.as_tensor(raw))
+    np.testing.assert_allclose(buffer.policy_means[100:250, 0], mean.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(buffer.policy_log_stds[100:250, 0], log_std.numpy(), rtol=1e-5, atol=1e-6)
+    assert np.abs(raw_mean.numpy() - mean.numpy()).max() > 1e-2  # (raw observations would give another Gaussian)
+    versions, distances = model._measure_tv_distances()
+    assert list(versions) == [0, 1, 2, 3] and distances[0] > 0.1  # the random warm-up is far from the actor
+    np.testing.assert_allclose(distances[1:], 0.0, atol=1e-6)  # the same actor on the same normalized states
 
 
 def test_pmac_tv_distances_match_a_full_computation(trained):
