@@ -354,16 +354,21 @@ def test_bounded_model_training_budget_and_selection(cls):
         assert abs(probs[-1] - 0.5) < 1e-9
 
 
-def test_full_model_training_is_exact_mbpo():
+@pytest.mark.parametrize("n_envs", [1, 2])
+def test_full_model_training_is_exact_mbpo(n_envs):
+    from stable_baselines3.common.env_util import make_vec_env
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        model = MBPO("MlpPolicy", "Pendulum-v1", **{**TINY, "model_trainer_kwargs": {}}, model_training="full")
+        env = make_vec_env("Pendulum-v1", n_envs=n_envs, seed=0)
+        model = MBPO("MlpPolicy", env, **{**TINY, "model_trainer_kwargs": {}}, model_training="full")
     assert model.model_trainer.max_epochs is None and model.model_trainer.max_grad_steps is None
     model.learn(300)
     captured = {}
     model.model_trainer.train = lambda *columns, sample_ids=None, **kw: captured.setdefault("ids", sample_ids)
     model.train_dynamics_model()
-    np.testing.assert_array_equal(np.sort(captured["ids"]), np.arange(300))  # every stored transition once
+    # every stored transition once (ids are position x n_envs + env: all 300 transitions of the n_envs envs)
+    np.testing.assert_array_equal(np.sort(captured["ids"]), np.arange(300))
     with pytest.raises(ValueError, match="model_training"):
         PMAC("MlpPolicy", "Pendulum-v1", model_training="all")
     with pytest.raises(ValueError, match="model_train_size"):
