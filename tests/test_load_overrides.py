@@ -142,6 +142,23 @@ def test_diagnostics_load_agent_picks_the_saved_algorithm_without_a_warning(tmp_
         assert type(load_agent(f"{mbpo_path}.zip")) is MBPO and type(load_agent(f"{pmac_path}.zip")) is PMAC
 
 
+def test_load_without_a_seed_continues_the_saved_generators(tmp_path):
+    """The loaded agent's warm-up actions and model trainer draw what the saved agent would have drawn next."""
+    from conftest import TINY_PMAC_KWARGS
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model = PMAC("MlpPolicy", "Pendulum-v1", seed=0, **TINY_PMAC_KWARGS)
+        model.learn(160)  # 100 warm-up actions and two model trainings drawn from the two generators
+    model.save(tmp_path / "agent")
+    expected = model.action_space.sample(), model.model_trainer.rng.random()
+    fresh = PMAC("MlpPolicy", "Pendulum-v1", seed=0, **TINY_PMAC_KWARGS)  # (not the seed's first draws)
+    assert fresh.model_trainer.rng.random() != expected[1]
+    loaded = PMAC.load(tmp_path / "agent")
+    np.testing.assert_array_equal(loaded.action_space.sample(), expected[0])
+    assert loaded.model_trainer.rng.random() == expected[1]
+
+
 def test_load_with_a_seed_reseeds_a_trainer_seeded_by_its_kwargs(tmp_path):
     """A seed in ``model_trainer_kwargs`` does not win over ``load(seed=s)``: load seeds as ``set_random_seed(s)``."""
     path = _saved(tmp_path, learn=0, model_trainer_kwargs={"seed": 3})
