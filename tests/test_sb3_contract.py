@@ -432,6 +432,27 @@ def test_max_train_repeat_per_step_ramps_the_updates_as_the_base_code():
     assert model._n_updates == reference[-1] + reference[24]
 
 
+def test_the_update_ramp_continues_across_save_and_load(tmp_path):
+    """Saved in the middle of a ramped epoch, the loaded agent makes the updates the uninterrupted run made."""
+    from conftest import TINY_PMAC_KWARGS
+
+    from sb3_pmac import MBPO
+
+    reference = base_code_update_counts(steps=70, cap=2, repeat=5, epoch_length=20)
+    kwargs = {**TINY_PMAC_KWARGS, "learning_starts": 30, "gradient_steps": 5, "epoch_length": 20, "seed": 0}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model = MBPO("MlpPolicy", "Pendulum-v1", max_train_repeat_per_step=2, **kwargs)
+        model.learn(30 + 25)  # 5 steps into epoch 1, whose updates are capped: 5 per step until 2 x the steps so far
+        assert model._n_updates == reference[24]
+        model.save(tmp_path / "agent")
+        model.save_replay_buffer(tmp_path / "buffer")
+        loaded = MBPO.load(tmp_path / "agent", env=gym.make("Pendulum-v1"))
+        loaded.load_replay_buffer(tmp_path / "buffer")
+        loaded.learn(45, reset_num_timesteps=False)
+    assert loaded.num_timesteps == 100 and loaded._n_updates == reference[-1]
+
+
 def test_a_repeated_warm_up_is_a_version_of_its_own():
     """learn() with num_timesteps reset repeats SB3's random warm-up: its transitions are not the last policy's."""
     from conftest import TINY_PMAC_KWARGS
