@@ -116,8 +116,8 @@ def control_rows(
 def load_inputs(agent_path: str, buffer_path: str, env_id: str, allow_pickle: bool) -> tuple[PMAC, gym.Env]:
     """
     The checkpoint's agent with its replay buffer, and the evaluation env; ``ValueError`` (one line, said before any
-    retraining) for files that cannot be read, an env that cannot be made or does not fit the agent, an agent without a
-    dynamics model, or a buffer of another step than the agent's.
+    retraining) for files that cannot be read, an agent of another algorithm (e.g. SAC), an env that cannot be made or
+    does not fit the agent, or a buffer of another step than the agent's.
     """
     try:
         env = make_preset_env(env_id)
