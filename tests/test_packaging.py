@@ -324,10 +324,12 @@ def test_demo_runs_and_explains_v4_once(tmp_path, capsys):
     one line saying why v4."""
     import warnings
 
-    from sb3_pmac import demo
+    from sb3_pmac import MBPO, PMAC, demo
 
-    argv = ["--timesteps", "60", "--learning-starts", "40", "--rollout-batch-size", "50", "--model-max-epochs", "1",
-            "--eval-episodes", "1", "--output", str(tmp_path / "agent"), "--no-progress-bar"]  # fmt: skip
+    # 260 steps: the random warm-up (240), a model step once 250 transitions are stored (one interaction epoch), SAC
+    argv = ["--timesteps", "260", "--learning-starts", "240", "--gradient-steps", "3", "--rollout-batch-size", "50",
+            "--model-max-epochs", "1", "--eval-episodes", "1", "--output", str(tmp_path / "agent"),
+            "--no-progress-bar"]  # fmt: skip
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         mean_return = demo.main(argv)
@@ -336,3 +338,14 @@ def test_demo_runs_and_explains_v4_once(tmp_path, capsys):
     assert "Hopper-v4: the version of the paper's comparisons" in out and "--env Hopper-v5" in out
     assert f"over 1 episodes: {mean_return:.1f}" in out and (tmp_path / "agent.zip").is_file()
     assert 0.0 < mean_return < 1000.0  # a Hopper episode of a barely trained agent: falls within a few dozen steps
+    # the command line's settings reached the agent it trained and saved
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        demo.main([*argv[:-3], "--output", str(tmp_path / "mbpo"), "--algo", "mbpo", "--no-progress-bar"])
+        agents = {PMAC: PMAC.load(tmp_path / "agent"), MBPO: MBPO.load(tmp_path / "mbpo")}
+    for cls, agent in agents.items():
+        assert type(agent) is cls and agent.num_timesteps == 260
+        assert agent.adapt_model_training == agent.adapt_rollout_starts == (cls is PMAC)  # as trained: MBPO is uniform
+        assert (agent.learning_starts, agent.gradient_steps, agent.rollout_batch_size) == (240, 3, 50)
+        assert agent.model_trainer_kwargs == {"max_epochs": 1} and agent.n_model_steps == 1
+        assert agent._n_updates == 3 * (260 - 240)
