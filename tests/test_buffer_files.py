@@ -160,6 +160,27 @@ def test_round_trip_keeps_everything_sampling_depends_on(tmp_path, buffer_size, 
     assert_same(observables(loaded, seed=2), observables(buffer, seed=2))
 
 
+def test_a_buffer_that_keeps_timeouts_as_dones_loads_so(tmp_path):
+    """``handle_timeout_termination=False`` (time-limit ends are terminal for SAC's targets) survives the file."""
+    buffer = PolicyVersionedReplayBuffer(40, OBS_SPACE, ACTION_SPACE, device="cpu", handle_timeout_termination=False)
+    add_random_transitions(buffer, 10)
+    loaded, _ = load_buffers(save_buffers(tmp_path / "buffer", buffer))
+    assert not loaded.handle_timeout_termination and not loaded.timeouts.any()
+    np.testing.assert_array_equal(loaded.dones[:10], buffer.dones[:10])
+
+
+def test_a_file_whose_version_bookkeeping_does_not_add_up_is_refused(tmp_path):
+    """A damaged or hand-edited file would mis-weight the policy mixture: its counts must agree before it loads."""
+    with np.load(save_buffers(tmp_path / "buffer", filled_buffer(40, 1, 10))) as file:
+        arrays = dict(file)
+    for key, value in (("n_written", arrays["n_written"] + 1), ("segment_ends", arrays["segment_ends"][:-1])):
+        np.savez(tmp_path / "damaged.npz", **{**arrays, key: value})
+        with pytest.raises(ValueError, match="Inconsistent buffer file"):
+            load_buffers(tmp_path / "damaged.npz")
+    np.savez(tmp_path / "intact.npz", **arrays)
+    assert load_buffers(tmp_path / "intact.npz")[0].n_written == 10  # (the rewritten file itself is fine)
+
+
 @pytest.mark.parametrize("observation_space", [OBS_SPACE, spaces.Box(-np.inf, np.inf, (3,), np.float64)])
 def test_spaces_default_to_the_saved_boxes(tmp_path, observation_space):
     buffer = filled_buffer(40, 2, 30, store_policy_params=True, observation_space=observation_space)
