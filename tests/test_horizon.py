@@ -20,6 +20,11 @@ from sb3_pmac.horizon import epoch_at, horizon_at, max_horizon, model_buffer_cap
         ((20, 300, 1, 25), 300, 25),
         (1, 250, 1),  # Walker2d, HalfCheetah, Pusher
         (5, 0, 5),
+        ((2, 4, 10, 5), 0, 10),  # a falling schedule: 10 until epoch 2, then down to 5 by epoch 4
+        ((2, 4, 10, 5), 2, 10),
+        ((2, 4, 10, 5), 3, 7),  # floor(10 + 1/2 * (5 - 10)) = floor(7.5)
+        ((2, 4, 10, 5), 4, 5),
+        ((2, 4, 10, 5), 9, 5),
     ],
 )
 def test_horizon_schedule(schedule, epoch, expected):
@@ -30,6 +35,7 @@ def test_schedule_is_monotone_and_bounded():
     values = [horizon_at(e / 10, (20, 100, 1, 15)) for e in range(0, 1500)]
     assert values == sorted(values) and min(values) == 1 and max(values) == 15
     assert max_horizon((20, 300, 1, 25)) == 25 and max_horizon(3) == 3
+    assert max_horizon((2, 4, 10, 5)) == 10  # a falling schedule's largest horizon is its first
 
 
 @pytest.mark.parametrize(

@@ -67,6 +67,15 @@ def test_presets_per_task(env_id, obs_dim, horizon):
     assert model.rollout_horizon == horizon
 
 
+def test_the_users_env_kwargs_win_over_a_presets():
+    """Ant-v5's preset leaves the contact forces out (27 dims); asking for them back gives gymnasium's 105."""
+    from sb3_pmac.env_presets import make_preset_env
+
+    assert make_preset_env("Ant-v5").observation_space.shape == (27,)
+    with_forces = make_preset_env("Ant-v5", {"include_cfrc_ext_in_observation": True})
+    assert with_forces.observation_space.shape == (105,) and with_forces.unwrapped._include_cfrc_ext_in_observation
+
+
 def test_truncated_humanoid_keeps_the_positions_asked_for():
     """Humanoid-v4 with its x, y positions in the observation: truncated to every position and velocity (47), not 45."""
     from sb3_pmac.env_presets import make_preset_env
@@ -145,6 +154,9 @@ def test_mbpo_is_uniform():
         (dict(rollout_horizon=0), "horizon"),
         (dict(optimize_memory_usage=True), "optimize_memory_usage"),
         (dict(gradient_steps=-2), "gradient_steps"),
+        (dict(gradient_steps=2.5), "gradient_steps"),
+        (dict(gradient_steps=True), "gradient_steps"),
+        (dict(learning_starts=-1), "learning_starts"),
         (dict(max_train_repeat_per_step=0), "max_train_repeat_per_step"),
         (dict(max_train_repeat_per_step=2.5), "max_train_repeat_per_step"),
     ],
