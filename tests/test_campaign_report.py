@@ -168,6 +168,16 @@ def test_iqm_and_full_report(report, results: Path, tmp_path: Path, rliable_rows
     assert "#### The bound" not in text and "which this campaign does not run." in text  # no control CSV
 
 
+def test_iqm_trims_from_four_runs_on(report):
+    """rliable's IQM is the mean of the middle half: with 4 runs the two middle ones (the mean would be 257.5)."""
+    pytest.importorskip("rliable")
+    four = report.ScoreRow(25_000, "pmac", [0.0, 10.0, 20.0, 1000.0], 4, 25_000)
+    three = report.ScoreRow(25_000, "mbpo", [0.0, 10.0, 1000.0], 3, 25_000)
+    report.add_iqm([four, three], reps=200)
+    assert four.iqm == pytest.approx(15.0) and four.mean == pytest.approx(257.5)
+    assert three.iqm == pytest.approx(three.mean)  # 25 % of 3 runs is less than one run: nothing trimmed
+
+
 def test_pmac_against_mbpo(report, rliable_rows):
     at_25k, at_30k = report.compare(rliable_rows)
     # 25 000: PMAC [230, 280], MBPO [115, 125] (s / 200 over 21 000 ... 25 000, seed 1 10 higher): PMAC ahead in all
