@@ -103,6 +103,31 @@ def check_model_training(model_training: str, model_train_size: int | None) -> N
         raise ValueError("model_train_size sets the bounded training set: it cannot be used with model_training='full'")
 
 
+#: Arguments PMAC passes to the ensemble and its trainer itself: set with PMAC's own arguments, not in the kwargs dicts
+SET_BY_PMAC = {
+    "dynamics_kwargs": {"obs_dim": "the env", "action_dim": "the env", "ensemble_size": "ensemble_size",
+                        "n_elites": "n_elites", "device": "device"},
+    "model_trainer_kwargs": {"model": "the dynamics model"},
+}  # fmt: skip
+
+
+def check_component_kwargs(**kwargs: dict[str, Any] | None) -> None:
+    """
+    ``ValueError`` for a key of ``dynamics_kwargs`` / ``model_trainer_kwargs`` that PMAC sets itself (the ensemble's
+    size, elites and device come from PMAC's own arguments), instead of a ``TypeError`` from deep in the constructor.
+
+    :param kwargs: the dicts by argument name (``dynamics_kwargs=...``, ``model_trainer_kwargs=...``)
+    """
+    for name, given in kwargs.items():
+        clashes = sorted(set(given or {}) & set(SET_BY_PMAC[name]))
+        if clashes:
+            sources = ", ".join(f"{key} (set from {SET_BY_PMAC[name][key]})" for key in clashes)
+            raise ValueError(
+                f"{name} cannot hold {sources}: PMAC passes these itself; give ensemble_size, n_elites and device to "
+                "PMAC directly"
+            )
+
+
 def check_policy_name(policy: object, algo: str, supported: Collection[str]) -> None:
     """
     PMAC's policy given by name: one of ``supported`` (its ``policy_aliases``: ``"MlpPolicy"``). SAC's other policies

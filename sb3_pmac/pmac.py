@@ -31,6 +31,7 @@ from sb3_pmac.checks import (
     DEFAULT_MIXTURE,
     MixtureName,
     ModelTrainingMode,
+    check_component_kwargs,
     check_load_overrides,
     check_pmac_arguments,
     check_policy_name,
@@ -246,6 +247,7 @@ class PMAC(ModelStepSAC):
             model_train_size=model_train_size,
             max_train_repeat_per_step=max_train_repeat_per_step,
         )
+        check_component_kwargs(dynamics_kwargs=dynamics_kwargs, model_trainer_kwargs=model_trainer_kwargs)
         replay_buffer_class = replay_buffer_class or PolicyVersionedReplayBuffer
         if mixture == "tv":
             # the distances need the collecting policy's Gaussian parameters of every real transition

@@ -157,6 +157,8 @@ def test_mbpo_is_uniform():
         (dict(gradient_steps=2.5), "gradient_steps"),
         (dict(gradient_steps=True), "gradient_steps"),
         (dict(learning_starts=-1), "learning_starts"),
+        (dict(dynamics_kwargs=dict(ensemble_size=3, device="cpu")), r"dynamics_kwargs cannot hold device .*, ensemble_size"),
+        (dict(model_trainer_kwargs=dict(model=None)), "model_trainer_kwargs cannot hold model"),
         (dict(max_train_repeat_per_step=0), "max_train_repeat_per_step"),
         (dict(max_train_repeat_per_step=2.5), "max_train_repeat_per_step"),
     ],
