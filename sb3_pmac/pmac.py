@@ -536,7 +536,6 @@ class PMAC(ModelStepSAC):
         if reset_num_timesteps:
             self._next_model_step = 0
             self._updates_epoch = -1
-            self._warm_up_warned = False
             self._timings = dict.fromkeys(self._timings, 0.0)  # time/ keys count this run's seconds, as SB3's do
             if (
                 self.learning_starts > 0
@@ -548,13 +547,14 @@ class PMAC(ModelStepSAC):
                 # own, not the last policy's (a new version then starts with the first model step, as at the start).
                 # A version without data is used as it is: a run that stored nothing must not age the older data
                 self.policy_version = self.replay_buffer.start_new_version()
-        end = total_timesteps + (0 if reset_num_timesteps else self.num_timesteps)
-        if 0 < total_timesteps and end <= self.learning_starts and not getattr(self, "_warm_up_warned", False):
-            self._warm_up_warned = True  # once per run (num_timesteps restarted), not at every call of a chunked loop
+        if reset_num_timesteps and 0 < total_timesteps <= self.learning_starts:
+            # a run that ends within its warm-up (a continued call, reset_num_timesteps=False, is taken as one chunk of
+            # a longer loop and not warned about)
             warnings.warn(
-                f"{type(self).__name__}: learn(total_timesteps={total_timesteps}) ends at step {end}, within the random "
-                f"warm-up (learning_starts={self.learning_starts}): the agent only collects random transitions, with no "
-                "SAC update and no model training; pass more steps or a lower learning_starts",
+                f"{type(self).__name__}: learn(total_timesteps={total_timesteps}) ends at step {total_timesteps}, within "
+                f"the random warm-up (learning_starts={self.learning_starts}): the agent only collects random transitions, "
+                "with no SAC update and no model training; pass more steps or a lower learning_starts (or continue the "
+                "run with learn(..., reset_num_timesteps=False))",
                 UserWarning,
                 stacklevel=2,
             )

@@ -150,10 +150,15 @@ def test_learn_within_the_warm_up_warns():
     with pytest.warns(UserWarning, match=r"learn\(total_timesteps=40\) ends at step 40"):
         model.learn(40)  # a new run (num_timesteps reset)
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # said once per run, not at every call of a loop of chunks
+        warnings.simplefilter("error")  # a continued call is a chunk of a loop: not warned about
         for _ in range(3):
             model.learn(20, reset_num_timesteps=False)  # continued: counts from step 40, to step 100
     assert model.num_timesteps == 100 and model._n_updates == 0
+    fresh = _tiny(seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # SB3's chunked loop from the start: learn(n, reset_num_timesteps=False) calls
+        fresh.learn(60, reset_num_timesteps=False)
+    assert fresh.num_timesteps == 60
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         model.learn(1, reset_num_timesteps=False)  # to step 101: one SAC update and the first model step, no warning
