@@ -146,32 +146,37 @@ def check_policy_name(policy: object, algo: str, supported: Collection[str]) -> 
         )
 
 
-def check_spaces(env: gym.Env | VecEnv) -> None:
-    """PMAC models flat continuous states and actions: reject everything else with a clear message."""
+def check_spaces(env: gym.Env | VecEnv, algo: str = "PMAC") -> None:
+    """
+    PMAC models flat continuous states and actions: reject everything else with a clear message.
+
+    :param env: the env given to the constructor
+    :param algo: the class name, for the message
+    """
     action_space, observation_space = env.action_space, env.observation_space
     if not isinstance(action_space, spaces.Box):
         raise UnsupportedSpaceError(
-            f"PMAC needs a continuous (Box) action space, got {type(action_space).__name__}: "
+            f"{algo} needs a continuous (Box) action space, got {type(action_space).__name__}: "
             "discrete and multi-discrete actions are not supported"
         )
     if isinstance(observation_space, spaces.Dict) or not isinstance(observation_space, spaces.Box):
         raise UnsupportedSpaceError(
-            f"PMAC needs a flat Box observation space, got {observation_space}: Dict, Tuple and discrete observations "
+            f"{algo} needs a flat Box observation space, got {observation_space}: Dict, Tuple and discrete observations "
             "are not supported (the dynamics model predicts a vector state); flatten them with a wrapper"
         )
     if len(observation_space.shape) != 1:
         raise UnsupportedSpaceError(
-            f"PMAC needs a 1-D observation space, got shape {observation_space.shape}: image and other "
+            f"{algo} needs a 1-D observation space, got shape {observation_space.shape}: image and other "
             "multi-dimensional observations are not supported; flatten them with a wrapper"
         )
     if np.issubdtype(observation_space.dtype, np.integer) or np.issubdtype(observation_space.dtype, np.bool_):
         raise UnsupportedSpaceError(
-            f"PMAC needs float observations, got dtype {observation_space.dtype}: the dynamics model predicts "
+            f"{algo} needs float observations, got dtype {observation_space.dtype}: the dynamics model predicts "
             "continuous states; cast them with a wrapper (e.g. gymnasium.wrappers.DtypeObservation(env, np.float32))"
         )
     if not np.all(np.isfinite(action_space.low)) or not np.all(np.isfinite(action_space.high)):
         raise UnsupportedSpaceError(
-            f"PMAC needs a bounded action space, got low={action_space.low}, high={action_space.high}: its SAC squashes "
+            f"{algo} needs a bounded action space, got low={action_space.low}, high={action_space.high}: its SAC squashes "
             "actions to [-1, 1] and rescales them to the bounds; give the env's action space finite bounds (the range "
             "the env really accepts) with a wrapper"
         )

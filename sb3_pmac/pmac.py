@@ -216,7 +216,7 @@ class PMAC(ModelStepSAC):
             policy, env = "MlpPolicy", policy
         env, env_id, rollout_horizon = apply_presets(type(self).__name__, env, rollout_horizon, use_presets, verbose)
         if env is not None:
-            check_spaces(env)  # type: ignore[arg-type]
+            check_spaces(env, type(self).__name__)  # type: ignore[arg-type]
         elif _init_setup_model:  # SB3's load builds the agent without an env (and without setting it up)
             raise ValueError(
                 f"{type(self).__name__} needs an environment: {type(self).__name__}('MlpPolicy', env) or an env id, "

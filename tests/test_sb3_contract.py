@@ -10,7 +10,7 @@ from gymnasium import spaces
 from stable_baselines3 import SAC
 from stable_baselines3.common.callbacks import BaseCallback
 
-from sb3_pmac import PMAC
+from sb3_pmac import MBPO, PMAC
 from sb3_pmac.checks import UnsupportedSpaceError
 
 
@@ -54,6 +54,8 @@ def test_unsupported_spaces_raise_what_sb3_raises(observation_space, action_spac
         PMAC("MlpPolicy", env)
     if match == "float observations":
         assert "image" not in str(info.value)
+    with pytest.raises(UnsupportedSpaceError, match=f"^MBPO needs .*{match}"):  # the class's own name
+        MBPO("MlpPolicy", env)
 
 
 def test_n_steps_default_accepted_and_n_step_returns_refused():
