@@ -199,7 +199,13 @@ def apply_presets(
     known_id = env_id if env_id is not None else env_spec_id(env)
     preset = get_preset(known_id) if known_id is not None and use_presets else None
     if env_id is not None:
-        env = make_preset_env(env_id) if use_presets else make_env(env_id)
+        if verbose >= 1:
+            print(f"Creating environment from the given name '{env_id}'")  # (SB3's line)
+        make = make_preset_env if use_presets else make_env
+        try:  # as SB3 makes an env id: rendered to arrays, so that the training env can be recorded (VecVideoRecorder)
+            env = make(env_id, render_mode="rgb_array")
+        except TypeError:  # an env without render modes
+            env = make(env_id)
     applied = []
     if rollout_horizon is None:
         rollout_horizon = preset.horizon_schedule if preset is not None else 1

@@ -148,6 +148,21 @@ def test_presets_apply_to_an_env_built_from_a_known_id_and_can_be_turned_off(cap
     assert "presets of Hopper-v5 applied: rollout_horizon=(20, 100, 1, 15)" in capsys.readouterr().out
 
 
+def test_an_env_made_from_its_id_renders_to_arrays_as_sb3s(capsys):
+    """SB3 makes an env id with render_mode="rgb_array" (the training env can be rendered and recorded)."""
+    pytest.importorskip("pygame", reason="classic-control rendering needs pygame (the [zoo] extra)")
+    for kwargs in ({}, {"use_presets": False}):
+        model = PMAC("Pendulum-v1", buffer_size=100, verbose=1, **kwargs)
+        assert "Creating environment from the given name 'Pendulum-v1'" in capsys.readouterr().out  # SB3's line
+        env = model.get_env()
+        assert env.render_mode == "rgb_array"
+        env.reset()
+        frame = env.render()
+        assert frame.shape == (500, 500, 3) and frame.dtype == np.uint8 and frame.std() > 0
+    assert PMAC("Hopper-v4", buffer_size=100).get_env().render_mode == "rgb_array"  # a preset's env too
+    assert PMAC("MlpPolicy", gym.make("Hopper-v5"), buffer_size=100).get_env().render_mode is None  # the user's env
+
+
 # ---------------------------------------------------------------------------------------------- random state
 def test_load_leaves_the_global_random_generators_alone_unless_asked(tmp_path):
     import random
