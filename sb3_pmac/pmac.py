@@ -607,7 +607,18 @@ class PMAC(ModelStepSAC):
         exclude: Any = None,
         include: Any = None,
     ) -> None:
-        """Save the agent (policy, critics, dynamics model and its optimizer, policy mixture, random states)."""
+        """
+        Save the agent (policy, critics, dynamics model and its optimizer, policy mixture, random states). The replay
+        buffers are not part of it (as in SB3): :meth:`save_replay_buffer` saves the real one and the model buffer.
+        """
+        if include is not None and "model_buffer" in include:
+            warnings.warn(
+                f"{type(self).__name__}.save(include=['model_buffer']) has no effect: the model buffer is rebuilt when "
+                "the agent loads; save_replay_buffer() saves it with the real replay buffer, load_replay_buffer() "
+                "restores both",
+                UserWarning,
+                stacklevel=2,
+            )
         self._rng_states = self._get_rng_states()
         try:
             super().save(path, exclude=exclude, include=include)

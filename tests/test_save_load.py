@@ -253,6 +253,24 @@ def test_replay_buffer_roundtrip_keeps_versions(variant, saved_runs):
     assert_same(loaded.model_buffer.state_dict(), saved["model_buffer"], "model buffer")
 
 
+def test_including_the_model_buffer_in_save_says_where_it_is_saved(tmp_path):
+    """SB3's save(include=[...]) idiom cannot carry the model buffer (rebuilt at load): said, not silently lost."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model = PMAC("MlpPolicy", "Pendulum-v1", seed=0, **TINY_PMAC_KWARGS)
+        model.learn(150)
+    assert model.model_buffer.size() > 0
+    with pytest.warns(UserWarning, match=r"include=\['model_buffer'\]\) has no effect.*save_replay_buffer"):
+        model.save(tmp_path / "agent", include=["model_buffer"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the ordinary save says nothing
+        model.save(tmp_path / "agent", include=["replay_buffer"])
+    model.save_replay_buffer(tmp_path / "buffers")
+    loaded = PMAC.load(tmp_path / "agent")
+    loaded.load_replay_buffer(tmp_path / "buffers")
+    assert loaded.model_buffer.size() == model.model_buffer.size()  # the way that keeps it
+
+
 def test_tv_refuses_a_replay_buffer_without_policy_params(tmp_path):
     make_model("pmac").save_replay_buffer(tmp_path / "plain")
     with pytest.raises(ValueError, match="does not hold"):
