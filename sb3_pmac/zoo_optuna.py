@@ -62,6 +62,20 @@ def convert_pmac_params(sampled_params: dict[str, Any]) -> dict[str, Any]:
     return hyperparams
 
 
+def _converted(trial: optuna.Trial, sampled: dict[str, Any]) -> dict[str, Any]:
+    """
+    The constructor arguments of ``sampled``, with the values that differ from Optuna's raw ones (gamma, the horizon
+    schedule, the network) recorded on the trial as ``user_attrs``, as rl-zoo3's SAC sampler records gamma: its report
+    (``report_*.csv``, ``user_attrs_*`` columns) then lists the values to retrain with (``-params``).
+    """
+    hyperparams = convert_pmac_params(sampled)
+    trial.set_user_attr("worker", worker_id())
+    trial.set_user_attr("gamma", hyperparams["gamma"])
+    trial.set_user_attr("rollout_horizon", hyperparams["rollout_horizon"])
+    trial.set_user_attr("net_arch", hyperparams["policy_kwargs"]["net_arch"])
+    return hyperparams
+
+
 def _sample_common(trial: optuna.Trial) -> dict[str, Any]:
     return {
         "real_ratio": trial.suggest_float("real_ratio", 0.01, 0.5, log=True),
@@ -86,8 +100,7 @@ def sample_pmac_params(trial: optuna.Trial, n_actions: int, n_envs: int, additio
     :return: constructor arguments overriding the YAML entry
     """
     sampled = {"adaptation_rate": trial.suggest_float("adaptation_rate", *ADAPTATION_RATE_RANGE), **_sample_common(trial)}
-    trial.set_user_attr("worker", worker_id())
-    return convert_pmac_params(sampled)
+    return _converted(trial, sampled)
 
 
 def sample_mbpo_params(trial: optuna.Trial, n_actions: int, n_envs: int, additional_args: dict) -> dict[str, Any]:
@@ -96,6 +109,4 @@ def sample_mbpo_params(trial: optuna.Trial, n_actions: int, n_envs: int, additio
     rate only sizes its bounded model-training set, which stays at the default alpha = 0.9 (``model_train_freq`` x 19
     rows, as PMAC's default), so that trials compare at equal model-training cost.
     """
-    sampled = _sample_common(trial)
-    trial.set_user_attr("worker", worker_id())
-    return convert_pmac_params(sampled)
+    return _converted(trial, _sample_common(trial))

@@ -37,7 +37,7 @@ from sb3_pmac import MBPO, PMAC  # noqa: E402
 from sb3_pmac.env_presets import ENV_PRESETS  # noqa: E402
 from sb3_pmac.horizon import validate_horizon_schedule  # noqa: E402
 from sb3_pmac.zoo import hyperparams_dir, hyperparams_path, main, with_default_conf  # noqa: E402
-from sb3_pmac.zoo_optuna import HORIZON_CHOICES, convert_pmac_params, parse_horizon_choice  # noqa: E402
+from sb3_pmac.zoo_optuna import HORIZON_CHOICES, NET_ARCHS, convert_pmac_params, parse_horizon_choice  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 HYPERPARAMS = REPO / "sb3_pmac" / "hyperparams"  # package data; the top-level hyperparams/ links to it
@@ -301,6 +301,11 @@ def test_adaptation_rate_search_stays_below_1():
     assert 0.5 <= distribution.low <= params["adaptation_rate"] <= distribution.high < 1.0
     largest = bounded_train_size(params["model_train_freq"], distribution.high, stored=10**9)
     assert largest <= 100 * params["model_train_freq"]
+    # the converted values are on the trial, for the report's user_attrs_* columns (rl-zoo3's SAC records gamma)
+    raw = trial.params
+    assert trial.user_attrs["gamma"] == pytest.approx(1 - raw["one_minus_gamma"]) == params["gamma"]
+    assert trial.user_attrs["rollout_horizon"] == parse_horizon_choice(raw["rollout_horizon"]) == params["rollout_horizon"]
+    assert trial.user_attrs["net_arch"] == list(NET_ARCHS[raw["net_arch"]]) == params["policy_kwargs"]["net_arch"]
 
 
 def test_horizon_choices_parse():
@@ -505,6 +510,7 @@ def test_optimize_two_trials_sqlite(tmp_path):
         assert trial.user_attrs["worker"].rsplit(":", 1)[1].isdigit()  # host:pid of the worker
         # the converter (also used by `train --trial-id`) gives arguments MBPO accepts
         hyperparams = convert_pmac_params(trial.params)
+        assert trial.user_attrs["gamma"] == pytest.approx(hyperparams["gamma"])  # stored with the study (the report's)
         model = MBPO("MlpPolicy", "Pendulum-v1", buffer_size=100, **hyperparams)
         assert model.real_ratio == trial.params["real_ratio"]
         horizon = parse_horizon_choice(trial.params["rollout_horizon"])
