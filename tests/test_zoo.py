@@ -674,6 +674,7 @@ YAML_CHECK = textwrap.dedent(
             "train_freq": [model.train_freq.frequency, model.train_freq.unit.value],
             "max_epochs": model.model_trainer.max_epochs,
             "hidden_sizes": list(model.dynamics_model.hidden_sizes),
+            "normalize_targets": model.dynamics_model.normalize_targets,
         }
 
     for algo in ("pmac", "mbpo"):
@@ -778,7 +779,7 @@ def test_yaml_entry_builds_through_rl_zoo3(yaml_entries, algo, env_id):
             "model_train_freq": 250, "rollout_batch_size": 100_000, "net_arch": [256, 256], "gamma": 0.99,
             "tau": 0.005, "train_freq": [1, "step"], "epoch_length": 1000, "model_retain_epochs": 1,
             "ensemble_size": 7, "n_elites": 5, "adaptation_rate": 0.9, "max_epochs": preset["max_epochs"],
-            "hidden_sizes": [200, 200, 200, 200],
+            "hidden_sizes": [200, 200, 200, 200], "normalize_targets": False,
         }  # fmt: skip
         for key, value in table2.items():
             assert zoo_model[key] == pytest.approx(value), key
@@ -789,7 +790,7 @@ def test_yaml_entry_builds_through_rl_zoo3(yaml_entries, algo, env_id):
         assert entry["n_timesteps"] <= 1000
         assert zoo_model["learning_starts"] == 100 and zoo_model["rollout_batch_size"] == 500
         assert zoo_model["gradient_steps"] == 1 and zoo_model["max_epochs"] == 5
-        assert zoo_model["hidden_sizes"] == [64, 64]
+        assert zoo_model["hidden_sizes"] == [64, 64] and zoo_model["normalize_targets"]
 
 
 def test_continue_with_trained_agent_and_its_replay_buffer(tmp_path):
