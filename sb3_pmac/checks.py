@@ -122,10 +122,8 @@ def check_component_kwargs(**kwargs: dict[str, Any] | None) -> None:
         clashes = sorted(set(given or {}) & set(SET_BY_PMAC[name]))
         if clashes:
             sources = ", ".join(f"{key} (set from {SET_BY_PMAC[name][key]})" for key in clashes)
-            raise ValueError(
-                f"{name} cannot hold {sources}: PMAC passes these itself; give ensemble_size, n_elites and device to "
-                "PMAC directly"
-            )
+            hint = "; pass ensemble_size, n_elites and device to PMAC itself" if name == "dynamics_kwargs" else ""
+            raise ValueError(f"{name} cannot hold {sources}: PMAC sets {'them' if len(clashes) > 1 else 'it'}{hint}")
 
 
 def check_policy_name(policy: object, algo: str, supported: Collection[str]) -> None:
