@@ -280,6 +280,58 @@ def compare(rows: Sequence[ScoreRow], a: str = "pmac", b: str = "mbpo") -> list[
     return comparisons
 
 
+#: The issue's targets, "hopes, not pass marks": PMAC's mean return at the last reported step, and from which step on
+#: PMAC's IQM should be above MBPO's
+RETURN_TARGET = 3000
+LEAD_FROM = 50_000
+
+
+def targets_table(rows: Sequence[ScoreRow], campaign: dict[str, list[Run]], n_seeds: int) -> list[str]:
+    """
+    The issue's three targets against the scores (:func:`score_rows`, with IQMs) and the diagnostics: PMAC's mean at the
+    last step of ``rows`` >= ``RETURN_TARGET``; PMAC's IQM above MBPO's at every step from ``LEAD_FROM`` on; PMAC's local
+    error below MBPO's (:func:`local_error_wins`). A result from fewer than ``n_seeds`` runs per algorithm says so.
+    """
+    by_key = {(row.step, row.algo): row for row in rows}
+
+    def runs_note(*found: ScoreRow) -> str:
+        fewest = min(len(row.scores) for row in found)
+        return "" if fewest >= n_seeds else f" (so far: {fewest} of {n_seeds} runs)"
+
+    lines = ["| target (issue 14: hopes, not pass marks) | result | met |", "| --- | --- | --- |"]
+    last = max((row.step for row in rows), default=None)
+    pmac_last = by_key.get((last, "pmac")) if last is not None else None
+    if pmac_last is not None and pmac_last.scores:
+        each = ", ".join(f"{score:.0f}" for score in pmac_last.scores)
+        met = "yes" if pmac_last.mean >= RETURN_TARGET else "no"
+        lines.append(
+            f"| PMAC's mean return at {fmt_steps(last)} steps >= {RETURN_TARGET} | {pmac_last.mean:.0f} (runs: {each})"
+            f"{runs_note(pmac_last)} | {met} |"
+        )
+    pairs = [
+        (step, by_key[(step, "pmac")], by_key[(step, "mbpo")])
+        for step in sorted({row.step for row in rows})
+        if step >= LEAD_FROM and (step, "pmac") in by_key and (step, "mbpo") in by_key
+        and by_key[(step, "pmac")].iqm is not None and by_key[(step, "mbpo")].iqm is not None
+    ]  # fmt: skip
+    if pairs:
+        ahead = [a.iqm > b.iqm for _, a, b in pairs]  # type: ignore[operator]
+        values = "; ".join(f"{fmt_steps(step)}: {a.iqm:.0f} vs {b.iqm:.0f}" for step, a, b in pairs)
+        lines.append(
+            f"| PMAC's IQM above MBPO's from {fmt_steps(LEAD_FROM)} steps on | {values}"
+            f"{runs_note(*(row for _, a, b in pairs for row in (a, b)))} | "
+            f"{'yes' if all(ahead) else 'no'} ({sum(ahead)} of {len(ahead)} steps) |"
+        )
+    wins, compared = local_error_wins(campaign)
+    if compared:
+        lines.append(
+            f"| PMAC's local one-step error below MBPO's | at {wins} of the {compared} diagnostics steps both reached "
+            "(means over runs; each on its own policy's fresh transitions) | "
+            f"{'yes' if wins == compared else 'mostly' if wins > compared / 2 else 'no'} |"
+        )
+    return lines
+
+
 def comparison_table(comparisons: Sequence[Comparison]) -> list[str]:
     if not comparisons:
         return ["No step has scores of both algorithms yet."]
@@ -911,6 +963,16 @@ def report_markdown(campaign: dict[str, list[Run]], options: ReportOptions, draw
             *comparison_table(compare(rows)),
             "",
         ]
+        targets = targets_table(rows, campaign, len(options.seeds))
+        if len(targets) > 2:
+            lines += [
+                "### Campaign: the issue's targets",
+                "",
+                "The three targets issue 14 set (hopes, not pass marks), against the tables above and below.",
+                "",
+                *targets,
+                "",
+            ]
     lines += [
         "### Campaign model errors",
         "",

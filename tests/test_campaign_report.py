@@ -178,6 +178,30 @@ def test_iqm_trims_from_four_runs_on(report):
     assert three.iqm == pytest.approx(three.mean)  # 25 % of 3 runs is less than one run: nothing trimmed
 
 
+def test_targets_by_hand(report, results: Path):
+    campaign = report.load_campaign(results, ENV, ("pmac", "mbpo"))
+    rows = [
+        report.ScoreRow(50_000, "pmac", [3100.0, 2900.0, 3300.0], 3, 50_000),
+        report.ScoreRow(50_000, "mbpo", [1000.0, 3500.0, 900.0], 3, 50_000),
+        report.ScoreRow(100_000, "pmac", [3400.0, 2800.0], 2, 100_000),
+        report.ScoreRow(100_000, "mbpo", [3600.0, 3700.0], 2, 100_000),
+    ]
+    for row in rows:  # with 3 runs or fewer the IQM is the mean (add_iqm's test)
+        row.iqm = row.mean
+    table = report.targets_table(rows, campaign, n_seeds=3)
+    assert table[2] == "| PMAC's mean return at 100 000 steps >= 3000 | 3100 (runs: 3400, 2800) (so far: 2 of 3 runs) | yes |"
+    assert table[3] == (
+        "| PMAC's IQM above MBPO's from 50 000 steps on | 50 000: 3100 vs 1800; 100 000: 3100 vs 3650 (so far: 2 of 3 "
+        "runs) | no (1 of 2 steps) |"
+    )
+    wins, compared = report.local_error_wins(campaign)
+    assert table[4].startswith(f"| PMAC's local one-step error below MBPO's | at {wins} of the {compared} diagnostics")
+    assert (wins, compared) == (0, 3) and table[4].endswith("| no |")  # the fixture's PMAC errors are the higher
+    rows[2].scores.append(3300.0)
+    rows[3].scores.append(3000.0)
+    assert "(so far" not in report.targets_table(rows, campaign, n_seeds=3)[2]  # all 3 runs there
+
+
 def test_pmac_against_mbpo(report, rliable_rows):
     at_25k, at_30k = report.compare(rliable_rows)
     # 25 000: PMAC [230, 280], MBPO [115, 125] (s / 200 over 21 000 ... 25 000, seed 1 10 higher): PMAC ahead in all
