@@ -8,9 +8,9 @@ reads ``results/campaign/<env>/<algo>/seed_<n>/`` (``evaluations.csv``, ``progre
 sync .`` first), draws the learning
 curves and the model errors (:mod:`sb3_pmac.plot`) into ``docs/results/hopper_campaign_*.png`` and writes the markdown
 (where the runs stand, returns at 25k/50k/75k/100k steps with rliable's IQM and 95 % stratified-bootstrap intervals,
-PMAC against MBPO at those steps (mean difference, rliable's probability of improvement, exact rank test), model
-errors, the bound control's table, the critics' peaks (divergence), the gaits (last training episodes), wall time
-split) between the ``<!-- campaign:start -->`` and ``<!-- campaign:end -->`` markers of ``docs/results.md``.
+PMAC against MBPO at those steps (mean difference, rliable's probability of improvement, exact rank test), the issue's
+targets, model errors, the bound control's table, the critics' peaks (divergence), the gaits (last training episodes),
+wall time split) between the ``<!-- campaign:start -->`` and ``<!-- campaign:end -->`` markers of ``docs/results.md``.
 ``--print`` writes the markdown to stdout instead and leaves the figures as they are. The IQM needs ``rliable`` (the
 ``[zoo]`` extra).
 """
