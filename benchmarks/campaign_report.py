@@ -439,6 +439,15 @@ class CriticPeaks:
     return_scale: float
 
 
+def training_episodes(run: Run) -> tuple[np.ndarray, np.ndarray]:
+    """The returns and lengths of the run's training episodes in order (``monitor.csv``; empty without the file)."""
+    monitor = run.path / "monitor.csv"
+    if not monitor.is_file():
+        return np.zeros(0), np.zeros(0)
+    episodes = read_columns(monitor)
+    return episodes.get("r", np.zeros(0)), episodes.get("l", np.zeros(0))
+
+
 def critic_peaks(run: Run) -> CriticPeaks | None:
     """The run's :class:`CriticPeaks` (None before its first logged SAC update)."""
     steps = run.progress.get("time/total_timesteps", np.zeros(0))
@@ -450,13 +459,10 @@ def critic_peaks(run: Run) -> CriticPeaks | None:
     steps, critic, q_values = steps[logged], critic[logged], q_values[logged]
     late = steps >= LATE_STEP
     scale = np.nan
-    monitor = run.path / "monitor.csv"
-    if monitor.is_file():
-        episodes = read_columns(monitor)
-        rewards, lengths = episodes.get("r", np.zeros(0)), episodes.get("l", np.zeros(0))
-        long_enough = lengths >= MIN_EPISODE_LENGTH
-        if long_enough.any():
-            scale = float(np.max(rewards[long_enough] / lengths[long_enough])) / (1 - GAMMA)
+    rewards, lengths = training_episodes(run)
+    long_enough = lengths >= MIN_EPISODE_LENGTH
+    if long_enough.any():
+        scale = float(np.max(rewards[long_enough] / lengths[long_enough])) / (1 - GAMMA)
     return CriticPeaks(
         critic_loss=float(critic.max()),
         critic_step=int(steps[np.argmax(critic)]),
@@ -516,11 +522,7 @@ class Gait:
 
 def gait(run: Run, last: int = LAST_EPISODES) -> Gait | None:
     """The run's :class:`Gait` (None without ``monitor.csv`` or episodes)."""
-    monitor = run.path / "monitor.csv"
-    if not monitor.is_file():
-        return None
-    episodes = read_columns(monitor)
-    rewards, lengths = episodes.get("r", np.zeros(0))[-last:], episodes.get("l", np.zeros(0))[-last:]
+    rewards, lengths = (column[-last:] for column in training_episodes(run))
     if not len(lengths):
         return None
     return Gait(
