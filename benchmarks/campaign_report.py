@@ -7,10 +7,11 @@ reads ``results/campaign/<env>/<algo>/seed_<n>/`` (``evaluations.csv``, ``progre
 ``run.json``, and ``machine.json`` where recorded: copy the latest with ``python <campaign checkout>/benchmarks/campaign.py
 sync .`` first), draws the learning
 curves and the model errors (:mod:`sb3_pmac.plot`) into ``docs/results/hopper_campaign_*.png`` and writes the markdown
-(where the runs stand, returns at 25k/50k/75k/100k steps with rliable's IQM and 95 % stratified-bootstrap intervals,
-PMAC against MBPO at those steps (mean difference, rliable's probability of improvement, exact rank test), the issue's
-targets, model errors, the bound control's table, the critics' peaks (divergence), the gaits (last training episodes),
-wall time split) between the ``<!-- campaign:start -->`` and ``<!-- campaign:end -->`` markers of ``docs/results.md``.
+(where the runs stand, returns at 25k/50k/75k/100k steps with rliable's IQM and stratified-bootstrap intervals, PMAC
+against MBPO at those steps (mean difference, rliable's probability of improvement, exact rank test), the steps each
+run took to reach a score, the issue's targets, model errors, the bound control's table, the critics' peaks
+(divergence), the gaits (last training episodes), wall time split) between the ``<!-- campaign:start -->`` and
+``<!-- campaign:end -->`` markers of ``docs/results.md``.
 ``--print`` writes the markdown to stdout instead and leaves the figures as they are. The IQM needs ``rliable`` (the
 ``[zoo]`` extra).
 """
@@ -298,6 +299,37 @@ def compare(rows: Sequence[ScoreRow], a: str = "pmac", b: str = "mbpo") -> list[
             )
         )
     return comparisons
+
+
+#: Scores whose first step each run reaches the report gives (sample efficiency run by run)
+THRESHOLDS = (1000, 2000, 3000)
+
+
+def first_step_reaching(run: Run, threshold: float, window: int = WINDOW) -> int | None:
+    """The first evaluation step at which the run's score (:func:`window_score`) is ``threshold`` or more; None if none."""
+    for step in np.unique(run.steps):  # sorted
+        score = window_score(run, int(step), window)
+        if score is not None and score >= threshold:
+            return int(step)
+    return None
+
+
+def threshold_table(
+    campaign: dict[str, list[Run]], algos: Sequence[str], window: int = WINDOW, thresholds: Sequence[int] = THRESHOLDS
+) -> list[str]:
+    """One row per run: the first step its score reached each threshold, or how far it has gone without."""
+    lines = [
+        "| run | " + " | ".join(f"score ≥ {threshold}" for threshold in thresholds) + " |",
+        "| --- | " + " | ".join("---" for _ in thresholds) + " |",
+    ]
+    for algo in algos:
+        for run in campaign.get(algo, []):
+            cells = []
+            for threshold in thresholds:
+                step = first_step_reaching(run, threshold, window)
+                cells.append(fmt_steps(step) if step is not None else f"not by {fmt_steps(run.last_step)}")
+            lines.append(f"| {_label(algo)} seed {run.seed} | " + " | ".join(cells) + " |")
+    return lines
 
 
 #: The issue's targets, "hopes, not pass marks": PMAC's mean return at the last reported step, and from which step on
@@ -991,6 +1023,16 @@ def report_markdown(campaign: dict[str, list[Run]], options: ReportOptions, draw
             "difference is also the IQM difference.",
             "",
             *comparison_table(compare(rows)),
+            "",
+        ]
+        lines += [
+            "### Campaign: steps to reach a score",
+            "",
+            "The first step at which each run's score (the mean of its evaluations over the last "
+            f"{options.window // 1000} evaluation steps, as above) reached {', '.join(map(str, THRESHOLDS))}: sample "
+            "efficiency run by run, which with 2-3 runs says more than a mean.",
+            "",
+            *threshold_table(campaign, options.algos, options.window),
             "",
         ]
         targets = targets_table(rows, campaign, len(options.seeds))

@@ -178,6 +178,20 @@ def test_iqm_trims_from_four_runs_on(report):
     assert three.iqm == pytest.approx(three.mean)  # 25 % of 3 runs is less than one run: nothing trimmed
 
 
+def test_steps_to_reach_a_score_by_hand(report, results: Path):
+    campaign = report.load_campaign(results, ENV, ("pmac", "mbpo"))
+    # the score at t is the mean of t - 4000 ... t: PMAC seed 0 (t - 2000) / 100, seed 1 50 more; MBPO seed 0
+    # (t - 2000) / 200, seed 1 10 more (stopped at 27 000)
+    assert report.threshold_table(campaign, ("pmac", "mbpo"), window=5000, thresholds=(100, 250)) == [
+        "| run | score ≥ 100 | score ≥ 250 |",
+        "| --- | --- | --- |",
+        "| PMAC seed 0 | 12 000 | 27 000 |",
+        "| PMAC seed 1 | 7 000 | 22 000 |",
+        "| MBPO seed 0 | 22 000 | not by 30 000 |",
+        "| MBPO seed 1 | 20 000 | not by 27 000 |",
+    ]
+
+
 def test_targets_by_hand(report, results: Path):
     campaign = report.load_campaign(results, ENV, ("pmac", "mbpo"))
     rows = [
