@@ -331,16 +331,17 @@ def test_pmac_tv_construction(trained):
 def test_stored_policy_params_are_the_collecting_actors_gaussian():
     """Without SAC updates the actor stays the collecting one: each stored mean/std is its Gaussian at that obs."""
     model = pendulum(seed=2, gradient_steps=0)
-    model.learn(250)
+    model.learn(500)
     buffer = model.replay_buffer
-    obs = th.as_tensor(buffer.observations[100:250, 0])
+    obs = th.as_tensor(buffer.observations[100:500, 0])
     with th.no_grad():
         mean, log_std = actor_gaussian(model.actor, obs)
-    np.testing.assert_allclose(buffer.policy_means[100:250, 0], mean.numpy(), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(buffer.policy_log_stds[100:250, 0], log_std.numpy(), rtol=1e-5, atol=1e-6)
-    # and the stored actions were drawn from it: atanh(action) standardized is N(0, 1)
-    z = (np.arctanh(np.clip(buffer.actions[100:250, 0], -1 + 1e-6, 1 - 1e-6)) - mean.numpy()) / log_std.exp().numpy()
-    assert abs(z.mean()) < 0.3 and abs(z.std() - 1) < 0.2  # 150 draws
+    np.testing.assert_allclose(buffer.policy_means[100:500, 0], mean.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(buffer.policy_log_stds[100:500, 0], log_std.numpy(), rtol=1e-5, atol=1e-6)
+    # and the stored actions were drawn from it: atanh(action) standardized is N(0, 1) (400 draws: standard errors
+    # 0.05 of the mean and 0.035 of the std, the bounds more than 5 of them away)
+    z = (np.arctanh(np.clip(buffer.actions[100:500, 0], -1 + 1e-6, 1 - 1e-6)) - mean.numpy()) / log_std.exp().numpy()
+    assert abs(z.mean()) < 0.3 and abs(z.std() - 1) < 0.2
 
 
 def test_tv_with_vecnormalize_compares_the_actors_on_the_observations_they_acted_on():
