@@ -24,7 +24,7 @@ import json
 import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -506,6 +506,17 @@ def critic_peaks(run: Run) -> CriticPeaks | None:
     )
 
 
+def _measured_runs(
+    campaign: dict[str, list[Run]], algos: Sequence[str], measure: Callable[[Run], Any]
+) -> Iterator[tuple[str, Run, Any]]:
+    """``("PMAC seed 0", run, measure(run))`` for every run of ``algos`` in order, runs whose measure is None left out."""
+    for algo in algos:
+        for run in campaign.get(algo, []):
+            value = measure(run)
+            if value is not None:
+                yield f"{_label(algo)} seed {run.seed}", run, value
+
+
 def critic_table(campaign: dict[str, list[Run]], algos: Sequence[str]) -> list[str]:
     """One row per run with a logged SAC update: :class:`CriticPeaks`."""
     late = f"{LATE_STEP // 1000}k"
@@ -514,19 +525,15 @@ def critic_table(campaign: dict[str, list[Run]], algos: Sequence[str]) -> list[s
         "best reward per step / (1 - gamma) |",
         "| --- | --- | --- | --- | --- |",
     ]
-    for algo in algos:
-        for run in campaign.get(algo, []):
-            peaks = critic_peaks(run)
-            if peaks is None:
-                continue
-            from_late = (
-                f"{_fmt(peaks.late_critic_loss)}, {_fmt(peaks.late_q_estimate)}" if np.isfinite(peaks.late_q_estimate) else "-"
-            )
-            lines.append(
-                f"| {_label(algo)} seed {run.seed} | {_fmt(peaks.critic_loss)} ({fmt_steps(peaks.critic_step)}) | "
-                f"{_fmt(peaks.q_estimate)} ({fmt_steps(peaks.q_step)}) | {from_late} | "
-                f"{_fmt(peaks.return_scale) if np.isfinite(peaks.return_scale) else '-'} |"
-            )
+    for name, _, peaks in _measured_runs(campaign, algos, critic_peaks):
+        from_late = (
+            f"{_fmt(peaks.late_critic_loss)}, {_fmt(peaks.late_q_estimate)}" if np.isfinite(peaks.late_q_estimate) else "-"
+        )
+        lines.append(
+            f"| {name} | {_fmt(peaks.critic_loss)} ({fmt_steps(peaks.critic_step)}) | "
+            f"{_fmt(peaks.q_estimate)} ({fmt_steps(peaks.q_step)}) | {from_late} | "
+            f"{_fmt(peaks.return_scale) if np.isfinite(peaks.return_scale) else '-'} |"
+        )
     return lines
 
 
@@ -572,15 +579,11 @@ def gait_table(campaign: dict[str, list[Run]], algos: Sequence[str]) -> list[str
         "| run | at step | episodes | mean length | mean return | return per step | at the time limit |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for algo in algos:
-        for run in campaign.get(algo, []):
-            found = gait(run)
-            if found is None:
-                continue
-            lines.append(
-                f"| {_label(algo)} seed {run.seed} | {fmt_steps(run.last_step)} | {found.episodes} | {found.length:.0f} | "
-                f"{found.episode_return:.0f} | {found.per_step:.2f} | {found.at_limit} of {found.episodes} |"
-            )
+    for name, run, found in _measured_runs(campaign, algos, gait):
+        lines.append(
+            f"| {name} | {fmt_steps(run.last_step)} | {found.episodes} | {found.length:.0f} | "
+            f"{found.episode_return:.0f} | {found.per_step:.2f} | {found.at_limit} of {found.episodes} |"
+        )
     return lines
 
 
