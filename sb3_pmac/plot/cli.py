@@ -112,7 +112,9 @@ def make_parser() -> argparse.ArgumentParser:
     diagnostics.add_argument("--out", action="append", help="image file, format by suffix (default diagnostics.png)")
     diagnostics.add_argument("--env", help="env to plot when the inputs hold several")
     diagnostics.add_argument("--algos", nargs="+", help="algorithms to show, in this order")
-    diagnostics.add_argument("--at-step", type=float, help="step of the compounding-error panel (default: last row)")
+    diagnostics.add_argument(
+        "--at-step", type=float, help="step of the compounding-error panel (default: the last step every run has reached)"
+    )
     diagnostics.add_argument("--kind", choices=["obs", "reward"], default="obs", help="one-step error of panel (a)")
     diagnostics.add_argument("--separate", action="store_true", help="one file per panel: OUT_errors.png, ...")
     diagnostics.add_argument("--title", help="figure title (default: the env)")
