@@ -699,18 +699,82 @@ BOUND_CONTROL_CSV = "bound_control.csv"
 SELECTION_LABELS = {"exponential": "Algorithm 1", "uniform": "uniform (MBPO)"}
 
 
+def bound_control_records(path: Path) -> list[dict[str, str]]:
+    """
+    The rows of ``benchmarks/bound_control.py``'s CSV by run, then step (they are appended as the checkpoints are
+    measured); a checkpoint's rows keep their order. Empty without the file.
+    """
+    if not path.is_file():
+        return []
+    with open(path, newline="") as file:
+        records = list(csv.DictReader(file))
+    records.sort(key=lambda record: (record["label"], float(record["num_timesteps"])))
+    return records
+
+
+@dataclass
+class SelectionPair:
+    """One checkpoint's model retrained on its whole buffer with each selection: Algorithm 1's and uniform."""
+
+    run: str
+    step: float
+    errors: dict[str, dict[str, float]]  # selection -> {"local": .., "global": .., "h10": ..}
+
+    def ratio(self, error: str) -> float:
+        """Algorithm 1's error over the uniform selection's."""
+        return self.errors["exponential"][error] / self.errors["uniform"][error]
+
+
+def selection_pairs(records: Sequence[dict[str, str]]) -> list[SelectionPair]:
+    """The checkpoints retrained with both selections (``config`` full), in the records' order."""
+    found: dict[tuple[str, float], dict[str, dict[str, float]]] = {}
+    for record in records:
+        if record["config"] != "full" or record["selection"] not in SELECTION_LABELS:
+            continue
+        errors = {"local": "local_obs_mse", "global": "global_obs_mse", "h10": "compounding_h10"}
+        key = (record["label"], float(record["num_timesteps"]))
+        found.setdefault(key, {})[record["selection"]] = {name: float(record[column]) for name, column in errors.items()}
+    return [
+        SelectionPair(label, step, errors) for (label, step), errors in found.items() if set(errors) >= set(SELECTION_LABELS)
+    ]
+
+
+def selection_pairs_table(pairs: Sequence[SelectionPair]) -> list[str]:
+    """The paired checkpoints: each error of Algorithm 1's retrained model over the uniform one's, and a count."""
+    if not pairs:
+        return []
+    lines = [
+        "| run | steps | local obs MSE: Algorithm 1 / uniform | global obs MSE: Algorithm 1 / uniform "
+        "| compounding obs MSE, h = 10: Algorithm 1 / uniform |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for pair in pairs:
+        algo, _, seed = pair.run.partition("_seed")
+        cells = [
+            f"{pair.errors['exponential'][error]:.3g} / {pair.errors['uniform'][error]:.3g} = {pair.ratio(error):.2f}"
+            for error in ("local", "global", "h10")
+        ]
+        lines.append(f"| {_label(algo)} seed {seed} | {fmt_steps(pair.step)} | {' | '.join(cells)} |")
+    lower = {error: sum(pair.ratio(error) < 1 for pair in pairs) for error in ("local", "global", "h10")}
+    seeds = sorted({pair.run.partition("_seed")[2] for pair in pairs})
+    lines += [
+        "",
+        f"Algorithm 1's retrained model has the lower local error at {lower['local']} of the {len(pairs)} paired "
+        f"checkpoints, the lower global error at {lower['global']} and the lower compounding error at h = 10 at "
+        f"{lower['h10']} ({_seeds_text(seeds)}; a ratio below 1: Algorithm 1's error is the smaller).",
+    ]
+    return lines
+
+
 def bound_control_table(path: Path) -> list[str]:
     """
     The rows of ``benchmarks/bound_control.py``'s CSV as a table: per checkpoint, the model as the run trained it
     (bounded) and the same model retrained on the whole buffer with each selection, by run and step. Empty without
     the file.
     """
-    if not path.is_file():
+    records = bound_control_records(path)
+    if not records:
         return []
-    with open(path, newline="") as file:
-        records = list(csv.DictReader(file))
-    # by run, then step (rows are appended as the checkpoints are measured); a checkpoint's rows keep their order
-    records.sort(key=lambda record: (record["label"], float(record["num_timesteps"])))
     lines = [
         "| run | steps | model | selection | rows | gradient steps | training s | local obs MSE | global obs MSE "
         "| compounding obs MSE, h = 10 |",
@@ -729,6 +793,13 @@ def bound_control_table(path: Path) -> list[str]:
             f"{float(record['global_obs_mse']):.3g} | {float(record['compounding_h10']):.3g} |"
         )
     return lines
+
+
+def _seeds_text(seeds: Sequence[str]) -> str:
+    """``["1"]`` -> "one seed: 1"; ``["1", "2"]`` -> "2 seeds: 1 and 2"; none -> "no run yet"."""
+    if not seeds:
+        return "no run yet"
+    return f"one seed: {seeds[0]}" if len(seeds) == 1 else f"{len(seeds)} seeds: {', '.join(seeds[:-1])} and {seeds[-1]}"
 
 
 def _rows(value: str) -> str:
@@ -1053,7 +1124,10 @@ def report_markdown(campaign: dict[str, list[Run]], options: ReportOptions, draw
         "",
     ]
     model_based = [algo for algo in options.algos if algo != "sac_zoo"]
+    control_records = bound_control_records(options.results / options.env / BOUND_CONTROL_CSV)
     control = bound_control_table(options.results / options.env / BOUND_CONTROL_CSV)
+    pairs = selection_pairs(control_records)
+    control_seeds = sorted({record["label"].partition("_seed")[2] for record in control_records})
     if at_steps:
         lines += [
             "Left: one-step observation error on fresh transitions of the current policy (local, solid) and on the "
@@ -1070,7 +1144,8 @@ def report_markdown(campaign: dict[str, list[Run]], options: ReportOptions, draw
             "error of the agent with the lower return would therefore be no evidence against the paper's argument, and "
             "a lower local error of the agent with the higher return, as here, is no evidence for it: the local "
             "stream is about one steady 1000-step episode of a Hopper that hops against several short ones of one "
-            "that falls. Comparisons on equal data are the bound control below (one seed) and the replay in "
+            "that falls. Comparisons on equal data are the bound control below "
+            f"({_seeds_text(control_seeds)}) and the replay in "
             '"Controlled: the same data, two data selections" (one run, early rounds; `benchmarks/model_replay.py`: '
             "the same buffer, models trained on PMAC's and on MBPO's selection). Both "
             "agents use bounded model training here (MBPO: 4750 "
@@ -1115,6 +1190,15 @@ def report_markdown(campaign: dict[str, list[Run]], options: ReportOptions, draw
                 "",
                 *control,
             ]
+            if pairs:
+                lines += [
+                    "",
+                    "The checkpoints retrained with both selections, paired (same buffer, same starting model, same "
+                    "fresh transitions): each error of the model retrained with Algorithm 1's weights over the one "
+                    "retrained uniformly.",
+                    "",
+                    *selection_pairs_table(pairs),
+                ]
     else:
         lines.append("No diagnostics row yet (the first is written once a model has been trained).")
     critics = critic_table(campaign, options.algos)

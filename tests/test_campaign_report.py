@@ -362,3 +362,36 @@ def test_gaits_by_hand(report, results: Path, tmp_path: Path):
                                    iqm=False)  # fmt: skip
     text = report.report_markdown(campaign, options, draw=False)
     assert "### Campaign gaits" in text and table[2] in text
+
+
+def test_selection_pairs_by_hand(report, results: Path, tmp_path: Path):
+    """Checkpoints retrained with both selections are paired; a checkpoint with one retraining is not."""
+    path = results / ENV / report.BOUND_CONTROL_CSV
+    header = ("label,num_timesteps,config,selection,train_rows,epochs,grad_steps,max_grad_steps,train_s,local_obs_mse,"
+              "local_reward_mse,global_obs_mse,global_reward_mse,compounding_h10\n")  # fmt: skip
+    path.write_text(
+        header + "mbpo_seed1,57000,saved,uniform,4750,,,400,,0.5,0,0.5,0,0.5\n"
+        "mbpo_seed1,57000,full,uniform,57000,100,20400,,600,0.02,0,0.01,0,0.2\n"
+        "mbpo_seed1,57000,full,exponential,57000,40,8000,,300,0.015,0,0.03,0,0.3\n"
+        "pmac_seed2,64000,full,exponential,64000,20,4000,,100,0.004,0,0.02,0,0.01\n"
+        "pmac_seed2,64000,full,uniform,64000,100,25000,,700,0.002,0,0.01,0,0.02\n"
+        "pmac_seed1,58000,full,exponential,58000,15,3000,,100,0.005,0,0.02,0,0.01\n"  # no uniform retraining
+    )
+    pairs = report.selection_pairs(report.bound_control_records(path))
+    assert [(pair.run, pair.step) for pair in pairs] == [("mbpo_seed1", 57_000), ("pmac_seed2", 64_000)]
+    assert pairs[0].ratio("local") == pytest.approx(0.75) and pairs[0].ratio("global") == pytest.approx(3.0)
+    assert pairs[1].ratio("local") == pytest.approx(2.0) and pairs[1].ratio("h10") == pytest.approx(0.5)
+    table = report.selection_pairs_table(pairs)
+    assert table[2] == "| MBPO seed 1 | 57 000 | 0.015 / 0.02 = 0.75 | 0.03 / 0.01 = 3.00 | 0.3 / 0.2 = 1.50 |"
+    assert table[3] == "| PMAC seed 2 | 64 000 | 0.004 / 0.002 = 2.00 | 0.02 / 0.01 = 2.00 | 0.01 / 0.02 = 0.50 |"
+    assert table[-1].startswith(
+        "Algorithm 1's retrained model has the lower local error at 1 of the 2 paired checkpoints, the lower global "
+        "error at 0 and the lower compounding error at h = 10 at 1 (2 seeds: 1 and 2;"
+    )
+    assert report.selection_pairs_table([]) == []
+    options = report.ReportOptions(results=results, doc=tmp_path / "results.md", figures=tmp_path / "figures",
+                                   algos=("pmac", "mbpo"), seeds=(0, 1), steps=(25_000, 30_000), x_max=30_000,
+                                   iqm=False)  # fmt: skip
+    text = report.report_markdown(report.load_campaign(results, ENV, ("pmac", "mbpo")), options)
+    assert table[2] in text and table[-1] in text
+    assert "the bound control below (2 seeds: 1 and 2)" in text  # counted from the file, not written by hand
