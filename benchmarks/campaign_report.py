@@ -697,6 +697,14 @@ def model_error_table(rows: Sequence[ModelErrorRow]) -> list[str]:
 
 BOUND_CONTROL_CSV = "bound_control.csv"
 SELECTION_LABELS = {"exponential": "Algorithm 1", "uniform": "uniform (MBPO)"}
+#: The errors the paired table compares, by the bound control CSV's columns
+PAIRED_ERRORS = {"local": "local_obs_mse", "global": "global_obs_mse", "h10": "compounding_h10"}
+
+
+def _algo_and_seed(label: str) -> tuple[str, str]:
+    """A bound control label's algorithm and seed: ``"mbpo_seed1"`` -> ``("mbpo", "1")``."""
+    algo, _, seed = label.partition("_seed")
+    return algo, seed
 
 
 def bound_control_records(path: Path) -> list[dict[str, str]]:
@@ -731,9 +739,9 @@ def selection_pairs(records: Sequence[dict[str, str]]) -> list[SelectionPair]:
     for record in records:
         if record["config"] != "full" or record["selection"] not in SELECTION_LABELS:
             continue
-        errors = {"local": "local_obs_mse", "global": "global_obs_mse", "h10": "compounding_h10"}
         key = (record["label"], float(record["num_timesteps"]))
-        found.setdefault(key, {})[record["selection"]] = {name: float(record[column]) for name, column in errors.items()}
+        errors = {name: float(record[column]) for name, column in PAIRED_ERRORS.items()}
+        found.setdefault(key, {})[record["selection"]] = errors
     return [
         SelectionPair(label, step, errors) for (label, step), errors in found.items() if set(errors) >= set(SELECTION_LABELS)
     ]
@@ -749,14 +757,14 @@ def selection_pairs_table(pairs: Sequence[SelectionPair]) -> list[str]:
         "| --- | --- | --- | --- | --- |",
     ]
     for pair in pairs:
-        algo, _, seed = pair.run.partition("_seed")
+        algo, seed = _algo_and_seed(pair.run)
         cells = [
             f"{pair.errors['exponential'][error]:.3g} / {pair.errors['uniform'][error]:.3g} = {pair.ratio(error):.2f}"
-            for error in ("local", "global", "h10")
+            for error in PAIRED_ERRORS
         ]
         lines.append(f"| {_label(algo)} seed {seed} | {fmt_steps(pair.step)} | {' | '.join(cells)} |")
-    lower = {error: sum(pair.ratio(error) < 1 for pair in pairs) for error in ("local", "global", "h10")}
-    seeds = sorted({pair.run.partition("_seed")[2] for pair in pairs})
+    lower = {error: sum(pair.ratio(error) < 1 for pair in pairs) for error in PAIRED_ERRORS}
+    seeds = sorted({_algo_and_seed(pair.run)[1] for pair in pairs})
     lines += [
         "",
         f"Algorithm 1's retrained model has the lower local error at {lower['local']} of the {len(pairs)} paired "
@@ -766,13 +774,12 @@ def selection_pairs_table(pairs: Sequence[SelectionPair]) -> list[str]:
     return lines
 
 
-def bound_control_table(path: Path) -> list[str]:
+def bound_control_table(records: Sequence[dict[str, str]]) -> list[str]:
     """
-    The rows of ``benchmarks/bound_control.py``'s CSV as a table: per checkpoint, the model as the run trained it
-    (bounded) and the same model retrained on the whole buffer with each selection, by run and step. Empty without
-    the file.
+    The rows of ``benchmarks/bound_control.py``'s CSV (:func:`bound_control_records`) as a table: per checkpoint, the
+    model as the run trained it (bounded) and the same model retrained on the whole buffer with each selection, by run
+    and step. Empty without rows.
     """
-    records = bound_control_records(path)
     if not records:
         return []
     lines = [
@@ -781,7 +788,7 @@ def bound_control_table(path: Path) -> list[str]:
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for record in records:
-        algo, _, seed = record["label"].partition("_seed")
+        algo, seed = _algo_and_seed(record["label"])
         bounded = record["config"] == "saved"
         lines.append(
             f"| {_label(algo)} seed {seed} | {fmt_steps(float(record['num_timesteps']))} | "
@@ -1125,9 +1132,9 @@ def report_markdown(campaign: dict[str, list[Run]], options: ReportOptions, draw
     ]
     model_based = [algo for algo in options.algos if algo != "sac_zoo"]
     control_records = bound_control_records(options.results / options.env / BOUND_CONTROL_CSV)
-    control = bound_control_table(options.results / options.env / BOUND_CONTROL_CSV)
+    control = bound_control_table(control_records)
     pairs = selection_pairs(control_records)
-    control_seeds = sorted({record["label"].partition("_seed")[2] for record in control_records})
+    control_seeds = sorted({_algo_and_seed(record["label"])[1] for record in control_records})
     if at_steps:
         lines += [
             "Left: one-step observation error on fresh transitions of the current policy (local, solid) and on the "

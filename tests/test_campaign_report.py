@@ -264,14 +264,14 @@ def test_model_error_table_by_hand(report, results: Path):
 
 def test_bound_control_table(report, results: Path, tmp_path: Path):
     path = results / ENV / report.BOUND_CONTROL_CSV
-    assert report.bound_control_table(path) == []  # no control run: no table (and no subsection)
+    assert report.bound_control_table(report.bound_control_records(path)) == []  # no control run: no table (and no subsection)
     header = ("label,num_timesteps,config,selection,train_rows,epochs,grad_steps,max_grad_steps,train_s,local_obs_mse,"
               "local_reward_mse,global_obs_mse,global_reward_mse,compounding_h10\n")  # fmt: skip
     path.write_text(
         header + "mbpo_seed1,57000,saved,uniform,4750,,,400,,0.02272,0.0001,0.01897,0.00008,0.1262\n"
         "mbpo_seed1,57000,full,exponential,57000,41,7052,,1203.4,0.004,0.0001,0.02,0.00008,0.03\n"
     )
-    table = report.bound_control_table(path)
+    table = report.bound_control_table(report.bound_control_records(path))
     assert table[2] == (
         "| MBPO seed 1 | 57 000 | as the run trained it (bounded) | uniform (MBPO) | 4 750 | ≤ 400 per training | - | "
         "0.0227 | 0.019 | 0.126 |"
@@ -284,11 +284,13 @@ def test_bound_control_table(report, results: Path, tmp_path: Path):
     with open(path, "a") as file:  # measured later: an earlier checkpoint of MBPO, a PMAC checkpoint
         file.write("pmac_seed0,20000,saved,exponential,4750,,,400,,0.01,0.0001,0.02,0.00008,0.1\n")
         file.write("mbpo_seed1,40000,saved,uniform,3000,,,,,0.03,0.0001,0.02,0.00008,0.1\n")  # (no max_grad_steps)
-    runs = [row.split(" | ")[:2] for row in report.bound_control_table(path)[2:]]
+    runs = [row.split(" | ")[:2] for row in report.bound_control_table(report.bound_control_records(path))[2:]]
     assert runs == [["| MBPO seed 1", "40 000"], ["| MBPO seed 1", "57 000"], ["| MBPO seed 1", "57 000"],
                     ["| PMAC seed 0", "20 000"]]  # fmt: skip
-    assert report.bound_control_table(path)[4] == table[3]  # a checkpoint's rows in their order
-    assert "| uniform (MBPO) | 3 000 | - | - |" in report.bound_control_table(path)[2]  # the bounds as recorded
+    assert report.bound_control_table(report.bound_control_records(path))[4] == table[3]  # a checkpoint's rows in their order
+    assert (
+        "| uniform (MBPO) | 3 000 | - | - |" in report.bound_control_table(report.bound_control_records(path))[2]
+    )  # the bounds as recorded
     options = report.ReportOptions(results=results, doc=tmp_path / "results.md", figures=tmp_path / "figures",
                                    algos=("pmac", "mbpo"), seeds=(0, 1), steps=(25_000, 30_000), x_max=30_000,
                                    iqm=False)  # fmt: skip
