@@ -142,17 +142,29 @@ def status() -> None:
 
 
 def sync(destination: Path) -> None:
-    """Copy every run's small files into ``destination/results/campaign`` (the checkout the results are committed in)."""
+    """
+    Copy every run's small files into ``destination/results/campaign`` (the checkout the results are committed in).
+
+    A run that has started here is the run of record: a small file it has not written (yet) is removed from the
+    destination, which otherwise would keep an earlier attempt's (a run started over on a new machine has no
+    ``diagnostics.csv`` until its first diagnostics step, and the report would mix the two attempts). Runs not started
+    here leave the destination's files as they are.
+    """
     target_root = destination.resolve() / "results" / "campaign"
     if target_root == OUT.resolve():
         return
     for algo, seed in JOBS:
+        if not (run_dir(algo, seed) / "run.json").exists():
+            continue
         for name in SMALL_FILES:
             source = run_dir(algo, seed) / name
+            target = target_root / source.relative_to(OUT)
             if source.exists():
-                target = target_root / source.relative_to(OUT)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(source, target)
+            elif target.exists():
+                target.unlink()
+                print(f"removed {target}: the run here has not written it (an earlier attempt's)")
     print(f"copied the small files into {target_root}")
 
 

@@ -1,0 +1,65 @@
+"""
+``benchmarks/campaign.py sync``: the small files of the runs that have started in the campaign's checkout replace
+the destination's, a file such a run has not written is removed (an earlier attempt's), runs not started there are
+left alone.
+"""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "campaign.py"
+
+
+@pytest.fixture
+def campaign(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location("campaign_under_test", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "OUT", tmp_path / "campaign" / "results" / "campaign")
+    yield module
+    sys.modules.pop(spec.name, None)
+
+
+def write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def test_sync_replaces_a_restarted_run_and_leaves_others(campaign, tmp_path):
+    destination = tmp_path / "checkout"
+    target = destination / "results" / "campaign" / "Hopper-v4"
+    # The destination holds a first attempt of PMAC seed 2 (with diagnostics) and a finished MBPO seed 0
+    for name in ("run.json", "evaluations.csv", "diagnostics.csv", "progress.csv"):
+        write(target / "pmac" / "seed_2" / name, f"first attempt {name}")
+    write(target / "pmac" / "seed_2" / "machine.json", "by hand")
+    write(target / "mbpo" / "seed_0" / "diagnostics.csv", "finished run's diagnostics")
+    # The campaign's checkout: PMAC seed 2 started over, no diagnostics step reached yet; MBPO seed 0 not run here
+    source = campaign.run_dir("pmac", 2)
+    write(source / "run.json", json.dumps({"finished": False}))
+    write(source / "evaluations.csv", "timesteps,mean_return\n5000,56\n")
+    write(source / "progress.csv", "second attempt progress")
+
+    campaign.sync(destination)
+
+    run = target / "pmac" / "seed_2"
+    assert (run / "evaluations.csv").read_text() == "timesteps,mean_return\n5000,56\n"
+    assert (run / "progress.csv").read_text() == "second attempt progress"
+    assert json.loads((run / "run.json").read_text()) == {"finished": False}
+    assert not (run / "diagnostics.csv").exists()  # the first attempt's would be mixed into the report
+    assert (run / "machine.json").read_text() == "by hand"  # not a run file: left alone
+    assert (target / "mbpo" / "seed_0" / "diagnostics.csv").read_text() == "finished run's diagnostics"
+    assert not (target / "mbpo" / "seed_1").exists()  # nothing is made for runs that did not start here
+
+
+def test_sync_into_its_own_checkout_does_nothing(campaign, tmp_path):
+    source = campaign.run_dir("pmac", 0)
+    write(source / "run.json", "{}")
+    own_checkout = campaign.OUT.parent.parent
+    campaign.sync(own_checkout)
+    assert (source / "run.json").read_text() == "{}"
