@@ -73,6 +73,24 @@ def test_mixture_sampling_frequencies(mode):
     np.testing.assert_allclose(samples.next_observations.numpy(), obs + 1)
 
 
+def test_every_transition_of_a_version_can_be_drawn():
+    """
+    Within a version every transition is equally likely, the first and the newest included: with versions of 2, 3 and
+    1 transitions, each step of each version gets about 1/n of its version's draws (an offset that left out a
+    version's last transition, its newest, went unseen by the 100-step bins above).
+    """
+    buffer, mixture = make_buffer(100), PolicyMixture(0.5)
+    lengths = [2, 3, 1]
+    fill(buffer, lengths)
+    np.random.seed(0)
+    obs = buffer.sample_by_mixture(30_000, mixture).observations.numpy()
+    versions, steps = obs[:, 0].astype(int), obs[:, 1].astype(int)
+    for version, n in enumerate(lengths):
+        per_step = np.bincount(steps[versions == version], minlength=n)
+        assert len(per_step) == n  # no step beyond the version's transitions
+        assert (per_step > 0.8 * per_step.sum() / n).all(), (version, per_step)
+
+
 def test_empty_current_version_drops_out():
     """The version started at a model training has no data yet: the others renormalise."""
     buffer, mixture = make_buffer(1000), PolicyMixture(0.5)

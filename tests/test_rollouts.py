@@ -89,6 +89,20 @@ def test_rollout_drops_predictions_outside_the_state_bounds():
     assert info.n_transitions == 36 and info.out_of_bounds_dropped == 0
 
 
+def test_nan_and_out_of_bounds_predictions_are_counted_once_each():
+    """A NaN prediction also fails the bounds comparison: it is counted as NaN only, not as out of bounds too."""
+    start = th.zeros((10, 2))
+    start[:, 0] = -100
+    start[9, 0] = 50  # leaves the upper bound 10 of dimension 0 at the first step
+    buffer = ModelReplayBuffer(100, obs_dim=2, action_dim=2)
+    bounds = (th.full((2,), -1e3), th.tensor([10.0, 1e3]))
+    info = rollout_model(ShiftModel(nan_rows_first_step=3), policy_fn, terminate_above_3, start, horizon=3,
+                         model_buffer=buffer, state_bounds=bounds)  # fmt: skip
+    assert info.nan_predictions_dropped == 3
+    assert info.out_of_bounds_dropped == 1
+    assert info.n_transitions == 6 * 3 == buffer.size()
+
+
 def test_model_buffer_refuses_columns_that_would_broadcast():
     buffer = ModelReplayBuffer(100, obs_dim=2, action_dim=1)
     obs, actions = th.zeros(4, 2), th.zeros(4, 1)
