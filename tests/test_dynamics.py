@@ -467,6 +467,38 @@ def test_early_stopping_restores_best_member_parameters(monkeypatch):
         assert not th.equal(model.member_parameters()[0].detach()[member], calls[5][0][member])
 
 
+def test_decreases_below_the_improvement_threshold_do_not_reset_patience(monkeypatch):
+    # Both members' holdout MSE keeps falling after epoch 1, but by less than the 1 % threshold: with patience 2,
+    # epochs 2 and 3 are not improvements, training stops after epoch 3 and both members go back to their epoch-1
+    # parameters. A trainer that counted any decrease would train on (in the test above a real improvement follows
+    # the sub-threshold one, so it cannot tell).
+    scripted = np.array(
+        [
+            [1.000, 1.000],
+            [0.995, 0.999],  # 0.5 % and 0.1 % better: below the threshold
+            [0.991, 0.998],  # 0.9 % and 0.2 % better than epoch 1: still below
+            [0.500, 0.500],  # never reached
+        ]
+    )
+    obs, actions, rewards, next_obs = linear_dataset(200)
+    model = ProbabilisticEnsemble(4, 2, ensemble_size=2, n_elites=1, hidden_sizes=(8,), weight_decays=None)
+    trainer = ModelTrainer(model, max_epochs=50, patience=2, batch_size=50, improvement_threshold=0.01)
+    calls = []
+
+    def scripted_evaluate(inputs, targets, chunk_size=8192):
+        epoch = len(calls)
+        calls.append([p.detach().clone() for p in model.member_parameters()])
+        mse = scripted[epoch] if epoch < len(scripted) else np.array([9.0, 9.0])  # the call after the restore
+        return mse.astype(np.float32), np.zeros(2, dtype=np.float32)
+
+    monkeypatch.setattr(trainer, "evaluate", scripted_evaluate)
+    info = trainer.train(obs, actions, rewards, next_obs, rng=0)
+    assert info.epochs == 3
+    for param, recorded in zip(model.member_parameters(), calls[0], strict=True):
+        assert th.equal(param.detach(), recorded)  # both members: their epoch-1 parameters
+    assert not th.equal(model.member_parameters()[0].detach(), calls[2][0])  # not the last epoch's
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [
