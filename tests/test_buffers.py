@@ -175,6 +175,8 @@ def test_model_buffer_ring_and_resize():
 
     buffer.add(*batch(0, 6))
     assert buffer.size() == 6
+    partial = buffer.sample(200)  # only the stored rows: an empty row (zeros) has next observation 0, not 0 + 1
+    np.testing.assert_allclose(partial.next_observations, partial.observations + 1)
     buffer.add(*batch(6, 7))  # 13 in total: the 10 newest (3..12) are kept
     assert buffer.size() == 10
     stored = sorted(buffer.observations[:, 0].tolist())

@@ -800,3 +800,22 @@ def test_predictions_keep_the_precision_of_float64_observations():
     spacing = np.spacing(observations.astype(np.float32)).astype(np.float64)
     ratio = change / spacing
     assert np.abs(ratio - np.round(ratio)).max() > 1e-3
+
+
+def test_buffer_version_counts_with_upto_counts_transitions_of_every_env() -> None:
+    """``upto`` counts transitions (positions x envs) as the whole buffer's counts do, not positions."""
+    from sb3_pmac.buffers import PolicyVersionedReplayBuffer
+    from sb3_pmac.diagnostics.transitions import buffer_version_counts
+
+    obs_space = gym.spaces.Box(-np.inf, np.inf, (3,), np.float32)
+    act_space = gym.spaces.Box(-1, 1, (2,), np.float32)
+    buffer = PolicyVersionedReplayBuffer(100, obs_space, act_space, device="cpu", n_envs=2)
+    for steps in (5, 3):
+        if buffer.n_written > 0:
+            buffer.start_new_version()
+        for _ in range(steps):
+            buffer.add(np.zeros((2, 3)), np.zeros((2, 3)), np.zeros((2, 2)), np.zeros(2), np.zeros(2), [{}] * 2)
+    versions, counts = buffer_version_counts(buffer, upto=7)
+    np.testing.assert_array_equal(versions, [0, 1])
+    np.testing.assert_array_equal(counts, [10, 4])  # positions x n_envs, as buffer.version_counts()
+    np.testing.assert_array_equal(buffer_version_counts(buffer, None)[1], buffer.version_counts()[1])

@@ -697,3 +697,39 @@ def test_termination_agreement_counts_only_what_the_buffer_can_tell(handle_timeo
     assert agreement.n_terminal == (6 if handle_timeout_termination else 0)
     never = termination_agreement(lambda obs, act, next_obs: np.zeros(len(obs), bool), buffer)
     assert never.n_missed == (6 if handle_timeout_termination else 0)
+
+
+def test_hopper_state_range_covers_the_torso_angle() -> None:
+    # Hopper's is_healthy checks state_vector()[2:] = (qpos[2:], qvel): the torso angle qpos[2] (obs[1]) is its first
+    # entry, so with an angle range wider than the state range the state range decides
+    kwargs = {"healthy_angle_range": (-10.0, 10.0), "healthy_state_range": (-1.0, 1.0)}
+    env = make("Hopper-v5", **kwargs).unwrapped
+    env.reset(seed=0)
+    qpos = env.init_qpos.copy()
+    qpos[2] = 1.5  # torso angle: inside the angle range, outside the state range
+    env.set_state(qpos, np.zeros(env.model.nv))
+    assert not env.is_healthy  # the env's own verdict
+    obs = env._get_obs()[None]
+    fn = get_termination_fn("Hopper-v5", env_kwargs=kwargs)
+    assert fn(obs, None, obs).tolist() == [True]
+    # hand-made: the angle and the last velocity are both checked against the state range
+    states = np.zeros((3, 11))
+    states[:, 0] = 1.25
+    states[1, 1] = 1.5
+    states[2, 10] = 1.5
+    np.testing.assert_array_equal(fn(states, None, states), [False, True, True])
+
+
+def test_walker_asymmetric_angle_range() -> None:
+    walker = Walker2dTermination(healthy_angle_range=(-0.2, 1.0))
+    obs = np.zeros((4, 17))
+    obs[:, 0] = 1.25
+    obs[:, 1] = [0.0, -0.5, 0.9, 1.0]  # -0.5 is below the low bound (|angle| < 1 is not the rule); 1.0: the open bound
+    np.testing.assert_array_equal(walker(obs, None, obs), [False, True, False, True])
+
+
+def test_inverted_pendulum_angle_bound_is_healthy() -> None:
+    # the env terminates on abs(obs[1]) > 0.2: an angle of exactly +-0.2 goes on
+    pendulum = InvertedPendulumTermination()
+    obs = np.array([[0.0, 0.2, 0.0, 0.0], [0.0, -0.2, 0.0, 0.0], [0.0, 0.2 + 1e-9, 0.0, 0.0]])
+    np.testing.assert_array_equal(pendulum(obs, None, obs), [False, False, True])
