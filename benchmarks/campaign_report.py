@@ -236,7 +236,9 @@ class Comparison:
     Algorithm ``a`` against ``b`` at one step, on the runs of each that reached it: the difference of the means,
     rliable's probability of improvement P(a > b) (the share of (a run, b run) pairs in which ``a`` scores higher, ties
     counting half), and the one-sided exact Mann-Whitney p-value of "a scores higher than b" with the smallest p-value
-    these numbers of runs allow (1 / C(n_a + n_b, n_a): 0.05 with 3 runs of each).
+    these numbers of runs allow (1 / C(n_a + n_b, n_a): 0.05 with 3 runs of each). Tied scores (unlikely for mean
+    returns) keep the exact distribution of untied ranks, which makes the p-value conservative, not the normal
+    approximation scipy's default method would switch to.
     """
 
     step: int

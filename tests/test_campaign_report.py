@@ -397,3 +397,73 @@ def test_selection_pairs_by_hand(report, results: Path, tmp_path: Path):
     text = report.report_markdown(report.load_campaign(results, ENV, ("pmac", "mbpo")), options)
     assert table[2] in text and table[-1] in text
     assert "the bound control below (2 seeds: 1 and 2)" in text  # counted from the file, not written by hand
+
+
+def test_p_value_stays_exact_with_tied_scores(report):
+    """
+    With a tie between the two sides the p-value still comes from the exact distribution of the rank sum over the
+    C(6, 3) = 20 orders of the runs (a multiple of 1/20), not from the normal approximation that scipy's default method
+    switches to on ties (0.134 here).
+    """
+    pytest.importorskip("rliable")
+    pmac, mbpo = [3.0, 5.0, 6.0], [1.0, 3.0, 4.0]  # one tie (3 against 3): 7.5 of the 9 pairs won
+    (c,) = report.compare([report.ScoreRow(1000, "pmac", pmac, 3, 1000), report.ScoreRow(1000, "mbpo", mbpo, 3, 1000)])
+    assert c.p_improvement == pytest.approx(7.5 / 9)  # ties count half
+    assert c.p_value * 20 == pytest.approx(round(c.p_value * 20))
+    assert 3 / 20 <= c.p_value <= 5 / 20 and c.smallest_p_value == 0.05
+
+
+def test_add_iqm_is_reproducible_and_leaves_the_global_generator_alone(report):
+    pytest.importorskip("rliable")
+
+    def rows():
+        return [report.ScoreRow(25_000, "pmac", [0.0, 10.0, 20.0, 1000.0, 40.0, 300.0], 6, 25_000)]
+
+    first, second = rows(), rows()
+    np.random.seed(1)
+    report.add_iqm(first, reps=200)
+    np.random.seed(2)  # another global state before the call: the same report
+    report.add_iqm(second, reps=200)
+    assert first[0].ci == second[0].ci and first[0].iqm == second[0].iqm
+
+    np.random.seed(3)
+    expected = np.random.random_sample(5)
+    np.random.seed(3)
+    report.add_iqm(rows(), reps=200)
+    np.testing.assert_array_equal(np.random.random_sample(5), expected)  # the caller's draws go on as without the call
+
+
+def test_steps_to_reach_a_score_use_the_window_given(report, results: Path):
+    campaign = report.load_campaign(results, ENV, ("pmac",))
+    run = campaign["pmac"][0]  # returns s / 100 at step s
+    assert report.first_step_reaching(run, 100, window=1000) == 10_000  # one evaluation: 10 000 / 100
+    assert report.first_step_reaching(run, 100, window=5000) == 12_000  # mean of 8 000 ... 12 000
+    table = report.threshold_table(campaign, ("pmac",), window=1000, thresholds=(100,))
+    assert table[2] == "| PMAC seed 0 | 10 000 |"
+
+
+def test_critic_peaks_have_their_own_steps_and_late_starts_at_late_step(report, results: Path):
+    run_dir = results / ENV / "mbpo" / "seed_0"
+    (run_dir / "progress.csv").write_text(
+        "time/total_timesteps,train/critic_loss,train/actor_loss\n"
+        "6000,50,-100\n11000,30000,-200\n20000,20,-9000\n30000,40,-500\n35000,15,-280\n"
+    )
+    peaks = report.critic_peaks(report.load_campaign(results, ENV, ("mbpo",))["mbpo"][0])
+    assert (peaks.critic_loss, peaks.critic_step) == (30000, 11_000)
+    assert (peaks.q_estimate, peaks.q_step) == (9000, 20_000)  # the Q peak's own step, not the critic loss's
+    assert (peaks.late_critic_loss, peaks.late_q_estimate) == (40, 500)  # the row at 30 000 itself is late
+
+
+def test_a_resumed_run_keeps_the_last_row_of_a_repeated_step(report, results: Path):
+    """A run resumed from its 25 000-step checkpoint evaluates 26 000 ... 30 000 again: the later rows count."""
+    evaluations = results / ENV / "pmac" / "seed_0" / "evaluations.csv"
+    again = "".join(
+        f"{s},{s / 100 + 1000:.3f},1.0,{400 + 12 * (s - 25_000) / 1000:.1f}\n" for s in range(26_000, 30_001, 1000)
+    )
+    evaluations.write_text(evaluations.read_text() + again)
+    run = report.load_campaign(results, ENV, ("pmac",))["pmac"][0]
+    assert len(run.steps) == len(run.wall_s) == 30
+    assert report.window_score(run, 30_000) == pytest.approx(1280.0)  # mean of 26 000 ... 30 000 over 100, plus 1000
+    split = report.wall_time(run)
+    assert split.hours == pytest.approx(460 / 3600)
+    assert split.per_1000["total"] == pytest.approx((460 - 5) / 25)  # after the 5 s of warm-up, 25 000 trained steps

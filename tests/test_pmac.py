@@ -832,3 +832,10 @@ def test_rollout_state_bounds_follow_new_data_and_keep_float64_precision():
     model._data_range_cache = None
     low, high = model.rollout_state_bounds()
     assert (low[1].item(), high[1].item()) == (-np.inf, np.inf)
+
+
+def test_the_tv_mixture_gets_max_rate():
+    from sb3_pmac.tv_mixture import TVPolicyMixture
+
+    model = PMAC("MlpPolicy", "Pendulum-v1", **{**TINY_PMAC_KWARGS, "mixture": "tv", "max_rate": 0.1})
+    assert isinstance(model.policy_mixture, TVPolicyMixture) and model.policy_mixture.max_rate == 0.1

@@ -920,3 +920,37 @@ def test_the_policy_alone_loads_with_sb3_alone(tmp_path):
     subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, timeout=120)
     expected, _ = model.predict(observations, deterministic=True)
     np.testing.assert_array_equal(np.load(tmp_path / "actions.npy"), expected)
+
+
+def test_a_model_step_a_whole_period_late_restarts_the_schedule():
+    """Learning paused (gradient_steps=0) until the step due at 201 comes at 251: the next one 50 steps on, not at once."""
+    from conftest import TINY_PMAC_KWARGS
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model = PMAC("MlpPolicy", "Pendulum-v1", **{**TINY_PMAC_KWARGS, "seed": 0})
+    steps = []
+    model_step = model._model_step
+    model._model_step = lambda: (steps.append(model.num_timesteps), model_step())[1]
+    model.learn(160)  # model steps at 101 and 151: the next is due at 201
+    model.gradient_steps = 0  # collect without training up to step 250
+    model.learn(90, reset_num_timesteps=False)
+    model.gradient_steps = 1
+    model.learn(60, reset_num_timesteps=False)
+    assert steps == [101, 151, 251, 301]
+
+
+def test_a_restart_without_warm_up_stays_in_the_current_policys_version():
+    """
+    learning_starts=0: a restarted run (num_timesteps reset) has no random warm-up: its first transitions are the
+    current policy's, no version of their own (a new one would hold a single transition and weigh a whole version).
+    """
+    from conftest import TINY_PMAC_KWARGS
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model = PMAC("MlpPolicy", "Pendulum-v1", **{**TINY_PMAC_KWARGS, "seed": 0, "learning_starts": 0})
+        model.learn(60)  # model step at 50 (one epoch of data): versions 0: 50, 1: 10
+        model.learn(60)  # restarted: a model step at once (data enough), then at 51
+    versions, counts = model.replay_buffer.version_counts()
+    assert dict(zip(versions.tolist(), counts.tolist(), strict=True)) == {0: 50, 1: 11, 2: 50, 3: 9}
