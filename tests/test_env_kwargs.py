@@ -38,3 +38,10 @@ def test_the_launcher_and_the_diagnostics_read_items_alike():
     expected = {"g": 2.0, "continuous": True, "size": (1, 2)}
     assert diagnostics == train_env_kwargs("pmac", "Pendulum-v1", None, items) == expected
     assert train_env_kwargs("pmac", "Pendulum-v1", None, ["render_mode:rgb_array"]) is None  # rl-zoo3 would fail on it
+
+
+def test_a_value_that_does_not_parse_is_refused_or_kept_as_text():
+    with pytest.raises(ValueError, match="not a Python literal"):
+        parse_env_kwarg("expr:1 +")  # a SyntaxError for ast.literal_eval
+    assert parse_env_kwarg("expr:1 +", text_fallback=True) == ("expr", "1 +")
+    assert parse_env_kwarg("path:/tmp/a b", text_fallback=True) == ("path", "/tmp/a b")

@@ -388,3 +388,69 @@ def test_an_env_that_cannot_be_pickled_pauses_with_a_reset(runner, tmp_path: Pat
     with open(run_dir / "evaluations.csv") as file:
         assert [int(row["timesteps"]) for row in csv.DictReader(file)] == [100, 200, 300]
     assert not list(run_dir.glob("resume*")) and not list(run_dir.glob("*.tmp"))
+
+
+def test_a_kill_while_a_pause_is_saved_resumes_from_the_previous_pause(runner, tmp_path: Path, monkeypatch) -> None:
+    """The pointer to a pause is written after the pause's files: a run killed while saving resumes from the last one."""
+    from sb3_pmac import PMAC
+
+    run_dir = tmp_path / "InvertedPendulum-v5" / "pmac" / "seed_0"
+    assert runner.run(tiny_args(runner, tmp_path, "--max-seconds", "0")) == runner.NOT_FINISHED  # paused at 100
+
+    def killed(self, *args, **kwargs):
+        raise KeyboardInterrupt  # as a kill: the pause at 200 is being written
+
+    monkeypatch.setattr(PMAC, "save_replay_buffer", killed)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run(tiny_args(runner, tmp_path, "--max-seconds", "0"))
+    monkeypatch.undo()
+    assert json.loads((run_dir / "resume.json").read_text())["agent"] == "resume_100.zip"
+    assert runner.run(tiny_args(runner, tmp_path)) == 0
+    with open(run_dir / "evaluations.csv") as file:
+        assert [int(row["timesteps"]) for row in csv.DictReader(file)] == [100, 200, 300]
+
+
+def set_walls(run_dir: Path, walls: dict[int, str]) -> None:
+    """Overwrite the ``wall_s`` of some evaluation rows (as if the earlier calls had taken that long)."""
+    with open(run_dir / "evaluations.csv", newline="") as file:
+        reader = csv.DictReader(file)
+        columns, rows = list(reader.fieldnames or []), list(reader)
+    for row in rows:
+        row["wall_s"] = walls.get(int(row["timesteps"]), row["wall_s"])
+    with open(run_dir / "evaluations.csv", "w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def test_max_seconds_is_the_budget_of_each_call(runner, tmp_path: Path) -> None:
+    run_dir = tmp_path / "InvertedPendulum-v5" / "pmac" / "seed_0"
+    assert runner.run(tiny_args(runner, tmp_path, "--max-seconds", "0")) == runner.NOT_FINISHED
+    set_walls(run_dir, {100: "100000.0"})  # the earlier calls took a day: this call still has its hour
+    assert runner.run(tiny_args(runner, tmp_path, "--max-seconds", "3600")) == 0
+
+
+def test_the_wall_time_goes_on_from_the_last_evaluation(runner, tmp_path: Path) -> None:
+    run_dir = tmp_path / "InvertedPendulum-v5" / "pmac" / "seed_0"
+    for _ in range(2):
+        assert runner.run(tiny_args(runner, tmp_path, "--max-seconds", "0")) == runner.NOT_FINISHED
+    set_walls(run_dir, {100: "5.0", 200: "1000.0"})
+    assert runner.run(tiny_args(runner, tmp_path)) == 0
+    with open(run_dir / "evaluations.csv") as file:
+        walls = [float(row["wall_s"]) for row in csv.DictReader(file)]
+    assert walls[:2] == [5.0, 1000.0] and walls[2] >= 1000.0
+    assert json.loads((run_dir / "run.json").read_text())["wall_s"] >= 1000.0
+
+
+def test_a_pause_in_the_warm_up_continues_its_random_actions(runner, tmp_path: Path) -> None:
+    extra = ["--algo", "sac", "--learning-starts", "250"]  # the pauses at 100 and 200 fall in the random warm-up
+    assert runner.run(tiny_args(runner, tmp_path / "straight", *extra)) == 0
+    for _ in range(2):
+        assert runner.run(tiny_args(runner, tmp_path / "paused", *extra, "--max-seconds", "0")) == runner.NOT_FINISHED
+    assert runner.run(tiny_args(runner, tmp_path / "paused", *extra)) == 0
+    runs = [tmp_path / name / "InvertedPendulum-v5" / "sac" / "seed_0" for name in ("straight", "paused")]
+    straight, paused = (run_files(run_dir) for run_dir in runs)
+    for key in ("evaluations", "episodes", "train"):
+        assert paused[key] == straight[key], key
+    for name, tensor in straight["parameters"].items():
+        assert th.equal(paused["parameters"][name], tensor), name

@@ -144,6 +144,7 @@ def test_mbpo_is_uniform():
         (dict(real_ratio=1.5), "real_ratio"),
         (dict(n_elites=8, ensemble_size=7), "n_elites"),
         (dict(model_train_freq=0), "model_train_freq"),
+        (dict(model_train_freq=True), "model_train_freq"),  # a bool is no count
         (dict(rollout_batch_size=-5), "rollout_batch_size"),
         (dict(epoch_length=0), "epoch_length"),
         (dict(model_retain_epochs=0), "model_retain_epochs"),
@@ -839,3 +840,11 @@ def test_the_tv_mixture_gets_max_rate():
 
     model = PMAC("MlpPolicy", "Pendulum-v1", **{**TINY_PMAC_KWARGS, "mixture": "tv", "max_rate": 0.1})
     assert isinstance(model.policy_mixture, TVPolicyMixture) and model.policy_mixture.max_rate == 0.1
+
+
+def test_real_ratio_bounds_are_inclusive():
+    assert pendulum(real_ratio=0.0).real_ratio == 0.0  # SAC on model data only
+    assert pendulum(real_ratio=1.0).real_ratio == 1.0
+    for bad in (-0.01, 1.01):
+        with pytest.raises(ValueError, match="real_ratio must be in"):
+            pendulum(real_ratio=bad)

@@ -954,3 +954,18 @@ def test_a_restart_without_warm_up_stays_in_the_current_policys_version():
         model.learn(60)  # restarted: a model step at once (data enough), then at 51
     versions, counts = model.replay_buffer.version_counts()
     assert dict(zip(versions.tolist(), counts.tolist(), strict=True)) == {0: 50, 1: 11, 2: 50, 3: 9}
+
+
+def test_random_states_restore_pythons_generator_too():
+    import random
+
+    from sb3_pmac.random_state import get_global_rng_states, preserved_rng_states, set_global_rng_states
+
+    states = get_global_rng_states("cpu")
+    first = (random.random(), np.random.rand(), th.rand(1).item())
+    set_global_rng_states(states, "cpu")
+    assert (random.random(), np.random.rand(), th.rand(1).item()) == first
+    before = random.getstate()
+    with preserved_rng_states("cpu"):
+        random.random()
+    assert random.getstate() == before

@@ -215,6 +215,71 @@ def test_action_check_makes_the_env_with_the_runs_env_kwargs(tmp_path):
         gym.registry.pop("ZooToggleActions-v0")
 
 
+def test_the_env_kwargs_of_a_conf_files_default_entry_are_used(tmp_path):
+    from sb3_pmac.zoo import train_args_error, train_env_kwargs
+
+    gym.register("ZooToggleActions-v0", entry_point=ToggleActions)
+    try:
+        conf = tmp_path / "default.yml"
+        conf.write_text("default:\n  env_kwargs:\n    continuous: true\n  n_timesteps: 1000\n")
+        assert train_env_kwargs("pmac", "ZooToggleActions-v0", str(conf), None) == {"continuous": True}
+        assert train_args_error(["--algo", "pmac", "--env", "ZooToggleActions-v0", "-conf", str(conf)]) is None
+    finally:
+        gym.registry.pop("ZooToggleActions-v0")
+
+
+class HalfBoundedActions(gym.Env):
+    observation_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+
+    def __init__(self, low: float = -np.inf, high: float = 1.0) -> None:
+        self.action_space = gym.spaces.Box(np.float32(low), np.float32(high), (1,), np.float32)
+
+
+@pytest.mark.parametrize("low, high", [(-np.inf, 1.0), (-1.0, np.inf)])
+def test_an_action_space_unbounded_on_one_side_is_a_clear_error(low, high):
+    from sb3_pmac.zoo import unsupported_actions_error
+
+    gym.register("ZooHalfBounded-v0", entry_point=HalfBoundedActions, kwargs={"low": low, "high": high})
+    try:
+        error = unsupported_actions_error("pmac", "ZooHalfBounded-v0")
+        assert error is not None and "finite bounds" in error
+        assert unsupported_actions_error("pmac", "ZooHalfBounded-v0", env_kwargs={"low": -1.0, "high": 1.0}) is None
+    finally:
+        gym.registry.pop("ZooHalfBounded-v0")
+
+
+TRIAL_ID_CHECK = textwrap.dedent(
+    """
+    import sys
+    from types import SimpleNamespace
+    import optuna
+    from sb3_pmac import MBPO, zoo
+    from sb3_pmac.zoo_optuna import convert_pmac_params, sample_mbpo_params
+    storage = sys.argv[1]
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(study_name="s", storage=storage, sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(2):
+        trial = study.ask()
+        sample_mbpo_params(trial, 1, 1, {})
+        study.tell(trial, 0.0)
+    zoo.register()
+    from rl_zoo3.exp_manager import ExperimentManager  # what train --trial-id 1 calls
+    for algo in ("pmac", "mbpo"):
+        loaded = ExperimentManager.load_trial(SimpleNamespace(algo=algo), storage, "s", 1)
+        assert loaded == convert_pmac_params(study.trials[1].params), (algo, loaded)
+    MBPO("MlpPolicy", "Pendulum-v1", buffer_size=100, **loaded)
+    print("converted")
+    """
+)
+
+
+def test_train_trial_id_converts_the_trials_of_both_algos(tmp_path):
+    """``train --trial-id``: rl-zoo3 converts a stored trial's raw parameters with the algorithm's converter."""
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    result = subprocess.run([sys.executable, "-c", TRIAL_ID_CHECK, storage], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and "converted" in result.stdout, result.stderr[-2000:]
+
+
 def test_a_gym_package_that_fails_to_import_is_left_to_rl_zoo3(zoo_main):
     """rl-zoo3 reports the failing import; the launcher must not say "no entry in pmac.yml" instead (``zoo_main``:
     undoes what the unregistered id's check patches)."""
@@ -299,6 +364,7 @@ def test_adaptation_rate_search_stays_below_1():
     params = sample_pmac_params(trial, 1, 1, {})
     distribution = trial.distributions["adaptation_rate"]
     assert 0.5 <= distribution.low <= params["adaptation_rate"] <= distribution.high < 1.0
+    assert (distribution.low, distribution.high, distribution.log) == (0.5, 0.98, False)  # the documented range
     largest = bounded_train_size(params["model_train_freq"], distribution.high, stored=10**9)
     assert largest <= 100 * params["model_train_freq"]
     # the converted values are on the trial, for the report's user_attrs_* columns (rl-zoo3's SAC records gamma)
