@@ -848,3 +848,32 @@ def test_real_ratio_bounds_are_inclusive():
     for bad in (-0.01, 1.01):
         with pytest.raises(ValueError, match="real_ratio must be in"):
             pendulum(real_ratio=bad)
+
+
+def test_model_step_logs_grad_steps_and_each_drop_count():
+    model = pendulum(seed=3, rollout_horizon=2)
+    model.learn(450)
+    model._nan_predictions_dropped, model._out_of_bounds_dropped = 3, 5  # distinct counts
+    values, info = logged_model_step(model), model._last_model_info
+    assert info.grad_steps != info.epochs  # (so that the two keys tell their values apart)
+    assert (values["train/model_grad_steps"], values["train/model_epochs"]) == (info.grad_steps, info.epochs)
+    assert (values["rollout/nan_predictions_dropped"], values["rollout/out_of_bounds_dropped"]) == (3, 5)
+
+
+def test_out_of_bounds_warning_above_ten_percent_of_predictions(monkeypatch):
+    import sb3_pmac.model_step as model_step
+    from sb3_pmac.rollouts import RolloutInfo
+
+    model = pendulum(seed=3, rollout_horizon=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model.learn(150)  # a trained model and real data to draw start states from
+    for dropped, warns in ((10, False), (11, True)):  # of 100 predictions
+        info = RolloutInfo(horizon=1, n_start_states=100, n_transitions=100 - dropped, n_terminated=0,
+                           nan_predictions_dropped=0, mean_length=1.0, out_of_bounds_dropped=dropped)  # fmt: skip
+        monkeypatch.setattr(model_step, "rollout_model", lambda *args, _info=info, **kwargs: _info)
+        model._out_of_bounds_warned = False
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model.rollout()
+        assert any("left the real data's range" in str(w.message) for w in caught) == warns, dropped

@@ -615,6 +615,9 @@ def test_nan_observations_are_left_out_of_model_training():
         model.train(gradient_steps=1, batch_size=32)  # the next model step, with the same NaN rows
     assert model.n_model_steps == 2 and model._last_model_info.n_nonfinite >= 3
     assert not any("NaN or infinite" in str(w.message) for w in caught)
+    # the count goes on: the first step's rows and starts, then the second's
+    second = model._last_model_info.n_nonfinite + model._last_rollout_info.nonfinite_starts_dropped
+    assert model.logger.name_to_value["train/model_nonfinite_rows_dropped"] == 3 + n_starts_dropped + second
 
 
 def test_empty_model_buffer_is_reported(tmp_path):

@@ -733,3 +733,17 @@ def test_inverted_pendulum_angle_bound_is_healthy() -> None:
     pendulum = InvertedPendulumTermination()
     obs = np.array([[0.0, 0.2, 0.0, 0.0], [0.0, -0.2, 0.0, 0.0], [0.0, 0.2 + 1e-9, 0.0, 0.0]])
     np.testing.assert_array_equal(pendulum(obs, None, obs), [False, False, True])
+
+
+def test_termination_agreement_thresholds() -> None:
+    from sb3_pmac.termination.agreement import TerminationAgreement
+
+    def disagrees(n_terminal: int, n_missed: int, n_nonterminal: int, n_false: int) -> bool:
+        return TerminationAgreement(n_terminal, n_missed, n_nonterminal, n_false).disagrees()
+
+    # missed terminations: more than half, of at least 5
+    assert not disagrees(10, 5, 0, 0) and disagrees(10, 6, 0, 0)
+    assert not disagrees(4, 4, 0, 0) and disagrees(5, 3, 0, 0)
+    # false terminations: more than 5 %, of at least 50 non-terminal transitions
+    assert not disagrees(0, 0, 100, 5) and disagrees(0, 0, 100, 6)
+    assert not disagrees(0, 0, 49, 49) and disagrees(0, 0, 50, 3)

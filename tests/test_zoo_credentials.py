@@ -178,3 +178,41 @@ def test_launcher_writes_no_password(tmp_path):
     assert len(report.trials) == 2
     # the study's "command" attribute (in the database) too
     assert f"--storage {masked_url} " in study.user_attrs["command"] and PASSWORD not in study.user_attrs["command"]
+
+
+SAVE_CONFIG_CHECK = textwrap.dedent(
+    """
+    import argparse, sys
+    from pathlib import Path
+    from rl_zoo3 import exp_manager
+    from sb3_pmac.zoo_credentials import mask_saved_credentials, masked_orig_argv
+
+    tmp_path, password = Path(sys.argv[1]), sys.argv[2]
+    mask_saved_credentials()
+    url = f"postgresql://u:{password}@h/db"
+    manager = exp_manager.ExperimentManager.__new__(exp_manager.ExperimentManager)  # only what _save_config reads
+    manager.params_path = manager.save_path = str(tmp_path)
+    manager.args = argparse.Namespace(storage=url)
+    hyperparams = {"policy_kwargs": f"dict(url='{url}')", "n_timesteps": 100}
+    argv = ["python", "-m", "sb3_pmac.zoo", "train", "--storage", url]
+    sys.orig_argv = list(argv)
+    with masked_orig_argv():
+        manager._save_config(hyperparams)
+    assert sys.orig_argv == argv  # the real command line is back once the command has run
+    for name in ("config.yml", "args.yml", "command.txt"):
+        text = (tmp_path / name).read_text()
+        assert password not in text and "postgresql://u@h/db" in text, name
+    assert manager.args.storage == url and hyperparams["policy_kwargs"] == f"dict(url='{url}')"  # the run's values
+    print("masked")
+    """
+)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("rl_zoo3") is None, reason="rl-zoo3 not installed (pip install -e '.[zoo]')")
+def test_saved_config_and_command_hold_no_password_and_argv_is_restored(tmp_path):
+    """rl-zoo3's config.yml, args.yml and command.txt without the password, ``sys.orig_argv`` restored (in a
+    subprocess: importing rl-zoo3 patches gymnasium for the whole process)."""
+    result = subprocess.run(
+        [sys.executable, "-c", SAVE_CONFIG_CHECK, str(tmp_path), PASSWORD], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0 and "masked" in result.stdout, result.stderr[-2000:]
