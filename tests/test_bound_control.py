@@ -120,3 +120,17 @@ def test_inputs_that_do_not_fit_are_one_line_errors_before_any_retraining(bound_
             bound_control.main(argv)
         assert message in str(raised.value) and "\n" not in str(raised.value)
     assert not (tmp_path / "rows.csv").exists()
+
+
+def test_every_row_measures_the_same_transitions_and_the_epochs_are_capped(bound_control, agent, monkeypatch):
+    env = gym.make("Pendulum-v1")
+    seeds, measure = [], bound_control.evaluate_model
+
+    def spy(*args, seed=None, **kwargs):
+        seeds.append(seed)
+        return measure(*args, seed=seed, **kwargs)
+
+    monkeypatch.setattr(bound_control, "evaluate_model", spy)
+    rows = bound_control.control_rows(agent, env, "tiny", ("exponential", "uniform"), seed=3, max_epochs=1)
+    assert seeds == [3, 3, 3]
+    assert [row["epochs"] for row in rows[1:]] == [1, 1]

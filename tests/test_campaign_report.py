@@ -467,3 +467,36 @@ def test_a_resumed_run_keeps_the_last_row_of_a_repeated_step(report, results: Pa
     split = report.wall_time(run)
     assert split.hours == pytest.approx(460 / 3600)
     assert split.per_1000["total"] == pytest.approx((460 - 5) / 25)  # after the 5 s of warm-up, 25 000 trained steps
+
+
+def test_targets_met_with_exactly_n_seeds_runs_are_not_pending(report, results: Path):
+    campaign = report.load_campaign(results, ENV, ("pmac", "mbpo"))
+    rows = [report.ScoreRow(100_000, "pmac", [3100.0, 3200.0, 3300.0], 3, 100_000),
+            report.ScoreRow(100_000, "mbpo", [1000.0, 1100.0, 1200.0], 3, 100_000)]  # fmt: skip
+    for row in rows:
+        row.iqm = row.mean
+    table = report.targets_table(rows, campaign, n_seeds=3)
+    assert table[2].endswith("| yes |") and table[3].endswith("| yes, 1 of 1 steps |")
+
+
+def test_diagnostics_at_takes_the_last_row_at_or_before_the_step(report, results: Path):
+    run = report.load_campaign(results, ENV, ("pmac", "mbpo"))["pmac"][0]  # diagnostics at 10 000, 20 000, 30 000
+    assert report.diagnostics_at(run, 20_000)["timesteps"] == 20_000  # the row at the step itself
+    assert report.diagnostics_at(run, 29_999)["timesteps"] == 20_000  # the last one before, not the first
+
+
+def test_bound_control_records_sort_steps_as_numbers(report, tmp_path: Path):
+    path = tmp_path / "bound_control.csv"
+    path.write_text("label,num_timesteps,config\nmbpo_seed1,10000,saved\nmbpo_seed1,9000,saved\n")
+    assert [r["num_timesteps"] for r in report.bound_control_records(path)] == ["9000", "10000"]
+
+
+def test_replace_between_markers_refuses_markers_in_the_wrong_order(report):
+    with pytest.raises(ValueError, match="expected one"):
+        report.replace_between_markers(f"a\n{report.END_MARKER}\nb\n{report.START_MARKER}\nc", "x")
+
+
+def test_status_table_lists_runs_of_seeds_not_asked_for(report, results: Path):
+    campaign = report.load_campaign(results, ENV, ("pmac", "mbpo"))
+    status = "\n".join(report.status_table(campaign, ("pmac",), (0,)))
+    assert "| PMAC | 1 | finished |" in status

@@ -819,3 +819,11 @@ def test_buffer_version_counts_with_upto_counts_transitions_of_every_env() -> No
     np.testing.assert_array_equal(versions, [0, 1])
     np.testing.assert_array_equal(counts, [10, 4])  # positions x n_envs, as buffer.version_counts()
     np.testing.assert_array_equal(buffer_version_counts(buffer, None)[1], buffer.version_counts()[1])
+
+
+def test_newest_k_of_zero_is_refused():
+    from sb3_pmac.diagnostics.schema import check_newest_k
+
+    assert check_newest_k([5, 1, 5]) == (5, 1)
+    with pytest.raises(ValueError, match="positive"):
+        check_newest_k([1, 0])

@@ -522,3 +522,10 @@ def test_curves_inputs_counted_once_and_settings_kept_apart(runner_results: Path
     summary = summarize_runs(load_runs(runner_results, verbose=False), n_points=1, verbose=False)[ENV]["pmac"]
     np.testing.assert_array_equal(summary.steps, [400])
     assert summary.mean[-1] == pytest.approx(EXPECTED_MEAN[-1])
+
+
+def test_label_pairs_match_algorithms_whatever_the_case(runner_results: Path):
+    figure = plot_curves(load_runs(runner_results, verbose=False), labels=["PMAC=PMAC (ours)"])
+    (ax,) = figure.axes
+    assert [text.get_text() for text in ax.get_legend().get_texts()] == ["PMAC (ours) (3 runs, cut at 400 steps)"]
+    plt.close(figure)
