@@ -63,3 +63,50 @@ def test_sync_into_its_own_checkout_does_nothing(campaign, tmp_path):
     own_checkout = campaign.OUT.parent.parent
     campaign.sync(own_checkout)
     assert (source / "run.json").read_text() == "{}"
+
+
+def test_drive_runs_the_unfinished_jobs_in_order_and_calls_a_paused_run_again(campaign, monkeypatch):
+    import os
+
+    monkeypatch.setattr(campaign, "LOG_FILE", campaign.OUT / "driver.log")  # not the checkout's log
+    monkeypatch.setattr(campaign, "SLOTS", 1)  # one worker: the calls come in the job order
+    write(campaign.run_dir("pmac", 0) / "run.json", json.dumps({"finished": True}))
+    write(campaign.run_dir("mbpo", 0) / "run.json", json.dumps({"finished": False}))
+    exit_codes = {("mbpo", 0): [3, 3], ("sac_zoo", 0): [1]}  # paused twice then finishes; an error: the next job
+    calls = []
+
+    def call(cmd, stdout, stderr, env, cwd):
+        algo, seed = cmd[cmd.index("--algo") + 1], int(cmd[cmd.index("--seed") + 1])
+        calls.append((algo, seed, cmd))
+        assert env["OMP_NUM_THREADS"] == "1" and env["PYTHONPATH"].split(os.pathsep)[0] == str(campaign.ROOT)
+        codes = exit_codes.get((algo, seed), [])
+        return codes.pop(0) if codes else 0
+
+    monkeypatch.setattr(campaign.subprocess, "call", call)
+    campaign.drive()
+    assert [(algo, seed) for algo, seed, _ in calls] == [
+        ("mbpo", 0), ("mbpo", 0), ("mbpo", 0), ("sac_zoo", 0), ("sac_zoo", 1), ("sac_zoo", 2),
+        ("pmac", 1), ("mbpo", 1), ("pmac", 2), ("mbpo", 2),
+    ]  # fmt: skip
+    for algo, _, cmd in calls:  # model diagnostics only for the model-based algorithms
+        assert ("--diagnostics-freq" in cmd) == (algo != "sac_zoo") and "--max-seconds" in cmd
+    assert "campaign: no job left" in (campaign.OUT / "driver.log").read_text()
+
+
+def test_drive_runs_two_jobs_at_once(campaign, monkeypatch):
+    import threading
+
+    monkeypatch.setattr(campaign, "LOG_FILE", campaign.OUT / "driver.log")
+    monkeypatch.setattr(campaign, "JOBS", campaign.JOBS[:4])
+    campaign.OUT.mkdir(parents=True)
+    barrier = threading.Barrier(2, timeout=10)
+    done = []
+
+    def call(cmd, **kwargs):
+        barrier.wait()  # BrokenBarrierError (the job is not counted) unless two runs are in flight together
+        done.append(cmd[cmd.index("--algo") + 1])
+        return 0
+
+    monkeypatch.setattr(campaign.subprocess, "call", call)
+    campaign.drive()
+    assert sorted(done) == sorted(algo for algo, _ in campaign.JOBS[:4])

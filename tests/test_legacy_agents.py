@@ -88,3 +88,19 @@ def test_campaign_era_agent_loads_predicts_the_same_and_keeps_learning(name):
         model.learn(60, reset_num_timesteps=False)
     assert model.num_timesteps == 280 and model.replay_buffer.version_counts()[1].sum() == 280
     assert float(model.log_ent_coef) != saved_log_ent_coef  # still learned
+
+
+def test_saved_data_leaves_an_open_file_where_it_was(tmp_path):
+    import io
+    import json
+    import zipfile
+
+    from sb3_pmac.compat import saved_data
+
+    stream = io.BytesIO()
+    with zipfile.ZipFile(stream, "w") as archive:
+        archive.writestr("data", json.dumps({"gamma": 0.99}))
+    stream.seek(3)
+    assert saved_data(stream) == {"gamma": 0.99} and stream.tell() == 3  # SB3's load reads the stream next
+    (tmp_path / "agent.zip").write_bytes(stream.getvalue())
+    assert saved_data(tmp_path / "agent.zip") == {"gamma": 0.99}

@@ -349,3 +349,13 @@ def test_demo_runs_and_explains_v4_once(tmp_path, capsys):
         assert (agent.learning_starts, agent.gradient_steps, agent.rollout_batch_size) == (240, 3, 50)
         assert agent.model_trainer_kwargs == {"max_epochs": 1} and agent.n_model_steps == 1
         assert agent._n_updates == 3 * (260 - 240)
+
+
+def test_demo_defaults_are_the_documented_ones():
+    """The short-budget defaults of the demo's docstring (20 model epochs: 10 let the first model drift)."""
+    from sb3_pmac import demo
+
+    args = demo.parse_args([])
+    assert (args.env, args.algo, args.timesteps, args.paper_settings) == ("Hopper-v4", "pmac", 3000, False)
+    assert (args.learning_starts, args.gradient_steps, args.rollout_batch_size) == (1000, 2, 10_000)
+    assert (args.model_max_epochs, args.eval_episodes, args.seed) == (20, 5, 0)

@@ -529,3 +529,20 @@ def test_label_pairs_match_algorithms_whatever_the_case(runner_results: Path):
     (ax,) = figure.axes
     assert [text.get_text() for text in ax.get_legend().get_texts()] == ["PMAC (ours) (3 runs, cut at 400 steps)"]
     plt.close(figure)
+
+
+def test_diagnostics_cli_accepts_at_step_at_the_first_row(tmp_path: Path):
+    pmac_csv = write_diagnostics(tmp_path / "pmac.csv", diagnostics_rows(1.0))
+    out = tmp_path / "d.png"
+    assert main(["diagnostics", "--csv", f"pmac={pmac_csv}", "--at-step", "1000", "--out", str(out)]) == 0
+    assert out.is_file()
+
+
+def test_cli_curves_table_follows_algos_and_smooth(runner_results: Path, tmp_path: Path, capsys):
+    write_zoo_run(runner_results, "sac", 1, SAC_STEPS, SAC_VALUES)
+    args = ["curves", str(runner_results), "--algos", "sac", "pmac", "--smooth", "2", "--out", str(tmp_path / "c.png")]
+    assert main(args) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split()[0] for line in lines[1:]] == ["sac", "pmac"]  # in --algos order
+    # each seed smoothed over 2 points before the seeds are aligned: at 400, (25 + 25 + 3.5) / 3, not 23 unsmoothed
+    assert lines[2].split()[3] == "17.83" and lines[1].split()[3] == "86.00"  # sac: (80 + 92) / 2, not 92

@@ -911,3 +911,20 @@ def test_kwargs_strings_are_evaluated_and_pickled_buffers_read_on_request(tmp_pa
     model = PMAC.load(continued / "Pendulum-v1.zip", device="cpu")
     model.load_replay_buffer(continued / "replay_buffer.pkl")  # written again as .npz
     assert model.replay_buffer.size() == 120 + 30
+
+
+def test_samplers_search_spaces():
+    """Both samplers search the documented space (MBPO without the adaptation rate); the networks are copies."""
+    from sb3_pmac.zoo_optuna import sample_mbpo_params, sample_pmac_params
+
+    for sampler, own in ((sample_pmac_params, {"adaptation_rate"}), (sample_mbpo_params, set())):
+        trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
+        params = sampler(trial, 1, 1, {})
+        distributions = trial.distributions
+        assert set(distributions) == MBPO_PARAMS | own and ("adaptation_rate" in params) == bool(own)
+        assert list(distributions["rollout_horizon"].choices) == HORIZON_CHOICES  # the schedules are searched too
+        assert list(distributions["net_arch"].choices) == list(NET_ARCHS)
+        gamma = distributions["one_minus_gamma"]
+        assert (gamma.low, gamma.high, gamma.log) == (0.001, 0.03, True)
+        params["policy_kwargs"]["net_arch"].append(1)  # a trial's network list is its own
+    assert NET_ARCHS == {"small": [64, 64], "medium": [256, 256], "big": [400, 300]}
