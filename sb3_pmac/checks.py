@@ -16,6 +16,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from stable_baselines3.sac import SAC
 
 from sb3_pmac.buffers import PolicyVersionedReplayBuffer
+from sb3_pmac.horizon import validate_horizon_schedule
 from sb3_pmac.policy_mixture import check_adaptation_rate
 from sb3_pmac.tv_mixture import check_max_rate
 
@@ -71,18 +72,33 @@ def check_pmac_arguments(
     if replay_buffer_class is not None and not issubclass(replay_buffer_class, PolicyVersionedReplayBuffer):
         raise ValueError(f"replay_buffer_class must subclass PolicyVersionedReplayBuffer, got {replay_buffer_class}")
     check_positive(**positive)
-    if learning_starts < 0:
-        raise ValueError(f"learning_starts must be >= 0, got {learning_starts}")
-    if isinstance(gradient_steps, (bool, np.bool_)) or not isinstance(gradient_steps, Integral) or gradient_steps < -1:
-        raise ValueError(f"gradient_steps must be an int >= 0 (or -1), got {gradient_steps!r}")
+    check_learning_starts(learning_starts)
+    check_gradient_steps(gradient_steps)
     n_elites, ensemble_size = positive.get("n_elites"), positive.get("ensemble_size")
     if n_elites is not None and ensemble_size is not None and n_elites > ensemble_size:
         raise ValueError(f"n_elites ({n_elites}) cannot exceed ensemble_size ({ensemble_size})")
-    if not 0.0 <= real_ratio <= 1.0:
-        raise ValueError(f"real_ratio must be in [0, 1], got {real_ratio}")
+    check_real_ratio(real_ratio)
     check_adaptation_rate(adaptation_rate)
     check_mixture(mixture, max_rate)
     check_model_training(model_training, positive.get("model_train_size"))
+
+
+def check_learning_starts(learning_starts: int) -> None:
+    """SAC's ``learning_starts`` (the random warm-up, in env steps)."""
+    if learning_starts < 0:
+        raise ValueError(f"learning_starts must be >= 0, got {learning_starts}")
+
+
+def check_gradient_steps(gradient_steps: int) -> None:
+    """SAC's ``gradient_steps`` (SAC updates per env step; -1: as many as env steps were taken)."""
+    if isinstance(gradient_steps, (bool, np.bool_)) or not isinstance(gradient_steps, Integral) or gradient_steps < -1:
+        raise ValueError(f"gradient_steps must be an int >= 0 (or -1), got {gradient_steps!r}")
+
+
+def check_real_ratio(real_ratio: float) -> None:
+    """The share of real transitions in SAC's batches."""
+    if not 0.0 <= real_ratio <= 1.0:
+        raise ValueError(f"real_ratio must be in [0, 1], got {real_ratio}")
 
 
 def check_mixture(mixture: str, max_rate: float) -> None:
@@ -386,3 +402,50 @@ def check_load_overrides(saved: dict[str, Any], overrides: dict[str, Any], algo:
                 f"{overrides[key]!r}. The trained dynamics model or the replay data depend on it: train a new "
                 f"{algo}(..., {key}=...) instead"
             )
+
+
+#: ``load`` keyword arguments that must be positive ints (or None where the constructor allows it), as in the constructor
+POSITIVE_AT_LOAD = (
+    "model_train_freq", "rollout_batch_size", "epoch_length", "model_retain_epochs", "buffer_size", "batch_size",
+    "model_buffer_size", "model_train_size", "max_train_repeat_per_step",
+)  # fmt: skip
+
+
+def check_load_values(saved: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """
+    The constructor's checks on the ``load`` keyword arguments it checks: SB3's ``load`` sets them on the agent as
+    given, and a value the constructor refuses would otherwise fail late (a ``model_train_freq`` of 0 at the first
+    model step, after the warm-up) or not at all.
+
+    :param saved: the agent file's ``data`` as stored (``sb3_pmac.compat.saved_data``), for the settings checked together
+        with one given (``model_training`` and ``model_train_size``)
+    :param overrides: the keyword arguments given to ``load``
+    :return: the keyword arguments, the checked ones as the constructor stores them (plain ints and floats, the horizon
+        schedule in canonical form)
+    :raises ValueError: with the constructor's message
+    """
+    checked = dict(overrides)
+    positive = {key: checked[key] for key in POSITIVE_AT_LOAD if key in checked}
+    check_positive(**positive)
+    checked.update({key: int(value) for key, value in positive.items() if value is not None})
+    if "learning_starts" in checked:
+        check_learning_starts(checked["learning_starts"])
+    if "gradient_steps" in checked:
+        check_gradient_steps(checked["gradient_steps"])
+        checked["gradient_steps"] = int(checked["gradient_steps"])
+    if "real_ratio" in checked:
+        check_real_ratio(checked["real_ratio"])
+        checked["real_ratio"] = float(checked["real_ratio"])
+    if "adaptation_rate" in checked:
+        checked["adaptation_rate"] = check_adaptation_rate(checked["adaptation_rate"])
+    if "max_rate" in checked:
+        check_max_rate(checked["max_rate"])
+        checked["max_rate"] = float(checked["max_rate"])
+    if "rollout_horizon" in checked:
+        checked["rollout_horizon"] = validate_horizon_schedule(checked["rollout_horizon"])
+    if {"model_training", "model_train_size"} & checked.keys():
+        check_model_training(
+            checked.get("model_training", saved.get("model_training", "bounded")),
+            checked.get("model_train_size", saved.get("model_train_size")),
+        )
+    return checked

@@ -33,6 +33,7 @@ from sb3_pmac.checks import (
     ModelTrainingMode,
     check_component_kwargs,
     check_load_overrides,
+    check_load_values,
     check_pmac_arguments,
     check_policy_name,
     check_spaces,
@@ -47,12 +48,12 @@ from sb3_pmac.env_presets import apply_presets
 from sb3_pmac.horizon import HorizonSchedule, max_horizon, validate_horizon_schedule, warn_table_1_order
 from sb3_pmac.mixed_sampler import MixedReplaySampler
 from sb3_pmac.model_step import ModelStepSAC
-from sb3_pmac.policy_mixture import PolicyMixture, check_adaptation_rate
+from sb3_pmac.policy_mixture import PolicyMixture
 from sb3_pmac.random_state import get_global_rng_states, preserved_rng_states, set_global_rng_states
 from sb3_pmac.rollouts import RolloutInfo
 from sb3_pmac.termination import TerminationFn, get_termination_fn
 from sb3_pmac.termination.rules import terminations
-from sb3_pmac.tv_mixture import UNIFORM_ACTION_LOG_STD, TVPolicyMixture, actor_gaussian, check_max_rate
+from sb3_pmac.tv_mixture import UNIFORM_ACTION_LOG_STD, TVPolicyMixture, actor_gaussian
 
 SelfPMAC = TypeVar("SelfPMAC", bound="PMAC")
 
@@ -649,6 +650,9 @@ class PMAC(ModelStepSAC):
         with :meth:`load_replay_buffer`. Keyword arguments are set on the agent, as in SB3 (rl-zoo3's ``-i`` passes its
         hyperparameters this way): ``adaptation_rate`` and ``max_rate`` reach the policy mixture; ``ensemble_size``,
         ``n_elites``, ``dynamics_kwargs`` and ``mixture`` must equal the saved values (``ValueError`` otherwise);
+        ``termination_fn`` (or ``custom_objects={"termination_fn": ...}``) replaces the saved function and is kept when
+        the env changes (``None``: derived from the env, as in the constructor); the settings the constructor checks
+        (``model_train_freq``, ``real_ratio``, ``rollout_horizon``, ...) are checked as there (``ValueError``);
         ``seed=s`` seeds the agent anew, as SB3's ``load`` does (its own and the process-wide generators, and the model
         trainer's, as :meth:`set_random_seed` does, even when ``model_trainer_kwargs`` holds a seed), instead of
         continuing the saved generators.
@@ -663,16 +667,16 @@ class PMAC(ModelStepSAC):
         if "replay_buffer_kwargs" in kwargs and saved.get("mixture") == "tv":
             # the TV distances need the collecting policy's parameters of every transition, as in the constructor
             kwargs["replay_buffer_kwargs"] = {**kwargs["replay_buffer_kwargs"], "store_policy_params": True}
-        if "adaptation_rate" in kwargs:
-            kwargs["adaptation_rate"] = check_adaptation_rate(kwargs["adaptation_rate"])
-        if "max_rate" in kwargs:
-            check_max_rate(kwargs["max_rate"])
-            kwargs["max_rate"] = float(kwargs["max_rate"])
         seeded = kwargs.get("seed") is not None
         if seeded and restore_random_state:
             raise ValueError("load with seed=... seeds the agent anew: restore_random_state=True cannot apply too")
+        given_termination = kwargs.get("termination_fn", (custom_objects or {}).get("termination_fn"))
+        if "termination_fn" in kwargs or given_termination is not None:
+            # the user's function, kept on set_env; None: derived from the env, as in the constructor
+            kwargs["_user_termination_fn"] = given_termination is not None
         for key, value in legacy_defaults(saved).items():
             kwargs.setdefault(key, value)
+        kwargs = check_load_values(saved, kwargs)
         with nullcontext() if seeded else preserved_rng_states(get_device(device)):
             # SB3's load re-seeds the global generators with the agent's seed (in _setup_model): undone here, unless
             # a seed is given (then SB3's seeding is what the user asks for)
@@ -746,6 +750,8 @@ class PMAC(ModelStepSAC):
             warnings.warn(f"set_parameters skipped {reason}", UserWarning, stacklevel=2)
             params = {name: value for name, value in params.items() if name not in absent}
         super().set_parameters(params, exact_match, device)
+        if getattr(self, "model_trainer", None) is not None:  # the saved optimizer state brought its rate back
+            self.model_trainer.apply_learning_rate()
 
     def save_replay_buffer(self, path: str | pathlib.Path | io.BufferedIOBase) -> None:
         """

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch as th
@@ -542,6 +544,25 @@ def test_cuda():
     assert next_pred.device.type == reward_pred.device.type == members.device.type == "cuda"
     next_pred, _, _ = model.sample(obs_t, act_t, generator=th.Generator(device="cuda").manual_seed(0))
     assert next_pred.is_cuda
+
+
+def test_trainer_trains_at_its_learning_rate_whatever_rate_a_loaded_optimizer_state_holds():
+    # An agent's load restores the optimizer's state with the rate it was saved with; the trainer's rate decides
+    obs, actions, rewards, next_obs = linear_dataset(300, seed=4)
+    th.manual_seed(6)
+    template = ProbabilisticEnsemble(4, 2, ensemble_size=2, n_elites=1, hidden_sizes=(16,), weight_decays=None)
+    models = [copy.deepcopy(template) for _ in range(2)]
+    loaded = ModelTrainer(models[0], learning_rate=1e-4, max_epochs=2, seed=0)
+    loaded.optimizer.load_state_dict(ModelTrainer(copy.deepcopy(template), learning_rate=1e-2).optimizer.state_dict())
+    assert loaded.optimizer.param_groups[0]["lr"] == 1e-2
+    loaded.train(obs, actions, rewards, next_obs)
+    ModelTrainer(models[1], learning_rate=1e-4, max_epochs=2, seed=0).train(obs, actions, rewards, next_obs)
+    for key, value in models[1].state_dict().items():
+        assert th.equal(models[0].state_dict()[key], value), key
+    assert any(not th.equal(value, template.state_dict()[key]) for key, value in models[0].state_dict().items())
+    loaded.learning_rate = 3e-4  # a new rate applies from the next call
+    loaded.train(obs, actions, rewards, next_obs)
+    assert loaded.optimizer.param_groups[0]["lr"] == 3e-4
 
 
 def test_max_grad_steps_caps_the_optimizer_steps_per_call():

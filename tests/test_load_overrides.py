@@ -185,3 +185,87 @@ def test_model_training_can_change_at_load_and_brings_its_trainer_bounds(tmp_pat
     full.save(tmp_path / "full")
     back = MBPO.load(tmp_path / "full", model_training="bounded")
     assert back.model_trainer.max_grad_steps == 400
+
+
+def test_a_model_learning_rate_given_at_load_is_the_rate_the_model_trains_with(tmp_path):
+    # The saved optimizer state holds the rate it was saved with (1e-3): SB3's set_parameters brings it back with the
+    # state, and the trainer's own rate must replace it, as SB3 re-applies SAC's rate before each update
+    path = _saved(tmp_path)
+    loaded = PMAC.load(path, env=gym.make("Pendulum-v1"), model_trainer_kwargs=dict(max_epochs=3, learning_rate=1e-5))
+    assert loaded.model_trainer.learning_rate == 1e-5
+    assert [group["lr"] for group in loaded.model_trainer.optimizer.param_groups] == [1e-5]  # already after load
+    rounds = loaded._model_rounds_trained
+    loaded.learn(60, reset_num_timesteps=False)  # model step at 201
+    assert loaded._model_rounds_trained > rounds
+    assert [group["lr"] for group in loaded.model_trainer.optimizer.param_groups] == [1e-5]
+
+    from conftest import TINY_PMAC_KWARGS
+
+    other = PMAC(
+        "MlpPolicy",
+        "Pendulum-v1",
+        seed=1,
+        **{**TINY_PMAC_KWARGS, "model_trainer_kwargs": dict(max_epochs=3, learning_rate=2e-4)},
+    )
+    other.set_parameters(path)  # the file's optimizer state, with its rate 1e-3
+    assert [group["lr"] for group in other.model_trainer.optimizer.param_groups] == [2e-4]
+    other.learn(160)
+    assert [group["lr"] for group in other.model_trainer.optimizer.param_groups] == [2e-4]
+
+
+def test_a_termination_function_given_at_load_replaces_the_saved_one_and_stays(tmp_path):
+    from sb3_pmac.termination.rules import InvertedPendulumTermination, NeverTerminate
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        PMAC("InvertedPendulum-v5", buffer_size=100).save(tmp_path / "derived")  # the env's rule
+    path = tmp_path / "derived"
+    env = gym.make("InvertedPendulum-v5")
+    assert isinstance(PMAC.load(path, env=env).termination_fn, InvertedPendulumTermination)
+    assert isinstance(PMAC.load(path, env=env, termination_fn=NeverTerminate()).termination_fn, NeverTerminate)
+    by_object = PMAC.load(path, env=env, custom_objects={"termination_fn": NeverTerminate()})
+    assert isinstance(by_object.termination_fn, NeverTerminate)
+    no_env = PMAC.load(path, termination_fn=NeverTerminate())
+    no_env.set_env(gym.make("InvertedPendulum-v5"))
+    assert isinstance(no_env.termination_fn, NeverTerminate)
+    # None: derived from the env, as in the constructor (also for an agent saved with the user's function)
+    mine = PMAC.load(path, env=env, termination_fn=NeverTerminate())
+    mine.save(tmp_path / "mine")
+    assert isinstance(PMAC.load(tmp_path / "mine", env=env).termination_fn, NeverTerminate)
+    rederived = PMAC.load(tmp_path / "mine", env=env, termination_fn=None)
+    assert isinstance(rederived.termination_fn, InvertedPendulumTermination)
+
+
+@pytest.mark.parametrize(
+    "override, match",
+    [
+        (dict(model_train_freq=0), "model_train_freq must be a positive int"),
+        (dict(rollout_batch_size=2.5), "rollout_batch_size must be a positive int"),
+        (dict(batch_size=-1), "batch_size must be a positive int"),
+        (dict(real_ratio=2.0), r"real_ratio must be in \[0, 1\]"),
+        (dict(rollout_horizon=[5, 1, 1, 3]), "epochs must satisfy"),
+        (dict(rollout_horizon=0), "horizon must be >= 1"),
+        (dict(gradient_steps=-2), "gradient_steps must be an int"),
+        (dict(learning_starts=-1), "learning_starts must be >= 0"),
+        (dict(model_training="full", model_train_size=1000), "model_train_size sets the bounded training set"),
+        (dict(model_training="whole"), "model_training must be 'bounded' or 'full'"),
+    ],
+)
+def test_load_refuses_what_the_constructor_refuses(tmp_path, override, match):
+    path = _saved(tmp_path, learn=0)
+    with pytest.raises(ValueError, match=match):
+        PMAC("MlpPolicy", "Pendulum-v1", **override)
+    with pytest.raises(ValueError, match=match):
+        PMAC.load(path, **override)
+
+
+def test_load_stores_checked_settings_as_the_constructor_does(tmp_path):
+    path = _saved(tmp_path, learn=0)
+    loaded = PMAC.load(path, rollout_horizon=[1, 3, 1, 4], model_train_freq=np.int64(25), real_ratio=1)
+    assert loaded.rollout_horizon == (1, 3, 1, 4)
+    assert type(loaded.model_train_freq) is int and loaded.model_train_freq == 25
+    assert type(loaded.real_ratio) is float and loaded.real_ratio == 1.0
+    full = _saved(tmp_path, cls=MBPO, learn=0, model_training="full")
+    with pytest.raises(ValueError, match="model_train_size"):  # checked with the saved mode
+        MBPO.load(full, model_train_size=1000)
+    assert MBPO.load(full, model_training="bounded", model_train_size=1000).model_train_size == 1000

@@ -101,7 +101,9 @@ class ModelTrainer:
       shared.
 
     The optimizer is created once and kept across calls to :meth:`train`: after moving or casting the model
-    (``model.to(...)``, ``model.double()``), make a new trainer (Adam's moments keep the old device and dtype).
+    (``model.to(...)``, ``model.double()``), make a new trainer (Adam's moments keep the old device and dtype). Each call
+    trains at ``learning_rate`` (an attribute that can be changed between calls), also after the optimizer's state has
+    been loaded from a file that holds another rate.
 
     :param model: the ensemble to train
     :param learning_rate: Adam learning rate (1e-3 in the authors' MBPO code)
@@ -346,6 +348,7 @@ class ModelTrainer:
         inputs, targets, ids, n_nonfinite = _drop_nonfinite_rows(inputs, targets, ids)
         if inputs.shape[0] == 0:
             return self._kept(start_time, n_nonfinite)
+        self.apply_learning_rate()
         # The model before this call, kept in case training diverges (finite data with extreme values)
         previous = (copy.deepcopy(model.state_dict()), copy.deepcopy(self.optimizer.state_dict()))
 
@@ -434,6 +437,15 @@ class ModelTrainer:
                 f"nll {info.holdout_nll:.4f}, elites {elites.tolist()}"
             )
         return info
+
+    def apply_learning_rate(self) -> None:
+        """
+        Set the optimizer's rate to ``learning_rate`` (each :meth:`train` call does, as SB3 re-applies its rate before
+        each update): an optimizer state loaded with an agent (SB3's ``set_parameters``) brings back the rate it was
+        saved with, which this replaces.
+        """
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.learning_rate
 
     def _check_call(self, inputs: th.Tensor) -> None:
         """Clear errors for no rows, and where the optimizer's state no longer fits the model (moved with ``.to()``/
