@@ -99,8 +99,12 @@ def drive() -> None:
                 algo, seed = pending.pop(0)
             while True:
                 log(f"start {algo} seed {seed}")
-                with open(run_dir(algo, seed).parent / f"seed_{seed}.log", "a") as out:
-                    rc = subprocess.call(command(algo, seed), stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+                try:
+                    with open(run_dir(algo, seed).parent / f"seed_{seed}.log", "a") as out:
+                        rc = subprocess.call(command(algo, seed), stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+                except (OSError, subprocess.SubprocessError) as error:  # no fork, no log file: the worker goes on
+                    log(f"{algo} seed {seed} could not run ({error!r}); left for the next start")
+                    break
                 log(f"{algo} seed {seed} exited with {rc}")
                 if rc != 3:  # 0: finished; anything else: an error, logged, the next job goes on
                     break
@@ -113,26 +117,44 @@ def drive() -> None:
     for thread in threads:
         thread.join()
     log("campaign: no job left")
+    if PID_FILE.exists() and PID_FILE.read_text().strip() == str(os.getpid()):
+        PID_FILE.unlink()  # ended: a later process with this pid is not the driver
 
 
 def driver_pid() -> int | None:
+    """
+    The pid in the pid file if that process is this campaign's driver: a driver killed without removing its file
+    (``stop``, a machine restarted) leaves a pid that another process may hold by now, and ``pause`` / ``stop`` would
+    signal that process's group.
+    """
     if not PID_FILE.exists():
         return None
     pid = int(PID_FILE.read_text())
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    return pid
+        arguments = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except FileNotFoundError:
+        return None  # ended
+    except OSError:  # no /proc (not Linux): whether a process of that pid lives
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        return pid
+    is_driver = any(argument.endswith(b"campaign.py") for argument in arguments) and b"drive" in arguments
+    return pid if is_driver else None
 
 
 def status() -> None:
     for algo, seed in JOBS:
         path = run_dir(algo, seed) / "evaluations.csv"
-        rows = list(csv.DictReader(open(path))) if path.exists() else []
+        rows = []
+        if path.exists():
+            with open(path) as file:
+                rows = list(csv.DictReader(file))
         last = rows[-1] if rows else None
-        state = "finished" if finished(algo, seed) else ("running/paused" if last else "not started")
-        where = ""
+        started = last is not None or (run_dir(algo, seed) / "run.json").exists()
+        state = "finished" if finished(algo, seed) else ("running/paused" if started else "not started")
+        where = "no evaluation yet" if started and last is None else ""
         if last is not None:
             hours = float(last["wall_s"]) / 3600
             where = f"step {last['timesteps']}, return {float(last['mean_return']):.0f}, {hours:.2f} h"
@@ -197,6 +219,8 @@ def main() -> None:
         if action == "stop":
             os.killpg(pid, signal.SIGCONT)
         os.killpg(pid, sig)
+        if action == "stop":
+            PID_FILE.unlink(missing_ok=True)
         print(f"{action}: sent to process group {pid}")
     elif action == "sync":
         if args.destination is None:

@@ -1,3 +1,7 @@
+import importlib.util
+import sys
+from pathlib import Path
+
 import pytest
 import torch as th
 
@@ -20,3 +24,23 @@ def pytest_configure(config: pytest.Config) -> None:
     # Small networks run fastest on one thread, and with pytest-xdist each worker is a process of its own:
     # one torch thread per process keeps 2 workers on 2 cores without oversubscription.
     th.set_num_threads(1)
+
+
+@pytest.fixture
+def campaign(tmp_path, monkeypatch):
+    """
+    ``benchmarks/campaign.py`` as a module whose every path (results, the driver's pid file and log) is under
+    ``tmp_path``: nothing a test does reaches a campaign that runs on this machine.
+    """
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "campaign.py"
+    spec = importlib.util.spec_from_file_location("campaign_under_test", script)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    out = tmp_path / "campaign" / "results" / "campaign"
+    monkeypatch.setattr(module, "OUT", out)
+    monkeypatch.setattr(module, "PID_FILE", out / "driver.pid")
+    monkeypatch.setattr(module, "LOG_FILE", out / "driver.log")
+    yield module
+    sys.modules.pop(spec.name, None)

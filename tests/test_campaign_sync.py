@@ -4,26 +4,10 @@ the destination's, a file such a run has not written is removed (an earlier atte
 left alone.
 """
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
-import pytest
-
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "campaign.py"
-
-
-@pytest.fixture
-def campaign(tmp_path, monkeypatch):
-    spec = importlib.util.spec_from_file_location("campaign_under_test", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    monkeypatch.setattr(module, "OUT", tmp_path / "campaign" / "results" / "campaign")
-    yield module
-    sys.modules.pop(spec.name, None)
 
 
 def write(path: Path, text: str) -> None:
