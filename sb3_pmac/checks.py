@@ -336,20 +336,32 @@ def physical_memory() -> int | None:
         return None
 
 
-def warn_model_buffer_memory(algorithm: str, capacity: int, obs_dim: int, action_dim: int, horizon: int) -> None:
+def warn_model_buffer_memory(
+    algorithm: str, capacity: int, obs_dim: int, action_dim: int, horizon: int, fixed: bool = False
+) -> None:
     """
     Warn at construction when the model buffer will need more than half of this machine's memory once the rollout
-    horizon reaches its maximum (it is allocated then, possibly hours into a run).
+    horizon reaches its maximum (it is allocated then, possibly hours into a run), or at once for a fixed size.
 
     :param algorithm: the class name, for the message
     :param capacity: the model buffer's capacity at the largest horizon (transitions)
     :param obs_dim: observation size
     :param action_dim: action size
     :param horizon: the largest rollout horizon of the schedule
+    :param fixed: the capacity is the user's ``model_buffer_size`` (allocated at the first rollout, whatever the horizon)
     """
     nbytes = capacity * (2 * obs_dim + action_dim + 2) * 4  # float32 observations, actions, next observations, r, done
     total = physical_memory()
-    if total is not None and nbytes > total / 2:
+    if total is not None and nbytes > total / 2 and fixed:
+        warnings.warn(
+            f"{algorithm}: model_buffer_size={capacity:,} transitions ({nbytes / 1e9:.1f} GB) is more than half of this "
+            f"machine's {total / 1e9:.1f} GB; the model buffer is allocated at the first model rollout: lower "
+            "model_buffer_size, or leave it None (MBPO's size, rollout_batch_size x horizon x (epoch_length / "
+            "model_train_freq) x model_retain_epochs)",
+            UserWarning,
+            stacklevel=3,
+        )
+    elif total is not None and nbytes > total / 2:
         warnings.warn(
             f"{algorithm}: the model buffer will hold {capacity:,} transitions ({nbytes / 1e9:.1f} GB) at rollout horizon "
             f"{horizon}, more than half of this machine's {total / 1e9:.1f} GB; it is allocated when that horizon is "

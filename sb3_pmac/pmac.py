@@ -323,6 +323,7 @@ class PMAC(ModelStepSAC):
                 obs_dim=int(np.prod(self.observation_space.shape)),
                 action_dim=int(np.prod(self.action_space.shape)),
                 horizon=largest,
+                fixed=model_buffer_size is not None,
             )
         self.ensemble_size = int(ensemble_size)
         self.n_elites = int(n_elites)
@@ -347,6 +348,9 @@ class PMAC(ModelStepSAC):
         self._nonfinite_rows_dropped = 0
         self._nonfinite_warned = False  # said that non-finite transitions are left out of model training
         self._model_rounds_kept = 0
+        self._kept_model_warned = False  # said that a model training produced no usable model
+        self._reward_scale_warned = False  # said that the rewards' scale is one raw model targets fit poorly
+        self._empty_model_buffer_warned = False  # said that a model step left the model buffer empty
         self._timings = {"model_train": 0.0, "rollout": 0.0, "sac": 0.0}
         self._last_model_info: ModelTrainingInfo | None = None
         self._last_rollout_info: RolloutInfo | None = None

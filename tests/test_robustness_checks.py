@@ -137,6 +137,10 @@ def test_a_model_buffer_larger_than_half_the_memory_warns_at_construction(monkey
         warnings.simplefilter("error", UserWarning)  # (gymnasium's DeprecationWarning of the v4 envs aside)
         PMAC("Hopper-v4", model_buffer_size=10**6)  # a fixed capacity: 0.1 GB
         PMAC("Hopper-v4", rollout_batch_size=10_000)
+    # a fixed capacity too large: its own message (allocated at the first rollout, whatever the horizon)
+    with pytest.warns(UserWarning, match=r"model_buffer_size=10,000,000 transitions \(1\.1 GB\).*first model rollout") as said:
+        PMAC("Hopper-v4", model_buffer_size=10**7)
+    assert not any("rollout_batch_size x horizon" in str(w.message) and "lower one of them" in str(w.message) for w in said)
 
 
 def test_learn_within_the_warm_up_warns():

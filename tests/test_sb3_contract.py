@@ -574,16 +574,16 @@ def test_random_states_of_a_cpu_agent_leave_cuda_alone():
 
 # ---------------------------------------------------------------------------------------------- non-finite data
 class NaNObservations(gym.Wrapper):
-    """Returns NaN observations at the given steps (counted from the wrapper's creation)."""
+    """Returns NaN observations (or ``value``) at the given steps (counted from the wrapper's creation)."""
 
-    def __init__(self, env, steps):
+    def __init__(self, env, steps, value=np.nan):
         super().__init__(env)
-        self.steps, self.t = set(steps), 0
+        self.steps, self.t, self.value = set(steps), 0, value
 
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)
         self.t += 1
-        return (np.full_like(obs, np.nan) if self.t in self.steps else obs), reward, terminated, truncated, info
+        return (np.full_like(obs, self.value) if self.t in self.steps else obs), reward, terminated, truncated, info
 
 
 def test_nan_observations_are_left_out_of_model_training():
@@ -635,6 +635,49 @@ def test_empty_model_buffer_is_reported(tmp_path):
     model.save(tmp_path / "agent")
     loaded = PMAC.load(tmp_path / "agent")
     assert loaded._n_model_steps == 1 and loaded.model_rounds_trained == 0
+
+
+def test_unusable_model_trainings_and_an_empty_model_buffer_are_said_once_and_counted_on():
+    # One finite but huge observation (its square overflows float32) makes every model training unusable while it stays
+    # in the buffer: said once per agent, not at every model step (the step in the text defeats Python's own filter)
+    from conftest import TINY_PMAC_KWARGS
+
+    env = NaNObservations(gym.make("Pendulum-v1"), steps=(10,), value=1e20)
+    kwargs = {**TINY_PMAC_KWARGS, "learning_starts": 40, "model_train_freq": 20, "gradient_steps": 0}
+    model = PMAC("MlpPolicy", env, **kwargs, seed=0, termination_fn=lambda obs, act, next_obs: np.zeros(len(obs), bool))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.learn(40)
+        for _ in range(4):  # four model steps, every one on the huge row
+            model.train(gradient_steps=1, batch_size=32)
+            model.learn(20, reset_num_timesteps=False)
+    messages = [str(w.message) for w in caught]
+    unusable = [m for m in messages if "produced no usable model" in m]
+    assert len(unusable) == 1 and "although its" in unusable[0] and "training rows were" in unusable[0]
+    assert "no model yet" in unusable[0] and "said once" in unusable[0]
+    assert sum("model buffer is empty" in m for m in messages) == 1
+    assert model.n_model_steps >= 4 and model.model_rounds_trained == 0 and model.model_buffer.size() == 0
+    assert model._model_rounds_kept == model.n_model_steps  # train/model_trainings_kept_previous
+
+
+@pytest.mark.parametrize(
+    "bonus, normalize_targets, warned", [(0.0, False, False), (1000.0, False, True), (1000.0, True, False)]
+)
+def test_rewards_of_a_scale_raw_model_targets_fit_poorly_are_said_once(bonus, normalize_targets, warned):
+    from conftest import TINY_PMAC_KWARGS
+
+    env = gym.wrappers.TransformReward(gym.make("Pendulum-v1"), lambda reward: reward + bonus)
+    dynamics_kwargs = {**TINY_PMAC_KWARGS["dynamics_kwargs"], "normalize_targets": normalize_targets}
+    kwargs = {**TINY_PMAC_KWARGS, "learning_starts": 40, "model_train_freq": 20, "dynamics_kwargs": dynamics_kwargs}
+    model = PMAC("MlpPolicy", env, **kwargs, seed=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.learn(100)  # model steps at 41, 61, 81
+    assert model.n_model_steps == 3
+    said = [str(w.message) for w in caught if "real rewards have mean" in str(w.message)]
+    assert len(said) == int(warned)
+    if warned:
+        assert "mean 99" in said[0] and "normalize_targets=True" in said[0]
 
 
 def test_missing_env_is_a_clear_error():

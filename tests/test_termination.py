@@ -6,6 +6,7 @@ The agreement tests run random actions in the real MuJoCo envs (v4 and v5, 10^4 
 """
 
 import pickle
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -384,6 +385,111 @@ def test_namespaced_rules_apply_to_their_namespace_only(monkeypatch: pytest.Monk
     assert isinstance(get_termination_fn("Hopper-v5"), HopperTermination)
     # another namespace without a rule of its own: the bare name's
     assert isinstance(get_termination_fn("pmac_other_ns/Hopper-v0"), HopperTermination)
+
+
+@pytest.mark.parametrize(
+    "class_name, task, factory", [("HopperEnv", "Hopper", "_make_hopper"), ("AntEnv", "Ant", "_make_ant")]
+)
+def test_env_class_named_like_a_task_without_its_parameters_counts_as_unknown(
+    class_name: str, task: str, factory: str
+) -> None:
+    """
+    An env of the user's own named like a MuJoCo task (``HopperEnv`` -> ``"Hopper"``) whose parameters that task's rule
+    cannot read: the rule was found only through the class name, so the env counts as unknown (it failed with an
+    AttributeError from the rule's factory, ``env.model``).
+    """
+    cls = type(class_name, (_CountingEnv,), {})
+    message = (
+        f"No termination function known for '{class_name}'.*never terminate.*"
+        + re.escape(
+            f"rule for '{task}' (sb3_pmac.termination.registry.{factory}), found under the key '{task}' (the class name "
+            f"'{class_name}' without its 'Env' suffix), does not fit this env ({class_name}"
+        )
+        + f".*AttributeError: '{class_name}' object has no attribute 'model'.*registered under '{class_name}'.*"
+        "termination_fn=.*register_termination_fn"
+    )
+    for env in (cls(), _dummy(cls)):
+        with pytest.warns(UserWarning, match=message):
+            assert type(get_termination_fn(env)) is NeverTerminate
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert type(get_termination_fn(cls(), warn=False)) is NeverTerminate
+
+
+def test_namespaced_id_named_like_a_task_without_its_parameters_counts_as_unknown(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A namespaced id whose bare name is a MuJoCo task's but whose env is another: the bare name's rule does not fit."""
+    monkeypatch.setattr(termination.registry, "_REGISTRY", dict(termination.registry._REGISTRY))
+    env_id = "myrobots/Walker2d-v0"
+    if env_id not in gym.registry:
+        gym.register(env_id, entry_point=_CountingEnv)
+    rule = re.escape(
+        "rule for 'Walker2d' (sb3_pmac.termination.registry._make_walker2d), found under the key 'Walker2d' (the bare "
+        "name of the namespaced 'myrobots/Walker2d'), does not fit this env (_CountingEnv"
+    )
+    reason = f"{rule}.*AttributeError: '_CountingEnv' object has no attribute '_healthy_z_range'"
+    remedy = "registered under 'myrobots/Walker2d' is looked up first.*termination_fn=.*register_termination_fn"
+    with pytest.warns(UserWarning, match=f"No termination function known for 'myrobots/Walker2d-v0'.*{reason}.*{remedy}"):
+        assert type(get_termination_fn(env_id)) is NeverTerminate
+    for env in (make(env_id), _dummy(lambda: make(env_id)), _subproc(lambda: make(env_id))):
+        with pytest.warns(UserWarning, match=f"No termination function known for 'myrobots/Walker2d'.*{reason}.*{remedy}"):
+            assert type(get_termination_fn(env)) is NeverTerminate
+        env.close()
+    # the remedy: a rule of the namespace's own
+    register_termination_fn(env_id, lambda env: _LimitTermination(env.limit))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert get_termination_fn(env_id, env_kwargs={"limit": 2.0}).limit == 2.0
+
+
+def test_mujoco_tasks_found_through_a_fallback_keep_their_rules() -> None:
+    """Namespaced re-registrations of MuJoCo's tasks and their unregistered instances get the task's rule, silently."""
+    from gymnasium.envs.mujoco.ant_v4 import AntEnv
+    from gymnasium.envs.mujoco.hopper_v5 import HopperEnv
+
+    env_id = "pmac_mujoco_ns/Hopper-v0"
+    if env_id not in gym.registry:
+        gym.register(env_id, entry_point="gymnasium.envs.mujoco.hopper_v5:HopperEnv", kwargs={"healthy_z_range": (0.8, 3.0)})
+    expected = HopperTermination(healthy_z_range=(0.8, 3.0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        assert get_termination_fn(env_id) == expected
+        for env in (make(env_id), _dummy(lambda: make(env_id)), HopperEnv(healthy_z_range=(0.8, 3.0))):
+            assert get_termination_fn(env) == expected
+            env.close()
+        ant = AntEnv(healthy_z_range=(0.3, 1.5))
+        assert get_termination_fn(ant) == AntTermination(healthy_z_range=(0.3, 1.5))
+        ant.close()
+
+
+def _broken_factory(env: gym.Env) -> _LimitTermination:
+    return _LimitTermination(env.missing_parameter)  # type: ignore[attr-defined]
+
+
+def test_rule_registered_under_the_envs_own_key_that_fails_to_build_raises(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A factory registered for this very env that raises is a bug to fix: a clear error, not the unknown-env fallback."""
+    monkeypatch.setattr(termination.registry, "_REGISTRY", dict(termination.registry._REGISTRY))
+    for env_id in ("PmacTestBrokenRule-v0", "myrobots/Walker2d-v0"):
+        if env_id not in gym.registry:
+            gym.register(env_id, entry_point=_CountingEnv)
+    register_termination_fn("PmacTestBrokenRule", _broken_factory)
+    register_termination_fn("myrobots/Walker2d", _broken_factory)  # wins over Walker2d's rule, and fails
+    register_termination_fn("_CountingEnv", _broken_factory)
+    for env, key in (
+        ("PmacTestBrokenRule-v0", "PmacTestBrokenRule"),
+        (make("PmacTestBrokenRule-v0"), "PmacTestBrokenRule"),
+        (_dummy(lambda: make("myrobots/Walker2d-v0")), "myrobots/Walker2d"),
+        ("myrobots/Walker2d-v0", "myrobots/Walker2d"),
+        (_CountingEnv(), "_CountingEnv"),
+    ):
+        message = (
+            re.escape(f"Building the termination rule registered under '{key}' (")
+            + r"[\w.]*\._broken_factory\) from the env \(_CountingEnv\) failed with AttributeError: "
+            + r".*'missing_parameter'.*termination_fn=.*"
+            + re.escape(f"register_termination_fn('{key}', ...)")
+        )
+        with pytest.raises(ValueError, match=message) as raised:
+            get_termination_fn(env)  # type: ignore[arg-type]
+        assert isinstance(raised.value.__cause__, AttributeError)
 
 
 def test_env_base_name() -> None:

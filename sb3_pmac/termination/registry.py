@@ -215,7 +215,8 @@ def register_termination_fn(env_name: str, factory: TerminationFactory) -> None:
     :param env_name: The env's base name (``"MyEnv"``); a full id (``"MyEnv-v1"``) is reduced to its base name, so the
         function applies to every version. A namespaced name (``"my_ns/Hopper"`` or ``"my_ns/Hopper-v0"``) applies to
         that namespace only and wins there over the rule of the bare name; the bare name's rule (``"Hopper"``) stays
-        as it is and still applies to namespaced ids without a rule of their own.
+        as it is and still applies to namespaced ids without a rule of their own (if its factory can be built from
+        their env: else they count as unknown, see :func:`get_termination_fn`).
     :param factory: Called with the *unwrapped* env instance, returns the
         :data:`~sb3_pmac.termination.rules.TerminationFn` (read the env's parameters there). The returned callable
         should be picklable (a module-level class, not a closure) if the agent is to be saved.
@@ -246,23 +247,79 @@ def registered_termination_envs() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def _unknown(name: str, warn: bool) -> NeverTerminate:
+def _unknown(name: str, warn: bool, reason: str = "", stacklevel: int = 3) -> NeverTerminate:
+    """:class:`NeverTerminate` for an env without a rule, with a warning (``reason`` added) if ``warn``."""
     if warn:
         warnings.warn(
-            f"No termination function known for {name!r}; model rollouts will never terminate. "
+            f"No termination function known for {name!r}; model rollouts will never terminate. {reason}"
             "Pass termination_fn=... (a callable (obs, action, next_obs) -> bool [N]) or register one with "
             "sb3_pmac.termination.register_termination_fn().",
             UserWarning,
-            stacklevel=3,
+            stacklevel=stacklevel,
         )
     return NeverTerminate()
+
+
+def _registered_key(names: list[str]) -> str | None:
+    """The first of ``names`` (most specific first) a rule is registered under, None if none."""
+    return next((name for name in names if name in _REGISTRY), None)
+
+
+def _factory_name(factory: TerminationFactory) -> str:
+    """The factory as a message names it: ``module.qualname`` where it has one, else its repr."""
+    qualname = getattr(factory, "__qualname__", None)
+    return f"{factory.__module__}.{qualname}" if qualname and getattr(factory, "__module__", None) else repr(factory)
+
+
+def _fallback_origin(names: list[str]) -> str:
+    """How a key other than ``names[0]`` was reached (see :func:`_env_names`), for messages."""
+    if "/" in names[0]:
+        return f"the bare name of the namespaced {names[0]!r}"
+    return f"the class name {names[0]!r} without its 'Env' suffix"
+
+
+def _build_rule(key: str, names: list[str], env: gym.Env, warn: bool, label: str) -> TerminationFn:
+    """
+    The rule registered under ``key`` built from the unwrapped ``env``, which was looked up by ``names`` (most specific
+    first, :func:`_env_names`); ``label`` names the env in the unknown-env warning.
+
+    A rule found under the env's own key (``names[0]``: ``"ns/Name"`` or ``"Name"`` of its id, or its class name)
+    whose factory raises is an error, which names the key. A rule found only through a fallback, the bare name of a
+    namespaced id (``"my_ns/Hopper"`` -> ``"Hopper"``) or the class name without its ``Env`` suffix (``HopperEnv`` ->
+    ``"Hopper"``), is meant for another env of that name (MuJoCo's Hopper rule reads ``env.model``): if its factory
+    raises, the env counts as unknown (:class:`NeverTerminate`, with a warning that says which rule did not fit).
+    A warning the factory emits as an error (``-W error``) passes through as it is.
+
+    :raises ValueError: If the factory of the rule registered under ``names[0]`` raises (chained to its exception)
+    """
+    factory = _REGISTRY[key]
+    try:
+        return factory(env)
+    except Warning:
+        raise
+    except Exception as error:
+        problem = f"{type(error).__name__}: {error}"
+        if key == names[0]:
+            raise ValueError(
+                f"Building the termination rule registered under {key!r} ({_factory_name(factory)}) from the env "
+                f"({type(env).__name__}) failed with {problem}. Pass termination_fn=... (a callable (obs, action, "
+                "next_obs) -> bool [N]) for this env, or register a factory that fits it with "
+                f"sb3_pmac.termination.register_termination_fn({key!r}, ...)."
+            ) from error
+        reason = (
+            f"The termination rule for {key!r} ({_factory_name(factory)}), found under the key {key!r} "
+            f"({_fallback_origin(names)}), does not fit this env ({type(env).__name__}: an env that only shares the "
+            f"name?): building it failed with {problem}. A rule registered under {names[0]!r} is looked up first. "
+        )
+        return _unknown(label, warn, reason, stacklevel=4)
 
 
 def _env_names(env: gym.Env, spec: Any = None) -> list[str]:
     """
     Names to look the env up by: the registry keys of its spec id (:func:`registry_keys`), else its class name as it
     is and without an ``Env`` suffix (``HopperEnv`` -> ``Hopper``), so that an env made without ``gym.make`` is found
-    under either.
+    under either. The first is the env's own key; a rule found under a later one may be meant for another env that
+    shares the name (:func:`_build_rule`).
     """
     for candidate in (spec, getattr(env, "spec", None), getattr(env.unwrapped, "spec", None)):
         if candidate is not None and getattr(candidate, "id", None):
@@ -444,10 +501,10 @@ def _wrapped_error(name: str, wrappers: str) -> ValueError:
 def _registered_rule(env: gym.Env, warn: bool, spec: Any = None) -> tuple[str, TerminationFn]:
     """The env's name and the rule registered for it, built from the unwrapped env (NeverTerminate if unknown)."""
     names = _env_names(env, spec)
-    name = next((name for name in names if name in _REGISTRY), None)
+    name = _registered_key(names)
     if name is None:
         return names[0], _unknown(names[0], warn)
-    return name, _REGISTRY[name](env.unwrapped)
+    return name, _build_rule(name, names, env.unwrapped, warn, names[0])
 
 
 def _reads_observations(rule: TerminationFn) -> bool:
@@ -473,7 +530,7 @@ def _from_vec_env(venv: VecEnv, warn: bool) -> TerminationFn:
         # from their constructor kwargs) once the worker has checked that it pickles. Its wrappers stay in the worker,
         # which checks them itself (env_is_wrapped).
         names, spec = _sub_env_names(base)
-        name = next((name for name in names if name in _REGISTRY), names[0])
+        name = _registered_key(names) or names[0]
         if name not in _REGISTRY:
             rule = _unknown(name, warn)
         elif base.env_is_wrapped(_UnwrappedDoesNotPickle, indices=[0])[0]:
@@ -508,19 +565,23 @@ def _from_vec_env(venv: VecEnv, warn: bool) -> TerminationFn:
 def termination_fn_from_env_id(env_id: str, env_kwargs: dict[str, Any] | None = None, warn: bool = True) -> TerminationFn:
     """
     Termination function of a registered env id: the env is built with ``gym.make(env_id, **env_kwargs)`` to read its
-    parameters, then closed. Unknown names warn and return :class:`NeverTerminate` without building the env.
+    parameters, then closed. Unknown names warn and return :class:`NeverTerminate` without building the env; so does
+    (after building it) a rule found through the bare name of a namespaced id whose factory cannot be built from it.
 
     :param env_id: A gymnasium env id, e.g. ``"Hopper-v5"``
     :param env_kwargs: Keyword arguments of the env (``healthy_z_range``, ``terminate_when_unhealthy``, ...)
     :param warn: Emit a ``UserWarning`` for unknown envs
     :return: The termination function
+    :raises ValueError: If the factory of the rule registered under the id's own key (``"ns/Name"`` or ``"Name"``)
+        raises
     """
-    name = next((key for key in registry_keys(env_id) if key in _REGISTRY), None)
+    keys = registry_keys(env_id)
+    name = _registered_key(keys)
     if name is None:
         return _unknown(env_id, warn)
     env = gym.make(env_id, **(env_kwargs or {}))
     try:
-        return _REGISTRY[name](env.unwrapped)
+        return _build_rule(name, keys, env.unwrapped, warn, env_id)
     finally:
         env.close()
 
@@ -535,7 +596,10 @@ def get_termination_fn(
 
     Looked up in the registry by the env's base name (id without ``-vN``: ``"Hopper-v4"`` and ``"Hopper-v5"`` both map
     to ``"Hopper"``; a namespaced id ``"ns/Name-vN"`` by ``"ns/Name"`` first, then ``"Name"``), then built from the
-    *unwrapped* env instance, whose parameters it reads.
+    *unwrapped* env instance, whose parameters it reads. A rule found only through the bare name of a namespaced id, or
+    through an env class's name without its ``Env`` suffix (``HopperEnv`` -> ``"Hopper"``), may be meant for another
+    env of that name: if its factory cannot be built from this env (it raises, e.g. MuJoCo's Hopper rule reading
+    ``env.model``), the env counts as unknown, with a warning that names the rule that did not fit.
 
     :param env: An env id (the env is made with ``env_kwargs`` and closed again), a gymnasium env (possibly wrapped)
         or a Stable-Baselines3 ``VecEnv`` (its first sub-env is used; with ``SubprocVecEnv`` a pickled copy of the
@@ -543,9 +607,11 @@ def get_termination_fn(
     :param env_kwargs: Env keyword arguments, only used when ``env`` is an id
     :param warn: Emit a ``UserWarning`` when no termination function is known
     :return: The termination function; :class:`NeverTerminate` (with a warning) for unknown envs
-    :raises ValueError: If the rule reads observations (it is not :class:`NeverTerminate`) and a wrapper changes them:
-        a gymnasium observation wrapper (see :func:`observation_wrappers`) or a ``VecEnvWrapper`` that changes the
-        observation space, or ``VecFrameStack`` (``VecNormalize`` is fine: PMAC keeps its raw observations)
+    :raises ValueError: If the factory of the rule registered under the env's own key (its id's ``"ns/Name"`` or
+        ``"Name"``, or its class name) raises (chained to its exception), or if the rule reads observations (it is
+        not :class:`NeverTerminate`) and a wrapper changes them: a gymnasium observation wrapper (see
+        :func:`observation_wrappers`) or a ``VecEnvWrapper`` that changes the observation space, or ``VecFrameStack``
+        (``VecNormalize`` is fine: PMAC keeps its raw observations)
     """
     if isinstance(env, str):
         return termination_fn_from_env_id(env, env_kwargs, warn)
