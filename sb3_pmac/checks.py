@@ -287,6 +287,7 @@ def warn_questionable_settings(
     adaptation_rate: float,
     adaptive: bool,
     learning_starts: int = 0,
+    batch_size: int | None = None,
 ) -> None:
     """
     Warn about settings that run but do not do what they look like: ``real_ratio=1`` (the model is trained and rolled
@@ -303,7 +304,16 @@ def warn_questionable_settings(
     :param adaptation_rate: Algorithm 1's alpha
     :param adaptive: whether a data selection uses the mixture
     :param learning_starts: the random warm-up's steps (policy version 0)
+    :param batch_size: SAC's batch size (``real_ratio`` of it, rounded down as MBPO does, is real)
     """
+    if batch_size is not None and 0.0 < real_ratio < 1.0 and math.floor(round(batch_size * real_ratio, 9)) == 0:
+        warnings.warn(
+            f"{algorithm}: real_ratio={real_ratio} of batch_size={batch_size} rounds down to no real transition per "
+            "batch (as MBPO rounds): SAC trains on model transitions only, as with real_ratio=0; use "
+            f"batch_size >= {math.ceil(round(1 / real_ratio, 9))} or a larger real_ratio",
+            UserWarning,
+            stacklevel=3,
+        )
     if real_ratio == 1.0:
         warnings.warn(
             f"{algorithm}: real_ratio=1.0: SAC trains on real transitions only, so the model is trained and rolled out "

@@ -307,6 +307,7 @@ class PMAC(ModelStepSAC):
             adaptation_rate=adaptation_rate,
             adaptive=self.uses_policy_mixture and mixture == "exponential",
             learning_starts=learning_starts,
+            batch_size=batch_size,
         )
         self.real_ratio = float(real_ratio)
         self.model_train_freq = int(model_train_freq)

@@ -123,6 +123,18 @@ def test_settings_that_do_not_do_what_they_look_like_warn():
     assert smallest_unwrapped_buffer(50, 0.9) == 1900 and smallest_unwrapped_buffer(50, 1.0, 100) == 0
 
 
+def test_a_real_share_that_rounds_to_no_real_transition_warns():
+    from conftest import TINY_PMAC_KWARGS
+
+    # 8 x 0.05 = 0.4: MBPO's floor gives 0 real transitions per batch
+    with pytest.warns(UserWarning, match=r"real_ratio=0.05 of batch_size=8 rounds down.*use batch_size >= 20"):
+        PMAC("MlpPolicy", "Pendulum-v1", **{**TINY_PMAC_KWARGS, "batch_size": 8, "real_ratio": 0.05})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # 20 x 0.05 = 1 (round-off aside), and real_ratio=0 says what it does
+        PMAC("MlpPolicy", "Pendulum-v1", **{**TINY_PMAC_KWARGS, "batch_size": 20, "real_ratio": 0.05})
+        PMAC("MlpPolicy", "Pendulum-v1", **{**TINY_PMAC_KWARGS, "batch_size": 8, "real_ratio": 0.0})
+
+
 def test_a_model_buffer_larger_than_half_the_memory_warns_at_construction(monkeypatch):
     import sb3_pmac.checks
 
