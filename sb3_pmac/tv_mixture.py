@@ -9,6 +9,7 @@ compares this weighting with Algorithm 1.
 """
 
 import math
+import numbers
 from typing import Any, Protocol
 
 import numpy as np
@@ -213,8 +214,8 @@ def gaussian_tv_upper_bound(mean_p: th.Tensor, log_std_p: th.Tensor, mean_q: th.
 
 
 def check_max_rate(max_rate: float) -> None:
-    """Raise ``ValueError`` unless ``max_rate`` is a number in [0, 1)."""
-    if isinstance(max_rate, bool) or not isinstance(max_rate, (int, float)) or not 0.0 <= float(max_rate) < 1.0:
+    """Raise ``ValueError`` unless ``max_rate`` is a real number in [0, 1) (numpy's scalars included, as for alpha)."""
+    if isinstance(max_rate, bool) or not isinstance(max_rate, numbers.Real) or not 0.0 <= float(max_rate) < 1.0:
         raise ValueError(f"max_rate must be in [0, 1), got {max_rate!r}")
 
 

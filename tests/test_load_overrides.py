@@ -234,6 +234,7 @@ def test_a_termination_function_given_at_load_replaces_the_saved_one_and_stays(t
     assert isinstance(PMAC.load(tmp_path / "mine", env=env).termination_fn, NeverTerminate)
     rederived = PMAC.load(tmp_path / "mine", env=env, termination_fn=None)
     assert isinstance(rederived.termination_fn, InvertedPendulumTermination)
+    assert not rederived._user_termination_fn  # derived again from the next env (set_env), as in the constructor
 
 
 @pytest.mark.parametrize(
@@ -265,6 +266,8 @@ def test_load_stores_checked_settings_as_the_constructor_does(tmp_path):
     assert loaded.rollout_horizon == (1, 3, 1, 4)
     assert type(loaded.model_train_freq) is int and loaded.model_train_freq == 25
     assert type(loaded.real_ratio) is float and loaded.real_ratio == 1.0
+    tv = PMAC.load(_saved(tmp_path, learn=0, mixture="tv", max_rate=0.02), max_rate=np.float32(0.25))
+    assert type(tv.max_rate) is float and type(tv.policy_mixture.max_rate) is float and tv.max_rate == 0.25
     full = _saved(tmp_path, cls=MBPO, learn=0, model_training="full")
     with pytest.raises(ValueError, match="model_train_size"):  # checked with the saved mode
         MBPO.load(full, model_train_size=1000)
