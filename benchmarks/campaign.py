@@ -134,7 +134,9 @@ def driver_pid() -> int | None:
         arguments = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except FileNotFoundError:
         return None  # ended
-    except OSError:  # no /proc (not Linux): whether a process of that pid lives
+    except OSError:  # no /proc (not Linux)
+        arguments = [b""]
+    if arguments == [b""]:  # no arguments to read (no /proc, or a process just started): whether that pid lives
         try:
             os.kill(pid, 0)
         except ProcessLookupError:

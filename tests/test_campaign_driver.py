@@ -47,6 +47,7 @@ def own_process():
     process = subprocess.Popen(
         [sys.executable, "-c", "import time; time.sleep(60)", "campaign.py", "drive"], start_new_session=True
     )
+    assert wait_for(lambda: arguments_readable(process.pid))
     yield process
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGCONT)
@@ -57,6 +58,11 @@ def own_process():
 def call_main(campaign, monkeypatch, *argv: str) -> None:
     monkeypatch.setattr(sys, "argv", ["campaign.py", *argv])
     campaign.main()
+
+
+def arguments_readable(pid: int) -> bool:
+    """Whether the process's arguments can be read yet (``/proc/<pid>/cmdline`` is empty for a moment after Popen)."""
+    return Path(f"/proc/{pid}/cmdline").read_bytes() != b""
 
 
 def state(pid: int) -> str:
@@ -210,6 +216,7 @@ def test_a_live_process_that_is_not_the_driver_is_not_taken_for_it(campaign, mon
     """A pid file left by a driver that was killed: its pid may belong to another process by now."""
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
     try:
+        assert wait_for(lambda: arguments_readable(other.pid))
         write(campaign.PID_FILE, str(other.pid))
         assert campaign.driver_pid() is None
         with pytest.raises(SystemExit, match="the campaign is not running"):
