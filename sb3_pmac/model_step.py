@@ -287,7 +287,8 @@ class ModelStepSAC(SAC):
                 "targets (as MBPO's model does), and predicts rewards of this scale poorly (Pendulum-v1 with a constant "
                 "bonus of 1000 per step: model rewards 746 +- 432 against real ones of 994 +- 4; with 10 000: about 0), "
                 "which nothing else shows. Pass dynamics_kwargs=dict(normalize_targets=True) (targets standardized per "
-                "dimension) or scale the rewards (e.g. SB3's VecNormalize(norm_reward=True))",
+                "dimension), or scale the env's rewards with a gymnasium wrapper (TransformReward; SB3's VecNormalize "
+                "does not help here: the replay buffer, which the model trains on, keeps the original rewards)",
                 UserWarning,
                 stacklevel=4,
             )
