@@ -129,7 +129,10 @@ def driver_pid() -> int | None:
     """
     if not PID_FILE.exists():
         return None
-    pid = int(PID_FILE.read_text())
+    try:
+        pid = int(PID_FILE.read_text())
+    except ValueError:  # empty or cut short: no driver to signal
+        return None
     try:
         arguments = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except FileNotFoundError:
@@ -218,9 +221,13 @@ def main() -> None:
         if pid is None:
             raise SystemExit("the campaign is not running")
         sig = {"pause": signal.SIGSTOP, "resume": signal.SIGCONT, "stop": signal.SIGTERM}[action]
-        if action == "stop":
-            os.killpg(pid, signal.SIGCONT)
-        os.killpg(pid, sig)
+        try:
+            if action == "stop":
+                os.killpg(pid, signal.SIGCONT)
+            os.killpg(pid, sig)
+        except ProcessLookupError:  # it ended since
+            PID_FILE.unlink(missing_ok=True)
+            raise SystemExit("the campaign is not running (it ended just now)") from None
         if action == "stop":
             PID_FILE.unlink(missing_ok=True)
         print(f"{action}: sent to process group {pid}")

@@ -74,6 +74,7 @@ class ModelStepSAC(SAC):
     _out_of_bounds_dropped: int
     _out_of_bounds_warned: bool
     _kept_model_warned: bool
+    _no_finite_data_warned: bool
     _empty_model_buffer_warned: bool
     _reward_scale_warned: bool
     _termination_fn_warned: bool
@@ -183,9 +184,20 @@ class ModelStepSAC(SAC):
                 UserWarning,
                 stacklevel=3,
             )
-        if info.reverted and not self._kept_model_warned:
+        if not info.reverted:
+            return
+        kept = "the previous model is kept" if self.model_rounds_trained > 0 else "no model yet: no rollouts"
+        if info.n_train == 0 and not self._no_finite_data_warned:
+            self._no_finite_data_warned = True  # once per agent (train/model_trainings_kept_previous counts them)
+            warnings.warn(
+                f"The model training at step {self.num_timesteps} had no finite data: every one of its "
+                f"{info.n_nonfinite} rows held NaN or infinite values: {kept} (said once; "
+                "train/model_trainings_kept_previous counts them)",
+                UserWarning,
+                stacklevel=3,
+            )
+        elif info.n_train > 0 and not self._kept_model_warned:
             self._kept_model_warned = True  # once per agent (train/model_trainings_kept_previous counts them)
-            kept = "the previous model is kept" if self.model_rounds_trained > 0 else "no model yet: no rollouts"
             warnings.warn(
                 f"The model training at step {self.num_timesteps} produced no usable model: its predictions were not "
                 f"finite, although its {info.n_train} training rows were (values too large for float32 arithmetic, "

@@ -350,6 +350,7 @@ class PMAC(ModelStepSAC):
         self._nonfinite_warned = False  # said that non-finite transitions are left out of model training
         self._model_rounds_kept = 0
         self._kept_model_warned = False  # said that a model training produced no usable model
+        self._no_finite_data_warned = False  # said that a model training had no finite row
         self._reward_scale_warned = False  # said that the rewards' scale is one raw model targets fit poorly
         self._empty_model_buffer_warned = False  # said that a model step left the model buffer empty
         self._timings = {"model_train": 0.0, "rollout": 0.0, "sac": 0.0}
@@ -676,7 +677,7 @@ class PMAC(ModelStepSAC):
         if seeded and restore_random_state:
             raise ValueError("load with seed=... seeds the agent anew: restore_random_state=True cannot apply too")
         given_termination = kwargs.get("termination_fn", (custom_objects or {}).get("termination_fn"))
-        if "termination_fn" in kwargs or given_termination is not None:
+        if "termination_fn" in kwargs or "termination_fn" in (custom_objects or {}):
             # the user's function, kept on set_env; None: derived from the env, as in the constructor
             kwargs["_user_termination_fn"] = given_termination is not None
         for key, value in legacy_defaults(saved).items():

@@ -19,6 +19,9 @@ from types import SimpleNamespace
 
 import pytest
 
+#: the campaign runs on Linux (nice, process groups), and these tests read /proc
+pytestmark = pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="needs Linux's /proc")
+
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 SCRIPT = BENCHMARKS / "campaign.py"
 RUNNER = BENCHMARKS / "learning_curves.py"
@@ -256,3 +259,17 @@ def test_a_run_that_cannot_start_is_logged_and_the_next_jobs_go_on(campaign, mon
     log = campaign.LOG_FILE.read_text()
     assert "pmac seed 2 could not run" in log and "Cannot allocate memory" in log
     assert "mbpo seed 2 exited with 0" in log and log.rstrip().endswith("campaign: no job left")
+
+
+def test_an_unreadable_pid_file_is_no_driver_and_a_driver_that_ends_meanwhile_is_said(campaign, monkeypatch, own_process):
+    write(campaign.PID_FILE, "")  # cut short
+    assert campaign.driver_pid() is None
+    write(campaign.PID_FILE, str(own_process.pid))
+
+    def ended(pid, sig):
+        raise ProcessLookupError
+
+    with monkeypatch.context() as patched, pytest.raises(SystemExit, match="ended just now"):
+        patched.setattr(campaign.os, "killpg", ended)  # the driver ends between the check and the signal
+        call_main(campaign, monkeypatch, "stop")
+    assert not campaign.PID_FILE.exists()

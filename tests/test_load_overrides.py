@@ -235,6 +235,8 @@ def test_a_termination_function_given_at_load_replaces_the_saved_one_and_stays(t
     rederived = PMAC.load(tmp_path / "mine", env=env, termination_fn=None)
     assert isinstance(rederived.termination_fn, InvertedPendulumTermination)
     assert not rederived._user_termination_fn  # derived again from the next env (set_env), as in the constructor
+    by_none = PMAC.load(tmp_path / "mine", env=env, custom_objects={"termination_fn": None})
+    assert isinstance(by_none.termination_fn, InvertedPendulumTermination) and not by_none._user_termination_fn
 
 
 @pytest.mark.parametrize(

@@ -628,8 +628,11 @@ def test_empty_model_buffer_is_reported(tmp_path):
     model = PMAC("MlpPolicy", NaNObservations(gym.make("Pendulum-v1"), steps=range(100)), **kwargs,
                  termination_fn=lambda obs, act, next_obs: np.zeros(len(obs), bool))  # fmt: skip
     model.learn(40)
-    with pytest.warns(UserWarning, match="model buffer is empty"):
+    with pytest.warns(UserWarning, match="model buffer is empty") as said:
         model.train(gradient_steps=1, batch_size=32)  # every row non-finite: no model, no rollouts
+    messages = [str(w.message) for w in said]
+    assert any("had no finite data: every one of its 40 rows held NaN or infinite values" in m for m in messages)
+    assert not any("produced no usable model" in m for m in messages)  # not an overflow of finite data
     assert model._last_model_info.reverted and model.model_rounds_trained == 0 and model.model_buffer.size() == 0
     # the count survives save/load (an agent of an earlier release gets one per model step instead: test_legacy_agents)
     model.save(tmp_path / "agent")
