@@ -21,7 +21,8 @@ again until it finishes. Runs write to ``results/campaign/Hopper-v4/<algo>/seed_
 agents and buffers (``*.zip``, ``*.pkl``, ``*.npz``) are ignored by git.
 
 The campaign's machine can change between sessions (its checkpoints are lost then, and the unfinished runs start
-over). The runner records the machines in ``run.json`` (``machines``) since the eighth session; the Hopper campaign's
+over): ``python benchmarks/campaign_restore.py`` sets the worktree up again (the finished runs' small files copied
+into it, the lost attempts' files removed here, ``machine.json`` written). The runner records the machines in ``run.json`` (``machines``) since the eighth session; the Hopper campaign's
 runner (pinned at ``fd46779``) does not: when one of its runs starts or starts over, write its CPU by hand into the
 committed copy of its folder, ``results/campaign/Hopper-v4/<algo>/seed_<seed>/machine.json`` (``{"cpu": ..., "started": ...}``,
 from ``lscpu``): the report gives it beside the wall times.
