@@ -329,9 +329,12 @@ class ModelStepSAC(SAC):
         mixture = self.data_mixture(self.adapt_rollout_starts)
         starts = self.replay_buffer.sample_by_mixture(self.rollout_batch_size, mixture).observations
         assert self.termination_fn is not None
-        bounds = self.rollout_state_bounds()
+        bounds, constants = self.rollout_state_bounds(), self.rollout_constant_features()
         policy, termination = self.rollout_policy, self.termination_fn
-        info = rollout_model(self.dynamics_model, policy, termination, starts, horizon, self.model_buffer, state_bounds=bounds)
+        info = rollout_model(
+            self.dynamics_model, policy, termination, starts, horizon, self.model_buffer, state_bounds=bounds,
+            constant_features=constants,
+        )  # fmt: skip
         self._nan_predictions_dropped += info.nan_predictions_dropped
         self._nonfinite_rows_dropped += info.nonfinite_starts_dropped
         self._out_of_bounds_dropped += info.out_of_bounds_dropped
@@ -378,19 +381,54 @@ class ModelStepSAC(SAC):
             return None
         low, high = data_range
         margin = float(self.rollout_bounds_margin) * (high - low)
-        # constant up to round-off in the coarser of the stored observations' and the model's precision (a float32 value
-        # with a 1-ulp jitter, also when the env hands it out as float64): the model cannot resolve such a range, and
-        # its noise would leave it at every step
+        constant = self._constant_features(low, high)
+        low, high = np.where(constant, -np.inf, low - margin), np.where(constant, np.inf, high + margin)
+        dtype = self._rollout_dtype()
+        return th.as_tensor(low, dtype=dtype, device=self.device), th.as_tensor(high, dtype=dtype, device=self.device)
+
+    #: Whether model rollouts keep the features that are constant in the real data at their constant value
+    #: (:meth:`rollout_constant_features`); ``False``: the model's predictions as they are, as in MBPO
+    rollout_fix_constant_features: bool = True
+
+    def rollout_constant_features(self) -> tuple[th.Tensor, th.Tensor] | None:
+        """
+        The observation features constant in the real data (up to round-off, as :meth:`rollout_state_bounds` tells
+        them) and their values, which model rollouts keep: a model fitted on a constant target still predicts it with
+        noise (on Pusher-v5, whose goal position is fixed, the model buffer's goal coordinates spread with a standard
+        deviation of 0.27 after two model trainings and 0.01 after six, up to 2.3 and 0.17 away from the constant),
+        and states the env never produces would reach SAC.
+
+        :return: ``(mask, values)`` on the agent's device, or ``None`` when ``rollout_fix_constant_features`` is False,
+            no finite observation is stored, or no feature is constant
+        """
+        if not self.rollout_fix_constant_features:
+            return None
+        data_range = self._real_data_range()
+        if data_range is None:
+            return None
+        low, high = data_range
+        constant = self._constant_features(low, high)
+        if not constant.any():
+            return None
+        dtype = self._rollout_dtype()
+        values = th.as_tensor((low + high) / 2, dtype=dtype, device=self.device)
+        return th.as_tensor(constant, device=self.device), values
+
+    def _constant_features(self, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+        """
+        The features whose real range is within round-off in the coarser of the stored observations' and the model's
+        precision (a float32 value with a 1-ulp jitter, also when the env hands it out as float64): the model cannot
+        resolve such a range, and its noise would leave it at every step.
+        """
         stored_dtype = self.replay_buffer.observations.dtype
         dtypes: list[np.dtype | th.dtype] = [self.dynamics_model.max_logvar.dtype]
         if stored_dtype.kind == "f":
             dtypes.append(stored_dtype)
-        constant = high - low <= round_off_spread(np.maximum(np.abs(low), np.abs(high)), *dtypes)
-        low, high = np.where(constant, -np.inf, low - margin), np.where(constant, np.inf, high + margin)
-        dtype = th.promote_types(
-            th.from_numpy(self.replay_buffer.observations[:0]).dtype, self.dynamics_model.max_logvar.dtype
-        )
-        return th.as_tensor(low, dtype=dtype, device=self.device), th.as_tensor(high, dtype=dtype, device=self.device)
+        return high - low <= round_off_spread(np.maximum(np.abs(low), np.abs(high)), *dtypes)
+
+    def _rollout_dtype(self) -> th.dtype:
+        """The precision of the rollouts' states: the stored observations' or the model's, the finer."""
+        return th.promote_types(th.from_numpy(self.replay_buffer.observations[:0]).dtype, self.dynamics_model.max_logvar.dtype)
 
     def _real_data_range(self) -> tuple[np.ndarray, np.ndarray] | None:
         """Per-dimension (min, max) of the finite real observations and next observations, in float64, kept up to date."""

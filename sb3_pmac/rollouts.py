@@ -52,6 +52,7 @@ def rollout_model(
     model_buffer: ModelReplayBuffer,
     generator: th.Generator | None = None,
     state_bounds: tuple[th.Tensor, th.Tensor] | None = None,
+    constant_features: tuple[th.Tensor, th.Tensor] | None = None,
 ) -> RolloutInfo:
     """
     Roll the current policy in the learned model from ``start_observations`` for ``horizon`` steps, in one batch
@@ -70,6 +71,9 @@ def rollout_model(
     :param generator: optional torch generator for the model's sampling
     :param state_bounds: ``(low, high)``, each ``[obs_dim]``: a branch whose predicted next state leaves this box is
         dropped like a non-finite one (counted in ``out_of_bounds_dropped``); ``None``: no bounds
+    :param constant_features: ``(mask, values)``, each ``[obs_dim]``: the predicted next states take ``values`` where
+        ``mask`` is True (features constant in the real data, where the model's prediction can only add noise);
+        ``None``: the predictions as they are
     :return: statistics of the rollout
     """
     if horizon < 1:
@@ -86,6 +90,9 @@ def rollout_model(
             break
         actions = policy_fn(observations)
         next_observations, rewards, _ = dynamics.sample(observations, actions, generator=generator)
+        if constant_features is not None:
+            mask, values = constant_features
+            next_observations = th.where(mask, values.to(next_observations.dtype), next_observations)
         rewards = rewards.reshape(-1)
         finite = th.isfinite(next_observations).all(dim=1) & th.isfinite(rewards)
         keep = finite

@@ -744,6 +744,32 @@ def test_rollouts_stay_within_the_range_of_the_real_data():
     assert unbounded.model_buffer.next_observations[: unbounded.model_buffer.size()].abs().max() > 1e3
 
 
+@pytest.mark.parametrize("eps", [0.0, 1e-9])  # exactly constant, and constant up to float32 round-off
+def test_model_rollouts_keep_a_constant_feature_at_its_value(eps):
+    env = gym.wrappers.TimeLimit(NearlyConstantFeature(PendulumEnv(), eps), 200)
+    kwargs = {**TINY, "rollout_horizon": 3, "seed": 0}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = PMAC("MlpPolicy", env, termination_fn=NeverTerminate(), **kwargs)
+        model.learn(200)
+    n = model.replay_buffer.size()
+    real = model.replay_buffer.next_observations[:n, 0, 3]
+    mask, values = model.rollout_constant_features()
+    assert mask.tolist() == [False, False, False, True] and real.min() <= values[3].item() <= real.max()
+    stored = model.model_buffer.next_observations[: model.model_buffer.size()]
+    assert model.model_buffer.size() > 0 and (stored[:, 3] == values[3].float()).all()
+    assert (stored[:, :3].std(dim=0) > 0.01).all()  # the other features as the model predicts them
+
+    with warnings.catch_warnings():  # MBPO's rollouts: the model's noise on the constant
+        warnings.simplefilter("ignore")
+        as_predicted = PMAC("MlpPolicy", env, termination_fn=NeverTerminate(), **kwargs)
+        as_predicted.rollout_fix_constant_features = False
+        as_predicted.learn(200)
+    assert as_predicted.rollout_constant_features() is None
+    stored = as_predicted.model_buffer.next_observations[: as_predicted.model_buffer.size()]
+    assert stored[:, 3].std() > 1e-4
+
+
 def test_standardized_targets_keep_the_nearly_constant_feature_in_range_and_survive_save_load(tmp_path):
     env = gym.wrappers.TimeLimit(NearlyConstantFeature(PendulumEnv(), 1e-4), 200)
     dynamics_kwargs = {**TINY["dynamics_kwargs"], "normalize_targets": True}

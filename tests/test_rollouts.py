@@ -114,3 +114,22 @@ def test_model_buffer_refuses_columns_that_would_broadcast():
         buffer.add(obs, th.zeros(4, 2), th.ones(4), obs, th.zeros(4))
     buffer.add(obs, actions, th.arange(4.0).reshape(4, 1), obs, th.zeros(4, 1))  # [N, 1] columns are [N]
     assert buffer.size() == 4 and buffer.rewards[:4].tolist() == [0.0, 1.0, 2.0, 3.0]
+
+
+def test_constant_features_keep_their_value_in_every_predicted_state():
+    start = th.zeros((20, 2))
+    start[:, 0] = -10.0
+    start[:, 1] = 0.5  # the constant feature
+    buffer = ModelReplayBuffer(1000, obs_dim=2, action_dim=2)
+    constants = (th.tensor([False, True]), th.tensor([0.5, 0.5], dtype=th.float64))  # (values cast to the model's)
+    info = rollout_model(ShiftModel(), policy_fn, terminate_above_3, start, 3, buffer, constant_features=constants)
+    data = buffer.get_transitions(th.arange(info.n_transitions))
+    assert info.n_transitions == 60 and data.next_observations.dtype == th.float32
+    assert (data.next_observations[:, 1] == 0.5).all() and (data.observations[:, 1] == 0.5).all()
+    th.testing.assert_close(data.next_observations[:, 0], data.observations[:, 0] + 1)  # the others as predicted
+    # the terminations see the kept value: a rule on feature 1 never fires
+    buffer = ModelReplayBuffer(1000, obs_dim=2, action_dim=2)
+    info = rollout_model(ShiftModel(), policy_fn, lambda o, a, n: n[:, 1] > 1, start, 3, buffer, constant_features=constants)
+    assert info.n_terminated == 0 and info.n_transitions == 60
+    without = rollout_model(ShiftModel(), policy_fn, lambda o, a, n: n[:, 1] > 1, start, 3, ModelReplayBuffer(1000, 2, 2))
+    assert without.n_terminated == 20  # 0.5 + 1 > 1 at the first step
