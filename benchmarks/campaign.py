@@ -22,10 +22,11 @@ agents and buffers (``*.zip``, ``*.pkl``, ``*.npz``) are ignored by git.
 
 The campaign's machine can change between sessions (its checkpoints are lost then, and the unfinished runs start
 over): ``python benchmarks/campaign_restore.py`` sets the worktree up again (the finished runs' small files copied
-into it, the lost attempts' files removed here, ``machine.json`` written). The runner records the machines in ``run.json`` (``machines``) since the eighth session; the Hopper campaign's
-runner (pinned at ``fd46779``) does not: when one of its runs starts or starts over, write its CPU by hand into the
-committed copy of its folder, ``results/campaign/Hopper-v4/<algo>/seed_<seed>/machine.json`` (``{"cpu": ..., "started": ...}``,
-from ``lscpu``): the report gives it beside the wall times.
+into it, the lost attempts' files removed here, ``machine.json`` written). The runner records the machines in
+``run.json`` (``machines``) since the eighth session; the Hopper campaign's runner (pinned at ``fd46779``) does not:
+when one of its runs starts or starts over, its CPU goes into the committed copy of its folder,
+``results/campaign/Hopper-v4/<algo>/seed_<seed>/machine.json`` (``{"cpu": ..., "started": ...}``, written by
+``campaign_restore.py`` or by hand from ``lscpu``): the report gives it beside the wall times.
 """
 
 from __future__ import annotations
@@ -146,7 +147,8 @@ def driver_pid() -> int | None:
         except ProcessLookupError:
             return None
         return pid
-    is_driver = any(argument.endswith(b"campaign.py") for argument in arguments) and b"drive" in arguments
+    script = os.fsencode(Path(__file__).resolve())  # this checkout's driver, not another checkout's
+    is_driver = b"drive" in arguments and any(os.fsencode(Path(os.fsdecode(a)).resolve()) == script for a in arguments if a)
     return pid if is_driver else None
 
 

@@ -45,10 +45,10 @@ def runner_args():
 def own_process():
     """
     A process of this test only, leader of its own process group (what ``start`` makes of the driver), whose arguments
-    end as the driver's (``campaign.py drive``): ``driver_pid`` takes no other process for the driver.
+    end as the driver's (this checkout's ``campaign.py`` and ``drive``): ``driver_pid`` takes no other process for it.
     """
     process = subprocess.Popen(
-        [sys.executable, "-c", "import time; time.sleep(60)", "campaign.py", "drive"], start_new_session=True
+        [sys.executable, "-c", "import time; time.sleep(60)", str(SCRIPT), "drive"], start_new_session=True
     )
     assert wait_for(lambda: arguments_readable(process.pid))
     yield process
@@ -273,3 +273,17 @@ def test_an_unreadable_pid_file_is_no_driver_and_a_driver_that_ends_meanwhile_is
         patched.setattr(campaign.os, "killpg", ended)  # the driver ends between the check and the signal
         call_main(campaign, monkeypatch, "stop")
     assert not campaign.PID_FILE.exists()
+
+
+def test_another_checkouts_driver_is_not_this_campaigns(campaign, tmp_path):
+    other_script = tmp_path / "elsewhere" / "benchmarks" / "campaign.py"
+    other = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)", str(other_script), "drive"], start_new_session=True
+    )
+    try:
+        assert wait_for(lambda: arguments_readable(other.pid))
+        write(campaign.PID_FILE, str(other.pid))
+        assert campaign.driver_pid() is None
+    finally:
+        other.kill()
+        other.wait(10)
