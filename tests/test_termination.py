@@ -557,6 +557,32 @@ def test_lookup_from_subproc_workers_whose_env_does_not_pickle(monkeypatch: pyte
         venv.close()
 
 
+def test_subproc_worker_env_named_like_a_task_that_does_not_pickle_counts_as_unknown() -> None:
+    """
+    A local class ``AntEnv`` (not MuJoCo's) in a SubprocVecEnv: Ant's rule, found by the class name alone, cannot be
+    tried on an env that cannot leave the worker; as with a DummyVecEnv, the env counts as unknown (a warning), where an
+    env of the exact registered name keeps the clear error above.
+    """
+
+    class AntEnv(gym.Env):
+        observation_space = gym.spaces.Box(-np.inf, np.inf, (3,), np.float32)
+        action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+        def reset(self, seed=None, options=None):
+            return np.zeros(3, np.float32), {}
+
+        def step(self, action):
+            return np.zeros(3, np.float32), 0.0, False, False, {}
+
+    venv = SubprocVecEnv([lambda: Monitor(AntEnv())], start_method="fork")  # (SB3's Monitor, as make_vec_env)
+    try:
+        with pytest.warns(UserWarning, match=r"No termination function known for 'AntEnv'.*rule for 'Ant'.*cannot be sent"):
+            assert isinstance(get_termination_fn(venv), NeverTerminate)
+        assert venv.reset().shape == (1, 3)  # the worker lives on
+    finally:
+        venv.close()
+
+
 # ---------------------------------------------------------------------------------------------------- wrappers
 def _dummy(*env_fns: Any) -> DummyVecEnv:
     return DummyVecEnv(list(env_fns))

@@ -533,6 +533,15 @@ def _from_vec_env(venv: VecEnv, warn: bool) -> TerminationFn:
         name = _registered_key(names) or names[0]
         if name not in _REGISTRY:
             rule = _unknown(name, warn)
+        elif base.env_is_wrapped(_UnwrappedDoesNotPickle, indices=[0])[0] and name != names[0]:
+            # found only through a name the env shares (class HopperEnv of its own): the rule cannot be tried on an env
+            # that stays in the worker, and one of another env's name fits rarely; as for a DummyVecEnv whose rule fails
+            reason = (
+                f"The termination rule for {name!r}, found under the key {name!r} ({_fallback_origin(names)}), reads "
+                f"the env's parameters, but the env of the {type(base).__name__}'s first worker cannot be sent to this "
+                "process to build it (it does not pickle): an env that only shares the name? "
+            )
+            rule = _unknown(names[0], warn, reason)
         elif base.env_is_wrapped(_UnwrappedDoesNotPickle, indices=[0])[0]:
             raise ValueError(
                 f"The termination rule registered for {name!r} reads the env's parameters, but the env of the "
