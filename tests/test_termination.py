@@ -527,12 +527,8 @@ def test_lookup_from_subproc_vec_env() -> None:
     assert isinstance(fn, HopperTermination) and fn.healthy_angle_range == (-0.3, 0.3)
 
 
-def test_lookup_from_subproc_workers_whose_env_does_not_pickle(monkeypatch: pytest.MonkeyPatch) -> None:
-    """
-    An env class the worker cannot pickle by reference (here a local class; in a script, one defined in ``__main__``
-    with SubprocVecEnv's default start method) must not be sent out of the worker: the failed pickle killed the worker
-    and PMAC failed with a bare EOFError where SAC trains.
-    """
+def _local_env_class(name: str) -> type[gym.Env]:
+    """A trivial env class named ``name`` that pickle cannot find by reference (a local class)."""
 
     class LocalEnv(gym.Env):
         observation_space = gym.spaces.Box(-np.inf, np.inf, (3,), np.float32)
@@ -544,6 +540,18 @@ def test_lookup_from_subproc_workers_whose_env_does_not_pickle(monkeypatch: pyte
         def step(self, action):
             return np.zeros(3, np.float32), 0.0, False, False, {}
 
+    LocalEnv.__name__ = name
+    return LocalEnv
+
+
+def test_lookup_from_subproc_workers_whose_env_does_not_pickle(monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    An env class the worker cannot pickle by reference (here a local class; in a script, one defined in ``__main__``
+    with SubprocVecEnv's default start method) must not be sent out of the worker: the failed pickle killed the worker
+    and PMAC failed with a bare EOFError where SAC trains.
+    """
+
+    LocalEnv = _local_env_class("LocalEnv")
     venv = SubprocVecEnv([lambda: Monitor(LocalEnv())], start_method="fork")  # (SB3's Monitor, as make_vec_env)
     try:
         with pytest.warns(UserWarning, match="No termination function known for 'LocalEnv'"):
@@ -564,16 +572,7 @@ def test_subproc_worker_env_named_like_a_task_that_does_not_pickle_counts_as_unk
     env of the exact registered name keeps the clear error above.
     """
 
-    class AntEnv(gym.Env):
-        observation_space = gym.spaces.Box(-np.inf, np.inf, (3,), np.float32)
-        action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
-
-        def reset(self, seed=None, options=None):
-            return np.zeros(3, np.float32), {}
-
-        def step(self, action):
-            return np.zeros(3, np.float32), 0.0, False, False, {}
-
+    AntEnv = _local_env_class("AntEnv")
     venv = SubprocVecEnv([lambda: Monitor(AntEnv())], start_method="fork")  # (SB3's Monitor, as make_vec_env)
     try:
         with pytest.warns(UserWarning, match=r"No termination function known for 'AntEnv'.*rule for 'Ant'.*cannot be sent"):
