@@ -104,6 +104,8 @@ class ModelStepSAC(SAC):
             trainer_defaults = {"max_epochs": None}  # MBPO: until early stopping
         trainer_kwargs = {"seed": self.seed, **trainer_defaults, **self.model_trainer_kwargs}
         self.model_trainer = ModelTrainer(self.dynamics_model, **trainer_kwargs)
+        # a loaded agent's count of trained models goes on (the trainer is rebuilt, not saved)
+        self.model_trainer.n_trained = int(getattr(self, "_model_rounds_trained", 0))
         # Allocated at the first rollout, when the horizon (hence MBPO's capacity) is known
         self.model_buffer = ModelReplayBuffer(1, obs_dim, action_dim, device=self.device)
 

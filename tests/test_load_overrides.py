@@ -193,10 +193,11 @@ def test_a_model_learning_rate_given_at_load_is_the_rate_the_model_trains_with(t
     path = _saved(tmp_path)
     loaded = PMAC.load(path, env=gym.make("Pendulum-v1"), model_trainer_kwargs=dict(max_epochs=3, learning_rate=1e-5))
     assert loaded.model_trainer.learning_rate == 1e-5
+    assert loaded.model_trainer.n_trained == loaded.model_rounds_trained == 2  # model steps at 101 and 151
     assert [group["lr"] for group in loaded.model_trainer.optimizer.param_groups] == [1e-5]  # already after load
     rounds = loaded._model_rounds_trained
     loaded.learn(60, reset_num_timesteps=False)  # model step at 201
-    assert loaded._model_rounds_trained > rounds
+    assert loaded._model_rounds_trained > rounds and loaded.model_trainer.n_trained == loaded._model_rounds_trained
     assert [group["lr"] for group in loaded.model_trainer.optimizer.param_groups] == [1e-5]
 
     from conftest import TINY_PMAC_KWARGS
