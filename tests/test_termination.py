@@ -565,6 +565,49 @@ def test_lookup_from_subproc_workers_whose_env_does_not_pickle(monkeypatch: pyte
         venv.close()
 
 
+def test_lookup_from_subproc_workers_whose_bare_env_does_not_pickle(monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    The same env without any wrapper (SubprocVecEnv's worker adds none): the worker has no wrapper to run the pickle
+    check in, so the env is sent only when its class can be found by name here; a local class cannot, and the lookup
+    must fail with the clear error (it killed the worker with an EOFError), an unknown name warn, and the worker live on.
+    """
+
+    LocalEnv = _local_env_class("LocalEnv")
+    venv = SubprocVecEnv([lambda: LocalEnv()], start_method="fork")
+    try:
+        with pytest.warns(UserWarning, match="No termination function known for 'LocalEnv'"):
+            assert isinstance(get_termination_fn(venv), NeverTerminate)
+        monkeypatch.setattr(termination.registry, "_REGISTRY", dict(termination.registry._REGISTRY))
+        register_termination_fn("LocalEnv", lambda env: NeverTerminate())
+        with pytest.raises(ValueError, match=r"registered for 'LocalEnv' .* cannot be sent .* without any wrapper"):
+            get_termination_fn(venv)
+        assert venv.reset().shape == (1, 3)  # the worker lives on
+    finally:
+        venv.close()
+    AntEnv = _local_env_class("AntEnv")  # found only by a shared class name: unknown, as with a wrapper
+    venv = SubprocVecEnv([lambda: AntEnv()], start_method="fork")
+    try:
+        with pytest.warns(UserWarning, match=r"No termination function known for 'AntEnv'.*rule for 'Ant'.*cannot be sent"):
+            assert isinstance(get_termination_fn(venv), NeverTerminate)
+        assert venv.reset().shape == (1, 3)
+    finally:
+        venv.close()
+
+
+def test_lookup_from_subproc_workers_whose_bare_env_pickles() -> None:
+    """A bare MuJoCo env (no wrapper, its class found by name here) is still sent out and its rule read its parameters."""
+
+    from gymnasium.envs.mujoco.hopper_v5 import HopperEnv
+
+    venv = SubprocVecEnv([lambda: HopperEnv(healthy_angle_range=(-0.3, 0.3))], start_method="fork")
+    try:
+        fn = get_termination_fn(venv)
+        assert venv.reset().shape == (1, 11)
+    finally:
+        venv.close()
+    assert isinstance(fn, HopperTermination) and fn.healthy_angle_range == (-0.3, 0.3)
+
+
 def test_subproc_worker_env_named_like_a_task_that_does_not_pickle_counts_as_unknown() -> None:
     """
     A local class ``AntEnv`` (not MuJoCo's) in a SubprocVecEnv: Ant's rule, found by the class name alone, cannot be

@@ -4,9 +4,11 @@ name, and the lookup from an env id, a gymnasium env or a VecEnv
 (:func:`~sb3_pmac.termination.get_termination_fn`).
 """
 
+import importlib
 import inspect
 import pickle
 import re
+import sys
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -435,6 +437,54 @@ class _UnwrappedDoesNotPickle(gym.Wrapper, metaclass=_WrapperCheckMeta):
     check = staticmethod(_unwrapped_does_not_pickle)
 
 
+def _is_a_wrapper(wrapper: Any) -> bool:
+    """True: ``env_is_wrapped`` of a class with this check tells whether the env has any wrapper at all."""
+    return True
+
+
+class _AnyWrapper(gym.Wrapper, metaclass=_WrapperCheckMeta):
+    """Never instantiated: every wrapper "is" one."""
+
+    check = staticmethod(_is_a_wrapper)
+
+
+#: ``object.__repr__`` of an env: ``<module.qualname object at 0x...>``
+_OBJECT_REPR = re.compile(r"^<(.+) object at 0x[0-9a-fA-F]+>$")
+
+
+def _class_found_by_name(path: str) -> bool:
+    """Whether ``module.qualname`` names a class this process finds (imports): how pickle sends a class by reference."""
+    parts = path.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        module_name = ".".join(parts[:i])
+        try:
+            obj: Any = sys.modules.get(module_name) or importlib.import_module(module_name)
+        except Exception:
+            continue
+        try:
+            for attr in parts[i:]:
+                obj = getattr(obj, attr)
+        except AttributeError:
+            return False
+        return isinstance(obj, type)
+    return False
+
+
+def _worker_env_does_not_pickle(base: VecEnv) -> bool:
+    """
+    Whether the unwrapped env of a worker process's first sub-env would fail to be sent to this process, found without
+    sending it (a failed pickle kills the worker). With a wrapper the worker checks it itself (``env_is_wrapped``). An env
+    without any wrapper (the worker adds none) leaves no place to run that check: it counts as sendable only when its
+    default ``repr`` names a class this process finds by name (a local class, or one of a script's ``__main__`` under
+    the spawn or forkserver start method, is not found). Such an env with an attribute that does not pickle (a lock)
+    still cannot be checked: wrap it (e.g. in ``Monitor``) or pass ``termination_fn``.
+    """
+    if base.env_is_wrapped(_AnyWrapper, indices=[0])[0]:
+        return bool(base.env_is_wrapped(_UnwrappedDoesNotPickle, indices=[0])[0])
+    match = _OBJECT_REPR.match(str(base.env_method("__repr__", indices=[0])[0]))
+    return match is None or not _class_found_by_name(match[1])
+
+
 #: The innermost env of a wrapper chain as gymnasium prints it: ``<Name instance>`` or ``<Name<Id-v0>>``
 _INNERMOST_ENV = re.compile(r".*<(\w+)(?: instance|<[^<>]*>)>+$", re.DOTALL)
 
@@ -533,7 +583,7 @@ def _from_vec_env(venv: VecEnv, warn: bool) -> TerminationFn:
         name = _registered_key(names) or names[0]
         if name not in _REGISTRY:
             rule = _unknown(name, warn)
-        elif base.env_is_wrapped(_UnwrappedDoesNotPickle, indices=[0])[0] and name != names[0]:
+        elif (does_not_pickle := _worker_env_does_not_pickle(base)) and name != names[0]:
             # found only through a name the env shares (class HopperEnv of its own): the rule cannot be tried on an env
             # that stays in the worker, and one of another env's name fits rarely; as for a DummyVecEnv whose rule fails
             reason = (
@@ -542,11 +592,12 @@ def _from_vec_env(venv: VecEnv, warn: bool) -> TerminationFn:
                 "process to build it (it does not pickle): an env that only shares the name? "
             )
             rule = _unknown(names[0], warn, reason)
-        elif base.env_is_wrapped(_UnwrappedDoesNotPickle, indices=[0])[0]:
+        elif does_not_pickle:
             raise ValueError(
                 f"The termination rule registered for {name!r} reads the env's parameters, but the env of the "
                 f"{type(base).__name__}'s first worker cannot be sent to this process (it does not pickle: e.g. a class "
-                "defined in the script run with the forkserver or spawn start method, or an attribute such as a lock). "
+                "defined in the script run with the forkserver or spawn start method, or an attribute such as a lock; "
+                "an env without any wrapper is sent only if its class is found by name here). "
                 f"Pass termination_fn=... (the rule built for the env's parameters, e.g. from a DummyVecEnv of the same "
                 "env), or make the env class importable."
             )
