@@ -594,6 +594,33 @@ def test_lookup_from_subproc_workers_whose_bare_env_does_not_pickle(monkeypatch:
         venv.close()
 
 
+def test_lookup_from_subproc_workers_whose_bare_env_spec_does_not_pickle(monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    A bare env made by ``gym.make`` (its id registered without any wrapper) whose spec holds a lambda: the spec cannot
+    leave the worker and there is no wrapper to check that in, so the id is read from how the env prints itself (the
+    spec read killed the worker with an EOFError).
+    """
+
+    LocalEnv = _local_env_class("LocalEnv")
+    env_id = "SbPmacBareSpecProbe-v0"
+    gym.register(env_id, entry_point=lambda **kwargs: LocalEnv(), order_enforce=False, disable_env_checker=True)
+    try:
+        venv = SubprocVecEnv([lambda: gym.make(env_id, f=lambda: 0)], start_method="fork")
+        try:
+            assert venv.env_method("__str__", indices=[0])[0] == f"<LocalEnv<{env_id}>>"  # bare, with a spec
+            with pytest.warns(UserWarning, match="No termination function known for 'SbPmacBareSpecProbe'"):
+                assert isinstance(get_termination_fn(venv), NeverTerminate)
+            monkeypatch.setattr(termination.registry, "_REGISTRY", dict(termination.registry._REGISTRY))
+            register_termination_fn("SbPmacBareSpecProbe", lambda env: NeverTerminate())
+            with pytest.raises(ValueError, match=r"registered for 'SbPmacBareSpecProbe' .* cannot be sent"):
+                get_termination_fn(venv)
+            assert venv.reset().shape == (1, 3)  # the worker lives on
+        finally:
+            venv.close()
+    finally:
+        gym.registry.pop(env_id)
+
+
 def test_lookup_from_subproc_workers_whose_bare_env_pickles() -> None:
     """A bare MuJoCo env (no wrapper, its class found by name here) is still sent out and its rule read its parameters."""
 

@@ -11,6 +11,7 @@ import re
 import sys
 import warnings
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import gymnasium as gym
@@ -485,6 +486,9 @@ def _worker_env_does_not_pickle(base: VecEnv) -> bool:
     return match is None or not _class_found_by_name(match[1])
 
 
+#: An env without wrappers that has a spec, as gymnasium prints it: ``<Name<Id-v0>>``
+_BARE_ENV_WITH_ID = re.compile(r"^<(\w+)<([^<>]+)>>$")
+
 #: The innermost env of a wrapper chain as gymnasium prints it: ``<Name instance>`` or ``<Name<Id-v0>>``
 _INNERMOST_ENV = re.compile(r".*<(\w+)(?: instance|<[^<>]*>)>+$", re.DOTALL)
 
@@ -493,8 +497,18 @@ def _sub_env_names(base: VecEnv) -> tuple[list[str], Any]:
     """
     The names to look the first sub-env of a VecEnv of worker processes up by (:func:`_env_names`) and its spec, read
     without pickling the env out of its worker: its spec if that pickles, else its class name as the worker prints its
-    wrapper chain (``[chain]`` if that cannot be read, e.g. an env with its own ``__str__``).
+    wrapper chain (``[chain]`` if that cannot be read, e.g. an env with its own ``__str__``). An env without any wrapper
+    leaves nowhere to check the spec's pickle in: its spec id is read from how it prints itself (``<Name<Id>>``) and
+    stands for the spec (only the id is read).
     """
+    if not base.env_is_wrapped(_AnyWrapper, indices=[0])[0]:
+        # no wrapper to check the spec's pickle in: its id as the env prints it (``<Name<Id>>``), the spec stays there
+        chain = str(base.env_method("__str__", indices=[0])[0])
+        match = _BARE_ENV_WITH_ID.match(chain)
+        if match is not None:
+            return registry_keys(match[2]), SimpleNamespace(id=match[2])
+        match = _INNERMOST_ENV.match(chain)
+        return (_class_names(match[1]) if match is not None else [chain]), None
     spec = None if base.env_is_wrapped(_SpecDoesNotPickle, indices=[0])[0] else base.get_attr("spec", indices=[0])[0]
     if spec is not None and getattr(spec, "id", None):
         return registry_keys(spec.id), spec
