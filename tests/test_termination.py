@@ -544,6 +544,20 @@ def _local_env_class(name: str) -> type[gym.Env]:
     return LocalEnv
 
 
+def _assert_unsendable_env_lookup(venv: SubprocVecEnv, name: str, error: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    The lookup on a worker whose env cannot be sent here: an unknown ``name`` warns; once a rule that reads the env's
+    parameters is registered for it, a ValueError matching ``error``; and the worker lives on.
+    """
+    with pytest.warns(UserWarning, match=f"No termination function known for '{name}'"):
+        assert isinstance(get_termination_fn(venv), NeverTerminate)
+    monkeypatch.setattr(termination.registry, "_REGISTRY", dict(termination.registry._REGISTRY))
+    register_termination_fn(name, lambda env: NeverTerminate())
+    with pytest.raises(ValueError, match=error):
+        get_termination_fn(venv)
+    assert venv.reset().shape == (1, 3)  # the worker lives on
+
+
 def test_lookup_from_subproc_workers_whose_env_does_not_pickle(monkeypatch: pytest.MonkeyPatch) -> None:
     """
     An env class the worker cannot pickle by reference (here a local class; in a script, one defined in ``__main__``
@@ -554,13 +568,9 @@ def test_lookup_from_subproc_workers_whose_env_does_not_pickle(monkeypatch: pyte
     LocalEnv = _local_env_class("LocalEnv")
     venv = SubprocVecEnv([lambda: Monitor(LocalEnv())], start_method="fork")  # (SB3's Monitor, as make_vec_env)
     try:
-        with pytest.warns(UserWarning, match="No termination function known for 'LocalEnv'"):
-            assert isinstance(get_termination_fn(venv), NeverTerminate)
-        monkeypatch.setattr(termination.registry, "_REGISTRY", dict(termination.registry._REGISTRY))
-        register_termination_fn("LocalEnv", lambda env: NeverTerminate())  # a rule that reads the env's parameters
-        with pytest.raises(ValueError, match=r"registered for 'LocalEnv' .* cannot be sent .* Pass termination_fn"):
-            get_termination_fn(venv)
-        assert venv.reset().shape == (1, 3)  # the worker lives on
+        _assert_unsendable_env_lookup(
+            venv, "LocalEnv", r"registered for 'LocalEnv' .* cannot be sent .* Pass termination_fn", monkeypatch
+        )
     finally:
         venv.close()
 
@@ -575,13 +585,9 @@ def test_lookup_from_subproc_workers_whose_bare_env_does_not_pickle(monkeypatch:
     LocalEnv = _local_env_class("LocalEnv")
     venv = SubprocVecEnv([lambda: LocalEnv()], start_method="fork")
     try:
-        with pytest.warns(UserWarning, match="No termination function known for 'LocalEnv'"):
-            assert isinstance(get_termination_fn(venv), NeverTerminate)
-        monkeypatch.setattr(termination.registry, "_REGISTRY", dict(termination.registry._REGISTRY))
-        register_termination_fn("LocalEnv", lambda env: NeverTerminate())
-        with pytest.raises(ValueError, match=r"registered for 'LocalEnv' .* cannot be sent .* without any wrapper"):
-            get_termination_fn(venv)
-        assert venv.reset().shape == (1, 3)  # the worker lives on
+        _assert_unsendable_env_lookup(
+            venv, "LocalEnv", r"registered for 'LocalEnv' .* cannot be sent .* without any wrapper", monkeypatch
+        )
     finally:
         venv.close()
     AntEnv = _local_env_class("AntEnv")  # found only by a shared class name: unknown, as with a wrapper
@@ -608,13 +614,8 @@ def test_lookup_from_subproc_workers_whose_bare_env_spec_does_not_pickle(monkeyp
         venv = SubprocVecEnv([lambda: gym.make(env_id, f=lambda: 0)], start_method="fork")
         try:
             assert venv.env_method("__str__", indices=[0])[0] == f"<LocalEnv<{env_id}>>"  # bare, with a spec
-            with pytest.warns(UserWarning, match="No termination function known for 'SbPmacBareSpecProbe'"):
-                assert isinstance(get_termination_fn(venv), NeverTerminate)
-            monkeypatch.setattr(termination.registry, "_REGISTRY", dict(termination.registry._REGISTRY))
-            register_termination_fn("SbPmacBareSpecProbe", lambda env: NeverTerminate())
-            with pytest.raises(ValueError, match=r"registered for 'SbPmacBareSpecProbe' .* cannot be sent"):
-                get_termination_fn(venv)
-            assert venv.reset().shape == (1, 3)  # the worker lives on
+            name = "SbPmacBareSpecProbe"
+            _assert_unsendable_env_lookup(venv, name, f"registered for '{name}' .* cannot be sent", monkeypatch)
         finally:
             venv.close()
     finally:
