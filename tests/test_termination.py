@@ -8,6 +8,7 @@ The agreement tests run random actions in the real MuJoCo envs (v4 and v5, 10^4 
 import pickle
 import re
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -558,44 +559,30 @@ def _assert_unsendable_env_lookup(venv: SubprocVecEnv, name: str, error: str, mo
     assert venv.reset().shape == (1, 3)  # the worker lives on
 
 
-def test_lookup_from_subproc_workers_whose_env_does_not_pickle(monkeypatch: pytest.MonkeyPatch) -> None:
+def _no_wrapper(env: gym.Env) -> gym.Env:
+    return env
+
+
+#: SB3's Monitor (as make_vec_env adds it), or none: SubprocVecEnv's worker adds no wrapper, and without one the worker
+#: has nowhere to run the pickle check in (the env is then sent only when its class can be found by name here)
+WORKER_WRAPS = pytest.mark.parametrize("wrap", [Monitor, _no_wrapper], ids=["monitor", "bare"])
+
+
+@WORKER_WRAPS
+def test_lookup_from_subproc_workers_whose_env_does_not_pickle(
+    wrap: Callable[[gym.Env], gym.Env], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """
     An env class the worker cannot pickle by reference (here a local class; in a script, one defined in ``__main__``
-    with SubprocVecEnv's default start method) must not be sent out of the worker: the failed pickle killed the worker
-    and PMAC failed with a bare EOFError where SAC trains.
+    with SubprocVecEnv's default start method) must not be sent out of the worker, wrapped or not: the failed pickle
+    killed the worker and PMAC failed with a bare EOFError where SAC trains.
     """
 
     LocalEnv = _local_env_class("LocalEnv")
-    venv = SubprocVecEnv([lambda: Monitor(LocalEnv())], start_method="fork")  # (SB3's Monitor, as make_vec_env)
+    venv = SubprocVecEnv([lambda: wrap(LocalEnv())], start_method="fork")
     try:
-        _assert_unsendable_env_lookup(
-            venv, "LocalEnv", r"registered for 'LocalEnv' .* cannot be sent .* Pass termination_fn", monkeypatch
-        )
-    finally:
-        venv.close()
-
-
-def test_lookup_from_subproc_workers_whose_bare_env_does_not_pickle(monkeypatch: pytest.MonkeyPatch) -> None:
-    """
-    The same env without any wrapper (SubprocVecEnv's worker adds none): the worker has no wrapper to run the pickle
-    check in, so the env is sent only when its class can be found by name here; a local class cannot, and the lookup
-    must fail with the clear error (it killed the worker with an EOFError), an unknown name warn, and the worker live on.
-    """
-
-    LocalEnv = _local_env_class("LocalEnv")
-    venv = SubprocVecEnv([lambda: LocalEnv()], start_method="fork")
-    try:
-        _assert_unsendable_env_lookup(
-            venv, "LocalEnv", r"registered for 'LocalEnv' .* cannot be sent .* without any wrapper", monkeypatch
-        )
-    finally:
-        venv.close()
-    AntEnv = _local_env_class("AntEnv")  # found only by a shared class name: unknown, as with a wrapper
-    venv = SubprocVecEnv([lambda: AntEnv()], start_method="fork")
-    try:
-        with pytest.warns(UserWarning, match=r"No termination function known for 'AntEnv'.*rule for 'Ant'.*cannot be sent"):
-            assert isinstance(get_termination_fn(venv), NeverTerminate)
-        assert venv.reset().shape == (1, 3)
+        error = r"registered for 'LocalEnv' .* cannot be sent .* without any wrapper.* Pass termination_fn"
+        _assert_unsendable_env_lookup(venv, "LocalEnv", error, monkeypatch)
     finally:
         venv.close()
 
@@ -636,7 +623,10 @@ def test_lookup_from_subproc_workers_whose_bare_env_pickles() -> None:
     assert isinstance(fn, HopperTermination) and fn.healthy_angle_range == (-0.3, 0.3)
 
 
-def test_subproc_worker_env_named_like_a_task_that_does_not_pickle_counts_as_unknown() -> None:
+@WORKER_WRAPS
+def test_subproc_worker_env_named_like_a_task_that_does_not_pickle_counts_as_unknown(
+    wrap: Callable[[gym.Env], gym.Env],
+) -> None:
     """
     A local class ``AntEnv`` (not MuJoCo's) in a SubprocVecEnv: Ant's rule, found by the class name alone, cannot be
     tried on an env that cannot leave the worker; as with a DummyVecEnv, the env counts as unknown (a warning), where an
@@ -644,7 +634,7 @@ def test_subproc_worker_env_named_like_a_task_that_does_not_pickle_counts_as_unk
     """
 
     AntEnv = _local_env_class("AntEnv")
-    venv = SubprocVecEnv([lambda: Monitor(AntEnv())], start_method="fork")  # (SB3's Monitor, as make_vec_env)
+    venv = SubprocVecEnv([lambda: wrap(AntEnv())], start_method="fork")
     try:
         with pytest.warns(UserWarning, match=r"No termination function known for 'AntEnv'.*rule for 'Ant'.*cannot be sent"):
             assert isinstance(get_termination_fn(venv), NeverTerminate)

@@ -471,16 +471,22 @@ def _class_found_by_name(path: str) -> bool:
     return False
 
 
-def _worker_env_does_not_pickle(base: VecEnv) -> bool:
+def _worker_env_has_wrapper(base: VecEnv) -> bool:
+    """Whether the first sub-env of a VecEnv of worker processes has any wrapper (asked in the worker)."""
+    return bool(base.env_is_wrapped(_AnyWrapper, indices=[0])[0])
+
+
+def _worker_env_does_not_pickle(base: VecEnv, wrapped: bool) -> bool:
     """
     Whether the unwrapped env of a worker process's first sub-env would fail to be sent to this process, found without
     sending it (a failed pickle kills the worker). With a wrapper the worker checks it itself (``env_is_wrapped``). An env
     without any wrapper (the worker adds none) leaves no place to run that check: it counts as sendable only when its
     default ``repr`` names a class this process finds by name (a local class, or one of a script's ``__main__`` under
     the spawn or forkserver start method, is not found). Such an env with an attribute that does not pickle (a lock)
-    still cannot be checked: wrap it (e.g. in ``Monitor``) or pass ``termination_fn``.
+    still cannot be checked: wrap it (e.g. in ``Monitor``) or pass ``termination_fn``. ``wrapped``:
+    :func:`_worker_env_has_wrapper`.
     """
-    if base.env_is_wrapped(_AnyWrapper, indices=[0])[0]:
+    if wrapped:
         return bool(base.env_is_wrapped(_UnwrappedDoesNotPickle, indices=[0])[0])
     match = _OBJECT_REPR.match(str(base.env_method("__repr__", indices=[0])[0]))
     return match is None or not _class_found_by_name(match[1])
@@ -493,26 +499,23 @@ _BARE_ENV_WITH_ID = re.compile(r"^<(\w+)<([^<>]+)>>$")
 _INNERMOST_ENV = re.compile(r".*<(\w+)(?: instance|<[^<>]*>)>+$", re.DOTALL)
 
 
-def _sub_env_names(base: VecEnv) -> tuple[list[str], Any]:
+def _sub_env_names(base: VecEnv, wrapped: bool) -> tuple[list[str], Any]:
     """
     The names to look the first sub-env of a VecEnv of worker processes up by (:func:`_env_names`) and its spec, read
     without pickling the env out of its worker: its spec if that pickles, else its class name as the worker prints its
     wrapper chain (``[chain]`` if that cannot be read, e.g. an env with its own ``__str__``). An env without any wrapper
     leaves nowhere to check the spec's pickle in: its spec id is read from how it prints itself (``<Name<Id>>``) and
-    stands for the spec (only the id is read).
+    stands for the spec (only the id is read). ``wrapped``: :func:`_worker_env_has_wrapper`.
     """
-    if not base.env_is_wrapped(_AnyWrapper, indices=[0])[0]:
-        # no wrapper to check the spec's pickle in: its id as the env prints it (``<Name<Id>>``), the spec stays there
-        chain = str(base.env_method("__str__", indices=[0])[0])
-        match = _BARE_ENV_WITH_ID.match(chain)
-        if match is not None:
-            return registry_keys(match[2]), SimpleNamespace(id=match[2])
-        match = _INNERMOST_ENV.match(chain)
-        return (_class_names(match[1]) if match is not None else [chain]), None
-    spec = None if base.env_is_wrapped(_SpecDoesNotPickle, indices=[0])[0] else base.get_attr("spec", indices=[0])[0]
-    if spec is not None and getattr(spec, "id", None):
-        return registry_keys(spec.id), spec
+    spec = None
+    if wrapped and not base.env_is_wrapped(_SpecDoesNotPickle, indices=[0])[0]:
+        spec = base.get_attr("spec", indices=[0])[0]
+        if spec is not None and getattr(spec, "id", None):
+            return registry_keys(spec.id), spec
     chain = str(base.env_method("__str__", indices=[0])[0])
+    bare_with_id = None if wrapped else _BARE_ENV_WITH_ID.match(chain)
+    if bare_with_id is not None:
+        return registry_keys(bare_with_id[2]), SimpleNamespace(id=bare_with_id[2])
     match = _INNERMOST_ENV.match(chain)
     return (_class_names(match[1]) if match is not None else [chain]), spec
 
@@ -593,11 +596,12 @@ def _from_vec_env(venv: VecEnv, warn: bool) -> TerminationFn:
         # only an env with a registered rule, which reads its parameters, is pickled out (MuJoCo envs are re-created
         # from their constructor kwargs) once the worker has checked that it pickles. Its wrappers stay in the worker,
         # which checks them itself (env_is_wrapped).
-        names, spec = _sub_env_names(base)
+        wrapped = _worker_env_has_wrapper(base)
+        names, spec = _sub_env_names(base, wrapped)
         name = _registered_key(names) or names[0]
         if name not in _REGISTRY:
             rule = _unknown(name, warn)
-        elif (does_not_pickle := _worker_env_does_not_pickle(base)) and name != names[0]:
+        elif (does_not_pickle := _worker_env_does_not_pickle(base, wrapped)) and name != names[0]:
             # found only through a name the env shares (class HopperEnv of its own): the rule cannot be tried on an env
             # that stays in the worker, and one of another env's name fits rarely; as for a DummyVecEnv whose rule fails
             reason = (
